@@ -1,0 +1,19 @@
+"""Environments: make tasks, render prompts, extract answers, verify them."""
+
+from assay.envs.base import Environment, OptionError, Task, parse_assignments
+from assay.envs.registry import UnknownEnvError, env_names, get_env, list_envs, register_env
+from assay.envs.taskfile import TaskFileError, load_tasks
+
+__all__ = [
+    "Environment",
+    "OptionError",
+    "Task",
+    "TaskFileError",
+    "UnknownEnvError",
+    "env_names",
+    "get_env",
+    "list_envs",
+    "load_tasks",
+    "parse_assignments",
+    "register_env",
+]

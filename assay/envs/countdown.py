@@ -1,0 +1,201 @@
+"""Countdown: reach a target number with + - * / over given numbers, each used once.
+
+Tasks are solvable by construction: the generator draws numbers, combines them
+with random operations (integer intermediates, exact division only) and takes
+the result as the target; the construction is kept as the task's `solution`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from assay.envs.base import Environment, Task
+from assay.verifiers import Verdict
+from assay.verifiers.countdown import check_countdown, evaluate, parse_expression
+
+PROMPT = (
+    "Using the numbers {numbers}, create an equation that equals {target}. "
+    "You can use basic arithmetic operations (+, -, *, /) and each number must be used "
+    "exactly once. Show your work in <think> </think> tags. And return the final answer "
+    "in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>."
+)
+
+
+def extract_answer_tag(completion: str) -> str | None:
+    """The text inside the last `<answer>...</answer>` pair, or None. Linear time."""
+    end = completion.rfind("</answer>")
+    if end < 0:
+        return None
+    start = completion.rfind("<answer>", 0, end)
+    if start < 0:
+        return None
+    return completion[start + len("<answer>") : end].strip()
+
+
+def solve(numbers: list[int], target: int) -> str | None:
+    """An expression over `numbers` (each exactly once) equal to `target`, or None.
+
+    Exhaustive search with exact rational arithmetic over every way to combine two
+    values with + - * /, remembering visited multisets of values.
+    """
+    goal = Fraction(target)
+    seen: set[tuple[Fraction, ...]] = set()
+
+    def search(items: list[tuple[Fraction, str]]) -> str | None:
+        if len(items) == 1:
+            return items[0][1] if items[0][0] == goal else None
+        key = tuple(sorted(v for v, _ in items))
+        if key in seen:
+            return None
+        seen.add(key)
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                (a, ea), (b, eb) = items[i], items[j]
+                rest = items[:i] + items[i + 1 : j] + items[j + 1 :]
+                options = [(a + b, f"({ea} + {eb})"), (a * b, f"{ea} * {eb}")]
+                options += [(a - b, f"({ea} - {eb})"), (b - a, f"({eb} - {ea})")]
+                if b != 0:
+                    options.append((a / b, f"{ea} / ({eb})"))
+                if a != 0:
+                    options.append((b / a, f"{eb} / ({ea})"))
+                for value, expr in options:
+                    found = search(rest + [(value, expr)])
+                    if found is not None:
+                        return found
+        return None
+
+    found = search([(Fraction(n), str(n)) for n in numbers])
+    return None if found is None else _strip_outer(found)
+
+
+def _strip_outer(expr: str) -> str:
+    if expr.startswith("(") and expr.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(expr):
+            depth += (ch == "(") - (ch == ")")
+            if depth == 0 and i < len(expr) - 1:
+                return expr
+        return expr[1:-1]
+    return expr
+
+
+@dataclass
+class CountdownOptions:
+    """Knobs of the countdown generator and verifier (`--set KEY=VALUE`)."""
+
+    min_numbers: int = 3  #: fewest numbers in a task
+    max_numbers: int = 4  #: most numbers in a task (up to 6 keeps the solver fast)
+    min_value: int = 1  #: smallest number drawn
+    max_value: int = 100  #: largest number drawn
+    min_target: int = 1  #: smallest target
+    max_target: int = 100  #: largest target
+    format_score: float = 0.0  #: score of a well-formed but wrong answer (TinyZero uses 0.1)
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_numbers <= self.max_numbers <= 8:
+            raise ValueError("need 2 <= min_numbers <= max_numbers <= 8")
+        if not 0 <= self.min_value <= self.max_value:
+            raise ValueError("need 0 <= min_value <= max_value")
+        if self.min_target > self.max_target:
+            raise ValueError("need min_target <= max_target")
+
+
+class CountdownEnv(Environment):
+    """Countdown: numbers and a target; answer an expression in <answer> tags."""
+
+    name = "countdown"
+    description = "Reach a target with + - * / over given numbers, each used once (solvable by construction)"
+    time_limit = 5.0
+    Options = CountdownOptions
+    task_schema = {
+        "type": "object",
+        "required": ["numbers", "target"],
+        "properties": {
+            "id": {"type": ["string", "integer"]},
+            "prompt": {"type": "string"},
+            "numbers": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "minItems": 1,
+                "maxItems": 12,
+            },
+            "target": {"type": "integer"},
+            "solution": {"type": "string"},
+        },
+    }
+
+    def generate(self, n: int, seed: int = 0) -> list[Task]:
+        rng = random.Random(seed)
+        return [self._one(rng, f"countdown-{seed}-{i}") for i in range(n)]
+
+    def _one(self, rng: random.Random, task_id: str) -> Task:
+        o = self.options
+        for _ in range(10_000):
+            count = rng.randint(o.min_numbers, o.max_numbers)
+            numbers = [rng.randint(o.min_value, o.max_value) for _ in range(count)]
+            built = _construct(rng, numbers)
+            if built is not None and o.min_target <= built[0] <= o.max_target:
+                value, expr = built
+                fields = {"numbers": numbers, "target": value, "solution": expr}
+                return self.make_task(fields, id=task_id)
+        raise ValueError(
+            f"could not build a countdown task with target in [{o.min_target}, {o.max_target}] "
+            f"from {o.min_numbers}-{o.max_numbers} numbers in [{o.min_value}, {o.max_value}]; "
+            "widen the ranges"
+        )
+
+    def render_prompt(self, task: Task) -> str:
+        return PROMPT.format(numbers=list(task["numbers"]), target=task["target"])
+
+    def extract(self, completion: str) -> str | None:
+        return extract_answer_tag(completion)
+
+    def check(self, task: Task, answer: str) -> Verdict:
+        return check_countdown(
+            answer, list(task["numbers"]), task["target"], format_score=self.options.format_score
+        )
+
+    def verify(self, task: Task, completion: str) -> Verdict:
+        # Bounded by construction (length and depth caps, no evaluation of foreign
+        # literals), so no worker process is needed for a single call.
+        return self.score(task, completion)
+
+    def answer_key(self, task: Task, answer: str) -> Hashable:
+        return "".join(answer.split())
+
+    def value_of(self, answer: str) -> Fraction | None:
+        """The exact value of an answer, or None if it is not a valid expression."""
+        tree = parse_expression(answer)
+        if isinstance(tree, str):
+            return None
+        try:
+            return evaluate(tree)
+        except ZeroDivisionError:
+            return None
+
+
+def _construct(rng: random.Random, numbers: list[int]) -> tuple[int, str] | None:
+    """Combine all numbers at random with integer-valued operations; None if stuck."""
+    pool = [(n, str(n)) for n in numbers]
+    rng.shuffle(pool)
+    while len(pool) > 1:
+        (a, ea), (b, eb) = pool.pop(), pool.pop()
+        if a < b:
+            (a, ea), (b, eb) = (b, eb), (a, ea)
+        choices = ["+", "-", "*"] + (["/"] if b != 0 and a % b == 0 else [])
+        op = rng.choice(choices)
+        value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
+        if op in "+-":
+            pool.append((value, f"({ea} {op} {eb})"))
+        else:
+            pool.append((value, f"{_wrap(ea)} {op} {_wrap(eb)}"))
+        rng.shuffle(pool)
+    value, expr = pool[0]
+    return value, _strip_outer(expr)
+
+
+def _wrap(expr: str) -> str:
+    return expr if " " not in expr or expr.startswith("(") and _strip_outer(expr) != expr else f"({expr})"

@@ -1,0 +1,79 @@
+"""Finding environments by name: built-ins, `@register_env` and the `assay.envs` entry points."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from assay.envs.base import Environment
+
+E = TypeVar("E", bound=type[Environment])
+
+# name -> "module:Class" for the built-ins, imported only when asked for (code pulls in the sandbox).
+_BUILTIN = {
+    "countdown": "assay.envs.countdown:CountdownEnv",
+    "math": "assay.envs.math:MathEnv",
+    "code": "assay.envs.code:CodeEnv",
+}
+_registered: dict[str, type[Environment]] = {}
+ENTRY_POINT_GROUP = "assay.envs"
+
+
+class UnknownEnvError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def register_env(cls: E) -> E:
+    """Class decorator: make an `Environment` subclass available by its `name`."""
+    if not (isinstance(cls, type) and issubclass(cls, Environment)):
+        raise TypeError(f"register_env expects an Environment subclass, got {cls!r}")
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a class attribute `name` to be registered")
+    _registered[cls.name] = cls
+    return cls
+
+
+def _load(target: str) -> type[Environment]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def env_names() -> list[str]:
+    """Every known environment name, sorted."""
+    return sorted(set(_BUILTIN) | set(_registered) | set(_entry_points()))
+
+
+def get_env_class(name: str) -> type[Environment]:
+    if name in _registered:
+        return _registered[name]
+    if name in _BUILTIN:
+        return _load(_BUILTIN[name])
+    eps = _entry_points()
+    if name in eps:
+        cls = eps[name].load()
+        if not (isinstance(cls, type) and issubclass(cls, Environment)):
+            raise TypeError(f"entry point {name!r} ({eps[name].value}) is not an Environment subclass")
+        return cls
+    raise UnknownEnvError(f"unknown env {name!r} (known: {', '.join(env_names())})")
+
+
+def get_env(name: str, **options: Any) -> Environment:
+    """An environment instance by name; options as for `--set KEY=VALUE`."""
+    return get_env_class(name)(**options)
+
+
+def list_envs() -> dict[str, str]:
+    """name -> one-line description, for every environment that can be loaded."""
+    out = {}
+    for name in env_names():
+        try:
+            out[name] = get_env_class(name).description
+        except Exception as exc:  # a broken plug-in must not hide the others
+            out[name] = f"(cannot be loaded: {type(exc).__name__}: {exc})"
+    return out

@@ -1,0 +1,69 @@
+"""Reading JSONL task files, validating every line against the environment's schema."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+
+from assay.envs.base import Task
+
+if TYPE_CHECKING:
+    from assay.envs.base import Environment
+
+
+class TaskFileError(ValueError):
+    """Some lines of a task file are bad. `problems` holds one `file:line: field: message`
+    string per problem; `tasks` holds the tasks from the good lines."""
+
+    def __init__(self, path: str, problems: list[str], tasks: list[Task]) -> None:
+        self.path, self.problems, self.tasks = path, problems, tasks
+        shown = "\n".join(problems[:20])
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(f"{len(problems)} bad line(s) in {path}:\n{shown}{more}")
+
+
+def _field_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "required":  # the missing field is named in the message only
+        missing = error.message.split("'")
+        if len(missing) >= 2:
+            parts.append(missing[1])
+    return ".".join(parts) or "(task)"
+
+
+def validate_fields(env: Environment, fields: Any) -> list[str]:
+    """Every schema problem of one task, as `field: message` strings (empty when valid)."""
+    validator = jsonschema.Draft202012Validator(env.task_schema)
+    errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.absolute_path))
+    return [f"{_field_path(e)}: {e.message}" for e in errors]
+
+
+def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
+    """Load and validate a JSONL task file (blank lines and `#` comments are skipped).
+
+    Raises `TaskFileError` if any line is bad, after reading the whole file; the good
+    tasks are on the error's `tasks`.
+    """
+    path = os.fspath(path)
+    tasks: list[Task] = []
+    problems: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                fields = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{path}:{lineno}: (line): invalid JSON: {exc.msg} at column {exc.colno}")
+                continue
+            found = validate_fields(env, fields)
+            if found:
+                problems.extend(f"{path}:{lineno}: {p}" for p in found)
+                continue
+            tasks.append(env.make_task(fields, id=f"{os.path.basename(path)}:{lineno}"))
+    if problems:
+        raise TaskFileError(path, problems, tasks)
+    return tasks

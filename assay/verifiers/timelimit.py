@@ -1,0 +1,215 @@
+"""Hard wall-clock limits for verification, from any thread and any process.
+
+Signal-based timeouts (SIGALRM, as math-verify uses) only work on the main
+thread of the main interpreter; elsewhere they silently do nothing or raise,
+which is how other trainers ended up with all-zero rewards. Here the work runs
+in a forked worker process that the caller kills when its deadline passes, so
+the limit holds no matter what the verifier does (a C extension that never
+returns, a regex that backtracks forever, a sympy simplification that explodes).
+
+`BoundedPool` keeps warm workers (forked once, reused for every call) so the
+limit costs one pipe round-trip per call, not a process start.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any, NamedTuple
+
+
+class TimedOut(Exception):
+    """Raised by `call_with_timeout` when the call ran past its limit (the worker was killed)."""
+
+
+class WorkerError(Exception):
+    """Raised by `call_with_timeout` when the call raised, or its worker process died."""
+
+
+class Failure(NamedTuple):
+    """What `BoundedPool.map` returns in place of a value that could not be computed.
+
+    kind is "timeout" (killed at the deadline) or "error" (raised, or the worker died).
+    """
+
+    kind: str
+    detail: str
+
+
+def _worker_main(conn: Connection) -> None:
+    fn: Callable[..., Any] | None = None
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        tag, payload = msg
+        if tag == "fn":
+            fn = payload
+            continue
+        index, args = payload
+        try:
+            reply = (index, True, fn(*args))  # type: ignore[misc]
+        except BaseException as exc:  # the caller decides what an exception means
+            reply = (index, False, f"{type(exc).__name__}: {exc}"[:2000])
+        try:
+            conn.send(reply)
+        except Exception as exc:  # an unpicklable result
+            conn.send((index, False, f"result could not be sent back: {type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    def __init__(self, ctx: Any) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+        self.fn: Any = None
+        self.job: int | None = None
+        self.deadline = 0.0
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+class BoundedPool:
+    """A pool of forked worker processes that run calls under a hard wall-clock limit.
+
+    >>> with BoundedPool(workers=2, timeout=1.0) as pool:
+    ...     pool.map(pow, [(2, 10), (3, 3)])
+    [1024, 27]
+
+    A call that passes its deadline is killed with its worker (a fresh worker takes
+    its place) and yields `Failure("timeout", ...)`; one that raises, or whose worker
+    dies, yields `Failure("error", ...)`. The pool itself never raises for a job.
+    """
+
+    def __init__(self, workers: int = 1, timeout: float = 5.0) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.size = workers
+        self.timeout = timeout
+        self._ctx = mp.get_context("fork")
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def __enter__(self) -> BoundedPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except (OSError, ValueError):
+                pass
+            worker.kill()
+        self._workers = []
+
+    def _ensure_workers(self) -> None:
+        if os.getpid() != self._pid:  # we were forked: the workers belong to our parent
+            self._workers, self._pid = [], os.getpid()
+        self._workers = [w for w in self._workers if w.process.is_alive()]
+        while len(self._workers) < self.size:
+            self._workers.append(_Worker(self._ctx))
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        fresh = _Worker(self._ctx)
+        self._workers[self._workers.index(worker)] = fresh
+        return fresh
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        items: Iterable[Sequence[Any]],
+        *,
+        timeout: float | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
+    ) -> list[Any]:
+        """Call `fn(*item)` for every item, in parallel; results come back in input order.
+
+        `fn` must be picklable (a module-level function or a bound method of a picklable
+        object). `on_result(index, result)` is called as each result arrives (progress bars).
+        """
+        limit = self.timeout if timeout is None else timeout
+        jobs = deque(enumerate(items))
+        results: list[Any] = [None] * len(jobs)
+        with self._lock:
+            self._ensure_workers()
+            busy: dict[Connection, _Worker] = {}
+
+            def finish(worker: _Worker, value: Any) -> None:
+                assert worker.job is not None
+                results[worker.job] = value
+                if on_result is not None:
+                    on_result(worker.job, value)
+                worker.job = None
+
+            while jobs or busy:
+                for worker in list(self._workers):
+                    if worker.job is None and jobs:
+                        index, args = jobs.popleft()
+                        try:
+                            if worker.fn is not fn:
+                                worker.conn.send(("fn", fn))
+                                worker.fn = fn
+                            worker.conn.send(("job", (index, tuple(args))))
+                        except (OSError, ValueError):  # the worker died between jobs
+                            jobs.appendleft((index, args))
+                            self._replace(worker)
+                            continue
+                        worker.job, worker.deadline = index, time.monotonic() + limit
+                        busy[worker.conn] = worker
+                if not busy:
+                    continue
+                now = time.monotonic()
+                next_deadline = min(w.deadline for w in busy.values())
+                for conn in wait(list(busy), timeout=max(0.0, next_deadline - now)):
+                    worker = busy.pop(conn)
+                    try:
+                        _, ok, value = conn.recv()
+                        finish(worker, value if ok else Failure("error", value))
+                    except (EOFError, OSError):
+                        code = worker.process.exitcode
+                        finish(worker, Failure("error", f"verifier process died (exit code {code})"))
+                        self._replace(worker)
+                now = time.monotonic()
+                for conn, worker in list(busy.items()):
+                    if worker.deadline <= now:
+                        del busy[conn]
+                        finish(worker, Failure("timeout", f"killed after the {limit:g} s limit"))
+                        self._replace(worker)
+        return results
+
+
+_local = threading.local()
+
+
+def call_with_timeout(fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
+    """Run `fn(*args)` in this thread's warm worker process with a hard `timeout` in seconds.
+
+    Works from any thread and inside worker processes. Raises `TimedOut` when the
+    limit passed (the worker is killed and replaced) and `WorkerError` when `fn`
+    raised or its process died.
+    """
+    pool = getattr(_local, "pool", None)
+    if pool is None or pool._pid != os.getpid():
+        pool = _local.pool = BoundedPool(workers=1, timeout=timeout)
+    (result,) = pool.map(fn, [args], timeout=timeout)
+    if isinstance(result, Failure):
+        raise (TimedOut if result.kind == "timeout" else WorkerError)(result.detail)
+    return result
