@@ -1,0 +1,196 @@
+"""The `assay` command.
+
+Usage errors (an unknown env, a file that cannot be read, a bad option) print one
+line and exit with status 2; everything else is reported in the output and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import click
+
+from assay.envs import (
+    Environment,
+    OptionError,
+    Task,
+    TaskFileError,
+    UnknownEnvError,
+    get_env,
+    list_envs,
+    parse_assignments,
+)
+from assay.verifiers import STATUSES, Verdict
+
+
+class UsageError(click.ClickException):
+    """One line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"assay: error: {self.format_message()}", err=True)
+
+
+def _make_env(name: str, assignments: tuple[str, ...]) -> Environment:
+    try:
+        return get_env(name, **parse_assignments(assignments))
+    except (UnknownEnvError, OptionError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="assay")
+def cli() -> None:
+    """assay: RL for language models with rewards grounded in computation."""
+
+
+@cli.command("envs")
+def envs_command() -> None:
+    """List environments with a one-line description each."""
+    for name, description in list_envs().items():
+        click.echo(f"{name:<12} {description}")
+
+
+@cli.command("sample")
+@click.argument("env_name", metavar="ENV")
+@click.option("-n", "count", default=5, show_default=True, help="Number of tasks.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Env option.")
+def sample_command(env_name: str, count: int, seed: int, assignments: tuple[str, ...]) -> None:
+    """Print procedurally generated tasks of ENV as JSONL."""
+    if count < 0:
+        raise UsageError("-n must be at least 0")
+    env = _make_env(env_name, assignments)
+    try:
+        tasks = env.generate(count, seed=seed)
+    except (ValueError, NotImplementedError) as exc:
+        raise UsageError(f"{env_name}: {exc}") from None
+    out = sys.stdout
+    for task in tasks:
+        out.write(json.dumps(task.to_dict()) + "\n")
+
+
+def _read_pairs(env: Environment, path: str) -> tuple[list[tuple[Task, str] | Verdict], int]:
+    """Each input line becomes a (task, completion) pair, or an `error` verdict naming the line."""
+    from assay.envs.taskfile import validate_fields
+
+    items: list[tuple[Task, str] | Verdict] = []
+    try:
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    name = "<stdin>" if path == "-" else path
+    with handle:
+        try:
+            lines = handle.read().splitlines()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
+    for lineno, line in enumerate(lines, start=1):
+        where = f"{name}:{lineno}"
+        if not line.strip():
+            items.append(Verdict.error(f"{where}: empty line"))
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            items.append(Verdict.error(f"{where}: invalid JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("task"), dict):
+            items.append(Verdict.error(f"{where}: task: expected an object with a 'task' object"))
+            continue
+        if not isinstance(row.get("completion"), str):
+            items.append(Verdict.error(f"{where}: completion: expected a string"))
+            continue
+        problems = validate_fields(env, row["task"])
+        if problems:
+            items.append(Verdict.error(f"{where}: task.{problems[0]}"))
+            continue
+        items.append((env.make_task(row["task"], id=where), row["completion"]))
+    return items, len(lines)
+
+
+@cli.command("verify")
+@click.argument("env_name", metavar="ENV")
+@click.argument("input_path", metavar="INPUT.jsonl")
+@click.option("-o", "--output", "output_path", default="-", help="Output JSONL (default: stdout).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: cores).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Env option.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def verify_command(
+    env_name: str,
+    input_path: str,
+    output_path: str,
+    workers: int | None,
+    assignments: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Verify completions: each input line is {"task": {...}, "completion": "..."}.
+
+    Each output line, in input order, is {"score", "status", "detail"}. A summary
+    (counts per status, throughput) goes to stderr.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    env = _make_env(env_name, assignments)
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
+    start = time.perf_counter()
+    items, _ = _read_pairs(env, input_path)
+    try:
+        out = sys.stdout if output_path == "-" else open(output_path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output_path}: {exc.strerror}") from None
+
+    pairs = [item for item in items if isinstance(item, tuple)]
+    console = Console(stderr=True)
+    show = not quiet and console.is_terminal and len(pairs) >= 200
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    ) as progress:
+        bar = progress.add_task(f"verifying {env_name}", total=len(pairs))
+        verdicts = iter(
+            env.verify_many(
+                pairs,
+                workers=workers or os.cpu_count() or 1,
+                on_result=lambda i, v: progress.advance(bar),
+            )
+        )
+    env.close()
+
+    counts: Counter[str] = Counter()
+    with out:
+        for item in items:
+            verdict = item if isinstance(item, Verdict) else next(verdicts)
+            counts[verdict.status] += 1
+            out.write(json.dumps(verdict.to_dict()) + "\n")
+    elapsed = time.perf_counter() - start
+    summary = ", ".join(f"{s} {counts[s]}" for s in STATUSES)
+    rate = len(items) / elapsed if elapsed > 0 else float("inf")
+    click.echo(f"{len(items)} verified in {elapsed:.2f} s ({rate:.0f}/s): {summary}", err=True)
+
+
+# -- training commands (assay train, assay prior) are added below this line ---------
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="assay", standalone_mode=True)
+    except TaskFileError as exc:  # pragma: no cover - commands catch their own
+        click.echo(f"assay: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
