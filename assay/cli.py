@@ -181,6 +181,35 @@ def verify_command(
     click.echo(f"{len(items)} verified in {elapsed:.2f} s ({rate:.0f}/s): {summary}", err=True)
 
 
+@cli.command("schema")
+@click.argument("env_name", metavar="ENV")
+def schema_command(env_name: str) -> None:
+    """Print the JSON Schema of ENV's task fields."""
+    env = _make_env(env_name, ())
+    click.echo(json.dumps(env.task_schema, indent=2))
+
+
+@cli.command("validate")
+@click.argument("env_name", metavar="ENV")
+@click.argument("task_file", metavar="TASKS.jsonl")
+def validate_command(env_name: str, task_file: str) -> None:
+    """Check a task file against ENV's schema: one `file:line: field: message` per problem.
+
+    Exits 1 when any line is bad.
+    """
+    env = _make_env(env_name, ())
+    try:
+        tasks = env.load(task_file)
+    except OSError as exc:
+        raise UsageError(f"cannot read {task_file}: {exc.strerror}") from None
+    except TaskFileError as exc:
+        for problem in exc.problems:
+            click.echo(problem)
+        click.echo(f"{len(exc.tasks)} good task(s), {len(exc.problems)} problem(s)", err=True)
+        sys.exit(1)
+    click.echo(f"{len(tasks)} good task(s), 0 problems", err=True)
+
+
 # -- training commands (assay train, assay prior) are added below this line ---------
 
 

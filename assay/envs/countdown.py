@@ -8,6 +8,7 @@ the result as the target; the construction is kept as the task's `solution`.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +23,16 @@ PROMPT = (
     "exactly once. Show your work in <think> </think> tags. And return the final answer "
     "in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>."
 )
+
+VERIFY_PROMPT = (
+    "Using the numbers {numbers}, a student proposed an expression that should equal {target}: "
+    "{answer}\nCheck it: the expression may use only the given numbers, each exactly once, "
+    "with + - * / and parentheses; it must be an expression, not an equation; and its value "
+    "must equal {target}. End your reply with \\boxed{{True}} if it is correct and "
+    "\\boxed{{False}} otherwise."
+)
+PROMPT_STYLES = ("tinyzero", "compact")
+VOTE_KEYS = ("text", "value")
 
 
 def extract_answer_tag(completion: str) -> str | None:
@@ -93,8 +104,17 @@ class CountdownOptions:
     min_target: int = 1  #: smallest target
     max_target: int = 100  #: largest target
     format_score: float = 0.0  #: score of a well-formed but wrong answer (TinyZero uses 0.1)
+    #: "tinyzero" (instructions, answer in <answer> tags) or "compact" (`5 1 2>007:`, the
+    #: completion itself is the answer; the model organism's form)
+    prompt_style: str = "tinyzero"
+    #: how majority vote / semantic entropy group answers: "text" (spaces ignored) or "value"
+    vote_key: str = "text"
 
     def __post_init__(self) -> None:
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {self.prompt_style!r}")
+        if self.vote_key not in VOTE_KEYS:
+            raise ValueError(f"vote_key must be one of {VOTE_KEYS}, got {self.vote_key!r}")
         if not 2 <= self.min_numbers <= self.max_numbers <= 8:
             raise ValueError("need 2 <= min_numbers <= max_numbers <= 8")
         if not 0 <= self.min_value <= self.max_value:
@@ -148,10 +168,35 @@ class CountdownEnv(Environment):
         )
 
     def render_prompt(self, task: Task) -> str:
+        if self.options.prompt_style == "compact":
+            return compact_prompt(list(task["numbers"]), task["target"])
         return PROMPT.format(numbers=list(task["numbers"]), target=task["target"])
 
     def extract(self, completion: str) -> str | None:
-        return extract_answer_tag(completion)
+        tagged = extract_answer_tag(completion)
+        if tagged is not None or self.options.prompt_style != "compact":
+            return tagged
+        # Compact form: the completion itself is the answer (the end token stops it).
+        return completion.strip() or None
+
+    # -- self-verification (the `self_verify` reward) ---------------------------------
+
+    def verification_prompt(self, task: Task, answer: str) -> str:
+        """A prompt asking the policy whether `answer` solves `task`.
+
+        Compact form: the task prompt, the answer and `?`; the expected reply is `T` or `F`.
+        """
+        if self.options.prompt_style == "compact":
+            return self.render_prompt(task) + "".join(answer.split()) + "?"
+        return VERIFY_PROMPT.format(numbers=list(task["numbers"]), target=task["target"], answer=answer)
+
+    def parse_verification(self, reply: str) -> bool | None:
+        """The policy's judgement in a verification reply: True, False, or None if it gave none."""
+        if self.options.prompt_style == "compact":
+            head = reply.strip()[:1]
+            return {"T": True, "F": False}.get(head)
+        found = re.findall(r"\\boxed\{\s*(True|False)\s*\}", reply)
+        return None if not found else found[-1] == "True"
 
     def check(self, task: Task, answer: str) -> Verdict:
         return check_countdown(
@@ -164,6 +209,10 @@ class CountdownEnv(Environment):
         return self.score(task, completion)
 
     def answer_key(self, task: Task, answer: str) -> Hashable:
+        if self.options.vote_key == "value":
+            value = self.value_of(answer)
+            if value is not None:
+                return value
         return "".join(answer.split())
 
     def value_of(self, answer: str) -> Fraction | None:
@@ -175,6 +224,11 @@ class CountdownEnv(Environment):
             return evaluate(tree)
         except ZeroDivisionError:
             return None
+
+
+def compact_prompt(numbers: list[int], target: int) -> str:
+    """The compact prompt `5 1 2>007:` (numbers, `>`, the target in at least 3 digits, `:`)."""
+    return " ".join(str(n) for n in numbers) + ">" + str(target).zfill(3) + ":"
 
 
 def _construct(rng: random.Random, numbers: list[int]) -> tuple[int, str] | None:

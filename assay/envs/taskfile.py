@@ -55,7 +55,7 @@ def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             try:
-                fields = json.loads(line)
+                fields = json.loads(line.strip())
             except json.JSONDecodeError as exc:
                 problems.append(f"{path}:{lineno}: (line): invalid JSON: {exc.msg} at column {exc.colno}")
                 continue

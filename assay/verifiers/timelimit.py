@@ -184,6 +184,7 @@ class BoundedPool:
                         _, ok, value = conn.recv()
                         finish(worker, value if ok else Failure("error", value))
                     except (EOFError, OSError):
+                        worker.process.join(timeout=1)  # reap it, so the exit code is known
                         code = worker.process.exitcode
                         finish(worker, Failure("error", f"verifier process died (exit code {code})"))
                         self._replace(worker)

@@ -1,0 +1,38 @@
+"""Shared fixtures: the real console script, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ASSAY = str(Path(sys.executable).parent / "assay")
+
+
+class Run:
+    def __init__(self, proc: subprocess.CompletedProcess) -> None:
+        self.returncode, self.stdout, self.stderr = proc.returncode, proc.stdout, proc.stderr
+
+    def jsonl(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def assay():
+    """Run the installed `assay` console script; returns stdout, stderr and the exit code."""
+
+    def run(*args: str, input: str | None = None, timeout: float = 120) -> Run:
+        proc = subprocess.run(
+            [ASSAY, *args], capture_output=True, text=True, input=input, timeout=timeout
+        )
+        return Run(proc)
+
+    return run
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path

@@ -1,0 +1,125 @@
+"""The command-line contract of DESIGN.md, through the real console script."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import write_jsonl
+
+
+def test_envs_lists_every_builtin_with_a_description(assay):
+    out = assay("envs")
+    assert out.returncode == 0
+    lines = {line.split()[0]: line for line in out.stdout.splitlines()}
+    assert {"countdown", "math", "code"} <= set(lines)
+    assert "cannot be loaded" not in lines["countdown"]
+
+
+def test_sample_prints_seeded_jsonl(assay):
+    a = assay("sample", "countdown", "-n", "5", "--seed", "3").jsonl()
+    b = assay("sample", "countdown", "-n", "5", "--seed", "3").jsonl()
+    c = assay("sample", "countdown", "-n", "5", "--seed", "4").jsonl()
+    assert a == b and a != c and len(a) == 5
+    assert all({"id", "prompt", "numbers", "target"} <= set(t) for t in a)
+
+
+def test_sample_options(assay):
+    tasks = assay("sample", "countdown", "-n", "20", "--set", "min_numbers=6",
+                  "--set", "max_numbers=6").jsonl()
+    assert all(len(t["numbers"]) == 6 for t in tasks)
+
+
+def test_usage_errors_are_one_line_and_exit_2(assay, tmp_path):
+    for args, needle in [
+        (("sample", "nope"), "unknown env 'nope'"),
+        (("sample", "countdown", "--set", "colour=red"), "unknown option 'colour'"),
+        (("sample", "countdown", "--set", "max_numbers=many"), "expects int"),
+        (("sample", "countdown", "--set", "novalue"), "KEY=VALUE"),
+        (("verify", "countdown", str(tmp_path / "missing.jsonl")), "cannot read"),
+        (("verify", "nope", str(tmp_path / "missing.jsonl")), "unknown env"),
+    ]:
+        out = assay(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert needle in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_verify_1000_solutions_correct_perturbed_none_correct(assay, tmp_path):
+    tasks = assay("sample", "countdown", "-n", "1000", "--seed", "11",
+                  "--set", "max_numbers=6").jsonl()
+    good = [{"task": t, "completion": f"<answer>{t['solution']}</answer>"} for t in tasks]
+    bad = [
+        {"task": {**t, "target": t["target"] + 1}, "completion": f"<answer>{t['solution']}</answer>"}
+        for t in tasks
+    ]
+    out = assay("verify", "countdown", str(write_jsonl(tmp_path / "good.jsonl", good)))
+    assert out.returncode == 0
+    verdicts = out.jsonl()
+    assert len(verdicts) == 1000 and all(v["status"] == "correct" for v in verdicts)
+    assert "correct 1000" in out.stderr
+
+    out = assay("verify", "countdown", str(write_jsonl(tmp_path / "bad.jsonl", bad)),
+                "-o", str(tmp_path / "out.jsonl"))
+    verdicts = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 1000 and not any(v["status"] == "correct" for v in verdicts)
+
+
+def test_hostile_answers_are_invalid_and_fast(assay, tmp_path):
+    task = {"numbers": [9, 9, 9], "target": 729}
+    hostile = [
+        "9**9**9",
+        "__import__('os').system('touch /tmp/pwned')",
+        "().__class__.__mro__[1].__subclasses__()",
+        "[x for x in ().__class__.__base__.__subclasses__()]",
+        "9*9*9 if True else 0",
+        "(" * 10000 + "9" + ")" * 10000,
+    ]
+    rows = [{"task": task, "completion": f"<answer>{h}</answer>"} for h in hostile]
+    out = assay("verify", "countdown", str(write_jsonl(tmp_path / "h.jsonl", rows)), timeout=30)
+    assert [v["status"] for v in out.jsonl()] == ["invalid"] * len(hostile)
+
+
+def test_malformed_lines_are_errors_naming_the_line_and_the_rest_is_verified(assay, tmp_path):
+    rows = [
+        {"task": {"numbers": [1, 2], "target": 3}, "completion": "<answer>1+2</answer>"},
+        "{not json",
+        {"task": {"numbers": [1, 2]}, "completion": "<answer>1+2</answer>"},
+        {"completion": "x"},
+        {"task": {"numbers": [1, 2], "target": 3}, "completion": 5},
+        "",
+        {"task": {"numbers": [1, 2], "target": 4}, "completion": "<answer>1+2</answer>"},
+    ]
+    path = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    out = assay("verify", "countdown", str(path))
+    assert out.returncode == 0
+    verdicts = out.jsonl()
+    assert [v["status"] for v in verdicts] == [
+        "correct", "error", "error", "error", "error", "error", "incorrect"
+    ]
+    assert f"{path}:2:" in verdicts[1]["detail"]
+    assert "target" in verdicts[2]["detail"] and ":3:" in verdicts[2]["detail"]
+    assert ":4:" in verdicts[3]["detail"] and ":5:" in verdicts[4]["detail"]
+    assert "error 5" in out.stderr and "correct 1" in out.stderr
+
+
+def test_verify_reads_stdin(assay):
+    row = json.dumps({"task": {"numbers": [2, 3], "target": 6}, "completion": "<answer>2*3</answer>"})
+    out = assay("verify", "countdown", "-", input=row + "\n")
+    assert out.jsonl() == [{"score": 1.0, "status": "correct", "detail": "= 6"}]
+
+
+def test_schema_and_validate(assay, tmp_path):
+    schema = json.loads(assay("schema", "countdown").stdout)
+    assert schema["required"] == ["numbers", "target"]
+    bad = write_jsonl(tmp_path / "t.jsonl", [
+        {"numbers": [1, 2], "target": 3}, {"numbers": "12", "target": 3}, "[", {"target": 1},
+    ])
+    out = assay("validate", "countdown", str(bad))
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == [
+        f"{bad}:2: numbers: '12' is not of type 'array'",
+        f"{bad}:3: (line): invalid JSON: Expecting value at column 2",
+        f"{bad}:4: numbers: 'numbers' is a required property",
+    ]
+    assert "1 good task(s)" in out.stderr

@@ -1,0 +1,117 @@
+"""Hard time limits: they hold from any thread and survive hostile verifier code."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from assay.verifiers.timelimit import (
+    BoundedPool,
+    Failure,
+    TimedOut,
+    WorkerError,
+    call_with_timeout,
+)
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def sleep_then(x: float) -> float:
+    time.sleep(x)
+    return x
+
+
+def busy_forever(_: int) -> None:
+    while True:  # no sleep: a signal-free busy loop, as a runaway sympy call would be
+        pass
+
+
+def ignore_signals_forever(_: int) -> None:
+    import signal
+
+    for sig in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    busy_forever(0)
+
+
+def boom(x: int) -> None:
+    raise ValueError(f"bad {x}")
+
+
+def die(_: int) -> None:
+    os._exit(3)
+
+
+def test_results_come_back_in_input_order():
+    with BoundedPool(workers=2, timeout=5) as pool:
+        assert pool.map(square, [(i,) for i in range(50)]) == [i * i for i in range(50)]
+
+
+def test_a_runaway_call_is_killed_at_its_deadline_and_the_pool_recovers():
+    with BoundedPool(workers=2, timeout=0.5) as pool:
+        start = time.perf_counter()
+        out = pool.map(busy_forever, [(0,), (1,)])
+        assert time.perf_counter() - start < 3
+        assert all(isinstance(r, Failure) and r.kind == "timeout" for r in out)
+        assert pool.map(square, [(3,)]) == [9]  # fresh workers took their place
+
+
+def test_ignoring_signals_does_not_escape_the_limit():
+    with BoundedPool(workers=1, timeout=0.5) as pool:
+        (result,) = pool.map(ignore_signals_forever, [(0,)])
+    assert isinstance(result, Failure) and result.kind == "timeout"
+
+
+def test_mixed_batch_keeps_good_results():
+    with BoundedPool(workers=2, timeout=0.5) as pool:
+        out = pool.map(sleep_then, [(0.0,), (10.0,), (0.01,)])
+    assert out[0] == 0.0 and out[2] == 0.01
+    assert isinstance(out[1], Failure) and out[1].kind == "timeout"
+
+
+def test_exceptions_and_dead_workers_become_errors():
+    with BoundedPool(workers=1, timeout=5) as pool:
+        (raised,) = pool.map(boom, [(7,)])
+        (died,) = pool.map(die, [(0,)])
+        assert pool.map(square, [(2,)]) == [4]
+    assert raised == Failure("error", "ValueError: bad 7")
+    assert died.kind == "error" and "exit code 3" in died.detail
+
+
+def test_call_with_timeout_works_off_the_main_thread():
+    outcomes: dict[str, object] = {}
+
+    def worker() -> None:
+        outcomes["value"] = call_with_timeout(square, 6, timeout=2)
+        try:
+            call_with_timeout(busy_forever, 0, timeout=0.3)
+        except TimedOut as exc:
+            outcomes["timeout"] = str(exc)
+        try:
+            call_with_timeout(boom, 1, timeout=2)
+        except WorkerError as exc:
+            outcomes["error"] = str(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(timeout=20)
+    assert outcomes["value"] == 36
+    assert "0.3" in outcomes["timeout"]
+    assert "ValueError" in outcomes["error"]
+
+
+def test_progress_callback_sees_every_result():
+    seen = []
+    with BoundedPool(workers=2, timeout=5) as pool:
+        pool.map(square, [(i,) for i in range(10)], on_result=lambda i, r: seen.append((i, r)))
+    assert sorted(seen) == [(i, i * i) for i in range(10)]
+
+
+def test_zero_workers_is_refused():
+    with pytest.raises(ValueError, match="workers"):
+        BoundedPool(workers=0)
