@@ -12,7 +12,8 @@ def test_envs_lists_every_builtin_with_a_description(assay):
     assert out.returncode == 0
     lines = {line.split()[0]: line for line in out.stdout.splitlines()}
     assert {"countdown", "math", "code"} <= set(lines)
-    assert "cannot be loaded" not in lines["countdown"]
+    for name in ("countdown", "math", "code"):
+        assert "cannot be loaded" not in lines[name], lines[name]
 
 
 def test_sample_prints_seeded_jsonl(assay):

@@ -145,7 +145,7 @@ def test_task_file_loading_reports_every_bad_line_and_keeps_the_good(tmp_path):
 
 
 def test_shipped_task_files_and_schemas_are_valid():
-    for name in ("countdown",):
+    for name in ("countdown", "math", "code"):
         env = get_env(name)
         schema = json.loads((ROOT / "tasks" / "schemas" / f"{name}.schema.json").read_text())
         assert schema == env.task_schema, f"tasks/schemas/{name}.schema.json is stale"

@@ -41,10 +41,17 @@ class Failure(NamedTuple):
     detail: str
 
 
-def _worker_main(conn: Connection) -> None:
+def _worker_main(conn: Connection, parent: int) -> None:
     fn: Callable[..., Any] | None = None
     while True:
         try:
+            # Wake once a second to notice a parent that died without closing the pool
+            # (crashed, killed, a multiprocessing.Pool worker terminated): the pipe does
+            # not report it, since this worker and its siblings inherited copies of the
+            # parent's end at fork.
+            while not conn.poll(1.0):
+                if os.getppid() != parent:
+                    return
             msg = conn.recv()
         except (EOFError, OSError):
             return
@@ -68,8 +75,19 @@ def _worker_main(conn: Connection) -> None:
 class _Worker:
     def __init__(self, ctx: Any) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        self.process.start()
+        self.process = ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
+        # multiprocessing refuses to start a child from a daemonic process (a
+        # multiprocessing.Pool worker, say). Ours exit by themselves when their parent
+        # dies (see _worker_main), so the flag is lifted just for the start.
+        config = mp.current_process()._config
+        daemonic = config.get("daemon", False)
+        if daemonic:
+            config["daemon"] = False
+        try:
+            self.process.start()
+        finally:
+            if daemonic:
+                config["daemon"] = daemonic
         child.close()
         self.fn: Any = None
         self.job: int | None = None
