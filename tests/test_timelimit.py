@@ -115,3 +115,23 @@ def test_progress_callback_sees_every_result():
 def test_zero_workers_is_refused():
     with pytest.raises(ValueError, match="workers"):
         BoundedPool(workers=0)
+
+
+def square_or_misbehave(x: int) -> int:
+    if x == 5:
+        busy_forever(0)
+    if x == 17:
+        os._exit(1)
+    return x * x
+
+
+def test_chunked_jobs_keep_per_job_deadlines_and_requeue_the_rest():
+    # 64 jobs on one worker go out in chunks of 8: a hang and a crash in the middle of
+    # chunks must cost only their own job.
+    with BoundedPool(workers=1, timeout=0.5) as pool:
+        out = pool.map(square_or_misbehave, [(i,) for i in range(64)])
+    assert isinstance(out[5], Failure) and out[5].kind == "timeout"
+    assert isinstance(out[17], Failure) and out[17].kind == "error"
+    assert [r for i, r in enumerate(out) if i not in (5, 17)] == [
+        i * i for i in range(64) if i not in (5, 17)
+    ]

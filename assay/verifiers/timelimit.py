@@ -61,15 +61,18 @@ def _worker_main(conn: Connection, parent: int) -> None:
         if tag == "fn":
             fn = payload
             continue
-        index, args = payload
-        try:
-            reply = (index, True, fn(*args))  # type: ignore[misc]
-        except BaseException as exc:  # the caller decides what an exception means
-            reply = (index, False, f"{type(exc).__name__}: {exc}"[:2000])
-        try:
-            conn.send(reply)
-        except Exception as exc:  # an unpicklable result
-            conn.send((index, False, f"result could not be sent back: {type(exc).__name__}: {exc}"))
+        # A chunk of jobs, answered one by one as each finishes: the parent restarts
+        # the deadline at every answer, so each job keeps its own time limit.
+        for index, args in payload:
+            try:
+                reply = (index, True, fn(*args))  # type: ignore[misc]
+            except BaseException as exc:  # the caller decides what an exception means
+                reply = (index, False, f"{type(exc).__name__}: {exc}"[:2000])
+            try:
+                conn.send(reply)
+            except Exception as exc:  # an unpicklable result
+                detail = f"result could not be sent back: {type(exc).__name__}: {exc}"
+                conn.send((index, False, detail))
 
 
 class _Worker:
@@ -90,8 +93,8 @@ class _Worker:
                 config["daemon"] = daemonic
         child.close()
         self.fn: Any = None
-        self.job: int | None = None
-        self.deadline = 0.0
+        self.jobs: deque[tuple[int, Sequence[Any]]] = deque()  # sent, not yet answered; in order
+        self.deadline = 0.0  # for the first of `jobs`
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -166,52 +169,65 @@ class BoundedPool:
         limit = self.timeout if timeout is None else timeout
         jobs = deque(enumerate(items))
         results: list[Any] = [None] * len(jobs)
+        # Cheap calls are sent in chunks, so that one pipe message carries many of them;
+        # small enough chunks that every worker stays busy until the end.
+        chunk = max(1, min(64, len(jobs) // (self.size * 8)))
         with self._lock:
             self._ensure_workers()
             busy: dict[Connection, _Worker] = {}
 
             def finish(worker: _Worker, value: Any) -> None:
-                assert worker.job is not None
-                results[worker.job] = value
+                index, _ = worker.jobs.popleft()
+                results[index] = value
                 if on_result is not None:
-                    on_result(worker.job, value)
-                worker.job = None
+                    on_result(index, value)
+                worker.deadline = time.monotonic() + limit
+
+            def retire(worker: _Worker, failure: Failure) -> None:
+                """The worker's current job failed and the worker is gone: requeue the rest."""
+                del busy[worker.conn]
+                finish(worker, failure)
+                jobs.extendleft(reversed(worker.jobs))
+                self._replace(worker)
 
             while jobs or busy:
                 for worker in list(self._workers):
-                    if worker.job is None and jobs:
-                        index, args = jobs.popleft()
-                        try:
-                            if worker.fn is not fn:
-                                worker.conn.send(("fn", fn))
-                                worker.fn = fn
-                            worker.conn.send(("job", (index, tuple(args))))
-                        except (OSError, ValueError):  # the worker died between jobs
-                            jobs.appendleft((index, args))
-                            self._replace(worker)
-                            continue
-                        worker.job, worker.deadline = index, time.monotonic() + limit
-                        busy[worker.conn] = worker
+                    if worker.jobs or not jobs:
+                        continue
+                    batch = [jobs.popleft() for _ in range(min(chunk, len(jobs)))]
+                    try:
+                        if worker.fn is not fn:
+                            worker.conn.send(("fn", fn))
+                            worker.fn = fn
+                        worker.conn.send(("jobs", [(i, tuple(args)) for i, args in batch]))
+                    except (OSError, ValueError):  # the worker died between jobs
+                        jobs.extendleft(reversed(batch))
+                        self._replace(worker)
+                        continue
+                    worker.jobs.extend(batch)
+                    worker.deadline = time.monotonic() + limit
+                    busy[worker.conn] = worker
                 if not busy:
                     continue
                 now = time.monotonic()
                 next_deadline = min(w.deadline for w in busy.values())
                 for conn in wait(list(busy), timeout=max(0.0, next_deadline - now)):
-                    worker = busy.pop(conn)
+                    worker = busy[conn]
                     try:
-                        _, ok, value = conn.recv()
-                        finish(worker, value if ok else Failure("error", value))
+                        while worker.jobs and conn.poll():
+                            _, ok, value = conn.recv()
+                            finish(worker, value if ok else Failure("error", value))
                     except (EOFError, OSError):
                         worker.process.join(timeout=1)  # reap it, so the exit code is known
                         code = worker.process.exitcode
-                        finish(worker, Failure("error", f"verifier process died (exit code {code})"))
-                        self._replace(worker)
-                now = time.monotonic()
-                for conn, worker in list(busy.items()):
-                    if worker.deadline <= now:
+                        retire(worker, Failure("error", f"verifier process died (exit code {code})"))
+                        continue
+                    if not worker.jobs:
                         del busy[conn]
-                        finish(worker, Failure("timeout", f"killed after the {limit:g} s limit"))
-                        self._replace(worker)
+                now = time.monotonic()
+                for worker in list(busy.values()):
+                    if worker.deadline <= now:
+                        retire(worker, Failure("timeout", f"killed after the {limit:g} s limit"))
         return results
 
 
