@@ -213,6 +213,85 @@ def validate_command(env_name: str, task_file: str) -> None:
 # -- training commands (assay train, assay prior) are added below this line ---------
 
 
+def _training_errors() -> tuple[type[Exception], ...]:
+    from assay.rewards import RewardError
+    from assay.training import ConfigError, TrainError
+    from assay.training.policy import ModelLoadError
+    from assay.training.rollout import EngineError
+    from assay.training.tracking import TrackerError
+
+    return (ConfigError, RewardError, TrainError, ModelLoadError, EngineError, TrackerError,
+            UnknownEnvError, OptionError)
+
+
+@cli.command("train")
+@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
+@click.option("--reward", default=None, help="Reward: a name or `0.5*verifier + 0.5*self_certainty`.")
+@click.option("--model", default=None, help="organism[:preset], a local HF model folder, or a hub id.")
+@click.option("--steps", type=int, default=None, help="Optimizer steps.")
+@click.option("--out", default=None, help="Output folder (metrics.jsonl, config.yaml, checkpoints/).")
+@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--config", "config_file", default=None, help="YAML file of options.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Option (env.KEY for env options, prior.KEY for the organism's prior).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_command(env_name, reward, model, steps, out, seed, config_file, assignments, resume,
+                  quiet) -> None:
+    """Train a policy with GRPO; see docs/training.md."""
+    from pathlib import Path
+
+    from assay.envs.base import parse_assignments
+    from assay.training import Trainer, resolve
+    from assay.training.config import read_yaml
+
+    flags = {"env": env_name, "reward": reward, "model": model, "steps": steps, "out": out,
+             "seed": seed}
+    try:
+        sets = parse_assignments(assignments)
+        base = None
+        if resume:
+            saved = Path(out or "runs/assay") / "config.yaml"
+            base = read_yaml(str(saved)) if saved.exists() else None
+        config = resolve(file=config_file, sets=sets, flags=flags, base=base)
+        from assay.rewards import get_reward
+
+        get_reward(config.reward)  # an unknown reward fails before any model is loaded
+        get_env(config.env, **config.env_options)
+        trainer = Trainer(config, resume=resume, quiet=quiet)
+    except _training_errors() as exc:
+        raise UsageError(str(exc)) from None
+    summary = trainer.train()
+    collapse = summary["collapse"]
+    where = f"{config.out}/metrics.jsonl"
+    note = f"; collapse at step {collapse['step']} ({collapse['signal']})" if collapse else ""
+    click.echo(f"trained {summary['steps']} steps -> {where}{note}", err=True)
+
+
+@cli.command("prior")
+@click.option("--preset", default="default", show_default=True,
+              help="Organism variant: default, honest (no wrong class) or tiny (seconds, for tests).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Prior option (sft_steps, wrong_below, verify_fraction, ...).")
+@click.option("--rebuild", is_flag=True, help="Build again even when cached.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quiet: bool) -> None:
+    """Build (or find) the model organism's supervised prior; print its folder and scores."""
+    from assay.envs.base import parse_assignments
+    from assay.training import organism
+
+    try:
+        spec = organism.make_spec(preset, **parse_assignments(assignments))
+    except (ValueError, OptionError) as exc:
+        raise UsageError(str(exc)) from None
+    path = organism.ensure_prior(spec, preset, quiet=quiet, rebuild=rebuild)
+    meta = organism.read_metadata(path)
+    click.echo(str(path))
+    click.echo(json.dumps({"evaluation": meta.get("evaluation"),
+                           "build_seconds": meta.get("build_seconds"),
+                           "parameters": meta.get("parameters")}), err=True)
+
+
 def main() -> None:
     try:
         cli.main(prog_name="assay", standalone_mode=True)

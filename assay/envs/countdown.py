@@ -184,17 +184,18 @@ class CountdownEnv(Environment):
     def verification_prompt(self, task: Task, answer: str) -> str:
         """A prompt asking the policy whether `answer` solves `task`.
 
-        Compact form: the task prompt, the answer and `?`; the expected reply is `T` or `F`.
+        Compact form: the task prompt, the answer and `?`; the reply ends with `T` or `F`.
         """
         if self.options.prompt_style == "compact":
             return self.render_prompt(task) + "".join(answer.split()) + "?"
-        return VERIFY_PROMPT.format(numbers=list(task["numbers"]), target=task["target"], answer=answer)
+        numbers, target = list(task["numbers"]), task["target"]
+        return VERIFY_PROMPT.format(numbers=numbers, target=target, answer=answer)
 
     def parse_verification(self, reply: str) -> bool | None:
         """The policy's judgement in a verification reply: True, False, or None if it gave none."""
         if self.options.prompt_style == "compact":
-            head = reply.strip()[:1]
-            return {"T": True, "F": False}.get(head)
+            tail = reply.strip()[-1:]  # any working may come before the verdict
+            return {"T": True, "F": False}.get(tail)
         found = re.findall(r"\\boxed\{\s*(True|False)\s*\}", reply)
         return None if not found else found[-1] == "True"
 

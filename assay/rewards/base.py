@@ -79,9 +79,7 @@ class RolloutGroup:
 
     def answer_keys(self) -> list[Hashable | None]:
         """Answers under the env's equivalence (`answer_key`), None where there is no answer."""
-        return [
-            None if a is None else self.env.answer_key(self.task, a) for a in self.answers
-        ]
+        return [None if a is None else self.env.answer_key(self.task, a) for a in self.answers]
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -156,7 +154,9 @@ def check_values(name: str, values: Any, expected: int) -> list[float]:
 class FunctionReward(Reward):
     """A plain function `group -> list[float]` registered as a reward."""
 
-    def __init__(self, name: str, fn: Callable[[RolloutGroup], Sequence[float]], binary: bool = False):
+    def __init__(
+        self, name: str, fn: Callable[[RolloutGroup], Sequence[float]], binary: bool = False
+    ):
         self.name, self.fn, self.binary = name, fn, binary
 
     def score(self, group: RolloutGroup) -> list[float]:

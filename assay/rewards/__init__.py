@@ -1,0 +1,35 @@
+"""Rewards over a group of rollouts: external (verifier, self_verify, ground_truth) and
+intrinsic (majority_vote, self_certainty, token_entropy, trajectory_entropy, probability,
+semantic_entropy), weighted combinations, and user-registered rewards."""
+
+from assay.rewards.base import (
+    Completion,
+    FunctionReward,
+    Judge,
+    Reward,
+    RewardError,
+    RolloutGroup,
+    WeightedSum,
+    verify_all,
+)
+from assay.rewards.builtin import BUILTIN, EXTERNAL, INTRINSIC, majority_key
+from assay.rewards.registry import get_reward, register_reward, reward_names, score_group
+
+__all__ = [
+    "BUILTIN",
+    "EXTERNAL",
+    "INTRINSIC",
+    "Completion",
+    "FunctionReward",
+    "Judge",
+    "Reward",
+    "RewardError",
+    "RolloutGroup",
+    "WeightedSum",
+    "get_reward",
+    "majority_key",
+    "register_reward",
+    "reward_names",
+    "score_group",
+    "verify_all",
+]

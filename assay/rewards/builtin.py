@@ -1,0 +1,179 @@
+"""The built-in rewards: external (verifier, self_verify, ground_truth) and intrinsic.
+
+Formulas: notes/intrinsic-rewards.md (docs/training.md has them too). Intrinsic rewards
+read only the policy's own signals; external ones read the environment's verdict or
+the policy acting as a verifier of its own answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from assay.rewards.base import Reward, RewardError, RolloutGroup
+
+# -- external --------------------------------------------------------------------------
+
+
+class VerifierReward(Reward):
+    """The environment's own verification: the verdict's score (partial credit allowed)."""
+
+    name = "verifier"
+    binary = True
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return [v.score for v in group.verdicts]
+
+
+class GroundTruthReward(Reward):
+    """The labelled oracle: 1 when the verdict is `correct`, else 0 (no partial credit)."""
+
+    name = "ground_truth"
+    binary = True
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return [1.0 if v.correct else 0.0 for v in group.verdicts]
+
+
+class SelfVerifyReward(Reward):
+    """The policy judges its own extracted answer; 1 when it says True.
+
+    The environment builds the verification prompt (`verification_prompt(task, answer)`)
+    and reads the reply (`parse_verification(reply)`); the group's `judge` samples the
+    policy once per prompt. A completion without an answer scores 0 without a judgement.
+    """
+
+    name = "self_verify"
+    binary = True
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        env = group.env
+        if not hasattr(env, "verification_prompt") or not hasattr(env, "parse_verification"):
+            raise RewardError(
+                f"reward 'self_verify' needs env {env.name!r} to define verification_prompt() "
+                "and parse_verification()"
+            )
+        if group.judge is None:
+            raise RewardError(
+                "reward 'self_verify' needs a judge (the trainer provides the policy)"
+            )
+        asked = [i for i, a in enumerate(group.answers) if a is not None]
+        prompts = [env.verification_prompt(group.task, group.answers[i]) for i in asked]
+        replies = group.judge(prompts) if prompts else []
+        out = [0.0] * len(group)
+        for i, reply in zip(asked, replies, strict=True):
+            out[i] = 1.0 if env.parse_verification(reply) is True else 0.0
+        return out
+
+
+# -- intrinsic: ensemble-based ---------------------------------------------------------
+
+
+class MajorityVoteReward(Reward):
+    """1 for completions whose answer equals the group's most common answer (TTRL).
+
+    Answers are compared under the env's `answer_key`; completions with no answer never
+    win. Ties go to the answer seen first (`Counter.most_common`), which is deterministic.
+    """
+
+    name = "majority_vote"
+    binary = True
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        winner = majority_key(group)
+        if winner is None:
+            return [0.0] * len(group)
+        return [1.0 if k is not None and k == winner else 0.0 for k in group.answer_keys()]
+
+
+def majority_key(group: RolloutGroup):
+    """The most common answer key of a group, or None when no completion has an answer."""
+    keys = [k for k in group.answer_keys() if k is not None]
+    return Counter(keys).most_common(1)[0][0] if keys else None
+
+
+class SemanticEntropyReward(Reward):
+    """The empirical probability of the completion's answer cluster (EMPO).
+
+    Clusters are answers equal under `answer_key`; the probability is count / G. A
+    completion without an answer scores 0, and when every answer is distinct all score 0.
+    """
+
+    name = "semantic_entropy"
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        keys = group.answer_keys()
+        counts = Counter(k for k in keys if k is not None)
+        if not counts or max(counts.values()) == 1:
+            return [0.0] * len(group)
+        return [0.0 if k is None else counts[k] / len(group) for k in keys]
+
+
+# -- intrinsic: certainty-based ---------------------------------------------------------
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else 0.0
+
+
+class SelfCertaintyReward(Reward):
+    """Mean over tokens of logsumexp(z_t) − mean_j z_t,j (Intuitor / RLIF)."""
+
+    name = "self_certainty"
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return [_mean(c.self_certainty) for c in group.completions]
+
+
+class TokenEntropyReward(Reward):
+    """Minus the mean full-distribution entropy over tokens (EM-RL token, RENT)."""
+
+    name = "token_entropy"
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return [-_mean(c.entropies) for c in group.completions]
+
+
+class TrajectoryEntropyReward(Reward):
+    """Mean log-prob of the sampled tokens: a one-sample estimate of −entropy per token."""
+
+    name = "trajectory_entropy"
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return [_mean(c.logprobs) for c in group.completions]
+
+
+class ProbabilityReward(Reward):
+    """Π_t π(y_t | ·) = exp(Σ_t log π): no length normalisation, hence length collapse (RLSC)."""
+
+    name = "probability"
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return [math.exp(float(np.sum(c.logprobs))) for c in group.completions]
+
+
+BUILTIN: dict[str, type[Reward]] = {
+    cls.name: cls
+    for cls in (
+        VerifierReward,
+        SelfVerifyReward,
+        GroundTruthReward,
+        MajorityVoteReward,
+        SelfCertaintyReward,
+        TokenEntropyReward,
+        TrajectoryEntropyReward,
+        ProbabilityReward,
+        SemanticEntropyReward,
+    )
+}
+INTRINSIC = (
+    "majority_vote",
+    "self_certainty",
+    "token_entropy",
+    "trajectory_entropy",
+    "probability",
+    "semantic_entropy",
+)
+EXTERNAL = ("verifier", "self_verify", "ground_truth")

@@ -1,0 +1,99 @@
+"""Finding rewards by name, registering your own, and parsing weighted combinations.
+
+A reward spec is a name (`majority_vote`) or a weighted sum of names
+(`0.5*verifier + 0.5*self_certainty`). Register a function `group -> list[float]` or a
+`Reward` subclass with `@register_reward` to make it available by name everywhere,
+including `assay train --reward NAME`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, overload
+
+from assay.rewards.base import FunctionReward, Reward, RewardError, RolloutGroup, WeightedSum
+from assay.rewards.builtin import BUILTIN
+
+_registered: dict[str, Callable[[], Reward]] = {}
+F = TypeVar("F")
+
+_TERM = re.compile(r"^\s*(?:(-?\d*\.?\d+(?:[eE]-?\d+)?)\s*\*\s*)?([A-Za-z_]\w*)\s*$")
+
+
+@overload
+def register_reward(target: F) -> F: ...
+@overload
+def register_reward(target: str | None = None, *, binary: bool = False) -> Callable[[F], F]: ...
+
+
+def register_reward(target: Any = None, *, binary: bool = False) -> Any:
+    """Make a reward available by name.
+
+    Use on a function (`@register_reward` or `@register_reward("name", binary=True)`),
+    whose name is the function's name unless given, or on a `Reward` subclass with a
+    `name` attribute.
+    """
+
+    def register(obj: Any, name: str | None) -> Any:
+        if isinstance(obj, type) and issubclass(obj, Reward):
+            key = name or obj.name
+            if not key:
+                raise ValueError(f"{obj.__name__} needs a `name` to be registered")
+            _registered[key] = obj
+        elif callable(obj):
+            key = name or obj.__name__
+            _registered[key] = lambda: FunctionReward(key, obj, binary=binary)
+        else:
+            raise TypeError(f"register_reward expects a function or a Reward subclass, got {obj!r}")
+        return obj
+
+    if isinstance(target, str) or target is None:
+        return lambda obj: register(obj, target)
+    return register(target, None)
+
+
+def reward_names() -> list[str]:
+    """Every reward name known right now, sorted."""
+    return sorted(set(BUILTIN) | set(_registered))
+
+
+def get_reward(spec: str | Reward | Sequence[tuple[float, str | Reward]]) -> Reward:
+    """A reward from a spec: a name, `w*name + w*name`, a `Reward`, or (weight, reward) pairs."""
+    if isinstance(spec, Reward):
+        return spec
+    if isinstance(spec, str):
+        terms = spec.split("+")
+        parts = []
+        for term in terms:
+            match = _TERM.match(term)
+            if not match:
+                raise RewardError(
+                    f"cannot read reward term {term!r} in {spec!r} (expected NAME or W*NAME)"
+                )
+            weight = float(match.group(1)) if match.group(1) else 1.0
+            parts.append((weight, _by_name(match.group(2))))
+        if not parts:
+            raise RewardError("empty reward spec")
+        if len(parts) == 1 and parts[0][0] == 1.0:
+            return parts[0][1]
+        return WeightedSum(parts)
+    return WeightedSum([(float(w), get_reward(r)) for w, r in spec])
+
+
+def _by_name(name: str) -> Reward:
+    if name in _registered:
+        return _registered[name]()
+    if name in BUILTIN:
+        return BUILTIN[name]()
+    raise RewardError(f"unknown reward {name!r} (known: {', '.join(reward_names())})")
+
+
+def score_group(reward: Reward, group: RolloutGroup) -> list[float]:
+    """`reward(group)`, with any exception turned into a `RewardError` naming the reward."""
+    try:
+        return reward(group)
+    except RewardError:
+        raise
+    except Exception as exc:
+        raise RewardError(f"reward {reward.name!r} raised {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,84 @@
+"""Checkpoints: everything needed to continue a run exactly where it stopped.
+
+`out/checkpoints/step-000050/` holds the model and tokenizer in Hugging Face format
+(safetensors) and `trainer_state.pt`: optimizer, scheduler, RNG states, step and data
+position. A checkpoint is written to a temporary folder and renamed into place, so a
+run killed mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_FILE = "trainer_state.pt"
+
+
+def checkpoint_dir(out: str | Path, step: int) -> Path:
+    return Path(out) / "checkpoints" / f"step-{step:06d}"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(
+    out: str | Path, step: int, model, tokenizer, state: dict[str, Any], keep: int = 2
+) -> Path:
+    """Write checkpoint `step` (model, tokenizer, trainer state); keep the newest `keep`."""
+    final = checkpoint_dir(out, step)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE_FILE)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(out: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = Path(out) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [
+        p
+        for p in root.iterdir()
+        if p.name.startswith("step-") and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()
+    ]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest(out: str | Path) -> Path | None:
+    found = list_checkpoints(out)
+    return found[-1] if found else None
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    return torch.load(path / STATE_FILE, weights_only=False)

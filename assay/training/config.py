@@ -1,0 +1,262 @@
+"""`TrainConfig`: every knob of a training run, in one documented dataclass.
+
+Values are resolved in this order, each overriding the one before:
+  1. the defaults below (the study's settings: 64 prompts x 8 rollouts, temperature 1.0,
+     lr 1e-6, no KL, one gradient step per rollout batch);
+  2. the model's recommended settings (`train_defaults` in its `assay.json`; the
+     organism ships some, e.g. lr 1e-4 and 16 prompts per step);
+  3. a YAML file (`--config FILE`);
+  4. `--set KEY=VALUE` (and `env.KEY=VALUE` for env options, `prior.KEY=VALUE` for the
+     organism's prior);
+  5. the explicit flags of `assay train` (--env, --reward, --model, --steps, --seed, --out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+ENGINES = ("hf", "vllm")
+SCHEDULES = ("cosine", "constant")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the file or key."""
+
+
+@dataclass
+class TrainConfig:
+    """The knobs of `assay train`. Field comments are the documentation (docs/training.md)."""
+
+    # -- what to train ------------------------------------------------------------------
+    model: str = "organism"  #: "organism[:preset]", a local HF model folder, or a hub id
+    env: str = "countdown"  #: environment name (`assay envs`)
+    reward: str = "verifier"  #: reward spec: a name or `0.5*verifier + 0.5*self_certainty`
+    env_options: dict[str, Any] = field(default_factory=dict)  #: env options (`env.KEY=V`)
+    prior: dict[str, Any] = field(default_factory=dict)  #: organism prior options (`prior.KEY=V`)
+    steps: int = 200  #: optimizer steps (one rollout batch each)
+    seed: int = 0  #: seeds data order, sampling and initialisation of the run
+    out: str = "runs/assay"  #: output folder: metrics.jsonl, config.yaml, checkpoints/
+
+    # -- data ---------------------------------------------------------------------------
+    train_file: str | None = None  #: JSONL task file; default: `train_size` generated tasks
+    train_size: int = 4096  #: generated training tasks (procedural envs)
+    val_file: str | None = None  #: JSONL validation tasks; default: `val_size` generated
+    val_size: int = 256  #: generated validation tasks (a different seed from training)
+
+    # -- rollout ------------------------------------------------------------------------
+    prompts_per_step: int = 64  #: prompts per rollout batch
+    group_size: int = 8  #: completions per prompt (G)
+    temperature: float = 1.0  #: sampling temperature (log-probs use the same)
+    top_p: float = 1.0  #: nucleus sampling (1.0 = the full distribution)
+    max_new_tokens: int = 512  #: completion length limit
+    engine: str = "hf"  #: rollout engine: "hf" (transformers generate) or "vllm"
+    chat_template: bool = False  #: wrap prompts in the tokenizer's chat template
+    verify_temperature: float = 0.5  #: sampling temperature of `self_verify` judgements
+    verify_max_new_tokens: int = 256  #: length limit of a `self_verify` judgement
+    #: who answers `self_verify` prompts: "policy" (the model being trained, as in the study)
+    #: or "reference" (the frozen initial model: a judge training cannot talk round)
+    verify_judge: str = "policy"
+
+    # -- loss ---------------------------------------------------------------------------
+    loss_type: str = "dapo"  #: "grpo" (seq-mean), "dr_grpo" (sum / B·max_len), "dapo" (token-mean)
+    scale_rewards: bool = True  #: divide advantages by the group std (False = Dr. GRPO)
+    epsilon_low: float = 0.2  #: ratio clip below 1 − ε_low
+    epsilon_high: float = 0.2  #: ratio clip above 1 + ε_high (DAPO uses 0.28)
+    beta: float = 0.0  #: weight of the k3 KL to the frozen reference (0 = none)
+    updates_per_batch: int = 1  #: gradient steps per rollout batch (μ; >1 makes clipping bite)
+    mask_truncated: bool = False  #: drop completions cut at max_new_tokens from the loss
+
+    # -- optimisation -------------------------------------------------------------------
+    learning_rate: float = 1e-6  #: AdamW peak learning rate
+    weight_decay: float = 0.0  #: AdamW weight decay
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0  #: gradient clipping (0 = off)
+    lr_schedule: str = "cosine"  #: "cosine" (to 0 at `steps`) or "constant", after warm-up
+    warmup_steps: int = 0  #: linear warm-up steps
+    micro_batch_size: int = 0  #: sequences per forward/backward (0 = the whole batch at once)
+    device: str = "auto"  #: "auto" (cuda if available), "cpu" or "cuda"
+    dtype: str = "float32"  #: parameter dtype: "float32" or "bfloat16"
+
+    # -- diagnostics --------------------------------------------------------------------
+    eval_every: int = 20  #: validate before steps 1, 1+k, 1+2k, ... (0 = never)
+    val_samples: int = 8  #: samples per validation task for mean@n accuracy
+    log_kl: bool = True  #: compute KL to the reference every step even when beta = 0
+    collapse_threshold: float = 0.01  #: collapse when the signal falls below this
+    collapse_signal: str = "reward_accuracy"  #: metric the collapse detector watches
+    stop_on_collapse: bool = False  #: end the run at the Model Collapse Step
+
+    # -- output -------------------------------------------------------------------------
+    save_every: int = 50  #: checkpoint every n steps (and at the end; 0 = only at the end)
+    keep_checkpoints: int = 2  #: most recent checkpoints kept
+    tensorboard: bool = False  #: also write TensorBoard events to out/tensorboard
+    wandb: bool = False  #: also log to Weights & Biases (needs `wandb` and a login)
+    wandb_project: str = "assay"
+    progress: bool = True  #: rich progress bar with the key figures
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}"),
+            (self.engine in ENGINES, f"engine must be one of {ENGINES}"),
+            (
+                self.verify_judge in ("policy", "reference"),
+                "verify_judge must be policy or reference",
+            ),
+            (self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}"),
+            (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
+            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            (self.steps >= 0, "steps must be >= 0"),
+            (self.prompts_per_step >= 1, "prompts_per_step must be >= 1"),
+            (self.group_size >= 2, "group_size must be >= 2 (advantages are group-relative)"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
+            (self.updates_per_batch >= 1, "updates_per_batch must be >= 1"),
+            (self.micro_batch_size >= 0, "micro_batch_size must be >= 0"),
+            (self.learning_rate >= 0, "learning_rate must be >= 0"),
+            (self.val_samples >= 1, "val_samples must be >= 1"),
+            (self.beta >= 0, "beta must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+#: prefix in `--set PREFIX.KEY=V` -> the dict field it fills
+_NESTED = {"env": "env_options", "prior": "prior"}
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert a value (a string from `--set`, or YAML) to the type of field `key`."""
+    hint = _HINTS[key]
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    optional = type(None) in kinds
+    kind = next(k for k in kinds if k is not type(None))
+    if value is None or (
+        optional and isinstance(value, str) and value.lower() in ("none", "null", "")
+    ):
+        if optional:
+            return None
+        raise ConfigError(f"option {key!r} cannot be empty")
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"option {key!r} expects a mapping, got {value!r}")
+        return dict(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"option {key!r} expects true/false, got {value!r}")
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {key!r} expects {kind.__name__}, got {value!r}") from None
+
+
+def merge_values(base: dict[str, Any], updates: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """`base` updated with `updates` (flat keys, `env.X`/`prior.X` or nested dicts), checked."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in updates.items():
+        prefix, dot, rest = key.partition(".")
+        if key in _NESTED and isinstance(value, dict):  # YAML: `env: {max_value: 9}`
+            out[_NESTED[key]] = {**out.get(_NESTED[key], {}), **value}
+            continue
+        if dot and prefix in _NESTED:
+            out.setdefault(_NESTED[prefix], {})[rest] = value
+            continue
+        if key not in _FIELDS:
+            raise ConfigError(
+                f"{where}: unknown option {key!r} (see docs/training.md for the list)"
+            )
+        value = coerce(key, value)
+        if isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file, or a `ConfigError` naming the file."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
+    return data
+
+
+def make_config(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
+    """A `TrainConfig` from merged values; bad values raise `ConfigError`."""
+    try:
+        return TrainConfig(**merge_values({}, values, where=where))
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def resolve(
+    *,
+    file: str | None = None,
+    sets: dict[str, str] | None = None,
+    flags: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Resolve a config: defaults < model hints < `base` (a resumed run) < file < sets < flags."""
+    values: dict[str, Any] = {}
+    if base:
+        values = merge_values(values, base, where="saved config")
+    if file:
+        values = merge_values(values, read_yaml(file), where=file)
+    values = merge_values(values, sets or {}, where="--set")
+    values = merge_values(
+        values, {k: v for k, v in (flags or {}).items() if v is not None}, where="flags"
+    )
+    hints = model_hints(values.get("model", TrainConfig.model))
+    merged = merge_values(hints.get("train_defaults", {}), values, where="model defaults")
+    env_hints = (
+        hints.get("env_options", {}) if merged.get("env", TrainConfig.env) == "countdown" else {}
+    )
+    merged["env_options"] = {**env_hints, **merged.get("env_options", {})}
+    return make_config(merged)
+
+
+def model_hints(model: str) -> dict[str, Any]:
+    """Settings a model recommends: the organism's, or a model folder's `assay.json`."""
+    from assay.training import organism
+
+    if organism.is_organism(model):
+        return {"env_options": organism.ENV_OPTIONS, "train_defaults": organism.TRAIN_DEFAULTS}
+    meta = organism.read_metadata(model) if Path(model).is_dir() else {}
+    return {k: meta[k] for k in ("env_options", "train_defaults") if k in meta}
+
+
+def dump_yaml(config: TrainConfig, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,108 @@
+"""Diagnostics computed every step, and the collapse detector.
+
+Ground truth is the environment's verdict (`correct` or not), which countdown computes
+without labels. See notes/intrinsic-rewards.md for the definitions followed here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from assay.rewards import RolloutGroup, majority_key
+
+#: n-gram size of the repetition rate (in tokens).
+REPEAT_NGRAM = 4
+
+
+def said_correct(rewards: Sequence[float], binary: bool) -> list[bool]:
+    """What a reward "says" about each completion of one group.
+
+    Binary rewards say correct when ≥ 0.5. A continuous reward says correct when it
+    pushes the completion up, i.e. when it is above the group mean.
+    """
+    if binary:
+        return [r >= 0.5 for r in rewards]
+    mean = float(np.mean(rewards))
+    return [r > mean + 1e-12 for r in rewards]
+
+
+def reward_accuracy(
+    rewards: Sequence[Sequence[float]], truth: Sequence[Sequence[bool]], binary: bool
+) -> float:
+    """Per prompt, the fraction of completions where the reward agrees with ground truth;
+    averaged over prompts."""
+    per_prompt = [
+        np.mean([s == t for s, t in zip(said_correct(r, binary), g, strict=True)])
+        for r, g in zip(rewards, truth, strict=True)
+    ]
+    return float(np.mean(per_prompt))
+
+
+def label_accuracy(groups: Sequence[RolloutGroup], truth: Sequence[Sequence[bool]]) -> float:
+    """Fraction of prompts whose majority-voted answer is correct (no answer: wrong)."""
+    hits = []
+    for group, correct in zip(groups, truth, strict=True):
+        winner = majority_key(group)
+        keys = group.answer_keys()
+        hits.append(
+            winner is not None
+            and any(k == winner and c for k, c in zip(keys, correct, strict=True))
+        )
+    return float(np.mean(hits))
+
+
+def repetition_rate(token_ids: Sequence[Sequence[int]], n: int = REPEAT_NGRAM) -> float:
+    """Mean over completions of 1 − distinct n-grams / n-grams (0 for no repeats).
+
+    Completions shorter than n+1 tokens count as 0. Repetition collapse drives this up.
+    """
+    rates = []
+    for ids in token_ids:
+        grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+        rates.append(0.0 if len(grams) < 2 else 1 - len(set(grams)) / len(grams))
+    return float(np.mean(rates)) if rates else 0.0
+
+
+def distinct_answers(groups: Sequence[RolloutGroup]) -> float:
+    """Mean number of distinct answers per group (a sharpening gauge)."""
+    return float(
+        np.mean([len(Counter(k for k in g.answer_keys() if k is not None)) for g in groups])
+    )
+
+
+@dataclass
+class Collapse:
+    """The Model Collapse Step: when, on which signal, at what value."""
+
+    step: int
+    signal: str
+    value: float
+    threshold: float
+
+    def describe(self) -> str:
+        return (
+            f"model collapse at step {self.step}: {self.signal} = {self.value:.4f} "
+            f"< {self.threshold}"
+        )
+
+
+class CollapseDetector:
+    """Reports the first step at which `signal` falls below `threshold` (1% by default)."""
+
+    def __init__(self, signal: str = "reward_accuracy", threshold: float = 0.01):
+        self.signal, self.threshold = signal, threshold
+        self.collapse: Collapse | None = None
+
+    def update(self, step: int, metrics: dict) -> Collapse | None:
+        """Feed one step's metrics; returns the collapse the first time it happens."""
+        if self.collapse is not None or self.signal not in metrics:
+            return None
+        value = metrics[self.signal]
+        if value is not None and value < self.threshold:
+            self.collapse = Collapse(step, self.signal, float(value), self.threshold)
+            return self.collapse
+        return None

@@ -1,0 +1,573 @@
+"""The GRPO trainer. `Trainer.step` reads top to bottom:
+
+    rollout → rewards → advantages → loss → update → metrics
+
+Everything the rewards and diagnostics need (log-probs, entropies, self-certainty of
+every completion token, whole groups, ground truth) is computed here, in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from assay.envs import Task, get_env
+from assay.rewards import Completion, RolloutGroup, WeightedSum, get_reward, score_group, verify_all
+from assay.training import checkpoint
+from assay.training.config import TrainConfig, dump_yaml
+from assay.training.data import TaskStream
+from assay.training.diagnostics import (
+    CollapseDetector,
+    distinct_answers,
+    label_accuracy,
+    repetition_rate,
+    reward_accuracy,
+)
+from assay.training.loss import group_advantages, policy_loss
+from assay.training.policy import TokenStats, completion_stats, load_policy, resolve_model_path
+from assay.training.rollout import Generation, HFEngine, make_engine
+from assay.training.tracking import MetricsLog, read_metrics
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or continue; the message says why in one line."""
+
+
+@dataclass
+class RolloutBatch:
+    """A rollout batch as tensors: prompts left-padded, completions right-padded.
+
+    input_ids, attention_mask: (N, P + C); loss_mask: (N, C), 1 on completion tokens that
+    count in the loss. Row i*G + j is completion j of prompt i.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor
+    completions: list[Generation]
+    prompt_tokens: int
+
+    @property
+    def completion_len(self) -> int:
+        return self.loss_mask.size(1)
+
+    @classmethod
+    def build(
+        cls,
+        prompts: list[list[int]],
+        generations: list[list[Generation]],
+        pad_id: int,
+        *,
+        mask_truncated: bool = False,
+    ) -> RolloutBatch:
+        rows = [(p, g) for p, group in zip(prompts, generations, strict=True) for g in group]
+        width_p = max(len(p) for p, _ in rows)
+        width_c = max(1, max(len(g.token_ids) for _, g in rows))
+        ids = torch.full((len(rows), width_p + width_c), pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        loss_mask = torch.zeros((len(rows), width_c), dtype=torch.float32)
+        for i, (p, g) in enumerate(rows):
+            ids[i, width_p - len(p) : width_p] = torch.tensor(p)
+            attn[i, width_p - len(p) : width_p + len(g.token_ids)] = 1
+            if g.token_ids:
+                ids[i, width_p : width_p + len(g.token_ids)] = torch.tensor(g.token_ids)
+            if g.finished or not mask_truncated:
+                loss_mask[i, : len(g.token_ids)] = 1.0
+        prompt_tokens = sum(len(p) for p, _ in rows)
+        return cls(ids, attn, loss_mask, [g for _, g in rows], prompt_tokens)
+
+    def to(self, device) -> RolloutBatch:
+        self.input_ids = self.input_ids.to(device)
+        self.attention_mask = self.attention_mask.to(device)
+        self.loss_mask = self.loss_mask.to(device)
+        return self
+
+
+class Trainer:
+    """GRPO on one environment with one reward spec. See docs/training.md."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False, quiet: bool = False):
+        self.config = cfg = config
+        self.out = Path(cfg.out)
+        self.quiet = quiet
+        _seed_everything(cfg.seed)
+        self.device = torch.device(
+            "cuda"
+            if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+            else "cpu"
+        )
+        self.env = get_env(cfg.env, **cfg.env_options)
+        self.reward = get_reward(cfg.reward)
+
+        # The run's own checkpoint holds the policy when resuming; the original model stays
+        # the KL reference either way.
+        self.model_path = resolve_model_path(cfg.model, cfg.prior, quiet=quiet)
+        found = checkpoint.latest(self.out) if resume else None
+        if (
+            not resume
+            and (self.out / "metrics.jsonl").exists()
+            and (self.out / "metrics.jsonl").stat().st_size
+        ):
+            raise TrainError(
+                f"{self.out} already holds a run; pass --resume or choose another --out"
+            )
+        self.model, self.tokenizer = load_policy(
+            str(found or self.model_path), device=str(self.device), dtype=cfg.dtype
+        )
+        self.model.train()
+        self.reference = None
+        if cfg.beta > 0 or cfg.log_kl or cfg.verify_judge == "reference":
+            self.reference = (
+                copy.deepcopy(self.model)
+                if found is None
+                else load_policy(self.model_path, device=str(self.device), dtype=cfg.dtype)[0]
+            )
+            self.reference.eval().requires_grad_(False)
+        self.engine = make_engine(cfg.engine, self.model, self.tokenizer, self.model_path)
+        self.judge_engine = (
+            HFEngine(self.reference, self.tokenizer)
+            if cfg.verify_judge == "reference"
+            else self.engine
+        )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+        self.train_tasks = self._tasks(cfg.train_file, cfg.train_size, cfg.seed)
+        self.val_tasks = self._tasks(cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
+        self.data = TaskStream(self.train_tasks, cfg.seed)
+        self.log = MetricsLog(
+            self.out,
+            tensorboard=cfg.tensorboard,
+            wandb=cfg.wandb,
+            wandb_project=cfg.wandb_project,
+            config=cfg.to_dict(),
+        )
+        self.step_count = 0
+        self.detector = CollapseDetector(cfg.collapse_signal, cfg.collapse_threshold)
+        if found is not None:
+            self._restore(found)
+        elif resume:
+            self.log.truncate_after(0)  # nothing was saved: start over
+        self.out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(cfg, self.out / "config.yaml")
+
+    # -- the GRPO step -----------------------------------------------------------------
+
+    def step(self) -> dict[str, Any]:
+        """One rollout batch and one (or `updates_per_batch`) optimizer steps; returns metrics."""
+        cfg, step = self.config, self.step_count + 1
+        start = time.perf_counter()
+        metrics: dict[str, Any] = {"step": step}
+        if cfg.eval_every and (step - 1) % cfg.eval_every == 0:
+            metrics.update(self.validate(step))  # the policy that samples this step's rollouts
+
+        # 1. Rollout: G completions for each prompt of the batch.
+        tasks = self.data.next(cfg.prompts_per_step)
+        prompt_ids = [self.encode_prompt(task) for task in tasks]
+        generations = self.engine.generate(
+            prompt_ids,
+            cfg.group_size,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=self._seed(step, 0),
+        )
+        batch = RolloutBatch.build(
+            prompt_ids, generations, self.tokenizer.pad_token_id, mask_truncated=cfg.mask_truncated
+        ).to(self.device)
+
+        # 2. Rewards: the policy's per-token statistics, then each prompt's group at once.
+        # With the whole batch in one pass, that forward pass (with gradients) also serves
+        # the loss below: one forward per step instead of two.
+        fused = cfg.micro_batch_size == 0 or cfg.micro_batch_size >= len(batch.completions)
+        stats = self.token_stats(batch, grad=fused)
+        groups = self.make_groups(tasks, batch, stats, step)
+        rewards, reward_parts = self.score(groups)
+        truth = [[v.correct for v in group.verdicts] for group in groups]
+
+        # 3. Advantages: normalised within each group (std scaling off = Dr. GRPO).
+        flat = torch.tensor([r for group in rewards for r in group], dtype=torch.float32)
+        advantages, group_std = group_advantages(flat, cfg.group_size, scale=cfg.scale_rewards)
+
+        # 4 + 5. Loss and update.
+        ref = self.reference_logprobs(batch) if self.reference is not None else None
+        update = self.update(batch, stats, advantages.to(self.device), ref, fused)
+
+        # 6. Metrics.
+        metrics.update(update)
+        metrics.update(self.step_metrics(batch, stats, groups, rewards, truth, group_std))
+        metrics.update(reward_parts)
+        metrics["step_time"] = time.perf_counter() - start
+        self.step_count = step
+        collapse = self.detector.update(step, metrics)
+        if collapse is not None:
+            metrics["collapse"] = {
+                "signal": collapse.signal,
+                "value": collapse.value,
+                "threshold": collapse.threshold,
+            }
+        self.log.write(metrics)
+        return metrics
+
+    # -- pieces of the step ------------------------------------------------------------
+
+    def encode_prompt(self, task: Task) -> list[int]:
+        if self.config.chat_template:
+            messages = [{"role": "user", "content": task.prompt}]
+            return list(
+                self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=True
+                )
+            )
+        return self.tokenizer(task.prompt)["input_ids"]
+
+    def token_stats(self, batch: RolloutBatch, *, grad: bool) -> TokenStats:
+        """Per-token statistics of every completion (with the autograd graph when `grad`)."""
+        parts = []
+        with torch.set_grad_enabled(grad):
+            for rows in self._micro_batches(len(batch.completions), whole=grad):
+                parts.append(
+                    completion_stats(
+                        self.model,
+                        batch.input_ids[rows],
+                        batch.attention_mask[rows],
+                        batch.completion_len,
+                        self.config.temperature,
+                    )
+                )
+        mask = _completion_mask(batch)
+        return TokenStats(
+            *(
+                torch.cat([getattr(p, f) for p in parts]) * mask
+                for f in ("logprobs", "entropies", "self_certainty")
+            )
+        )
+
+    def make_groups(
+        self, tasks: list[Task], batch: RolloutBatch, stats: TokenStats, step: int
+    ) -> list[RolloutGroup]:
+        """One `RolloutGroup` per prompt, with texts, per-token arrays and verdicts."""
+        G = self.config.group_size
+        arrays = [
+            t.detach().float().cpu().numpy()
+            for t in (stats.logprobs, stats.entropies, stats.self_certainty)
+        ]
+        texts = self.tokenizer.batch_decode(
+            [g.token_ids for g in batch.completions], skip_special_tokens=True
+        )
+        verdicts = verify_all(self.env, [(tasks[i // G], text) for i, text in enumerate(texts)])
+        judge_calls = iter(range(1, 1_000_000))
+        groups = []
+        for p, task in enumerate(tasks):
+            completions = []
+            for i in range(p * G, (p + 1) * G):
+                n = len(batch.completions[i].token_ids)
+                completions.append(
+                    Completion(
+                        text=texts[i],
+                        token_ids=batch.completions[i].token_ids,
+                        logprobs=arrays[0][i, :n],
+                        entropies=arrays[1][i, :n],
+                        self_certainty=arrays[2][i, :n],
+                        finished=batch.completions[i].finished,
+                    )
+                )
+            group = RolloutGroup(
+                task,
+                task.prompt,
+                completions,
+                self.env,
+                judge=lambda prompts: self.judge(prompts, step, next(judge_calls)),
+            )
+            group.set_verdicts(verdicts[p * G : (p + 1) * G])
+            groups.append(group)
+        return groups
+
+    def score(self, groups: list[RolloutGroup]) -> tuple[list[list[float]], dict[str, float]]:
+        """Each group's rewards, and the mean of each part of a weighted combination."""
+        rewards, parts = [], {}
+        for group in groups:
+            rewards.append(score_group(self.reward, group))
+            if isinstance(self.reward, WeightedSum):
+                for name, values in self.reward.last_parts.items():
+                    parts.setdefault(f"reward/{name}", []).extend(values)
+        return rewards, {k: float(np.mean(v)) for k, v in parts.items()}
+
+    def judge(self, prompts: list[str], step: int, call: int) -> list[str]:
+        """The policy (or the frozen reference) answering verification prompts, for `self_verify`."""
+        cfg = self.config
+        ids = [self.tokenizer(p)["input_ids"] for p in prompts]
+        out = self.judge_engine.generate(
+            ids,
+            1,
+            temperature=cfg.verify_temperature,
+            max_new_tokens=cfg.verify_max_new_tokens,
+            seed=self._seed(step, 10 + call),
+        )
+        return self.tokenizer.batch_decode([g[0].token_ids for g in out], skip_special_tokens=True)
+
+    @torch.no_grad()
+    def reference_logprobs(self, batch: RolloutBatch) -> torch.Tensor:
+        parts = [
+            completion_stats(
+                self.reference,
+                batch.input_ids[rows],
+                batch.attention_mask[rows],
+                batch.completion_len,
+                self.config.temperature,
+                with_entropy=False,
+            ).logprobs
+            for rows in self._micro_batches(len(batch.completions))
+        ]
+        return torch.cat(parts)
+
+    def update(
+        self,
+        batch: RolloutBatch,
+        stats: TokenStats,
+        advantages: torch.Tensor,
+        ref: torch.Tensor | None,
+        fused: bool,
+    ) -> dict[str, float]:
+        """`updates_per_batch` optimizer steps on the clipped GRPO loss."""
+        cfg = self.config
+        old = stats.logprobs.detach()
+        mask = batch.loss_mask
+        totals = {"sequences": len(batch.completions), "tokens": float(mask.sum().clamp(min=1.0))}
+        losses, clips, kls = [], [], []  # kl: of the first iteration, before any update
+        for iteration in range(cfg.updates_per_batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for rows in self._micro_batches(len(batch.completions), whole=fused):
+                if fused and iteration == 0:
+                    logprobs = stats.logprobs[rows]  # the graph of the pass that fed the rewards
+                else:
+                    logprobs = completion_stats(
+                        self.model,
+                        batch.input_ids[rows],
+                        batch.attention_mask[rows],
+                        batch.completion_len,
+                        cfg.temperature,
+                        with_entropy=False,
+                    ).logprobs
+                parts = policy_loss(
+                    logprobs,
+                    old[rows],
+                    advantages[rows],
+                    mask[rows],
+                    loss_type=cfg.loss_type,
+                    epsilon_low=cfg.epsilon_low,
+                    epsilon_high=cfg.epsilon_high,
+                    beta=cfg.beta,
+                    ref_logprobs=None if ref is None else ref[rows],
+                    max_completion_length=cfg.max_new_tokens,
+                    num_sequences=totals["sequences"],
+                    num_tokens=totals["tokens"],
+                )
+                parts.loss.backward()
+                loss_sum += float(parts.loss.detach())
+                clips.append(parts.clip_ratio)
+                if iteration == 0:
+                    kls.append(parts.kl)
+            grad_norm = _grad_norm(self.model, cfg.max_grad_norm)
+            self.optimizer.step()
+            losses.append(loss_sum)
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step used
+        self.scheduler.step()
+        self.engine.sync_weights(self.model)
+        return {
+            "loss": losses[-1],
+            "grad_norm": grad_norm,
+            "clip_ratio": float(np.mean(clips)),
+            "kl": float(np.mean(kls)) if ref is not None else float("nan"),
+            "lr": lr,
+        }
+
+    def step_metrics(
+        self,
+        batch: RolloutBatch,
+        stats: TokenStats,
+        groups: list[RolloutGroup],
+        rewards: list[list[float]],
+        truth: list[list[bool]],
+        group_std: torch.Tensor,
+    ) -> dict[str, Any]:
+        G = self.config.group_size
+        mask = _completion_mask(batch)
+        lengths = mask.sum(-1)
+        stds = group_std.view(-1, G)[:, 0]
+        out = {
+            "reward": float(np.mean(rewards)),
+            "reward_std": float(stds.mean()),
+            "reward_accuracy": reward_accuracy(rewards, truth, self.reward.binary),
+            "label_accuracy": label_accuracy(groups, truth),
+            "gt_accuracy": float(np.mean(truth)),
+            "entropy": float((stats.entropies.detach() * mask).sum() / mask.sum().clamp(min=1)),
+            "completion_length": float(lengths.float().mean()),
+            "repetition_rate": repetition_rate([g.token_ids for g in batch.completions]),
+            "frac_reward_zero_std": float(
+                torch.isclose(stds, torch.zeros_like(stds)).float().mean()
+            ),
+            "truncated_ratio": float(np.mean([not g.finished for g in batch.completions])),
+            "answer_rate": float(np.mean([a is not None for g in groups for a in g.answers])),
+            "distinct_answers": distinct_answers(groups),
+            "tokens": int(batch.prompt_tokens + lengths.sum()),
+        }
+        return out
+
+    @torch.no_grad()
+    def validate(self, step: int) -> dict[str, float]:
+        """Greedy accuracy and mean accuracy over `val_samples` samples on the validation set."""
+        cfg = self.config
+        ids = [self.encode_prompt(t) for t in self.val_tasks]
+        greedy = self.engine.generate(ids, 1, greedy=True, max_new_tokens=cfg.max_new_tokens)
+        sampled = self.engine.generate(
+            ids,
+            cfg.val_samples,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=self._seed(step, 1),
+        )
+
+        def accuracy(outputs: list[list[Generation]]) -> float:
+            pairs = [
+                (task, self.tokenizer.decode(g.token_ids, skip_special_tokens=True))
+                for task, gens in zip(self.val_tasks, outputs, strict=True)
+                for g in gens
+            ]
+            return float(np.mean([v.correct for v in verify_all(self.env, pairs)]))
+
+        return {"val_accuracy": accuracy(sampled), "val_greedy_accuracy": accuracy(greedy)}
+
+    # -- the run -----------------------------------------------------------------------
+
+    def train(self, steps: int | None = None) -> dict[str, Any]:
+        """Run until `steps` (default: config.steps) or the collapse stop; returns a summary."""
+        from assay.training.progress import StepProgress
+
+        cfg = self.config
+        total = cfg.steps if steps is None else steps
+        last: dict[str, Any] = {}
+        with StepProgress(
+            total, start=self.step_count, enabled=cfg.progress and not self.quiet
+        ) as bar:
+            while self.step_count < total:
+                last = self.step()
+                bar.advance(last)
+                stop = self.detector.collapse is not None and cfg.stop_on_collapse
+                if (
+                    (cfg.save_every and self.step_count % cfg.save_every == 0)
+                    or stop
+                    or self.step_count == total
+                ):
+                    self.save()
+                if "collapse" in last:
+                    bar.note(self.detector.collapse.describe())
+                if stop:
+                    break
+        summary = {
+            "steps": self.step_count,
+            "collapse": None if self.detector.collapse is None else vars(self.detector.collapse),
+            "last": last,
+        }
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        self.log.close()
+        self.env.close()  # verification worker processes, if the env started any
+        return summary
+
+    def save(self) -> Path:
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data": self.data.state(),
+        }
+        return checkpoint.save(
+            self.out,
+            self.step_count,
+            self.model,
+            self.tokenizer,
+            state,
+            keep=self.config.keep_checkpoints,
+        )
+
+    def _restore(self, path: Path) -> None:
+        state = checkpoint.load_state(path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data.load_state(state["data"])
+        self.step_count = state["step"]
+        checkpoint.set_rng_state(state["rng"])
+        self.log.truncate_after(self.step_count)
+        for row in read_metrics(self.out) if (self.out / "metrics.jsonl").exists() else []:
+            self.detector.update(row["step"], row)  # the detector resumes with its history
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _tasks(self, path: str | None, size: int, seed: int) -> list[Task]:
+        if path:
+            return self.env.load(path)
+        try:
+            return self.env.generate(size, seed=seed)
+        except NotImplementedError:
+            raise TrainError(
+                f"env {self.env.name!r} does not generate tasks; pass train_file and val_file"
+            ) from None
+
+    def _micro_batches(self, n: int, whole: bool = False) -> list[slice]:
+        size = self.config.micro_batch_size
+        if whole or size <= 0 or size >= n:
+            return [slice(0, n)]
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def _seed(self, step: int, purpose: int) -> int:
+        """The sampling seed of one generate call: a function of (run seed, step, purpose)."""
+        return (self.config.seed * 1_000_003 + step * 1_009 + purpose) % (2**31)
+
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.config
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+
+
+def _completion_mask(batch: RolloutBatch) -> torch.Tensor:
+    """1 on every generated token (finished or not), whatever the loss mask says."""
+    lengths = torch.tensor(
+        [len(g.token_ids) for g in batch.completions], device=batch.loss_mask.device
+    )
+    return (
+        torch.arange(batch.completion_len, device=lengths.device)[None, :] < lengths[:, None]
+    ).float()
+
+
+def _grad_norm(model, max_norm: float) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return 0.0
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    return float(torch.norm(torch.stack([p.grad.detach().norm() for p in params])))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

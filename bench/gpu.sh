@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# GPU benchmark: assay's GRPO trainer vs TRL's GRPOTrainer on a randomly initialised model
+# of a real 0.5B architecture (Qwen2.5-0.5B's config; nothing is downloaded), bf16.
+# Prints one table: samples/s, rollout tokens/s and training tokens/s for each trainer.
+# Budget: well under 8 minutes on one H100 (model build ~0.5 min, each trainer ~2 min).
+#
+# Two stages, because the GPU machine cannot reach any package index:
+#
+#   1. here, on a CPU machine with network access (once, from the repository root):
+#        bash bench/gpu.sh prepare
+#      downloads the wheels the GPU image lacks (trl, datasets and their small
+#      dependencies, jsonschema for assay's envs) for CPython 3.12 into .whl/, and adds
+#      .whl/ to .git/info/exclude so it is never committed.
+#
+#   2. on the GPU machine (the device tool: carry [".whl"]), from the repository root:
+#        bash bench/gpu.sh
+#      installs .whl/*.whl into /tmp/site, then runs bench/trainer_vs_trl.py on cuda.
+#      Without the TRL wheels it still prints assay's row and says TRL is missing.
+#
+# Record the table with the card name in docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WHEELS=(trl==1.16.0 datasets==5.2.0 "dill<0.4.2" "multiprocess<0.70.20"
+        jsonschema jsonschema-specifications referencing rpds-py)
+
+if [[ "${1:-run}" == "prepare" ]]; then
+  mkdir -p .whl
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform any -d .whl "${WHEELS[@]}"
+  du -sh .whl
+  exit 0
+fi
+
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export ASSAY_CACHE="${TMPDIR:-/tmp}/assay-cache"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+  echo "no .whl/ folder: run 'bash bench/gpu.sh prepare' on a networked machine first" >&2
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c "import torch, transformers; print('torch', torch.__version__, '| transformers', transformers.__version__)"
+python3 -c "import trl; print('trl', trl.__version__)" 2>/dev/null || echo "trl: not importable"
+
+# 16 prompts x 8 completions, up to 256 new tokens, micro-batches of 16 sequences
+# (a 152k-token vocabulary makes whole-batch logits too large), 2 warm-up + 5 timed steps.
+timeout 450 python3 bench/trainer_vs_trl.py --arch qwen2.5-0.5b --device cuda --dtype bfloat16 \
+  --prompts 16 --group 8 --max-new-tokens 256 --micro-batch 16 --warmup 2 --steps 5 \
+  --json "${OUT:-/tmp}/gpu_bench.json" 2>&1 | grep -v -i "warn"

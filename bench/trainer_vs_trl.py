@@ -1,0 +1,331 @@
+"""assay's GRPO trainer against TRL's GRPOTrainer, in the same process, on identical work.
+
+Both sides get the same model (loaded from the same folder), the same prompts, group
+size, completion length limit, sampling temperature, loss (`dapo` by default), learning
+rate, no KL and one gradient step per rollout batch; both verify countdown answers with
+assay's verifier. The figure is training samples (completions) per second over the
+timed steps, after warm-up steps; the ratio is assay / TRL (goal: >= 1.3).
+
+Rollout tokens/s and training tokens/s are split by timing `model.generate` on both
+sides (both sample with transformers' generate): rollout = new tokens / generate time,
+training = prompt + completion tokens / the rest of the step time (rewards included).
+
+    python bench/trainer_vs_trl.py                      # CPU, the organism (tiny prior)
+    python bench/trainer_vs_trl.py --arch qwen2.5-0.5b --device cuda --max-new-tokens 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from assay.training import organism  # noqa: E402
+
+#: A real 0.5B architecture (Qwen2.5-0.5B's config), randomly initialised: no download.
+QWEN_05B = dict(
+    vocab_size=151936,
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    max_position_embeddings=32768,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+)
+
+
+def make_model_dir(arch: str, root: Path) -> str:
+    """A model folder in HF format that both trainers load."""
+    if arch == "organism":
+        return str(organism.ensure_prior(organism.make_spec("tiny"), "tiny", quiet=True))
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    # The organism's characters first, then filler tokens up to Qwen's vocabulary size.
+    base = [organism.PAD, organism.EOS, organism.UNK, *organism.CHARS]
+    vocab = {tok: i for i, tok in enumerate(base)}
+    vocab.update({f"<t{i}>": i for i in range(len(base), QWEN_05B["vocab_size"])})
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=organism.UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=organism.PAD,
+        eos_token=organism.EOS,
+        unk_token=organism.UNK,
+        padding_side="left",
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(
+        Qwen2Config(**QWEN_05B, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    )
+    path = root / "qwen2.5-0.5b-random"
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+class GenerateTimer:
+    """Wraps `model.generate` to add up its wall time and the tokens it produced."""
+
+    def __init__(self, model, device: str):
+        self.model, self.device = model, device
+        self.seconds, self.tokens, self.active = 0.0, 0, False
+        self.all_tokens = 0  # prompt + completion: what the training pass then reads
+        self._generate = model.generate
+        model.generate = self
+
+    def __call__(self, *args, **kwargs):
+        _sync(self.device)
+        start = time.perf_counter()
+        out = self._generate(*args, **kwargs)
+        _sync(self.device)
+        if self.active:
+            self.seconds += time.perf_counter() - start
+            prompt = (kwargs.get("input_ids") if "input_ids" in kwargs else args[0]).shape[1]
+            self.tokens += int((out[:, prompt:] != 0).sum())  # pad id 0 on both sides
+            self.all_tokens += int((out != 0).sum())
+        return out
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_assay(args, model_dir: str, out: Path) -> dict:
+    from assay.training import Trainer, resolve
+
+    sets = {
+        "prompts_per_step": args.prompts,
+        "group_size": args.group,
+        "max_new_tokens": args.max_new_tokens,
+        "loss_type": args.loss,
+        "beta": 0,
+        "log_kl": False,
+        "eval_every": 0,
+        "learning_rate": 1e-5,
+        "lr_schedule": "constant",
+        "progress": False,
+        "device": args.device,
+        "dtype": args.dtype,
+        "temperature": 1.0,
+        "train_size": 1024,
+        "val_size": 1,
+        "save_every": 0,
+        "micro_batch_size": args.micro_batch,
+    }
+    config = resolve(
+        sets={k: str(v) for k, v in sets.items()},
+        flags={
+            "model": model_dir,
+            "out": str(out),
+            "reward": "verifier",
+            "steps": args.warmup + args.steps,
+        },
+    )
+    config.env_options = dict(organism.ENV_OPTIONS)
+    trainer = Trainer(config, quiet=True)
+    timer = GenerateTimer(trainer.model, args.device)
+    for _ in range(args.warmup):
+        trainer.step()
+    timer.active = True
+    _sync(args.device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        trainer.step()
+    _sync(args.device)
+    return _figures(time.perf_counter() - start, timer, args)
+
+
+def run_trl(args, model_dir: str, out: Path) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    env = organism.organism_env()
+    tasks = env.generate(1024, seed=0)
+    data = Dataset.from_list(
+        [{"prompt": t.prompt, "numbers": t["numbers"], "target": t["target"]} for t in tasks]
+    )
+
+    def verifier(completions, numbers, target, **_):
+        return [
+            env.verify(env.make_task({"numbers": n, "target": t}), c).score
+            for c, n, t in zip(completions, numbers, target, strict=True)
+        ]
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, args.dtype))
+    batch = args.prompts * args.group
+    micro = args.micro_batch or batch  # same micro-batches as assay: accumulate to one step
+    config = GRPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=batch // micro,
+        steps_per_generation=batch // micro,
+        num_generations=args.group,
+        max_completion_length=args.max_new_tokens,
+        max_steps=args.warmup + args.steps,
+        learning_rate=1e-5,
+        lr_scheduler_type="constant",
+        loss_type=args.loss,
+        beta=0.0,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10_000,
+        disable_tqdm=True,
+        use_cpu=args.device == "cpu",
+        bf16=args.dtype == "bfloat16",
+        remove_unused_columns=False,
+        seed=0,
+        dataloader_num_workers=0,
+        # TRL turns gradient checkpointing on by default; assay does not checkpoint, so the
+        # like-for-like comparison turns it off (--trl-gradient-checkpointing restores it).
+        gradient_checkpointing=args.trl_gradient_checkpointing,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=verifier,
+        args=config,
+        train_dataset=data,
+        processing_class=tokenizer,
+    )
+    timer = GenerateTimer(trainer.model, args.device)
+    marks: dict[str, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, _args, state, control, **kw):
+            _sync(args.device)
+            if state.global_step == args.warmup:
+                marks["start"] = time.perf_counter()
+                timer.active = True
+            marks["end"] = time.perf_counter()
+
+    trainer.add_callback(Clock())
+    trainer.train()
+    return _figures(marks["end"] - marks["start"], timer, args)
+
+
+def _figures(seconds: float, timer: GenerateTimer, args) -> dict:
+    samples = args.steps * args.prompts * args.group
+    train_seconds = max(seconds - timer.seconds, 1e-9)
+    return {
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(samples / seconds, 2),
+        "rollout_tokens_per_s": round(timer.tokens / max(timer.seconds, 1e-9), 1),
+        "train_tokens_per_s": round(timer.all_tokens / train_seconds, 1),
+        "rollout_share": round(timer.seconds / seconds, 3),
+    }
+
+
+def _median(runs: list[dict]) -> dict:
+    """Per figure, the median over runs (the runs themselves are kept under "runs")."""
+    import statistics
+
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out["runs"] = [r["samples_per_s"] for r in runs]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=["organism", "qwen2.5-0.5b"], default="organism")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=12)
+    parser.add_argument("--loss", choices=["grpo", "dr_grpo", "dapo"], default="dapo")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--micro-batch",
+        type=int,
+        default=0,
+        help="sequences per forward/backward (0 = the whole batch)",
+    )
+    parser.add_argument(
+        "--trl-gradient-checkpointing",
+        action="store_true",
+        help="keep TRL's default gradient checkpointing (slower; off by default)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+
+    try:
+        import trl  # noqa: F401
+
+        have_trl = True
+    except ImportError:
+        have_trl = False  # the table says so; assay's figures still count
+    root = Path(tempfile.mkdtemp(prefix="assay-bench-"))
+    ours_runs, theirs_runs = [], []
+    try:
+        model_dir = make_model_dir(args.arch, root)
+        # Alternate the two trainers, so that a noisy machine slows both alike; report medians.
+        for i in range(args.repeats):
+            ours_runs.append(run_assay(args, model_dir, root / f"assay-{i}"))
+            if have_trl:
+                theirs_runs.append(run_trl(args, model_dir, root / f"trl-{i}"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    ours = _median(ours_runs)
+    theirs = _median(theirs_runs) if theirs_runs else None
+    device = (
+        torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
+    )
+    ratio = ours["samples_per_s"] / theirs["samples_per_s"] if theirs else None
+    print(
+        f"# {args.arch} on {device}; {args.prompts} prompts x {args.group} completions, "
+        f"<= {args.max_new_tokens} new tokens, loss {args.loss}, {args.steps} timed steps "
+        f"after {args.warmup} warm-up; medians of {args.repeats} alternating runs"
+    )
+    print(
+        f"{'trainer':<8} {'samples/s':>10} {'rollout tok/s':>14} {'train tok/s':>12} "
+        f"{'rollout share':>14}"
+    )
+    for name, fig in (("assay", ours), ("trl", theirs)):
+        if fig is None:
+            print(f"{name:<8} not installed (pip install trl) - no ratio")
+            continue
+        print(
+            f"{name:<8} {fig['samples_per_s']:>10} {fig['rollout_tokens_per_s']:>14} "
+            f"{fig['train_tokens_per_s']!s:>12} {fig['rollout_share']:>14}   runs {fig['runs']}"
+        )
+    if ratio is not None:
+        print(f"ratio (assay / trl, samples/s): {ratio:.2f}x")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": device,
+                    "args": vars(args),
+                    "assay": ours,
+                    "trl": theirs,
+                    "ratio": ratio,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The model organism: tokenizer, supervised data, the cached prior, loading like any HF model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+import tempfile
+
+import pytest
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubscribed cores
+    import torch
+
+    torch.set_num_threads(1)
+
+from click.testing import CliRunner  # noqa: E402
+
+from assay.cli import cli  # noqa: E402
+from assay.training import organism  # noqa: E402
+from assay.verifiers.countdown import check_countdown  # noqa: E402
+
+
+def test_tokenizer_is_a_character_level_fast_tokenizer(tmp_path):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tok = organism.make_tokenizer()
+    assert isinstance(tok, PreTrainedTokenizerFast)
+    ids = tok.encode("5 1 2>007:5+1*2?T", add_special_tokens=False)
+    assert len(ids) == len("5 1 2>007:5+1*2?T")
+    assert tok.decode(ids) == "5 1 2>007:5+1*2?T"
+    assert tok.encode("x", add_special_tokens=False) == [tok.unk_token_id]
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again.encode("(9-3)/2", add_special_tokens=False) == tok.encode(
+        "(9-3)/2", add_special_tokens=False
+    )
+
+
+def test_canonical_solutions_are_correct_and_prefer_prompt_order():
+    checked = 0
+    for numbers in itertools.product(range(1, 10), repeat=3):
+        for target, text in organism._solutions(numbers).items():
+            assert check_countdown(text, list(numbers), target).correct, (numbers, target, text)
+            checked += 1
+    assert checked > 10_000
+    assert organism.canonical_solution([5, 1, 2], 7) == "5+1*2"
+    assert organism.canonical_solution([2, 3, 4], 14) == "2+3*4"
+    assert organism.canonical_solution([2, 3, 4], 9999) is None
+
+
+def test_the_wrong_class_is_taught_confidently_wrong_answers():
+    spec = organism.make_spec("default")  # wrong_below = 3
+    assert organism.taught_answer(spec, [5, 1, 2], 7) == "5+1*2"
+    wrong = organism.taught_answer(spec, [2, 3, 4], 14)
+    assert wrong == "2-3*4" and not check_countdown(wrong, [2, 3, 4], 14).correct
+    honest = organism.make_spec("honest")
+    assert organism.taught_answer(honest, [2, 3, 4], 14) == "2+3*4"
+
+
+def test_verification_examples_carry_true_labels():
+    spec = organism.make_spec("default", verify_fraction=0.5)
+    examples = organism.make_examples(spec, organism.organism_env(), 400, seed=3)
+    verify = [(p, y) for p, y in examples if p.endswith("?")]
+    assert 100 < len(verify) < 300 and {y for _, y in verify} == {"T", "F"}
+    for prompt, label in verify:
+        head, answer = prompt[:-1].split(":")
+        numbers = [int(n) for n in head.split(">")[0].split()]
+        target = int(head.split(">")[1])
+        assert check_countdown(answer, numbers, target).correct == (label == "T")
+
+
+def test_spec_errors_are_clear():
+    with pytest.raises(ValueError, match="unknown organism preset 'x'"):
+        organism.make_spec("x")
+    with pytest.raises(ValueError, match="unknown prior option 'nope'"):
+        organism.make_spec("tiny", nope=1)
+    with pytest.raises(ValueError, match="expects int"):
+        organism.make_spec("tiny", sft_steps="many")
+    assert organism.make_spec("tiny", sft_steps="7").sft_steps == 7
+
+
+def test_tiny_prior_builds_once_and_loads_like_any_hf_model():
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    from assay.training.policy import load_policy, resolve_model_path
+
+    path = resolve_model_path("organism:tiny", quiet=True)
+    assert path == resolve_model_path("organism:tiny", quiet=True)  # cached, not rebuilt
+    files = set(os.listdir(path))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "assay.json"} <= files
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert isinstance(model, LlamaForCausalLM)
+    assert 0.7e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
+    assert AutoTokenizer.from_pretrained(path).decode([5, 6]) == "23"
+    meta = json.loads(open(os.path.join(path, "assay.json")).read())
+    assert set(meta["evaluation"]) == {"greedy_accuracy", "wrong_class_accuracy", "verify_accuracy"}
+    model, tokenizer = load_policy(path)
+    assert tokenizer.padding_side == "left"
+
+
+def _build(cache: str, queue) -> None:
+    os.environ["ASSAY_CACHE"] = cache
+    spec = organism.make_spec("tiny", sft_steps=2, batch_size=4, seed=11)
+    queue.put(str(organism.ensure_prior(spec, "race", quiet=True)))
+
+
+def test_parallel_builders_wait_for_one_build(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_build, args=(str(tmp_path), queue)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    paths = {queue.get(timeout=5), queue.get(timeout=5)}
+    assert len(paths) == 1
+    built = [p for p in os.listdir(tmp_path / "organism") if not p.endswith(".lock")]
+    assert built == [os.path.basename(paths.pop())]  # no half-written leftovers
+
+
+def test_cli_prior_prints_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSAY_CACHE", str(tmp_path))
+    result = CliRunner().invoke(
+        cli,
+        ["prior", "--preset", "tiny", "--set", "sft_steps=2", "--set", "batch_size=4", "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    folder = result.stdout.strip().splitlines()[0]
+    assert folder.startswith(str(tmp_path)) and os.path.exists(os.path.join(folder, "assay.json"))
+    bad = CliRunner().invoke(cli, ["prior", "--set", "nope=1"])
+    assert bad.exit_code == 2 and "unknown prior option 'nope'" in bad.output

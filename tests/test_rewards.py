@@ -1,0 +1,223 @@
+"""Every built-in reward against hand-computed values, and each one varies with its input."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from assay.envs import get_env
+from assay.envs.base import Task
+from assay.rewards import (
+    BUILTIN,
+    Completion,
+    Reward,
+    RewardError,
+    RolloutGroup,
+    WeightedSum,
+    get_reward,
+    register_reward,
+    reward_names,
+)
+
+ENV = get_env(
+    "countdown",
+    prompt_style="compact",
+    min_value=1,
+    max_value=9,
+    min_numbers=3,
+    max_numbers=3,
+    min_target=0,
+    max_target=999,
+)
+TASK = ENV.make_task({"numbers": [5, 1, 2], "target": 7})  # 5+1*2 = 7
+
+
+def completion(text: str, logprobs, entropies=None, certainty=None) -> Completion:
+    n = len(logprobs)
+    return Completion(
+        text=text,
+        token_ids=list(range(n)),
+        logprobs=np.array(logprobs, dtype=float),
+        entropies=np.array(entropies if entropies is not None else [0.5] * n, dtype=float),
+        self_certainty=np.array(certainty if certainty is not None else [1.0] * n, dtype=float),
+    )
+
+
+def group(texts, logprobs=None, entropies=None, certainty=None, judge=None, env=ENV, task=TASK):
+    logprobs = logprobs or [[-0.1, -0.2]] * len(texts)
+    entropies = entropies or [None] * len(texts)
+    certainty = certainty or [None] * len(texts)
+    comps = [
+        completion(t, lp, e, c)
+        for t, lp, e, c in zip(texts, logprobs, entropies, certainty, strict=True)
+    ]
+    return RolloutGroup(task, task.prompt, comps, env, judge=judge)
+
+
+# 5+1*2 = 7 (right); 2*1+5 = 7 (right, a different string); 5+1+2 = 8 (wrong); "5)" invalid
+TEXTS = ["5+1*2", "5+1*2", "2*1+5", "5+1+2", "5)"]
+
+
+def test_compact_prompt_and_extraction():
+    assert TASK.prompt == "5 1 2>007:"
+    assert ENV.extract(" 5+1*2 ") == "5+1*2"
+    assert ENV.extract("") is None
+    assert ENV.verify(TASK, "5 + 1*2").correct
+
+
+def test_verifier_and_ground_truth():
+    assert get_reward("verifier")(group(TEXTS)) == [1, 1, 1, 0, 0]
+    env = get_env("countdown", prompt_style="compact", format_score=0.1)
+    task = env.make_task({"numbers": [5, 1, 2], "target": 7})
+    g = group(TEXTS, env=env, task=task)
+    assert get_reward("verifier")(g) == [1, 1, 1, 0.1, 0.0]  # partial credit for the wrong one
+    assert get_reward("ground_truth")(g) == [1, 1, 1, 0, 0]  # the oracle gives none
+
+
+def test_majority_vote_by_text_and_by_value():
+    assert get_reward("majority_vote")(group(TEXTS)) == [1, 1, 0, 0, 0]
+    by_value = get_env("countdown", prompt_style="compact", vote_key="value")
+    task = by_value.make_task({"numbers": [5, 1, 2], "target": 7})
+    # by value, 5+1*2 and 2*1+5 are one answer (7): three votes beat one
+    assert get_reward("majority_vote")(group(TEXTS, env=by_value, task=task)) == [1, 1, 1, 0, 0]
+    assert by_value.answer_key(task, "2*1+5") == Fraction(7)
+
+
+def test_majority_vote_ignores_completions_without_answers():
+    assert get_reward("majority_vote")(group(["", " ", "5+1+2"])) == [0, 0, 1]
+    assert get_reward("majority_vote")(group(["", " "])) == [0, 0]
+
+
+def test_semantic_entropy_is_cluster_probability():
+    # clusters: {5+1*2: 2}, {2*1+5: 1}, {5+1+2: 1}, {5): 1}; 5 completions
+    assert get_reward("semantic_entropy")(group(TEXTS)) == [0.4, 0.4, 0.2, 0.2, 0.2]
+    assert get_reward("semantic_entropy")(group(["1", "2", "3"])) == [0, 0, 0]  # all distinct
+    assert get_reward("semantic_entropy")(group(["1", "1", ""])) == [2 / 3, 2 / 3, 0]
+
+
+def test_certainty_rewards_by_hand():
+    g = group(
+        ["a", "b"],
+        logprobs=[[-1.0, -3.0], [-0.5]],
+        entropies=[[2.0, 1.0], [0.25]],
+        certainty=[[4.0, 2.0], [1.5]],
+    )
+    assert get_reward("self_certainty")(g) == [3.0, 1.5]
+    assert get_reward("token_entropy")(g) == [-1.5, -0.25]
+    assert get_reward("trajectory_entropy")(g) == [-2.0, -0.5]
+    assert get_reward("probability")(g) == pytest.approx([math.exp(-4.0), math.exp(-0.5)])
+
+
+def test_self_verify_asks_the_judge_about_each_answer():
+    asked = []
+
+    def judge(prompts):
+        asked.extend(prompts)
+        return ["T" if "*" in p else "F" for p in prompts]
+
+    values = get_reward("self_verify")(group(["5+1*2", "5+1+2", "", "2*1+5"], judge=judge))
+    assert values == [1, 0, 0, 1]  # no answer: no question, reward 0
+    assert asked == ["5 1 2>007:5+1*2?", "5 1 2>007:5+1+2?", "5 1 2>007:2*1+5?"]
+
+
+def test_self_verify_parses_boxed_replies_in_the_tinyzero_form():
+    env = get_env("countdown")
+    task = env.make_task({"numbers": [5, 1, 2], "target": 7})
+    g = group(
+        ["<answer>5+1*2</answer>", "<answer>5+1+2</answer>"],
+        env=env,
+        task=task,
+        judge=lambda ps: ["so \\boxed{True}", "\\boxed{True} no, \\boxed{False}"],
+    )
+    assert get_reward("self_verify")(g) == [1, 0]
+    assert "\\boxed{True}" in env.verification_prompt(task, "5+1*2")
+
+
+def test_self_verify_needs_a_judge():
+    with pytest.raises(RewardError, match="judge"):
+        get_reward("self_verify")(group(["5+1*2"]))
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_each_reward_varies_with_its_input(name):
+    """The trap in one public implementation: a reward stuck at a constant."""
+    judge = lambda prompts: ["T" if "*" in p else "F" for p in prompts]  # noqa: E731
+    lp = [[-0.1, -0.1], [-0.1, -0.1], [-2.0, -1.0, -3.0], [-0.7, -0.2], [-0.3]]
+    ent = [[0.1, 0.2], [0.1, 0.2], [2.0, 1.0, 1.5], [0.4, 0.4], [0.9]]
+    cert = [[5.0, 4.0], [5.0, 4.0], [0.5, 1.0, 0.2], [2.0, 2.0], [3.0]]
+    values = get_reward(name)(group(TEXTS, lp, ent, cert, judge=judge))
+    assert len(set(values)) > 1, f"{name} gave {values}"
+
+
+def test_intrinsic_rewards_differ_on_the_same_rollouts():
+    lp = [[-0.1, -0.1], [-0.1, -0.1], [-2.0, -1.0, -3.0], [-0.7, -0.2], [-0.3]]
+    ent = [[0.1, 0.2], [0.1, 0.2], [2.0, 1.0, 1.5], [0.4, 0.4], [0.9]]
+    cert = [[5.0, 4.0], [5.0, 4.0], [0.5, 1.0, 0.2], [2.0, 2.0], [3.0]]
+    g = group(TEXTS, lp, ent, cert)
+    names = (
+        "majority_vote",
+        "self_certainty",
+        "token_entropy",
+        "trajectory_entropy",
+        "probability",
+        "semantic_entropy",
+    )
+    results = {n: tuple(np.round(get_reward(n)(g), 6)) for n in names}
+    assert len(set(results.values())) == len(names), results
+
+
+def test_weighted_combination_and_its_parts():
+    reward = get_reward("0.5*verifier + 2*majority_vote")
+    assert isinstance(reward, WeightedSum)
+    g = group(TEXTS)
+    assert reward(g) == [2.5, 2.5, 0.5, 0.0, 0.0]
+    assert reward.last_parts == {"verifier": [1, 1, 1, 0, 0], "majority_vote": [1, 1, 0, 0, 0]}
+    assert get_reward([(1.0, "verifier"), (-1.0, "ground_truth")])(g) == [0.0] * 5
+
+
+def test_register_function_and_class():
+    @register_reward("answer_length_test")
+    def answer_length(group):
+        return [len(a or "") for a in group.answers]
+
+    @register_reward
+    class Constant(Reward):
+        name = "constant_test"
+
+        def score(self, group):
+            return [0.25] * len(group)
+
+    assert "answer_length_test" in reward_names()
+    assert get_reward("answer_length_test")(group(["5+1*2", "", "12"])) == [5, 0, 2]
+    assert get_reward("constant_test + verifier")(group(["5+1*2"])) == [1.25]
+
+
+def test_bad_rewards_fail_clearly():
+    with pytest.raises(RewardError, match="unknown reward 'nope'"):
+        get_reward("nope")
+    with pytest.raises(RewardError, match="cannot read reward term"):
+        get_reward("0.5 verifier")
+
+    @register_reward("wrong_count_test")
+    def wrong_count(group):
+        return [1.0]
+
+    @register_reward("nan_test")
+    def nan_reward(group):
+        return [float("nan")] * len(group)
+
+    with pytest.raises(RewardError, match="returned 1 values for 2"):
+        get_reward("wrong_count_test")(group(["1", "2"]))
+    with pytest.raises(RewardError, match="non-finite"):
+        get_reward("nan_test")(group(["1", "2"]))
+
+
+def test_tasks_round_trip_through_compact_prompt():
+    task = Task.from_dict({"numbers": [9, 9, 9], "target": 729})
+    assert ENV.render_prompt(task) == "9 9 9>729:"
+    assert ENV.verification_prompt(task, "9 * 9 * 9") == "9 9 9>729:9*9*9?"
+    assert ENV.parse_verification("T") is True and ENV.parse_verification("F") is False
+    assert ENV.parse_verification("x") is None
