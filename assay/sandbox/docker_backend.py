@@ -25,7 +25,6 @@ import socket
 import struct
 import tarfile
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 from assay.sandbox import forkserver
@@ -109,27 +108,31 @@ class DockerTransport:
         self.container = container
         self._attached = attached  # keeps the HTTP response (and so the socket) alive
         self._sock: socket.socket = attached._sock
-        self._pending = b""  # demultiplexed stdout bytes not consumed yet
         self._stderr = bytearray()
         self._killed = False
-
-    def send(self, parts: Sequence[bytes | memoryview]) -> None:
-        for part in parts:
-            self._sock.sendall(part)
 
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def _fill(self, need: int) -> None:
-        while len(self._pending) < need:
-            header = self._recv_exact(_MUX_HEADER.size)
-            stream, size = _MUX_HEADER.unpack(header)
-            payload = self._recv_exact(size)
-            if stream == 2:
-                self._stderr += payload
-                del self._stderr[:-4000]
-            else:
-                self._pending += payload
+    def write_fileno(self) -> int:
+        return self._sock.fileno()
+
+    def write_some(self, data: memoryview) -> int:
+        try:
+            return self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+
+    def recv(self) -> bytes:
+        """The server's stdout bytes in the next multiplexed frame (stderr frames are kept
+        for diagnostics and give b"")."""
+        stream, size = _MUX_HEADER.unpack(self._recv_exact(_MUX_HEADER.size))
+        payload = self._recv_exact(size)
+        if stream == 2:
+            self._stderr += payload
+            del self._stderr[:-4000]
+            return b""
+        return payload
 
     def _recv_exact(self, size: int) -> bytes:
         chunks, left = [], size
@@ -140,20 +143,6 @@ class DockerTransport:
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
-
-    def _read(self, size: int) -> bytes:
-        self._fill(size)
-        data, self._pending = self._pending[:size], self._pending[size:]
-        return data
-
-    def read_frame(self) -> tuple[dict, list[bytes]]:
-        import json
-
-        (size,) = struct.unpack(">I", self._read(4))
-        if size > forkserver.MAX_HEADER:
-            raise ValueError("frame header too large")
-        header = json.loads(self._read(size))
-        return header, [self._read(n) for n in header.get("blobs", [])]
 
     def kill(self) -> None:
         if self._killed:

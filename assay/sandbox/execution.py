@@ -137,7 +137,8 @@ class RunRequest:
         return cls.build(**job)
 
     def wire(self, limits: Limits) -> tuple[dict[str, Any], list[bytes]]:
-        """The request header and payload blobs the fork server expects, in order."""
+        """The request header and payload blobs the fork server expects, in order
+        (`forkserver.encode_run` frames them; the limits also travel once, in the hello)."""
         header = {
             "code_len": len(self.code),
             "stdin_len": len(self.stdin),

@@ -3,7 +3,8 @@
 This file runs *inside* the sandbox (bubblewrap or a Docker container) under the
 system interpreter, so it imports only the standard library and nothing of
 assay. The host starts it with `python3 -I -c <this source>`; it is also imported
-on the host for the framing helpers and constants.
+on the host for the wire format (the framing helpers and structs below). That is
+why it is one file, longer than most: it is shipped into the jail whole.
 
 Why it is shaped like this:
 
@@ -17,30 +18,50 @@ Why it is shaped like this:
 - Payloads (code, stdin, files) are spliced from the control pipe into memfds
   without passing through this process's memory: a later run, forked from this
   interpreter, cannot find an earlier run's stdin (a grader's expected values)
-  in freed heap memory. Output buffers are reused and zeroed after each run.
+  in freed heap memory. Output is read into buffers that are not even mapped in
+  a forked child (MADV_DONTFORK), and zeroed after each run.
 - Limits come from outside the untrusted interpreter: rlimits set before the
   user's code starts, a wall-clock kill by this process, and the seccomp filter
   the host sends in the hello message (installed once, inherited by every run).
 
-Protocol on the control pipe (host -> server on fd 0, server -> host on fd 1):
-a frame is a 4-byte big-endian length, a JSON header of that length, then the raw
-blobs the header announces (`blobs`: a list of lengths).
+Why it is fast: a run costs one fork of this process and the child's exit. After
+a fork every page of the server is copy-on-write in both processes, so each page
+either of them writes costs a page fault (a few microseconds, most of a trivial
+run's cost); the child therefore gets everything prepared (its standard streams,
+its `__main__` module, its rlimits) and does as little as it can, and the server
+keeps its per-run work small: a fixed binary header instead of JSON, and one
+`stat` per scratch directory when a run left it untouched.
+
+Wire format, host -> server on fd 0, server -> host on fd 1:
+- control frames (the hello and the ready message): a 4-byte big-endian length,
+  then that many bytes of JSON;
+- a run: the `RUN` struct, then the file manifest (JSON `[[name, size], ...]`,
+  only when there are files), then the code, the stdin and each file's bytes;
+- a result: the `RESULT` struct, then the stdout and stderr bytes.
 """
 
 from __future__ import annotations
 
+import _signal
+import atexit
+import gc
 import json
+import linecache
+import mmap
 import os
+import resource
 import select
 import signal
+import stat
 import struct
 import sys
 import time
+import traceback
+import types
 
 WORK_DIR = "/work"
 #: Directories emptied after every run (tmpfs mounts, private to the jail).
 SCRATCH_DIRS = ("/work", "/tmp", "/dev/shm")
-_HEADER = struct.Struct(">I")
 MAX_HEADER = 1 << 20
 
 PR_SET_DUMPABLE = 4
@@ -48,21 +69,40 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 
-#: Modules imported once in the server so that every run starts warm.
+#: Modules imported once in the server so that every run starts warm. Not `threading`:
+#: once imported, its at-fork hook runs in every forked child (about 120 page faults,
+#: a fifth of a trivial run's cost); a run that uses threads imports it itself, as a
+#: fresh interpreter would.
 PRELOAD = (
     "abc", "array", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal",
     "enum", "fractions", "functools", "hashlib", "heapq", "io", "itertools", "json", "math",
     "operator", "random", "re", "statistics", "string", "textwrap", "traceback", "typing",
-    "linecache", "threading", "atexit", "types", "ctypes", "resource", "unicodedata",
+    "linecache", "atexit", "types", "ctypes", "resource", "unicodedata",
 )
 
 
-# -- framing (used on both sides) -----------------------------------------------------
+# -- wire format (used on both sides) -------------------------------------------------
+
+_LENGTH = struct.Struct(">I")
+#: magic, code bytes, stdin bytes, timeout (s), memory (MiB), file manifest bytes
+RUN = struct.Struct(">4sIIdII")
+RUN_MAGIC = b"RUN1"
+#: magic, exit status (-1: none), signal (0: none), flags, leftover processes,
+#: wall time (s), stdout bytes, stderr bytes
+RESULT = struct.Struct(">4siiBIdII")
+RESULT_MAGIC = b"DONE"
+_TIMED_OUT, _STDOUT_TRUNCATED, _STDERR_TRUNCATED = 1, 2, 4
 
 
 def read_exact(fd: int, n: int) -> bytes:
     """Read exactly n bytes from fd; EOFError if the stream ends first."""
-    chunks = []
+    data = os.read(fd, n)
+    if len(data) == n:
+        return data
+    if not data:
+        raise EOFError("control stream closed")
+    chunks = [data]
+    n -= len(data)
     while n > 0:
         chunk = os.read(fd, min(n, 1 << 20))
         if not chunk:
@@ -79,43 +119,89 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def encode_frame(header: dict, *blobs: bytes | memoryview) -> list[bytes | memoryview]:
-    header = dict(header, blobs=[len(b) for b in blobs])
+def encode_frame(header: dict) -> bytes:
+    """A control frame: the hello and the ready message."""
     raw = json.dumps(header, separators=(",", ":")).encode()
-    return [_HEADER.pack(len(raw)) + raw, *blobs]
+    return _LENGTH.pack(len(raw)) + raw
 
 
-def write_frame(fd: int, header: dict, *blobs: bytes | memoryview) -> None:
-    for part in encode_frame(header, *blobs):
-        write_all(fd, part)
-
-
-def read_header(fd: int) -> dict:
-    (size,) = _HEADER.unpack(read_exact(fd, _HEADER.size))
+def read_frame(fd: int) -> dict:
+    (size,) = _LENGTH.unpack(read_exact(fd, _LENGTH.size))
     if size > MAX_HEADER:
-        raise ValueError(f"frame header of {size} bytes is too large")
+        raise ValueError(f"control frame of {size} bytes is too large")
     return json.loads(read_exact(fd, size))
 
 
-def read_frame(fd: int) -> tuple[dict, list[bytes]]:
-    header = read_header(fd)
-    return header, [read_exact(fd, n) for n in header.get("blobs", [])]
+def parse_frame(buffer: bytearray) -> dict | None:
+    """A control frame at the start of buffer (consumed), or None until all of it arrived."""
+    if len(buffer) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack_from(buffer)
+    if size > MAX_HEADER:
+        raise ValueError(f"control frame of {size} bytes is too large")
+    end = _LENGTH.size + size
+    if len(buffer) < end:
+        return None
+    header = json.loads(bytes(buffer[_LENGTH.size : end]))
+    del buffer[:end]
+    return header
 
 
-# -- the server -----------------------------------------------------------------------
+def encode_run(header: dict, blobs: list[bytes]) -> list[bytes]:
+    """The parts of one run request, in the order the server reads them, from the
+    header and payloads of `RunRequest.wire` (its limits went in the hello)."""
+    files = header["files"]
+    manifest = json.dumps(files).encode() if files else b""
+    head = RUN.pack(
+        RUN_MAGIC, header["code_len"], header["stdin_len"], header["timeout"], header["memory_mb"], len(manifest)
+    )
+    return [head + manifest, *blobs]
 
 
-_libc = None
+def parse_result(buffer: bytearray) -> tuple[dict, bytes, bytes] | None:
+    """A run's result at the start of buffer (consumed): (report, stdout, stderr), or
+    None until all of it arrived. ValueError if the bytes are not a result."""
+    if len(buffer) < RESULT.size:
+        return None
+    magic, code, sig, flags, leftovers, wall, out_len, err_len = RESULT.unpack_from(buffer)
+    if magic != RESULT_MAGIC:
+        raise ValueError(f"expected a run result, got {bytes(buffer[:16])!r}")
+    end = RESULT.size + out_len + err_len
+    if len(buffer) < end:
+        return None
+    stdout = bytes(buffer[RESULT.size : RESULT.size + out_len])
+    stderr = bytes(buffer[RESULT.size + out_len : end])
+    del buffer[:end]
+    report = {
+        "exit_code": None if code < 0 else code,
+        "signal": sig or None,
+        "timed_out": bool(flags & _TIMED_OUT),
+        "wall_time": wall,
+        "stdout_truncated": bool(flags & _STDOUT_TRUNCATED),
+        "stderr_truncated": bool(flags & _STDERR_TRUNCATED),
+        "leftover_processes": leftovers,
+    }
+    return report, stdout, stderr
+
+
+# -- the server: set-up ---------------------------------------------------------------
+
+
+_prctl_function = None
 
 
 def _prctl(option: int, arg: int = 0, arg3: int = 0) -> None:
-    global _libc
-    import ctypes
+    global _prctl_function
+    if _prctl_function is None:  # built once in the server; every run inherits it ready
+        import ctypes
 
-    if _libc is None:  # loaded once in the server; every run inherits it
-        _libc = ctypes.CDLL(None, use_errno=True)
-    ulong = ctypes.c_ulong
-    if _libc.prctl(ctypes.c_int(option), ulong(arg), ulong(arg3), ulong(0), ulong(0)) != 0:
+        function = ctypes.CDLL(None, use_errno=True).prctl
+        function.argtypes = (ctypes.c_int, *[ctypes.c_ulong] * 4)
+        function.restype = ctypes.c_int
+        _prctl_function = function
+    if _prctl_function(option, arg, arg3, 0, 0) != 0:
+        import ctypes
+
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
@@ -132,23 +218,72 @@ def install_seccomp(program: bytes) -> None:
     _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
 
 
-def _splice_to_memfd(src: int, size: int, name: str) -> int:
-    """Move `size` bytes from the control pipe into a new memfd, bypassing our memory."""
-    fd = os.memfd_create(name, 0)
-    left = size
-    while left > 0:
-        moved = os.splice(src, fd, left)
-        if moved == 0:
-            raise EOFError("control stream closed inside a payload")
-        left -= moved
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
+class _Scratch:
+    """The run-writable directories, and putting them back as they were after a run.
+
+    A run usually leaves them untouched, and one `stat` per directory proves it: on
+    tmpfs a directory's size counts its entries (so a stored size means it is empty),
+    a run's chmod or utime shows in the mode and times, and the seccomp filter
+    refuses extended attributes, the one change that shows only in ctime (whose
+    granularity may hide it). Without that filter, or where the size does not count
+    entries, every run is cleaned in full.
+    """
+
+    def __init__(self, paths: tuple[str, ...], xattrs_blocked: bool) -> None:
+        self.paths = paths
+        self.clean = {path: self._state(path) for path in paths}
+        self.trust_stat = xattrs_blocked and all(self._size_counts_entries(p) for p in paths)
+
+    @staticmethod
+    def _state(path: str) -> tuple:
+        st = os.stat(path)
+        return (st.st_size, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns)
+
+    def _size_counts_entries(self, path: str) -> bool:
+        probe = os.path.join(path, ".assay-probe")
+        try:
+            empty = os.stat(path).st_size
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            with_entry = os.stat(path).st_size
+            os.unlink(probe)
+        except OSError:
+            return False
+        self._restore(path)
+        self.clean[path] = self._state(path)  # where times cannot be restored (not ours)
+        return with_entry != empty
+
+    def reset(self) -> None:
+        for path in self.paths:
+            if self.trust_stat and self._state(path) == self.clean[path]:
+                continue
+            _empty_dir(path)
+            self._restore(path)
+            self.clean[path] = self._state(path)
+
+    def _restore(self, path: str) -> None:
+        """Mode, extended attributes and times as they were before the first run (where
+        we may: in a container the mount points belong to root, and then no run could
+        change them either)."""
+        size, nlink, mode, uid, gid, atime, mtime = self.clean[path]
+        try:
+            os.chmod(path, stat.S_IMODE(mode))
+        except OSError:
+            pass
+        try:
+            for name in os.listxattr(path):
+                os.removexattr(path, name)
+        except OSError:
+            pass
+        try:
+            os.utime(path, ns=(atime, mtime))
+        except OSError:
+            pass
 
 
 def _empty_dir(path: str) -> None:
     """Remove everything under path (fixing permissions a run may have taken away)."""
     try:
-        os.chmod(path, 0o777 if path != WORK_DIR else 0o755)
+        os.chmod(path, 0o700)
     except OSError:
         pass
     try:
@@ -163,12 +298,75 @@ def _empty_dir(path: str) -> None:
             os.unlink(entry.path)
 
 
+class _Capture:
+    """One output stream of a run, read into a buffer capped at `cap` bytes.
+
+    The buffer is an anonymous mapping marked MADV_DONTFORK: no child ever has it
+    (nor copies its page tables at every fork), and it is zeroed after each run.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.buffer = mmap.mmap(-1, max(cap, 1))
+        self.buffer.madvise(mmap.MADV_DONTFORK)
+        self.view = memoryview(self.buffer)
+        self.cap = cap
+        self.size = 0
+        self.truncated = False
+        self.open = False
+        self.fd = -1
+
+    def start(self, fd: int) -> None:
+        self.fd, self.size, self.truncated, self.open = fd, 0, False, True
+
+    def read_some(self) -> None:
+        """Read what is available (poll said so); notes the end of the stream."""
+        if self.size < self.cap:
+            n = os.readv(self.fd, [self.view[self.size : self.cap]])
+            self.size += n
+        else:  # past the cap: keep draining, keep nothing
+            n = len(os.read(self.fd, 1 << 16))
+            self.truncated = self.truncated or n > 0
+        if n == 0:
+            self.open = False
+
+    def finish(self) -> memoryview:
+        os.close(self.fd)
+        self.fd = -1
+        return self.view[: self.size]
+
+    def wipe(self) -> None:
+        self.view[: self.size] = bytes(self.size)
+
+
+def _drain(poller: select.poll, streams: dict[int, _Capture]) -> None:
+    """Read what is left in the output pipes once every process of the run is dead.
+
+    Normally each pipe is at its end. A write end can outlive every process (passed
+    in a unix-socket message that nobody received), so never wait: read only what
+    poll says is there now.
+    """
+    while streams:
+        events = poller.poll(0)
+        if not events:
+            return
+        for fd, _ in events:
+            stream = streams[fd]
+            stream.read_some()
+            if not stream.open:
+                poller.unregister(fd)
+                del streams[fd]
+
+
 def _kill_everything_else() -> int:
-    """SIGKILL every process in the namespace but us (we are PID 1), then reap them all."""
+    """SIGKILL every process in the namespace but us (we are PID 1), then reap them all.
+
+    kill(-1) fails with ESRCH only when no other process, live or zombie, exists in the
+    namespace: then there is nothing to reap either.
+    """
     try:
         os.kill(-1, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        return 0
     reaped = 0
     while True:
         try:
@@ -180,48 +378,52 @@ def _kill_everything_else() -> int:
             continue
 
 
-class _Capture:
-    """One output stream of a run, read into a reused buffer capped at `cap` bytes."""
+def _splice_to_memfd(src: int, size: int, name: str) -> int:
+    """Move `size` bytes from the control pipe into a new memfd, bypassing our memory."""
+    fd = os.memfd_create(name, 0)
+    left = size
+    while left > 0:
+        moved = os.splice(src, fd, left)
+        if moved == 0:
+            raise EOFError("control stream closed inside a payload")
+        left -= moved
+    if size:
+        os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
-    def __init__(self, cap: int) -> None:
-        self.buffer = bytearray(cap)
-        self.cap = cap
-        self.size = 0
-        self.truncated = False
-        self.fd = -1
 
-    def start(self, fd: int, cap: int) -> None:
-        if cap > len(self.buffer):
-            self.buffer = bytearray(cap)
-        self.fd, self.cap, self.size, self.truncated = fd, cap, 0, False
+# -- the server: one run --------------------------------------------------------------
 
-    def read_some(self) -> bool:
-        """Read what is available; False at end of stream."""
-        if self.size < self.cap:
-            view = memoryview(self.buffer)[self.size : self.cap]
-            n = os.readv(self.fd, [view])
-            self.size += n
-            return n > 0
-        data = os.read(self.fd, 1 << 16)  # past the cap: keep draining, keep nothing
-        if data:
-            self.truncated = True
-        return bool(data)
 
-    def drain(self) -> None:
-        os.set_blocking(self.fd, False)
-        try:
-            while self.read_some():
-                pass
-        except BlockingIOError:
-            pass
+class _RunTemplate:
+    """What every run's child starts from, made once: its standard streams and `__main__`.
 
-    def finish(self) -> memoryview:
-        os.close(self.fd)
-        self.fd = -1
-        return memoryview(self.buffer)[: self.size]
+    The server never uses these objects, so each child gets pristine copies of them
+    (copy-on-write) without paying to build them: built in the child, they cost about
+    a hundred page faults (the io and codec machinery touched for the first time in
+    that address space). The streams wrap fds 0-2, which the server points at the
+    run's stdin memfd and output pipes for the moment of each fork; they are made
+    while 0-2 are a memfd and pipes, so what they cache (seekable, block size) holds.
+    """
 
-    def wipe(self) -> None:
-        self.buffer[: self.size] = bytes(self.size)
+    def __init__(self, devnull: int, diagnostics: int) -> None:
+        stdin = os.memfd_create("stdin", 0)
+        pipe_r, pipe_w = os.pipe()
+        os.dup2(stdin, 0)
+        os.dup2(pipe_w, 1)
+        os.dup2(pipe_w, 2)
+        self.streams = (
+            open(0, encoding="utf-8", errors="replace", closefd=False),
+            open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
+            open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1),
+        )
+        for fd, target in ((0, devnull), (1, devnull), (2, diagnostics)):
+            os.dup2(target, fd)
+        for fd in (stdin, pipe_r, pipe_w):
+            os.close(fd)
+        self.main = types.ModuleType("__main__")
+        self.main.__file__ = WORK_DIR + "/main.py"
+        self.main.__builtins__ = __builtins__
 
 
 def _exit_code_of(exc: SystemExit) -> int:
@@ -237,46 +439,36 @@ def _exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
-def _child(request: dict, code_fd: int, stdin_fd: int, file_fds: list[int], out_w: int, err_w: int) -> None:
-    """The forked child: become the run's process, set limits, run the code. Never returns."""
+def _child(
+    code_fd: int, code_len: int, files: list, file_fds: list[int], rlimits: tuple, template: _RunTemplate
+) -> None:
+    """The forked child: become the run's process, set limits, run the code. Never returns.
+
+    Every object this touches costs a copy-on-write page fault, so it uses what the
+    server prepared, and C functions rather than their Python wrappers.
+    """
     exit_code = 125
     try:
-        import resource
-
         os.setsid()
-        code = os.pread(code_fd, request["code_len"], 0)
-        files = [(name, os.pread(fd, size, 0)) for (name, size), fd in zip(request["files"], file_fds, strict=True)]
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
+        code = os.pread(code_fd, code_len, 0)
+        contents: list[bytes] = []
+        if files:  # (a comprehension, even over nothing, costs a dozen page faults)
+            contents = [os.pread(fd, size, 0) for (_, size), fd in zip(files, file_fds, strict=True)]
+        os.closerange(3, 1 << 16)  # fds 0-2 are the run's already (see run_one)
         os.chdir(WORK_DIR)
-        for name, data in files:
-            path = os.path.join(WORK_DIR, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as handle:
-                handle.write(data)
-        del files
-
-        limits = request["limits"]
-        cpu = max(1, int(request["timeout"] + 1.999))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        memory = int(request["memory_mb"]) << 20
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size"], limits["file_size"]))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
-        # The count covers every process of the jail's uid in this user namespace,
-        # including this server: allow `processes` on top of it.
-        nproc = limits["processes"] + 1
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_STACK, (limits["stack"], limits["stack"]))
-
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if files:
+            _write_files(files, contents)
+        del contents
+        setrlimit = resource.setrlimit
+        for which, value in rlimits:
+            setrlimit(which, value)
+        # As a fresh interpreter does (the C function: signal.signal's enum wrapping
+        # touches many objects).
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         # Non-dumpable is inherited from the server; a normal process is dumpable (its
         # /proc/self/fd and /proc/self/mem are its own to read).
         _prctl(PR_SET_DUMPABLE, 1)
-        _run_user_code(code.decode("utf-8", errors="replace"))
+        _run_user_code(code.decode("utf-8", errors="replace"), template)
     except SystemExit as exc:
         exit_code = _exit_code_of(exc)
     except BaseException as exc:  # a failure of the set-up itself
@@ -287,26 +479,23 @@ def _child(request: dict, code_fd: int, stdin_fd: int, file_fds: list[int], out_
     os._exit(exit_code)
 
 
-def _run_user_code(source: str) -> None:
-    """Run source as `__main__` the way `python main.py` would, then exit like it would."""
-    import atexit
-    import linecache
-    import threading
-    import traceback
-    import types
+def _write_files(files: list, contents: list[bytes]) -> None:
+    for (name, _), data in zip(files, contents, strict=True):
+        path = os.path.join(WORK_DIR, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
 
+
+def _run_user_code(source: str, template: _RunTemplate) -> None:
+    """Run source as `__main__` the way `python main.py` would, then exit like it would."""
     # `random` reseeds itself in a forked child (os.register_at_fork), as a fresh
     # interpreter would seed itself; nothing to do here.
-    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="replace", closefd=False)
-    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = sys.__stderr__ = open(
-        2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1
-    )
+    sys.stdin, sys.stdout, sys.stderr = template.streams
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = template.streams
     sys.argv = ["main.py"]
     sys.path[0:1] = [WORK_DIR]
-    main = types.ModuleType("__main__")
-    main.__file__ = os.path.join(WORK_DIR, "main.py")
-    main.__builtins__ = __builtins__
+    main = template.main
     sys.modules["__main__"] = main
     lines = source.splitlines(keepends=True)
     linecache.cache["main.py"] = (len(source), None, lines, "main.py")
@@ -319,7 +508,9 @@ def _run_user_code(source: str) -> None:
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
         exit_code = 1
     try:
-        threading._shutdown()  # join non-daemon threads, as interpreter shutdown does
+        threading = sys.modules.get("threading")
+        if threading is not None:  # only a run that imported it can have started threads
+            threading._shutdown()  # join non-daemon threads, as interpreter shutdown does
         atexit._run_exitfuncs()
     except BaseException:
         traceback.print_exc()
@@ -331,66 +522,127 @@ def _run_user_code(source: str) -> None:
     os._exit(exit_code)
 
 
-def run_one(request: dict, ctrl_in: int, out: _Capture, err: _Capture) -> dict:
-    """Receive one run's payloads, fork its child, supervise it, clean up; return the header."""
-    code_fd = _splice_to_memfd(ctrl_in, request["code_len"], "code")
-    stdin_fd = _splice_to_memfd(ctrl_in, request["stdin_len"], "stdin")
-    file_fds = [_splice_to_memfd(ctrl_in, size, "file") for _, size in request["files"]]
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        _child(request, code_fd, stdin_fd, file_fds, out_w, err_w)
-    for fd in (out_w, err_w, code_fd, stdin_fd, *file_fds):
-        os.close(fd)
-    cap = request["limits"]["output"]
-    out.start(out_r, cap)
-    err.start(err_r, cap)
-    pidfd = os.pidfd_open(pid)
-    poller = select.poll()
-    streams = {out_r: out, err_r: err}
-    for fd in (out_r, err_r, pidfd):
-        poller.register(fd, select.POLLIN)
-    deadline = started + request["timeout"]
-    timed_out = False
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            timed_out = True
-            break
-        events = poller.poll(max(1, int(left * 1000)))
-        exited = False
-        for fd, _ in events:
-            if fd == pidfd:
-                exited = True
-            elif not streams[fd].read_some():
-                poller.unregister(fd)
-        if exited:
-            break
-    if timed_out:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    wall = time.monotonic() - started
-    os.close(pidfd)
-    leftovers = _kill_everything_else()
-    out.drain()
-    err.drain()
-    for name in SCRATCH_DIRS:
-        _empty_dir(name)
-    return {
-        "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-        "timed_out": timed_out,
-        "wall_time": wall,
-        "stdout_truncated": out.truncated,
-        "stderr_truncated": err.truncated,
-        "leftover_processes": leftovers,
-    }
+class _Server:
+    """The server's fixed state: control pipe, its own fds 0-2, limits, output buffers."""
+
+    def __init__(self, ctrl_in: int, ctrl_out: int, limits: dict, scratch: _Scratch) -> None:
+        self.ctrl_in, self.ctrl_out = ctrl_in, ctrl_out
+        self.devnull = os.open("/dev/null", os.O_RDWR)
+        self.diagnostics = os.dup(2)  # where the server's own errors go (the host reads it)
+        self.template = _RunTemplate(self.devnull, self.diagnostics)
+        self.scratch = scratch
+        self.out, self.err = _Capture(limits["output"]), _Capture(limits["output"])
+        # The count covers every process of the jail's uid in this user namespace,
+        # including this server: allow `processes` on top of it.
+        nproc = limits["processes"] + 1
+        self.fixed_rlimits = (
+            (resource.RLIMIT_FSIZE, (limits["file_size"], limits["file_size"])),
+            (resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"])),
+            (resource.RLIMIT_NPROC, (nproc, nproc)),
+            (resource.RLIMIT_CORE, (0, 0)),
+            (resource.RLIMIT_STACK, (limits["stack"], limits["stack"])),
+        )
+
+    def run_one(self, head: bytes) -> None:
+        """Receive one run's payloads, fork its child, supervise it, clean up, reply."""
+        magic, code_len, stdin_len, timeout, memory_mb, manifest_len = RUN.unpack(head)
+        if magic != RUN_MAGIC:
+            raise ValueError(f"expected a run request, got {head[:16]!r}")
+        ctrl_in = self.ctrl_in
+        files = json.loads(read_exact(ctrl_in, manifest_len)) if manifest_len else []
+        code_fd = _splice_to_memfd(ctrl_in, code_len, "code")
+        stdin_fd = _splice_to_memfd(ctrl_in, stdin_len, "stdin")
+        file_fds = [_splice_to_memfd(ctrl_in, size, "file") for _, size in files]
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        cpu = max(1, int(timeout + 1.999))
+        memory = memory_mb << 20
+        rlimits = ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (memory, memory)))
+        rlimits += self.fixed_rlimits
+        os.dup2(stdin_fd, 0)  # the run's standard fds, for the moment of the fork
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            _child(code_fd, code_len, files, file_fds, rlimits, self.template)
+        os.dup2(self.devnull, 0)
+        os.dup2(self.devnull, 1)
+        os.dup2(self.diagnostics, 2)
+        for fd in (out_w, err_w, code_fd, stdin_fd, *file_fds):
+            os.close(fd)
+        out, err = self.out, self.err
+        out.start(out_r)
+        err.start(err_r)
+        streams = {out_r: out, err_r: err}
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, select.POLLIN)
+        timed_out = self._supervise(pid, started + timeout, poller, streams)
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        wall = time.monotonic() - started
+        leftovers = _kill_everything_else()
+        _drain(poller, streams)
+        self.scratch.reset()
+        flags = (
+            (_TIMED_OUT if timed_out else 0)
+            | (_STDOUT_TRUNCATED if out.truncated else 0)
+            | (_STDERR_TRUNCATED if err.truncated else 0)
+        )
+        stdout, stderr = out.finish(), err.finish()
+        report = RESULT.pack(
+            RESULT_MAGIC,
+            os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1,
+            os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
+            flags, leftovers, wall, len(stdout), len(stderr),
+        )
+        parts = [report, stdout, stderr]
+        while parts:  # usually one writev
+            written = os.writev(self.ctrl_out, parts)
+            while parts and written >= len(parts[0]):
+                written -= len(parts.pop(0))
+            if parts and written:
+                parts[0] = memoryview(parts[0])[written:]
+        stdout.release()
+        stderr.release()
+        out.wipe()
+        err.wipe()
+
+    @staticmethod
+    def _supervise(pid: int, deadline: float, poller: select.poll, streams: dict[int, _Capture]) -> bool:
+        """Read the run's output until its process exits; True if the deadline came first.
+
+        It waits for the process (its pidfd), never for the end of the pipes, which an
+        orphan could hold open. Streams that end are dropped from `poller` and `streams`.
+        """
+        pidfd = os.pidfd_open(pid)
+        poller.register(pidfd, select.POLLIN)
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return True
+                exited = False
+                for fd, _ in poller.poll(max(1, int(left * 1000))):
+                    if fd == pidfd:
+                        exited = True
+                        continue
+                    stream = streams[fd]
+                    stream.read_some()
+                    if not stream.open:
+                        poller.unregister(fd)
+                        del streams[fd]
+                if exited:
+                    return False
+        finally:
+            poller.unregister(pidfd)
+            os.close(pidfd)
 
 
 def serve() -> None:
-    """The server's main loop: hello, then one request -> one reply until EOF."""
+    """The server's main loop: hello, then one run request -> one result until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 must have no handlers to abuse
     ctrl_in, ctrl_out = os.dup(0), os.dup(1)
     devnull = os.open("/dev/null", os.O_RDWR)
@@ -398,7 +650,7 @@ def serve() -> None:
     os.dup2(devnull, 1)
     os.close(devnull)
     _prctl(PR_SET_DUMPABLE, 0)
-    hello, _ = read_frame(ctrl_in)
+    hello = read_frame(ctrl_in)
     for name in PRELOAD:
         try:
             __import__(name)
@@ -407,25 +659,28 @@ def serve() -> None:
     seccomp = bytes.fromhex(hello.get("seccomp", ""))
     if seccomp:
         install_seccomp(seccomp)
-    write_frame(
+    # The filter refuses setxattr (see seccomp.py): the scratch check relies on that.
+    server = _Server(ctrl_in, ctrl_out, hello["limits"], _Scratch(SCRATCH_DIRS, xattrs_blocked=bool(seccomp)))
+    # A child replaces these; held here, the originals are not freed in every child (a
+    # deallocation writes to their pages: copy-on-write faults for nothing).
+    keep = (sys.stdin, sys.stdout, sys.stderr, sys.argv, sys.modules["__main__"])
+    # Everything loaded so far lives as long as the server: keep the collector away from
+    # it, so that a collection in a run does not write to (and copy) all of its pages.
+    gc.freeze()
+    write_all(
         ctrl_out,
-        {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0],
-         "seccomp": bool(seccomp)},
+        encode_frame(
+            {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0],
+             "seccomp": bool(seccomp), "fast_scratch_check": server.scratch.trust_stat}
+        ),
     )
-    cap = 1 << 20
-    out, err = _Capture(cap), _Capture(cap)
     while True:
         try:
-            request = read_header(ctrl_in)
+            head = read_exact(ctrl_in, RUN.size)
         except EOFError:
+            del keep
             return
-        reply = run_one(request, ctrl_in, out, err)
-        stdout, stderr = out.finish(), err.finish()
-        write_frame(ctrl_out, reply, stdout, stderr)
-        stdout.release()
-        stderr.release()
-        out.wipe()
-        err.wipe()
+        server.run_one(head)
 
 
 if __name__ == "__main__":

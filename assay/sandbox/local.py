@@ -12,8 +12,8 @@ Each worker is
   into with TIOCSTI) and `--die-with-parent` (the jail dies with the host).
 - The file system is a fresh root with /usr bound read-only (plus symlinks for
   /bin and /lib), a private /proc and a minimal /dev, size-capped tmpfs mounts on
-  /work, /tmp and /dev/shm, and the root remounted read-only. Nothing else of the
-  host (/etc, /root, /home, the environment) is visible.
+  /work, /tmp and /dev/shm, and the root and /dev remounted read-only. Nothing
+  else of the host (/etc, /root, /home, the environment) is visible.
 - The interpreter in the jail is the system one, /usr/bin/python3: uid 65534
   cannot read a virtualenv under /root, and /usr is what the jail can see. Pass
   `python=` and `ro_binds=` for another interpreter that uid 65534 can read.
@@ -55,16 +55,25 @@ class PipeTransport:
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in = self.process.stdin.fileno()
         self._out = self.process.stdout.fileno()
-
-    def send(self, parts: Sequence[bytes | memoryview]) -> None:
-        for part in parts:
-            forkserver.write_all(self._in, part)
+        os.set_blocking(self._in, False)  # the pool keeps what does not fit (see pool.py)
 
     def fileno(self) -> int:
         return self._out
 
-    def read_frame(self) -> tuple[dict, list[bytes]]:
-        return forkserver.read_frame(self._out)
+    def write_fileno(self) -> int:
+        return self._in
+
+    def write_some(self, data: memoryview) -> int:
+        try:
+            return os.write(self._in, data)
+        except BlockingIOError:
+            return 0
+
+    def recv(self) -> bytes:
+        data = os.read(self._out, 1 << 16)
+        if not data:
+            raise EOFError("the sandbox worker closed its output")
+        return data
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -175,7 +184,10 @@ class LocalBackend:
         args += ["--size", str(lim.work_mb << 20), "--tmpfs", forkserver.WORK_DIR]
         args += ["--size", str(lim.tmp_mb << 20), "--tmpfs", "/tmp"]
         args += ["--size", str(lim.shm_mb << 20), "--tmpfs", "/dev/shm"]
-        args += ["--remount-ro", "/"]
+        # bwrap's /dev is a tmpfs of its own, writable by the jail's uid and without a size
+        # limit: read-only, it can neither carry files from one run to the next nor fill
+        # the host's memory (/dev/shm is a separate, capped mount and stays writable).
+        args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         args += ["--chdir", forkserver.WORK_DIR, "--clearenv"]
         for key, value in (("PATH", "/usr/bin:/bin"), ("HOME", forkserver.WORK_DIR), ("LANG", "C.UTF-8")):
             args += ["--setenv", key, value]

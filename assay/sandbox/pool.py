@@ -3,8 +3,15 @@
 A worker is one fork server (see forkserver.py) behind a `Transport`: a byte
 stream to it and from it. Backends differ only in how they start one (bubblewrap
 with pipes, a Docker container with an attached socket); the pool starts them,
-feeds them requests, collects replies in input order, and replaces a worker that
+feeds them requests, collects results in input order, and replaces a worker that
 dies or stops answering, without the caller noticing beyond that one run.
+
+Each worker has up to `PIPELINE_DEPTH` requests in flight: while it runs one, the
+next already waits in its input, so the server starts it the moment it has sent
+a result instead of waiting for the host to read that result and answer. Writes
+never block (what does not fit stays in the worker's outbox), so a large request
+queued behind a long run holds up nothing else, and the host always keeps reading
+results (a server blocked on a full output pipe would never read its input).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from assay.sandbox import forkserver
@@ -32,16 +40,24 @@ START_TIMEOUT = 30.0
 #: Slack on top of a run's own timeout before the host gives up on its worker; the
 #: fork server enforces the run's limit itself, so this only fires if the server hangs.
 GRACE = 5.0
+#: Requests sent to one worker ahead of its results (1: no pipelining).
+PIPELINE_DEPTH = 2
 
 
 class Transport(Protocol):
-    """A started fork server: send it bytes, read its frames, kill it."""
+    """A started fork server: bytes to it, bytes from it, and a way to kill it."""
 
-    def send(self, parts: Sequence[bytes | memoryview]) -> None: ...
+    def fileno(self) -> int:
+        """Readable when the server sent something (or its output ended)."""
 
-    def fileno(self) -> int: ...
+    def write_fileno(self) -> int:
+        """Writable when `write_some` can take more."""
 
-    def read_frame(self) -> tuple[dict, list[bytes]]: ...
+    def write_some(self, data: memoryview) -> int:
+        """Write what fits without blocking; the number of bytes taken (OSError if dead)."""
+
+    def recv(self) -> bytes:
+        """Bytes from the server (after `fileno` was readable); EOFError at the end."""
 
     def kill(self) -> None: ...
 
@@ -58,10 +74,40 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class _InFlight:
+    index: int  #: position in the caller's list
+    failures: int  #: earlier tries that a dying worker lost
+    started: float = 0.0  #: when the server began it (0: still queued behind another)
+    deadline: float = float("inf")
+
+
 class _Worker:
-    def __init__(self, transport: Transport, info: dict) -> None:
+    """One fork server as the pool sees it: what is sent, what came back."""
+
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.info = info
+        self.info: dict = {}
+        self.inbox = bytearray()  # received, not yet parsed
+        self.outbox: deque[memoryview] = deque()  # to send, as soon as it fits
+        self.inflight: deque[_InFlight] = deque()  # sent; the oldest is the one running
+
+    def submit(self, parts: Sequence[bytes]) -> None:
+        self.outbox.extend(memoryview(part) for part in parts if len(part))
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what fits now; OSError if the worker is gone."""
+        while self.outbox:
+            view = self.outbox[0]
+            written = self.transport.write_some(view)
+            if written < len(view):
+                self.outbox[0] = view[written:]
+                return
+            self.outbox.popleft()
+
+    def receive(self) -> None:
+        self.inbox += self.transport.recv()
 
 
 class WorkerPool:
@@ -81,30 +127,44 @@ class WorkerPool:
 
     def _start(self, count: int) -> list[_Worker]:
         """Start `count` workers in parallel and wait for each one's ready message."""
-        transports = []
+        workers: list[_Worker] = []
         try:
             for _ in range(count):
-                transports.append(self.backend.spawn())
-            hello = forkserver.encode_frame(self.backend.hello())
-            for transport in transports:
-                transport.send(hello)
-            return [_Worker(t, self._await_ready(t)) for t in transports]
+                workers.append(_Worker(self.backend.spawn()))
+            hello = forkserver.encode_frame(dict(self.backend.hello(), limits=self.limits.to_wire()))
+            for worker in workers:
+                worker.submit([hello])
+            for worker in workers:
+                worker.info = self._await_ready(worker)
+            return workers
         except BaseException:
-            for transport in transports:
-                transport.kill()
+            for worker in workers:
+                worker.transport.kill()
             raise
 
-    def _await_ready(self, transport: Transport) -> dict:
-        ready, _, _ = select.select([transport], [], [], START_TIMEOUT)
+    def _await_ready(self, worker: _Worker) -> dict:
+        transport = worker.transport
+        deadline = time.monotonic() + START_TIMEOUT
         problem = f"did not start within {START_TIMEOUT:g}s"
-        if ready:
-            try:
-                info, _ = transport.read_frame()
-                if info.get("ready"):
-                    return info
-                problem = f"sent {info!r:.200} instead of its ready message"
-            except (EOFError, OSError, ValueError) as exc:
-                problem = f"exited during start-up ({type(exc).__name__})"
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                writing = [transport.write_fileno()] if worker.outbox else []
+                readable, writable, _ = select.select([transport.fileno()], writing, [], left)
+                if writable:
+                    worker.flush()
+                if readable:
+                    worker.receive()
+                    info = forkserver.parse_frame(worker.inbox)
+                    if info is not None:
+                        if info.get("ready"):
+                            return info
+                        problem = f"sent {info!r:.200} instead of its ready message"
+                        break
+        except (EOFError, OSError, ValueError) as exc:
+            problem = f"exited during start-up ({type(exc).__name__})"
         detail = transport.diagnostics() or "no output"
         transport.kill()
         raise SandboxError(f"the {self.backend.name} sandbox worker {problem}: {detail}")
@@ -116,16 +176,15 @@ class WorkerPool:
         if missing > 0:
             self._workers.extend(self._start(missing))
 
-    def _replace(self, worker: _Worker) -> _Worker | None:
+    def _replace(self, worker: _Worker) -> None:
         worker.transport.kill()
         index = self._workers.index(worker)
         try:
             (fresh,) = self._start(1)
         except SandboxError:
             del self._workers[index]  # try again on the next call
-            return None
+            return
         self._workers[index] = fresh
-        return fresh
 
     def close(self) -> None:
         with self._lock:
@@ -148,71 +207,137 @@ class WorkerPool:
         on_result: Callable[[int, Execution], None] | None = None,
     ) -> list[Execution]:
         """Run every request on some worker; results in input order."""
-        results: list[Execution | None] = [None] * len(requests)
         if not requests:
             return []
         with self._lock:
             self._ensure_workers()
-            pending = deque((i, 0) for i in range(len(requests)))  # (index, failed sends)
-            busy: dict[int, tuple[_Worker, int, float, float]] = {}
+            try:
+                return _Batch(self, requests, on_result).run()
+            except BaseException:  # e.g. on_result raised: drop workers still busy for this call
+                for worker in list(self._workers):
+                    if worker.inflight or worker.outbox or worker.inbox:
+                        worker.transport.kill()
+                        self._workers.remove(worker)  # restarted on the next call
+                raise
 
-            def finish(index: int, execution: Execution) -> None:
-                results[index] = execution
-                if on_result is not None:
-                    on_result(index, execution)
 
-            while pending or busy:
-                if not self._workers:
-                    self._ensure_workers()  # every worker died and could not be replaced
-                idle = [w for w in self._workers if all(b[0] is not w for b in busy.values())]
-                for worker in idle:
-                    if not pending:
-                        break
-                    index, failures = pending.popleft()
-                    request = requests[index]
-                    header, blobs = request.wire(self.limits)
-                    try:
-                        worker.transport.send(forkserver.encode_frame(header, *blobs))
-                    except OSError as exc:  # the worker died between runs: replace, retry once
-                        self._replace(worker)
-                        if failures >= 1:
-                            finish(index, sandbox_failure(f"sandbox worker unavailable: {exc}"))
-                        else:
-                            pending.appendleft((index, failures + 1))
-                        break  # the idle list is stale now
-                    started = time.monotonic()
-                    deadline = started + request.timeout + GRACE
-                    busy[worker.transport.fileno()] = (worker, index, deadline, started)
-                if not busy:
+class _Batch:
+    """One `run_many` call: which request is where, and what came back."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        requests: Sequence[RunRequest],
+        on_result: Callable[[int, Execution], None] | None,
+    ) -> None:
+        self.pool = pool
+        self.requests = requests
+        self.on_result = on_result
+        self.results: list[Execution | None] = [None] * len(requests)
+        self.pending: deque[_InFlight] = deque(_InFlight(i, 0) for i in range(len(requests)))
+
+    def run(self) -> list[Execution]:
+        pool = self.pool
+        while self.pending or any(w.inflight for w in pool._workers):
+            if not pool._workers:
+                pool._ensure_workers()  # every worker died and could not be replaced
+            self._dispatch()
+            self._wait()
+        return self.results  # type: ignore[return-value]
+
+    def _finish(self, index: int, execution: Execution) -> None:
+        self.results[index] = execution
+        if self.on_result is not None:
+            self.on_result(index, execution)
+
+    def _dispatch(self) -> None:
+        """Give each worker one request, then a second one to queue, and so on."""
+        for depth in range(1, PIPELINE_DEPTH + 1):
+            for worker in list(self.pool._workers):
+                if not self.pending:
+                    return
+                if worker not in self.pool._workers:
+                    continue  # lost (and replaced) earlier in this loop
+                if len(worker.inflight) >= depth or worker.outbox:
                     continue
-                wait = max(0.0, min(b[2] for b in busy.values()) - time.monotonic())
-                readable, _, _ = select.select(list(busy), [], [], wait)
-                for fd in readable:
-                    worker, index, _, started = busy.pop(fd)
-                    request = requests[index]
-                    try:
-                        reply, blobs = worker.transport.read_frame()
-                        finish(index, execution_from_reply(reply, blobs[0], blobs[1], request.timeout))
-                    except (EOFError, OSError, ValueError, IndexError) as exc:
-                        detail = worker.transport.diagnostics()
-                        finish(
-                            index,
-                            sandbox_failure(
-                                f"sandbox worker died during the run ({type(exc).__name__}): {detail}",
-                                time.monotonic() - started,
-                            ),
-                        )
-                        self._replace(worker)
-                now = time.monotonic()
-                for fd, (worker, index, deadline, started) in list(busy.items()):
-                    if deadline <= now:
-                        del busy[fd]
-                        finish(
-                            index,
-                            Execution(
-                                "timeout", None, "", "", now - started,
-                                detail="the sandbox worker stopped answering and was replaced",
-                            ),
-                        )
-                        self._replace(worker)
-        return results  # type: ignore[return-value]
+                entry = self.pending.popleft()
+                request = self.requests[entry.index]
+                if not worker.inflight:
+                    self._begin(entry)
+                worker.inflight.append(entry)
+                header, blobs = request.wire(self.pool.limits)
+                try:
+                    worker.submit(forkserver.encode_run(header, blobs))
+                except OSError:  # the worker died: what it was given never started
+                    self._lose(worker, "", head_failed=False)
+
+    def _begin(self, entry: _InFlight) -> None:
+        entry.started = time.monotonic()
+        entry.deadline = entry.started + self.requests[entry.index].timeout + GRACE
+
+    def _wait(self) -> None:
+        """Wait for results (or room to write), take them in, enforce the host's deadlines."""
+        busy = [w for w in self.pool._workers if w.inflight]
+        if not busy:
+            return
+        readers = {w.transport.fileno(): w for w in busy}
+        writers = {w.transport.write_fileno(): w for w in busy if w.outbox}
+        wait = max(0.0, min(w.inflight[0].deadline for w in busy) - time.monotonic())
+        readable, writable, _ = select.select(list(readers), list(writers), [], wait)
+        for fd in writable:
+            worker = writers[fd]
+            try:
+                worker.flush()
+            except OSError:
+                self._lose(worker, "", head_failed=False)
+        for fd in readable:
+            worker = readers[fd]
+            if worker not in self.pool._workers:
+                continue  # replaced above
+            try:
+                worker.receive()
+                self._take_results(worker)
+            except (EOFError, OSError, ValueError) as exc:
+                self._lose(worker, f"sandbox worker died during the run ({type(exc).__name__})")
+        now = time.monotonic()
+        for worker in list(self.pool._workers):
+            if worker.inflight and worker.inflight[0].deadline <= now:
+                self._lose(worker, "the sandbox worker stopped answering and was replaced", timed_out=True)
+
+    def _take_results(self, worker: _Worker) -> None:
+        while True:
+            parsed = forkserver.parse_result(worker.inbox)
+            if parsed is None:
+                return
+            if not worker.inflight:
+                raise ValueError("a result nobody asked for")
+            report, stdout, stderr = parsed
+            entry = worker.inflight.popleft()
+            if worker.inflight:
+                self._begin(worker.inflight[0])  # the server went straight on to it
+            request = self.requests[entry.index]
+            self._finish(entry.index, execution_from_reply(report, stdout, stderr, request.timeout))
+
+    def _lose(self, worker: _Worker, detail: str, *, head_failed: bool = True, timed_out: bool = False) -> None:
+        """Replace a worker that died or hung. The run it was serving gets `detail` (as a
+        timeout when it hung); the requests queued behind it never started and go back
+        to the front of the line (once: a request that loses two workers fails)."""
+        now = time.monotonic()
+        lost = list(worker.inflight)
+        worker.inflight.clear()
+        if head_failed and lost:
+            head = lost.pop(0)
+            elapsed = now - head.started if head.started else 0.0
+            if timed_out:
+                self._finish(head.index, Execution("timeout", None, "", "", elapsed, detail=detail))
+            else:
+                diagnostics = worker.transport.diagnostics()
+                self._finish(head.index, sandbox_failure(f"{detail}: {diagnostics}", elapsed))
+        retry = []
+        for entry in lost:
+            if entry.failures >= 1:
+                self._finish(entry.index, sandbox_failure("sandbox worker unavailable (it died twice)"))
+            else:
+                retry.append(_InFlight(entry.index, entry.failures + 1))
+        self.pending.extendleft(reversed(retry))
+        self.pool._replace(worker)

@@ -5,8 +5,10 @@ the filter shrinks the kernel surface that untrusted code can reach behind them:
 no ptrace or cross-process memory access, no new namespaces (so no fresh set of
 capabilities to play with), no mounts, keyrings, BPF, perf, userfaultfd or
 io_uring, no System V IPC that would outlive a run, and no TIOCSTI terminal
-injection. Denied calls fail with EPERM (clone3 with ENOSYS, so that the C
-library falls back to clone, whose flags the filter can inspect).
+injection, and no extended attributes (a channel from one run to the next).
+Denied calls fail with EPERM (clone3 with ENOSYS, so that the C library falls
+back to clone, whose flags the filter can inspect; the xattr setters with
+EOPNOTSUPP, as on a file system without them).
 
 The host builds the program here and sends its bytes to the fork server, which
 installs it once; every run inherits it. Only x86-64 and AArch64 have tables;
@@ -56,6 +58,19 @@ DENIED = {
         "settimeofday": 170, "clock_settime": 112, "adjtimex": 171, "clock_adjtime": 266,
     },
 }
+#: Calls that fail as on a file system without extended attributes (EOPNOTSUPP, which
+#: shutil.copystat and friends ignore): changing an xattr of a scratch directory would
+#: carry data from one run to the next without showing in its size, mode or times.
+UNSUPPORTED = {
+    "x86_64": {
+        "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197,
+        "lremovexattr": 198, "fremovexattr": 199, "setxattrat": 463, "removexattrat": 466,
+    },
+    "aarch64": {
+        "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
+        "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463, "removexattrat": 466,
+    },
+}
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _CLONE3 = {"x86_64": 435, "aarch64": 435}
 _IOCTL = {"x86_64": 16, "aarch64": 29}
@@ -88,10 +103,12 @@ def build_filter(machine: str | None = None) -> bytes | None:
         return None
     deny = SECCOMP_RET_ERRNO | errno.EPERM
     nosys = SECCOMP_RET_ERRNO | errno.ENOSYS
+    unsupported = SECCOMP_RET_ERRNO | errno.EOPNOTSUPP
     denied = sorted(DENIED[machine].values())
 
-    # Layout: [arch check][nr load][x32 check][denied numbers...][clone][clone3][ioctl]
-    #         [allow][deny][nosys][clone flags check..][ioctl args check..]
+    # Layout: [arch check][nr load][x32 check][denied numbers...][unsupported numbers...]
+    #         [clone][clone3][ioctl][allow][deny][nosys][unsupported]
+    #         [clone flags check..][ioctl args check..]
     prog: list[tuple[int, int, int, int] | str] = []
     prog.append((_LD_W_ABS, 0, 0, _ARCH))
     prog.append((_JEQ_K, 1, 0, AUDIT_ARCH[machine]))
@@ -101,6 +118,8 @@ def build_filter(machine: str | None = None) -> bytes | None:
         prog.append(("JGE", 0x40000000, "deny", None))  # the x32 ABI aliases every call
     for number in denied:
         prog.append(("JEQ", number, "deny", None))
+    for number in sorted(UNSUPPORTED[machine].values()):
+        prog.append(("JEQ", number, "unsupported", None))
     prog.append(("JEQ", _CLONE[machine], "clone", None))
     prog.append(("JEQ", _CLONE3[machine], "nosys", None))
     prog.append(("JEQ", _IOCTL[machine], "ioctl", None))
@@ -111,6 +130,8 @@ def build_filter(machine: str | None = None) -> bytes | None:
     prog.append((_RET_K, 0, 0, deny))
     labels["nosys"] = len(prog)
     prog.append((_RET_K, 0, 0, nosys))
+    labels["unsupported"] = len(prog)
+    prog.append((_RET_K, 0, 0, unsupported))
     labels["clone"] = len(prog)  # BPF jumps only forward: each check ends in its own returns
     prog.append((_LD_W_ABS, 0, 0, _ARG0))
     prog.append((_JSET_K, 1, 0, NAMESPACE_FLAGS))
