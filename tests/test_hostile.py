@@ -337,3 +337,23 @@ def test_a_run_cannot_find_an_earlier_runs_stdin_in_memory():
         counts = [int(n) for n in control.stdout.split()]
         assert counts[1] >= counts[0] + 1000  # the scanner does see stdin it has read
         assert int(one.run(scan, timeout=5).stdout) <= 2
+
+
+def test_dev_is_read_only_and_xattrs_cannot_carry_data_between_runs(box):
+    result = box.run(
+        "import os\n"
+        "for path in ('/dev/planted', '/dev/null2'):\n"
+        "    try:\n"
+        "        open(path, 'w').write('x'); print('wrote', path)\n"
+        "    except OSError as exc:\n"
+        "        print('refused', exc.errno)\n"
+        "for path in ('/work', '/tmp'):\n"
+        "    try:\n"
+        "        os.setxattr(path, 'user.note', b'secret'); print('xattr set', path)\n"
+        "    except OSError as exc:\n"
+        "        print('xattr refused', exc.errno)\n"
+    )
+    assert "wrote" not in result.stdout and "xattr set" not in result.stdout, result.stdout
+    assert result.stdout.count("refused") == 4
+    later = box.run("import os; print(os.path.exists('/dev/planted'))")
+    assert later.stdout == "False\n"

@@ -166,3 +166,42 @@ def test_the_jail_is_unprivileged(box):
     uid, gid, caps, no_new_privs, seccomp, env = result.stdout.split(" ", 5)
     assert (uid, gid, caps, no_new_privs, seccomp) == ("65534", "65534", "0000000000000000", "1", "2")
     assert env.strip() == "['HOME', 'LANG', 'PATH', 'PWD']"  # nothing of the host's environment
+
+
+def test_a_job_queued_behind_a_slow_one_gets_its_whole_time_limit():
+    # Two requests are in flight per worker: the second one's deadline must start when it
+    # starts running, not when it was sent.
+    with Sandbox(workers=1) as one:
+        slow, queued = one.run_many([
+            {"code": "import time; time.sleep(0.8); print('slow')", "timeout": 2},
+            {"code": "import time; time.sleep(0.5); print('queued')", "timeout": 0.7},
+        ])
+    assert (slow.status, slow.stdout) == ("ok", "slow\n")
+    assert (queued.status, queued.stdout) == ("ok", "queued\n"), queued
+
+
+def test_killing_a_busy_worker_fails_only_its_running_job():
+    with Sandbox(workers=1) as one:
+        one.start()
+        (server, *_), = one.jail_processes()
+        import threading
+
+        # The host kills the fork server while the first job runs; the second is queued.
+        threading.Timer(0.3, os.kill, (server, signal.SIGKILL)).start()
+        running, queued = one.run_many([
+            {"code": "import time; time.sleep(2)", "timeout": 5},
+            {"code": "print('after')", "timeout": 5},
+        ])
+        assert running.status == "sandbox_error", running
+        assert (queued.status, queued.stdout) == ("ok", "after\n"), queued
+        assert one.run("print(2)").stdout == "2\n"
+
+
+def test_run_many_survives_a_raising_progress_callback(box):
+    def explode(index, execution):
+        raise RuntimeError("callback bug")
+
+    with pytest.raises(RuntimeError, match="callback bug"):
+        box.run_many([{"code": "import time; time.sleep(0.2)"}] * 4, on_result=explode)
+    results = box.run_many([{"code": f"print({i})"} for i in range(6)])
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(6)]
