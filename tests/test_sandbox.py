@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import threading
 
 import pytest
 
@@ -184,8 +185,6 @@ def test_killing_a_busy_worker_fails_only_its_running_job():
     with Sandbox(workers=1) as one:
         one.start()
         (server, *_), = one.jail_processes()
-        import threading
-
         # The host kills the fork server while the first job runs; the second is queued.
         threading.Timer(0.3, os.kill, (server, signal.SIGKILL)).start()
         running, queued = one.run_many([

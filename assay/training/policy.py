@@ -3,6 +3,7 @@ per-token statistics: log-probs of the sampled tokens, entropies and self-certai
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,13 +84,8 @@ def completion_stats(
     """Statistics at the last `completion_len` positions of `input_ids` (prompt left-padded,
     completion right-padded). Logits are divided by the sampling temperature first, so
     log-probs match the distribution the completions were drawn from."""
-    # Positions count real tokens only, so a left-padded prompt is read as unpadded.
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-    ).logits
-    # The logits at position t predict token t+1: keep those that predict the completion.
-    logits = logits[:, -completion_len - 1 : -1, :].float() / temperature
+    logits = completion_logits(model, input_ids, attention_mask, completion_len)
+    logits = logits.float() / temperature
     targets = input_ids[:, -completion_len:]
     log_norm = torch.logsumexp(logits, dim=-1)
     logprobs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - log_norm
@@ -102,3 +98,53 @@ def completion_stats(
     else:
         entropies = certainty = torch.zeros_like(logprobs, requires_grad=False)
     return TokenStats(logprobs, entropies, certainty)
+
+
+def completion_logits(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int
+) -> torch.Tensor:
+    """The logits that predict each of the last `completion_len` tokens, shape (N, C, V).
+
+    Rows with the same prompt (a group's completions) share one pass over that prompt: its
+    keys and values are computed once per distinct prompt and repeated for each row, then
+    the completions run on top of them. That is exact, since a prompt token never attends
+    to what follows it, and it spares the prompt's share of the work G−1 times in G.
+    Gradients flow through the shared prompt pass like through any other.
+    """
+    P = input_ids.size(1) - completion_len
+    if P == 0:  # nothing to share
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+    prompt_mask = attention_mask[:, :P]
+    distinct, row_prompt = torch.unique(
+        torch.cat([input_ids[:, :P], prompt_mask], 1), dim=0, return_inverse=True
+    )
+    ids, mask = distinct[:, :P], distinct[:, P:]
+    # Positions count real tokens only, so a left-padded prompt is read as unpadded.
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    first = out.logits[row_prompt, -1:]  # the last prompt position predicts completion token 0
+    if completion_len == 1:
+        return first
+    cache = out.cache if "cache" in out else out.past_key_values  # renamed in transformers 5.24
+    cache.batch_select_indices(row_prompt)  # one copy of its prompt's keys and values per row
+    positions = mask.sum(-1)[row_prompt, None] + torch.arange(
+        completion_len - 1, device=mask.device
+    )
+    # Completion token t predicts token t+1: the last one predicts nothing we score.
+    rest = model(
+        input_ids=input_ids[:, P:-1],
+        attention_mask=attention_mask[:, :-1],
+        position_ids=positions,
+        **{cache_argument(model): cache},
+    ).logits
+    return torch.cat([first, rest], 1)
+
+
+def cache_argument(model) -> str:
+    """The name `model.forward` takes a KV cache under (`past_key_values` before 5.24)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

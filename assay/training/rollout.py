@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from assay.training.policy import cache_argument
+
 
 class EngineError(RuntimeError):
     """A rollout engine that cannot be used here (e.g. vLLM not installed)."""
@@ -47,48 +49,96 @@ class RolloutEngine(ABC):
 
 
 class HFEngine(RolloutEngine):
-    """transformers `generate` with the KV cache, on the training model itself."""
+    """Sampling on the training model itself (any Hugging Face causal LM), with its KV cache.
+
+    A plain loop rather than transformers' `generate`, for two savings `generate` cannot
+    make: each distinct prompt is read once and its keys and values repeated for its `n`
+    completions (`generate` reads every copy), and a completion that has ended leaves the
+    batch instead of being carried to the end as padding. On the organism that halves the
+    rollout time. Each token is drawn from softmax(logits / temperature), cut to the top-p
+    nucleus when top_p < 1: the distribution the loss's log-probs are taken under.
+    """
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self, prompts, n, *, temperature=1.0, top_p=1.0, max_new_tokens=64, greedy=False, seed=0
     ):
-        device = next(self.model.parameters()).device
+        model = self.model
+        device = next(model.parameters()).device
+        copies = 1 if greedy else n  # one greedy completion per prompt, repeated n times below
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):  # left padding: every prompt ends at the same column
             ids[i, width - len(p) :] = torch.tensor(p)
             mask[i, width - len(p) :] = 1
-        torch.manual_seed(seed)  # sampling depends on (seed) only: reproducible and resumable
-        sampling = {} if greedy else {"temperature": temperature, "top_p": top_p, "top_k": 0}
-        was_training = self.model.training
-        self.model.eval()
-        out = self.model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            do_sample=not greedy,
-            num_return_sequences=1 if greedy else n,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos_id,
-            **sampling,
+        ids, mask = ids.to(device), mask.to(device)
+        # Sampling depends on (seed) only: reproducible and resumable.
+        generator = torch.Generator(device=device).manual_seed(seed)
+        was_training = model.training
+        model.eval()
+        # Each prompt once; its cache rows are then repeated for its copies.
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+            logits_to_keep=1,
         )
-        self.model.train(was_training)
-        completions = out[:, width:].tolist()
-        rows = [_cut(row, self.eos_id) for row in completions]
-        if greedy:  # one greedy completion per prompt, repeated n times
+        cache = out.cache if "cache" in out else out.past_key_values  # renamed in 5.24
+        cache_arg = cache_argument(model)
+        cache.batch_repeat_interleave(copies)
+        logits = out.logits[:, -1].repeat_interleave(copies, 0)
+        mask = mask.repeat_interleave(copies, 0)
+        position = mask.sum(-1, keepdim=True)  # of the next token
+        live = torch.arange(len(prompts) * copies, device=device)  # rows still generating
+        tokens = torch.full((len(live), max_new_tokens), self.pad_id, device=device)
+        for t in range(max_new_tokens):
+            nxt = _draw(logits, temperature, top_p, greedy, generator)
+            tokens[live, t] = nxt
+            ended = nxt == self.eos_id
+            if t == max_new_tokens - 1 or bool(ended.all()):
+                break
+            if bool(ended.any()):  # ended rows leave the batch, cache included
+                keep = (~ended).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                live, nxt, mask, position = live[keep], nxt[keep], mask[keep], position[keep]
+            mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
+            logits = model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=position,
+                use_cache=True,
+                **{cache_arg: cache},
+            ).logits[:, -1]
+            position = position + 1
+        model.train(was_training)
+        rows = [_cut(row, self.eos_id) for row in tokens.tolist()]
+        if greedy:
             return [[rows[i]] * n for i in range(len(prompts))]
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
+def _draw(logits, temperature, top_p, greedy, generator) -> torch.Tensor:
+    """One token per row: the argmax, or a sample from softmax(logits / T) within top-p."""
+    if greedy:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_p < 1.0:  # keep the most likely tokens until their mass reaches top_p (at least one)
+        sorted_logits, order = logits.sort(-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        outside = probs.cumsum(-1) - probs >= top_p  # the mass before this token is enough
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(outside, float("-inf")))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+
+
 def _cut(row: list[int], eos_id: int) -> Generation:
-    """Tokens up to and including the first end token (generate pads after it)."""
+    """Tokens up to and including the first end token (padding follows it)."""
     if eos_id in row:
         end = row.index(eos_id)
         return Generation(row[: end + 1], True)
