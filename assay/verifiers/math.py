@@ -241,6 +241,19 @@ def same_answer(gold: Answer, pred: Answer) -> tuple[bool, str]:
     return same, f"compared as text (could not parse {unreadable[:40]!r})"
 
 
+def answer_texts(answers: Sequence[str]) -> list[str] | Verdict:
+    """The distinct answers to check, or the verdict when there is nothing sensible to check
+    (no answer, an empty one, or more different answers than any task asks for)."""
+    if not answers:
+        return Verdict.invalid("no \\boxed{} answer or <answer> tags")
+    texts = distinct_texts(answers)
+    if not texts:
+        return Verdict.invalid("the answer is empty")
+    if len(texts) > MAX_ANSWERS:
+        return Verdict.wrong(f"hedging: {len(texts)} different answers")
+    return texts
+
+
 def distinct_texts(answers: Sequence[str]) -> list[str]:
     """The answers with textual repeats removed, each kept at its last position."""
     by_key: dict[str, str] = {}
@@ -321,13 +334,9 @@ def check_math(answers: Sequence[str], gold: str, *, form: str | None = None) ->
                gold answer (hedging); against a set gold, the answers are pooled;
     invalid:   no answer, or one too long or too deeply nested to parse.
     """
-    if not answers:
-        return Verdict.invalid("no \\boxed{} answer or <answer> tags")
-    texts = distinct_texts(answers)
-    if not texts:
-        return Verdict.invalid("the answer is empty")
-    if len(texts) > MAX_ANSWERS:
-        return Verdict.wrong(f"hedging: {len(texts)} different answers")
+    texts = answer_texts(answers)
+    if isinstance(texts, Verdict):
+        return texts
     read = [Answer.read(t) for t in texts]
     for answer in read:
         if answer.refused:
