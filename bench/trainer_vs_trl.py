@@ -6,9 +6,9 @@ rate, no KL and one gradient step per rollout batch; both verify countdown answe
 assay's verifier. The figure is training samples (completions) per second over the
 timed steps, after warm-up steps; the ratio is assay / TRL (goal: >= 1.3).
 
-Rollout tokens/s and training tokens/s are split by timing `model.generate` on both
-sides (both sample with transformers' generate): rollout = new tokens / generate time,
-training = prompt + completion tokens / the rest of the step time (rewards included).
+Rollout tokens/s and training tokens/s are split by timing each side's sampler (TRL:
+transformers' `generate`; assay: its rollout engine): rollout = new tokens / sampling
+time, training = prompt + completion tokens / the rest of the step time (rewards included).
 
     python bench/trainer_vs_trl.py                      # CPU, the organism (tiny prior)
     python bench/trainer_vs_trl.py --arch qwen2.5-0.5b --device cuda --max-new-tokens 256
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -77,27 +78,43 @@ def make_model_dir(arch: str, root: Path) -> str:
     return str(path)
 
 
-class GenerateTimer:
-    """Wraps `model.generate` to add up its wall time and the tokens it produced."""
+class RolloutTimer:
+    """Wraps one side's sampler to add up its wall time and the tokens it handled.
 
-    def __init__(self, model, device: str):
-        self.model, self.device = model, device
-        self.seconds, self.tokens, self.active = 0.0, 0, False
-        self.all_tokens = 0  # prompt + completion: what the training pass then reads
-        self._generate = model.generate
-        model.generate = self
+    `count(args, kwargs, out)` gives (new tokens, prompt + new tokens) of one call: the
+    second is what the training pass then reads.
+    """
+
+    def __init__(self, owner, name: str, device: str, count):
+        self.device, self.count = device, count
+        self.seconds, self.tokens, self.all_tokens, self.active = 0.0, 0, 0, False
+        self._call = getattr(owner, name)
+        setattr(owner, name, self)
 
     def __call__(self, *args, **kwargs):
         _sync(self.device)
         start = time.perf_counter()
-        out = self._generate(*args, **kwargs)
+        out = self._call(*args, **kwargs)
         _sync(self.device)
         if self.active:
             self.seconds += time.perf_counter() - start
-            prompt = (kwargs.get("input_ids") if "input_ids" in kwargs else args[0]).shape[1]
-            self.tokens += int((out[:, prompt:] != 0).sum())  # pad id 0 on both sides
-            self.all_tokens += int((out != 0).sum())
+            new, every = self.count(args, kwargs, out)
+            self.tokens += new
+            self.all_tokens += every
         return out
+
+
+def count_generate(args, kwargs, out) -> tuple[int, int]:
+    """TRL samples with transformers' `generate`: ids in, prompt + completion ids out."""
+    prompt = (kwargs.get("input_ids") if "input_ids" in kwargs else args[0]).shape[1]
+    return int((out[:, prompt:] != 0).sum()), int((out != 0).sum())  # pad id 0 on both sides
+
+
+def count_engine(args, kwargs, out) -> tuple[int, int]:
+    """assay samples with its rollout engine: prompt ids in, `Generation`s per prompt out."""
+    new = sum(len(g.token_ids) for group in out for g in group)
+    prompts = sum(len(p) * len(group) for p, group in zip(args[0], out, strict=True))
+    return new, prompts + new
 
 
 def _sync(device: str) -> None:
@@ -138,7 +155,7 @@ def run_assay(args, model_dir: str, out: Path) -> dict:
     )
     config.env_options = dict(organism.ENV_OPTIONS)
     trainer = Trainer(config, quiet=True)
-    timer = GenerateTimer(trainer.model, args.device)
+    timer = RolloutTimer(trainer.engine, "generate", args.device, count_engine)
     for _ in range(args.warmup):
         trainer.step()
     timer.active = True
@@ -206,7 +223,7 @@ def run_trl(args, model_dir: str, out: Path) -> dict:
         train_dataset=data,
         processing_class=tokenizer,
     )
-    timer = GenerateTimer(trainer.model, args.device)
+    timer = RolloutTimer(trainer.model, "generate", args.device, count_generate)
     marks: dict[str, float] = {}
 
     class Clock(TrainerCallback):
@@ -222,7 +239,7 @@ def run_trl(args, model_dir: str, out: Path) -> dict:
     return _figures(marks["end"] - marks["start"], timer, args)
 
 
-def _figures(seconds: float, timer: GenerateTimer, args) -> dict:
+def _figures(seconds: float, timer: RolloutTimer, args) -> dict:
     samples = args.steps * args.prompts * args.group
     train_seconds = max(seconds - timer.seconds, 1e-9)
     return {
@@ -236,8 +253,6 @@ def _figures(seconds: float, timer: GenerateTimer, args) -> dict:
 
 def _median(runs: list[dict]) -> dict:
     """Per figure, the median over runs (the runs themselves are kept under "runs")."""
-    import statistics
-
     out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     out["runs"] = [r["samples_per_s"] for r in runs]
     return out
@@ -277,13 +292,16 @@ def main() -> None:
         have_trl = False  # the table says so; assay's figures still count
     root = Path(tempfile.mkdtemp(prefix="assay-bench-"))
     ours_runs, theirs_runs = [], []
+    loads = []  # 1-minute load average before each pair of runs and at the end
     try:
         model_dir = make_model_dir(args.arch, root)
         # Alternate the two trainers, so that a noisy machine slows both alike; report medians.
         for i in range(args.repeats):
+            loads.append(round(os.getloadavg()[0], 2))
             ours_runs.append(run_assay(args, model_dir, root / f"assay-{i}"))
             if have_trl:
                 theirs_runs.append(run_trl(args, model_dir, root / f"trl-{i}"))
+        loads.append(round(os.getloadavg()[0], 2))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     ours = _median(ours_runs)
@@ -297,6 +315,7 @@ def main() -> None:
         f"<= {args.max_new_tokens} new tokens, loss {args.loss}, {args.steps} timed steps "
         f"after {args.warmup} warm-up; medians of {args.repeats} alternating runs"
     )
+    print(f"# load average (1 min) before each pair of runs, then at the end: {loads}")
     print(
         f"{'trainer':<8} {'samples/s':>10} {'rollout tok/s':>14} {'train tok/s':>12} "
         f"{'rollout share':>14}"
@@ -309,8 +328,17 @@ def main() -> None:
             f"{name:<8} {fig['samples_per_s']:>10} {fig['rollout_tokens_per_s']:>14} "
             f"{fig['train_tokens_per_s']!s:>12} {fig['rollout_share']:>14}   runs {fig['runs']}"
         )
+    paired = None
     if ratio is not None:
-        print(f"ratio (assay / trl, samples/s): {ratio:.2f}x")
+        # Each pair of runs is measured seconds apart, so on a machine whose load comes and
+        # goes the median of the pairs' ratios is steadier than the ratio of the medians.
+        paired = statistics.median(
+            a["samples_per_s"] / t["samples_per_s"]
+            for a, t in zip(ours_runs, theirs_runs, strict=True)
+        )
+        print(
+            f"ratio (assay / trl, samples/s): {ratio:.2f}x; median of the pairs' ratios {paired:.2f}x"
+        )
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -320,6 +348,8 @@ def main() -> None:
                     "assay": ours,
                     "trl": theirs,
                     "ratio": ratio,
+                    "paired_ratio": paired,
+                    "load_average": loads,
                 },
                 indent=2,
             )

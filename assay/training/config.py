@@ -55,7 +55,7 @@ class TrainConfig:
     temperature: float = 1.0  #: sampling temperature (log-probs use the same)
     top_p: float = 1.0  #: nucleus sampling (1.0 = the full distribution)
     max_new_tokens: int = 512  #: completion length limit
-    engine: str = "hf"  #: rollout engine: "hf" (transformers generate) or "vllm"
+    engine: str = "hf"  #: rollout engine: "hf" (a sampling loop on the training model with its KV cache) or "vllm"
     chat_template: bool = False  #: wrap prompts in the tokenizer's chat template
     verify_temperature: float = 0.5  #: sampling temperature of `self_verify` judgements
     verify_max_new_tokens: int = 256  #: length limit of a `self_verify` judgement

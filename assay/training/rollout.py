@@ -64,7 +64,9 @@ class HFEngine(RolloutEngine):
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
 
-    @torch.inference_mode()
+    # no_grad rather than inference_mode: a model may refresh a buffer in its forward (dynamic
+    # RoPE does), and an inference tensor kept in the model would break the training pass.
+    @torch.no_grad()
     def generate(
         self, prompts, n, *, temperature=1.0, top_p=1.0, max_new_tokens=64, greedy=False, seed=0
     ):
