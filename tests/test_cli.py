@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 
 from conftest import write_jsonl
+
+# The organism's tiny prior is built once per machine and shared with the training tests.
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
 
 def test_envs_lists_every_builtin_with_a_description(assay):
@@ -124,3 +129,13 @@ def test_schema_and_validate(assay, tmp_path):
         f"{bad}:4: numbers: 'numbers' is a required property",
     ]
     assert "1 good task(s)" in out.stderr
+
+
+def test_train_with_a_missing_task_file_is_one_line(assay, tmp_path):
+    out = assay("train", "--model", "organism:tiny",
+                "--set", f"train_file={tmp_path / 'missing.jsonl'}", "--steps", "1",
+                "--out", str(tmp_path / "run"), "--quiet")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"assay: error: cannot read task file {tmp_path / 'missing.jsonl'}: No such file or directory"
+    ]

@@ -107,6 +107,9 @@ class Trainer:
         )
         self.env = get_env(cfg.env, **cfg.env_options)
         self.reward = get_reward(cfg.reward)
+        # Tasks before the model, so that a bad task file fails at once, not after a model load.
+        self.train_tasks = self._tasks(cfg.train_file, cfg.train_size, cfg.seed)
+        self.val_tasks = self._tasks(cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
 
         # The run's own checkpoint holds the policy when resuming; the original model stays
         # the KL reference either way.
@@ -146,8 +149,6 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
-        self.train_tasks = self._tasks(cfg.train_file, cfg.train_size, cfg.seed)
-        self.val_tasks = self._tasks(cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
         self.data = TaskStream(self.train_tasks, cfg.seed)
         self.log = MetricsLog(
             self.out,
@@ -520,7 +521,10 @@ class Trainer:
 
     def _tasks(self, path: str | None, size: int, seed: int) -> list[Task]:
         if path:
-            return self.env.load(path)
+            try:
+                return self.env.load(path)
+            except OSError as exc:
+                raise TrainError(f"cannot read task file {path}: {exc.strerror}") from None
         try:
             return self.env.generate(size, seed=seed)
         except NotImplementedError:
