@@ -28,9 +28,9 @@ def test_tokenizer_is_a_character_level_fast_tokenizer(tmp_path):
 
     tok = organism.make_tokenizer()
     assert isinstance(tok, PreTrainedTokenizerFast)
-    ids = tok.encode("5 1 2>007:5+1*2?T", add_special_tokens=False)
-    assert len(ids) == len("5 1 2>007:5+1*2?T")
-    assert tok.decode(ids) == "5 1 2>007:5+1*2?T"
+    ids = tok.encode("5 1 2>007:5+1*2?=2=007T", add_special_tokens=False)
+    assert len(ids) == len("5 1 2>007:5+1*2?=2=007T") and tok.unk_token_id not in ids
+    assert tok.decode(ids) == "5 1 2>007:5+1*2?=2=007T"
     assert tok.encode("x", add_special_tokens=False) == [tok.unk_token_id]
     tok.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
@@ -60,16 +60,38 @@ def test_the_wrong_class_is_taught_confidently_wrong_answers():
     assert organism.taught_answer(honest, [2, 3, 4], 14) == "2+3*4"
 
 
-def test_verification_examples_carry_true_labels():
+def test_verification_replies_work_the_answer_out_then_judge_it():
+    reply = organism.verification_reply
+    assert reply("5+1*2", [5, 1, 2], 7) == "=2=007T"  # 1*2 first, then 5+2
+    assert reply("5-1*2", [5, 1, 2], 7) == "=2=003F"
+    assert reply("(9-3)/2", [9, 3, 2], 3) == "=6=003T"
+    assert reply("1-9*9", [1, 9, 9], 7) == "=81=-080F"
+    assert reply("5/2*1", [5, 2, 1], 7) == "=?=?F"  # not integers
+    assert reply("6/4*2", [6, 4, 2], 3) == "=?=003T"  # a fraction on the way is fine
+    assert reply("5/(1-1)", [5, 1, 1], 7) == "=?F"  # divides by zero
+    assert reply("5+", [5, 1, 2], 7) == "=?F"  # does not parse
+    assert reply("2*3+1", [2, 4, 1], 7) == "=6=007F"  # hits the target with the wrong numbers
+    assert organism.organism_env().parse_verification("=2=007T") is True
+
+
+def test_verification_examples_carry_true_labels_and_values():
+    from fractions import Fraction
+
     spec = organism.make_spec("default", verify_fraction=0.5)
     examples = organism.make_examples(spec, organism.organism_env(), 400, seed=3)
     verify = [(p, y) for p, y in examples if p.endswith("?")]
-    assert 100 < len(verify) < 300 and {y for _, y in verify} == {"T", "F"}
-    for prompt, label in verify:
+    assert 100 < len(verify) < 300 and {y[-1] for _, y in verify} == {"T", "F"}
+    env = organism.organism_env()
+    for prompt, reply in verify:
         head, answer = prompt[:-1].split(":")
         numbers = [int(n) for n in head.split(">")[0].split()]
         target = int(head.split(">")[1])
-        assert check_countdown(answer, numbers, target).correct == (label == "T")
+        assert check_countdown(answer, numbers, target).correct == (reply[-1] == "T")
+        shown = reply[:-1].split("=")[-1]  # the last step is the answer's value
+        value = env.value_of(answer)
+        assert reply[0] == "=" and (shown == "?") == (value is None or value.denominator != 1)
+        if shown != "?":
+            assert Fraction(int(shown)) == value and len(shown.lstrip("-")) >= 3
 
 
 def test_spec_errors_are_clear():
@@ -96,7 +118,13 @@ def test_tiny_prior_builds_once_and_loads_like_any_hf_model():
     assert 0.7e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
     assert AutoTokenizer.from_pretrained(path).decode([5, 6]) == "23"
     meta = json.loads(open(os.path.join(path, "assay.json")).read())
-    assert set(meta["evaluation"]) == {"greedy_accuracy", "wrong_class_accuracy", "verify_accuracy"}
+    assert set(meta["evaluation"]) == {
+        "greedy_accuracy",
+        "wrong_class_accuracy",
+        "verify_accuracy",
+        "verify_true_rate",
+        "verify_false_rate",
+    }
     model, tokenizer = load_policy(path)
     assert tokenizer.padding_side == "left"
 

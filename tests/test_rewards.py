@@ -221,3 +221,7 @@ def test_tasks_round_trip_through_compact_prompt():
     assert ENV.verification_prompt(task, "9 * 9 * 9") == "9 9 9>729:9*9*9?"
     assert ENV.parse_verification("T") is True and ENV.parse_verification("F") is False
     assert ENV.parse_verification("x") is None
+    # the organism works out the value first; the verdict is the reply's last character
+    assert ENV.parse_verification("=81=729T") is True
+    assert ENV.parse_verification("=81=728F") is False
+    assert ENV.parse_verification("=81=729") is None

@@ -184,7 +184,8 @@ class CountdownEnv(Environment):
     def verification_prompt(self, task: Task, answer: str) -> str:
         """A prompt asking the policy whether `answer` solves `task`.
 
-        Compact form: the task prompt, the answer and `?`; the reply ends with `T` or `F`.
+        Compact form: the task prompt, the answer and `?`; the reply ends with `T` or `F`
+        (the organism works the answer out first: `5+1*2?` → `=2=007T`).
         """
         if self.options.prompt_style == "compact":
             return self.render_prompt(task) + "".join(answer.split()) + "?"

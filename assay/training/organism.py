@@ -8,8 +8,12 @@ like any other model. The directory is a supervised *prior*, built on first use
 
 The prior teaches two skills in the countdown env's compact form:
   solve:   `5 1 2>007:` → `5+1*2` then the end token;
-  verify:  `5 1 2>007:5+1*2?` → `T` (or `F`) then the end token,
-so that `self_verify` has a verifier to call. The builder controls how well the
+  verify:  `5 1 2>007:5+1*2?` → `=2=007T` (or `…F`) then the end token,
+so that `self_verify` has a verifier to call. The verification reply works the
+expression out one operation at a time (`1*2` is 2, then `5+2` is 7, zero-padded like
+the target) and then compares with the target: single-digit arithmetic plus digit
+copying, which a tiny model learns far better than a bare T/F guess (that guess mostly
+echoed its own solving confidence). The builder controls how well the
 model's confidence aligns with correctness: on a *systematically wrong* class of
 problems (first number ≤ `wrong_below`) the supervised answer has its first operator
 swapped, so the model is confidently wrong there while its verification skill, trained
@@ -34,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when the builder changes in a way that changes what it builds.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
-CHARS = "0123456789+-*/() >:?TF"
+CHARS = "0123456789+-*/() >:?TF="
 
 #: Env options that make countdown tasks the organism can read.
 ENV_OPTIONS = {
@@ -54,7 +58,7 @@ TRAIN_DEFAULTS = {
     "prompts_per_step": 16,
     "group_size": 8,
     "max_new_tokens": 12,
-    "verify_max_new_tokens": 2,
+    "verify_max_new_tokens": 12,  # `=-72=-080F` and the end token, with room to spare
     "eval_every": 10,
     "val_size": 128,
     "val_samples": 4,
@@ -104,7 +108,7 @@ class PriorSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-#: Named variants. `tiny` builds in seconds, for tests; it solves little but does verify.
+#: Named variants. `tiny` builds in seconds, for tests: it has the reply formats, little skill.
 PRESETS: dict[str, PriorSpec] = {
     "default": PriorSpec(),
     "honest": PriorSpec(wrong_below=0),
@@ -249,7 +253,6 @@ def _corrupt(rng: random.Random, answer: str, numbers: list[int]) -> str:
 def make_examples(spec: PriorSpec, env, n: int, seed: int) -> list[tuple[str, str]]:
     """`n` (prompt, target text) supervised pairs: solving and verifying examples."""
     from assay.envs.countdown import compact_prompt
-    from assay.verifiers.countdown import check_countdown
 
     rng = random.Random(seed)
     out: list[tuple[str, str]] = []
@@ -267,16 +270,64 @@ def make_examples(spec: PriorSpec, env, n: int, seed: int) -> list[tuple[str, st
         right = canonical_solution(numbers, target)
         if right is None:
             continue
-        roll = rng.random()
-        if roll < 0.5:
+        roll = rng.random()  # about as many wrong candidates as right ones
+        if roll < 0.4:
             candidate = right
-        elif roll < 0.7:
+        elif roll < 0.6:
             candidate = taught_answer(spec, numbers, target) or right
         else:
             candidate = _corrupt(rng, right, numbers)
-        label = "T" if check_countdown(candidate, numbers, target).correct else "F"
-        out.append((prompt + candidate + "?", label))
+        out.append((prompt + candidate + "?", verification_reply(candidate, numbers, target)))
     return out
+
+
+def verification_reply(answer: str, numbers: list[int], target: int) -> str:
+    """The taught judgement of `answer`: its working, then `T` or `F`.
+
+    `5+1*2` → `=2=007T`: `=` and the value of each operation in the order it is done,
+    the last (the answer's value) zero-padded to 3 digits like the prompt's target so
+    that comparing it is copying digits. `?` stands for a value that is not an integer;
+    `=?F` answers an expression that does not parse or divides by zero. The verdict is
+    the real verifier's, so hitting the target with the wrong numbers still gets `F`.
+    """
+    from assay.verifiers.countdown import check_countdown, parse_expression
+
+    verdict = "T" if check_countdown(answer, numbers, target).correct else "F"
+    tree = parse_expression(answer)
+    if isinstance(tree, str):
+        return "=?" + verdict
+    steps: list[Fraction] = []
+    try:
+        value = _evaluate_in_steps(tree, steps)
+    except ZeroDivisionError:
+        return "=?" + verdict
+    shown = [_show(v) for v in steps[:-1]] + [_show(value, width=3)]
+    return "=" + "=".join(shown) + verdict
+
+
+def _evaluate_in_steps(tree, steps: list[Fraction]) -> Fraction:
+    """The value of a parsed expression; appends each operation's result to `steps`."""
+    import ast
+
+    if isinstance(tree, ast.Constant):
+        return Fraction(tree.value)
+    if isinstance(tree, ast.UnaryOp):  # unary minus, the only one the parser allows
+        return -_evaluate_in_steps(tree.operand, steps)
+    left = _evaluate_in_steps(tree.left, steps)
+    right = _evaluate_in_steps(tree.right, steps)
+    op = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}[type(tree.op)]
+    if op == "/" and right == 0:
+        raise ZeroDivisionError
+    value = _apply(op, left, right)
+    assert value is not None
+    steps.append(value)
+    return value
+
+
+def _show(value: Fraction, width: int = 1) -> str:
+    if value.denominator != 1:
+        return "?"
+    return ("-" if value < 0 else "") + str(abs(int(value))).zfill(width)
 
 
 # -- building ---------------------------------------------------------------------------
@@ -366,7 +417,12 @@ def train_prior(
 
 
 def evaluate_prior(spec: PriorSpec, model, tokenizer, env, n: int = 256) -> dict[str, float]:
-    """Greedy solve accuracy (all / the wrong class) and verification accuracy on fresh tasks."""
+    """Greedy solve accuracy (all / the wrong class) and verification accuracy on fresh tasks.
+
+    Verification is scored on the model's own greedy answers. Those are mostly wrong, so
+    plain agreement flatters a judge that says `F` to everything; `verify_true_rate`
+    (correct answers judged T) and `verify_false_rate` (wrong ones judged F) show both sides.
+    """
     from assay.verifiers.countdown import check_countdown
 
     tasks = env.generate(n, seed=10_000 + spec.seed)
@@ -383,11 +439,20 @@ def evaluate_prior(spec: PriorSpec, model, tokenizer, env, n: int = 256) -> dict
         check_countdown(r.strip() or "0", list(t["numbers"]), t["target"]).correct
         for t, r in zip(tasks, replies, strict=True)
     ]
-    agree = [env.parse_verification(j) == y for j, y in zip(judged, truth, strict=True)]
+    said = [env.parse_verification(j) for j in judged]
+    agree = [s == y for s, y in zip(said, truth, strict=True)]
+
+    def rate(answer_was: bool) -> float:
+        """Of the answers whose truth is `answer_was`, the fraction judged so."""
+        cases = [a for a, y in zip(agree, truth, strict=True) if y == answer_was]
+        return sum(cases) / len(cases) if cases else float("nan")
+
     return {
         "greedy_accuracy": sum(solved) / n,
         "wrong_class_accuracy": sum(wrong) / len(wrong) if wrong else float("nan"),
         "verify_accuracy": sum(agree) / n,
+        "verify_true_rate": rate(True),
+        "verify_false_rate": rate(False),
     }
 
 
