@@ -100,6 +100,21 @@ def completion_stats(
     return TokenStats(logprobs, entropies, certainty)
 
 
+def prefill(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """Read left-padded prompts once: the logits at each prompt's last position, and the
+    KV cache to continue from."""
+    # Positions count real tokens only, so a left-padded prompt is read as unpadded.
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = out.cache if "cache" in out else out.past_key_values  # renamed in transformers 5.24
+    return out.logits[:, -1], cache
+
+
 def completion_logits(
     model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int
 ) -> torch.Tensor:
@@ -119,18 +134,10 @@ def completion_logits(
         torch.cat([input_ids[:, :P], prompt_mask], 1), dim=0, return_inverse=True
     )
     ids, mask = distinct[:, :P], distinct[:, P:]
-    # Positions count real tokens only, so a left-padded prompt is read as unpadded.
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    first = out.logits[row_prompt, -1:]  # the last prompt position predicts completion token 0
+    last, cache = prefill(model, ids, mask)
+    first = last[row_prompt, None]  # the last prompt position predicts completion token 0
     if completion_len == 1:
         return first
-    cache = out.cache if "cache" in out else out.past_key_values  # renamed in transformers 5.24
     cache.batch_select_indices(row_prompt)  # one copy of its prompt's keys and values per row
     positions = mask.sum(-1)[row_prompt, None] + torch.arange(
         completion_len - 1, device=mask.device

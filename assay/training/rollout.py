@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from assay.training.policy import cache_argument
+from assay.training.policy import cache_argument, prefill
 
 
 class EngineError(RuntimeError):
@@ -85,17 +85,10 @@ class HFEngine(RolloutEngine):
         was_training = model.training
         model.eval()
         # Each prompt once; its cache rows are then repeated for its copies.
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = out.cache if "cache" in out else out.past_key_values  # renamed in 5.24
+        last, cache = prefill(model, ids, mask)
         cache_arg = cache_argument(model)
         cache.batch_repeat_interleave(copies)
-        logits = out.logits[:, -1].repeat_interleave(copies, 0)
+        logits = last.repeat_interleave(copies, 0)
         mask = mask.repeat_interleave(copies, 0)
         position = mask.sum(-1, keepdim=True)  # of the next token
         live = torch.arange(len(prompts) * copies, device=device)  # rows still generating
