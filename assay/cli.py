@@ -76,7 +76,7 @@ def sample_command(env_name: str, count: int, seed: int, assignments: tuple[str,
         out.write(json.dumps(task.to_dict()) + "\n")
 
 
-def _read_pairs(env: Environment, path: str) -> tuple[list[tuple[Task, str] | Verdict], int]:
+def _read_pairs(env: Environment, path: str) -> list[tuple[Task, str] | Verdict]:
     """Each input line becomes a (task, completion) pair, or an `error` verdict naming the line."""
     from assay.envs.taskfile import validate_fields
 
@@ -112,7 +112,7 @@ def _read_pairs(env: Environment, path: str) -> tuple[list[tuple[Task, str] | Ve
             items.append(Verdict.error(f"{where}: task.{problems[0]}"))
             continue
         items.append((env.make_task(row["task"], id=where), row["completion"]))
-    return items, len(lines)
+    return items
 
 
 @cli.command("verify")
@@ -142,7 +142,7 @@ def verify_command(
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
     start = time.perf_counter()
-    items, _ = _read_pairs(env, input_path)
+    items = _read_pairs(env, input_path)
     try:
         out = sys.stdout if output_path == "-" else open(output_path, "w", encoding="utf-8")
     except OSError as exc:

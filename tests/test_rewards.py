@@ -21,17 +21,9 @@ from assay.rewards import (
     register_reward,
     reward_names,
 )
+from assay.training import organism
 
-ENV = get_env(
-    "countdown",
-    prompt_style="compact",
-    min_value=1,
-    max_value=9,
-    min_numbers=3,
-    max_numbers=3,
-    min_target=0,
-    max_target=999,
-)
+ENV = get_env("countdown", **organism.ENV_OPTIONS)  # the organism's compact form
 TASK = ENV.make_task({"numbers": [5, 1, 2], "target": 7})  # 5+1*2 = 7
 
 

@@ -153,15 +153,13 @@ class Environment(ABC):
         Each verification is bounded by `time_limit`; one that passes it is `timeout`.
         """
         pool = self._pool(workers or os.cpu_count() or 1)
-        results: list[Verdict] = []
 
         def convert(index: int, value: Any) -> None:
             if on_result is not None:
                 on_result(index, _as_verdict(value))
 
         raw = pool.map(self.score, pairs, timeout=self.time_limit, on_result=convert)
-        results = [_as_verdict(value) for value in raw]
-        return results
+        return [_as_verdict(value) for value in raw]
 
     def _pool(self, workers: int) -> BoundedPool:
         pools = self.__dict__.setdefault("_pools", {})
