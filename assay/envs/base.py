@@ -8,48 +8,26 @@ docs/define-an-environment.md and examples/.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from assay.envs.task import Task
+from assay.options import OptionError, build_options, parse_assignments
 from assay.verifiers import BoundedPool, Failure, Verdict
 
-_RESERVED = ("id", "prompt")
+__all__ = ["VERIFICATION_MODES", "Environment", "OptionError", "Task", "parse_assignments"]
 
-
-@dataclass
-class Task:
-    """One problem: an id, the prompt text and the environment-specific fields.
-
-    On disk and on the command line a task is one flat JSON object:
-    `{"id": ..., "prompt": ..., **fields}`. Ground truth, where an environment has
-    any, is just another field (math's `answer`); countdown needs none.
-    """
-
-    id: str
-    prompt: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.fields[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.fields.get(key, default)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "prompt": self.prompt, **self.fields}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, default_id: str = "") -> Task:
-        fields = {k: v for k, v in data.items() if k not in _RESERVED}
-        return cls(id=str(data.get("id", default_id)), prompt=str(data.get("prompt", "")), fields=fields)
-
-
-class OptionError(ValueError):
-    """An unknown or badly typed environment option (from `--set KEY=VALUE`)."""
+#: How an environment's `verify_many` runs its checks:
+#:   "workers":    forked worker processes, each check killed at `time_limit` (the safe
+#:                 default for a verifier that might be slow, such as a symbolic one);
+#:   "in_process": called directly, for verifiers bounded by construction (countdown's caps
+#:                 length and depth and never evaluates foreign literals): no pool, no IPC;
+#:   "sandbox":    the env runs its checks elsewhere (code: the sandbox's jails) and
+#:                 overrides `verify_many` to send a whole batch there at once.
+VERIFICATION_MODES = ("workers", "in_process", "sandbox")
 
 
 class Environment(ABC):
@@ -66,10 +44,20 @@ class Environment(ABC):
     task_schema: ClassVar[dict[str, Any]] = {"type": "object"}
     #: Verifications slower than this (seconds) are killed and reported as `timeout`.
     time_limit: ClassVar[float] = 5.0
+    #: How `verify_many` runs the checks: one of `VERIFICATION_MODES`.
+    verification: ClassVar[str] = "workers"
 
     @dataclass
     class Options:
         pass
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.verification not in VERIFICATION_MODES:
+            raise TypeError(
+                f"{cls.__name__}.verification must be one of {VERIFICATION_MODES}, "
+                f"got {cls.verification!r}"
+            )
 
     def __init__(self, **options: Any) -> None:
         self.options = self.make_options(options)
@@ -77,17 +65,7 @@ class Environment(ABC):
     @classmethod
     def make_options(cls, values: dict[str, Any]) -> Any:
         """Build `Options` from keyword values, coercing strings (`--set`) to each field's type."""
-        known = {f.name: f for f in dataclasses.fields(cls.Options)}
-        kwargs = {}
-        for key, value in values.items():
-            if key not in known:
-                names = ", ".join(sorted(known)) or "none"
-                raise OptionError(f"unknown option {key!r} for env {cls.name!r} (options: {names})")
-            kwargs[key] = _coerce(cls.name, key, value, known[key].default)
-        try:
-            return cls.Options(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise OptionError(f"env {cls.name!r}: {exc}") from None
+        return build_options(cls.Options, values, owner=f"env {cls.name!r}")
 
     # -- making tasks ---------------------------------------------------------------
 
@@ -126,8 +104,13 @@ class Environment(ABC):
     def check(self, task: Task, answer: str) -> Verdict:
         """Verify an extracted answer. May be slow: callers bound it with `time_limit`."""
 
-    def score(self, task: Task, completion: str) -> Verdict:
-        """Extract and check, without a time limit. Exceptions become `error` verdicts."""
+    def check_completion(self, task: Task, completion: str) -> Verdict:
+        """Extract and check one completion, with no time limit of its own.
+
+        `verify_many` calls it (in a worker, in process, or not at all for the sandbox
+        envs); override it when the whole completion matters (math looks at every
+        boxed answer to catch hedging). Exceptions become `error` verdicts.
+        """
         try:
             answer = self.extract(completion)
             if answer is None:
@@ -137,7 +120,7 @@ class Environment(ABC):
             return Verdict.error(f"verifier raised {type(exc).__name__}: {exc}"[:500])
 
     def verify(self, task: Task, completion: str) -> Verdict:
-        """Verify one completion under the hard `time_limit` (works from any thread)."""
+        """Verify one completion: `verify_many` with a batch of one."""
         (verdict,) = self.verify_many([(task, completion)], workers=1)
         return verdict
 
@@ -148,17 +131,32 @@ class Environment(ABC):
         workers: int | None = None,
         on_result: Callable[[int, Verdict], None] | None = None,
     ) -> list[Verdict]:
-        """Verify many (task, completion) pairs in parallel worker processes, in input order.
+        """Verify many (task, completion) pairs; verdicts in input order.
 
-        Each verification is bounded by `time_limit`; one that passes it is `timeout`.
+        The one batch API: the trainer, the rewards and `assay verify` all call it with
+        whole batches. How the checks run is the class's `verification` mode; in every
+        mode each check is bounded (by `time_limit`, by construction, or by the sandbox),
+        and a check that fails is an `error` or `timeout` verdict, never an exception.
+        `on_result(index, verdict)` is called as each verdict is ready.
         """
+        if self.verification == "in_process":
+            verdicts = []
+            for index, (task, completion) in enumerate(pairs):
+                verdicts.append(self.check_completion(task, completion))
+                if on_result is not None:
+                    on_result(index, verdicts[-1])
+            return verdicts
+        if self.verification == "sandbox":
+            raise NotImplementedError(
+                f"{type(self).__name__} verifies in a sandbox and must override verify_many"
+            )
         pool = self._pool(workers or os.cpu_count() or 1)
 
         def convert(index: int, value: Any) -> None:
             if on_result is not None:
                 on_result(index, _as_verdict(value))
 
-        raw = pool.map(self.score, pairs, timeout=self.time_limit, on_result=convert)
+        raw = pool.map(self.check_completion, pairs, timeout=self.time_limit, on_result=convert)
         return [_as_verdict(value) for value in raw]
 
     def _pool(self, workers: int) -> BoundedPool:
@@ -189,37 +187,3 @@ def _as_verdict(value: Any) -> Verdict:
     if isinstance(value, Failure):
         return Verdict.timeout(value.detail) if value.kind == "timeout" else Verdict.error(value.detail)
     return Verdict.error(f"verifier returned {type(value).__name__}, not a Verdict")
-
-
-def _coerce(env: str, key: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str) or isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, (list, tuple)):
-            return type(default)(int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in value.split(","))
-    except ValueError:
-        raise OptionError(
-            f"env {env!r}: option {key!r} expects {type(default).__name__}, got {value!r}"
-        ) from None
-    return value
-
-
-def parse_assignments(items: Iterable[str]) -> dict[str, str]:
-    """Parse `KEY=VALUE` strings (from `--set`) into a dict; a malformed one is an `OptionError`."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise OptionError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = value
-    return out

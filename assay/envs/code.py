@@ -117,6 +117,7 @@ class CodeEnv(Environment):
     description = "Write Python; run in the sandbox against assert tests or stdin/stdout cases (HumanEval built in)"
     Options = CodeOptions
     time_limit = 10.0
+    verification = "sandbox"  # verify_many sends each batch to the sandbox's jails at once
     task_schema = {
         "type": "object",
         "properties": {
@@ -185,10 +186,6 @@ class CodeEnv(Environment):
         (verdict,) = self._verify_answers([(task, answer)], workers=None, on_result=None)
         return verdict
 
-    def verify(self, task: Task, completion: str) -> Verdict:
-        (verdict,) = self.verify_many([(task, completion)])
-        return verdict
-
     def verify_many(
         self,
         pairs: Sequence[tuple[Task, str]],
@@ -231,7 +228,6 @@ class CodeEnv(Environment):
             owners.extend([index] * len(plan.jobs))
             jobs.extend(plan.jobs)
         remaining = {index: len(plan.jobs) for index, plan in plans.items()}
-        {index: [] for index in plans}
         first_job = {}
         for position, index in enumerate(owners):
             first_job.setdefault(index, position)

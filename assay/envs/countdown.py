@@ -129,6 +129,9 @@ class CountdownEnv(Environment):
     name = "countdown"
     description = "Reach a target with + - * / over given numbers, each used once (solvable by construction)"
     time_limit = 5.0
+    # Bounded by construction (length and depth caps, no evaluation of foreign literals):
+    # checked in the caller's process, no worker pool.
+    verification = "in_process"
     Options = CountdownOptions
     task_schema = {
         "type": "object",
@@ -204,11 +207,6 @@ class CountdownEnv(Environment):
         return check_countdown(
             answer, list(task["numbers"]), task["target"], format_score=self.options.format_score
         )
-
-    def verify(self, task: Task, completion: str) -> Verdict:
-        # Bounded by construction (length and depth caps, no evaluation of foreign
-        # literals), so no worker process is needed for a single call.
-        return self.score(task, completion)
 
     def answer_key(self, task: Task, answer: str) -> Hashable:
         if self.options.vote_key == "value":

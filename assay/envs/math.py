@@ -128,7 +128,7 @@ class MathEnv(Environment):
     def check(self, task: Task, answer: str) -> Verdict:
         return self._check_answers(task, [answer])
 
-    def score(self, task: Task, completion: str) -> Verdict:
+    def check_completion(self, task: Task, completion: str) -> Verdict:
         """Check every final answer of the completion (hedging is visible only then)."""
         try:
             return self._check_answers(task, final_answers(completion))

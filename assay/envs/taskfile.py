@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from assay.envs.base import Task
+from assay.envs.task import Task
 
 if TYPE_CHECKING:
     from assay.envs.base import Environment
