@@ -1,7 +1,8 @@
 """The `assay` command.
 
-Usage errors (an unknown env, a file that cannot be read, a bad option) print one
-line and exit with status 2; everything else is reported in the output and exits 0.
+Usage errors (an unknown env, a file that cannot be read, a bad option: every
+`AssayError` raised while a command sets up) print one line and exit with status 2;
+everything else is reported in the output and exits 0.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from assay.envs import (
     OptionError,
     Task,
     TaskFileError,
-    UnknownEnvError,
     get_env,
     list_envs,
     parse_assignments,
 )
+from assay.errors import AssayError
 from assay.verifiers import STATUSES, Verdict
 
 
@@ -40,7 +41,7 @@ class UsageError(click.ClickException):
 def _make_env(name: str, assignments: tuple[str, ...]) -> Environment:
     try:
         return get_env(name, **parse_assignments(assignments))
-    except (UnknownEnvError, OptionError) as exc:
+    except AssayError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -213,17 +214,6 @@ def validate_command(env_name: str, task_file: str) -> None:
 # -- training commands (assay train, assay prior) are added below this line ---------
 
 
-def _training_errors() -> tuple[type[Exception], ...]:
-    from assay.rewards import RewardError
-    from assay.training import ConfigError, TrainError
-    from assay.training.policy import ModelLoadError
-    from assay.training.rollout import EngineError
-    from assay.training.tracking import TrackerError
-
-    return (ConfigError, RewardError, TrainError, ModelLoadError, EngineError, TrackerError,
-            UnknownEnvError, OptionError)
-
-
 @cli.command("train")
 @click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
 @click.option("--reward", default=None, help="Reward: a name or `0.5*verifier + 0.5*self_certainty`.")
@@ -259,7 +249,7 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
         get_reward(config.reward)  # an unknown reward fails before any model is loaded
         get_env(config.env, **config.env_options)
         trainer = Trainer(config, resume=resume, quiet=quiet)
-    except _training_errors() as exc:
+    except AssayError as exc:
         raise UsageError(str(exc)) from None
     summary = trainer.train()
     collapse = summary["collapse"]

@@ -1,6 +1,6 @@
 """Verification throughput: verdicts per second, next to a peer measured in the same run.
 
-- countdown: assay in-process (`env.score`) and through `env.verify_many` (every call
+- countdown: assay in-process (`env.check_completion`) and through `env.verify_many` (every call
   under the hard time limit in a worker process), with 1 and 2 workers;
 - math: in-process math-verify (`verify(parse(gold), parse(completion))`, its default
   settings, on the main thread) against assay on the same (gold, completion) pairs:
@@ -110,8 +110,8 @@ def bench_countdown(n: int, seed: int, workers: int) -> None:
     pairs = countdown_pairs(n, seed)
     env = get_env("countdown")
     print(f"countdown ({len(pairs)} pairs)")
-    _, seconds = timed(lambda: [env.score(t, c) for t, c in pairs])
-    line("assay in-process (env.score, no limit)", len(pairs), seconds)
+    _, seconds = timed(lambda: [env.check_completion(t, c) for t, c in pairs])
+    line("assay in-process (env.check_completion, no limit)", len(pairs), seconds)
     for w in sorted({1, workers}):
         _, seconds = bounded_run("countdown", pairs, w, pairs[:20])
         line(f"assay verify_many, workers={w} (hard limit)", len(pairs), seconds)
@@ -195,8 +195,8 @@ def bench_math(n: int, seed: int, workers: int) -> None:
         bounded_rates[w] = rate(len(pairs), seconds)
     env = get_env("math")
     _, seconds = timed(
-        lambda: [env.score(t, c) for t, c in pairs],
-        warm=lambda: [env.score(t, c) for t, c in warm_pairs],
+        lambda: [env.check_completion(t, c) for t, c in pairs],
+        warm=lambda: [env.check_completion(t, c) for t, c in warm_pairs],
     )
     in_process_rate = rate(len(pairs), seconds)
     peer, seconds = timed(
@@ -210,7 +210,7 @@ def bench_math(n: int, seed: int, workers: int) -> None:
             len(pairs) / r,
             f"  ratio {peer_rate / r:.2f}",
         )
-    line("assay in-process (env.score, no limit)", len(pairs), len(pairs) / in_process_rate)
+    line("assay in-process (env.check_completion, no limit)", len(pairs), len(pairs) / in_process_rate)
     print(
         f"  ratio math-verify / assay, one core each (workers=1): "
         f"{peer_rate / bounded_rates[1]:.2f} (in-process: {peer_rate / in_process_rate:.2f}; "

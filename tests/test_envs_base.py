@@ -154,3 +154,75 @@ def test_shipped_task_files_and_schemas_are_valid():
         if name == "countdown":
             for task in tasks:
                 assert env.verify(task, f"<answer>{task['solution']}</answer>").correct
+
+
+class PidEnv(EchoEnv):
+    """Says which process checked it, to tell in-process from worker verification."""
+
+    name = "test-pid"
+
+    def check(self, task: Task, answer: str) -> Verdict:
+        import os
+
+        return Verdict.right(str(os.getpid()))
+
+
+class InProcessPidEnv(PidEnv):
+    name = "test-pid-in-process"
+    verification = "in_process"
+
+
+def test_verify_many_runs_where_the_env_says():
+    import os
+
+    task = Task("t", "p", {"word": "x"})
+    pairs = [(task, "x")] * 3
+    here = str(os.getpid())
+    workers = PidEnv()
+    try:
+        assert all(v.detail != here for v in workers.verify_many(pairs, workers=1))
+    finally:
+        workers.close()
+    seen = []
+    verdicts = InProcessPidEnv().verify_many(pairs, on_result=lambda i, v: seen.append(i))
+    assert [v.detail for v in verdicts] == [here] * 3 and seen == [0, 1, 2]
+    assert get_env("countdown").verification == "in_process"
+    assert get_env("code").verification == "sandbox" and get_env("math").verification == "workers"
+
+
+def test_verification_modes_are_checked():
+    with pytest.raises(TypeError, match="verification must be one of"):
+
+        class Misdeclared(EchoEnv):
+            verification = "threads"
+
+    class NoSandboxOverride(EchoEnv):
+        verification = "sandbox"
+
+    with pytest.raises(NotImplementedError, match="must override verify_many"):
+        NoSandboxOverride().verify_many([(Task("t", "p", {"word": "x"}), "x")])
+
+
+def test_check_completion_is_extract_then_check_and_never_raises():
+    env = EchoEnv()
+    task = Task("t", "p", {"word": "yes"})
+    assert env.check_completion(task, " yes ").status == "correct"
+    assert env.check_completion(task, "  ").status == "invalid"
+    crashed = env.check_completion(task, "crash")
+    assert crashed.status == "error" and "verifier bug" in crashed.detail
+
+
+def test_every_deliberate_error_is_an_assay_error():
+    from assay.errors import AssayError
+    from assay.rewards import RewardError
+    from assay.sandbox import SandboxError
+    from assay.training import ConfigError, TrainError
+    from assay.training.policy import ModelLoadError
+    from assay.training.rollout import EngineError
+    from assay.training.tracking import TrackerError
+
+    for error in (OptionError, TaskFileError, UnknownEnvError, RewardError, SandboxError,
+                  ConfigError, TrainError, ModelLoadError, EngineError, TrackerError):
+        assert issubclass(error, AssayError), error
+    with pytest.raises(AssayError, match="unknown env 'missing'"):
+        get_env("missing")

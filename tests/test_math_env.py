@@ -104,10 +104,10 @@ def test_the_example_task_file_loads_and_its_answers_verify(env):
 
 
 def test_gold_answers_may_be_json_numbers(env):
-    assert env.score(env.make_task({"answer": 873}), r"\boxed{873}").correct
+    assert env.check_completion(env.make_task({"answer": 873}), r"\boxed{873}").correct
     tiny = env.make_task({"answer": 1e-7})  # not read as "1e-07", i.e. 1*e - 7
-    assert env.score(tiny, r"\boxed{0.0000001}").correct
-    assert env.score(tiny, r"\boxed{e - 7}").status == "incorrect"
+    assert env.check_completion(tiny, r"\boxed{0.0000001}").correct
+    assert env.check_completion(tiny, r"\boxed{e - 7}").status == "incorrect"
 
 
 def test_bad_task_lines_name_the_field(env, tmp_path):
@@ -181,7 +181,7 @@ def test_scoring_in_process_works_off_the_main_thread(env):
     """math-verify's own signal timeouts are off (they raise off the main thread)."""
     task = env.make_task({"answer": r"\frac{1}{2}"})
     out = []
-    thread = threading.Thread(target=lambda: out.append(env.score(task, r"\boxed{0.5}")))
+    thread = threading.Thread(target=lambda: out.append(env.check_completion(task, r"\boxed{0.5}")))
     thread.start()
     thread.join(timeout=30)
     assert out and out[0].correct, out

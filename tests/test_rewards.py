@@ -166,18 +166,23 @@ def test_weighted_combination_and_its_parts():
     assert isinstance(reward, WeightedSum)
     g = group(TEXTS)
     assert reward(g) == [2.5, 2.5, 0.5, 0.0, 0.0]
-    assert reward.last_parts == {"verifier": [1, 1, 1, 0, 0], "majority_vote": [1, 1, 0, 0, 0]}
+    values, parts = reward.score_parts(g)
+    assert values == [2.5, 2.5, 0.5, 0.0, 0.0]
+    assert parts == {"verifier": [1, 1, 1, 0, 0], "majority_vote": [1, 1, 0, 0, 0]}
+    assert reward.kind == "mixed"
+    assert get_reward("0.5*verifier + ground_truth").kind == "external"
     assert get_reward([(1.0, "verifier"), (-1.0, "ground_truth")])(g) == [0.0] * 5
 
 
 def test_register_function_and_class():
-    @register_reward("answer_length_test")
+    @register_reward("answer_length_test", kind="intrinsic")
     def answer_length(group):
         return [len(a or "") for a in group.answers]
 
     @register_reward
     class Constant(Reward):
         name = "constant_test"
+        kind = "external"
 
         def score(self, group):
             return [0.25] * len(group)
@@ -185,6 +190,43 @@ def test_register_function_and_class():
     assert "answer_length_test" in reward_names()
     assert get_reward("answer_length_test")(group(["5+1*2", "", "12"])) == [5, 0, 2]
     assert get_reward("constant_test + verifier")(group(["5+1*2"])) == [1.25]
+    assert get_reward("answer_length_test").kind == "intrinsic"
+    assert get_reward("constant_test").kind == "external"
+
+
+def test_every_reward_declares_its_kind():
+    assert {n: get_reward(n).kind for n in BUILTIN} == {
+        "verifier": "external",
+        "self_verify": "external",
+        "ground_truth": "external",
+        "majority_vote": "intrinsic",
+        "self_certainty": "intrinsic",
+        "token_entropy": "intrinsic",
+        "trajectory_entropy": "intrinsic",
+        "probability": "intrinsic",
+        "semantic_entropy": "intrinsic",
+    }
+    with pytest.raises(RewardError, match="must declare its kind"):
+        register_reward("kindless_test")(lambda group: [0.0] * len(group))
+    with pytest.raises(RewardError, match="must declare its kind"):
+
+        @register_reward
+        class Kindless(Reward):
+            name = "kindless_class_test"
+
+            def score(self, group):
+                return [0.0] * len(group)
+
+    assert "kindless_test" not in reward_names()
+
+
+def test_self_verify_checks_the_env_before_a_run():
+    get_reward("self_verify").check_env(ENV)  # countdown can verify
+    sorting = get_env("sorting")  # the example plug-in has no verification prompt
+    with pytest.raises(RewardError, match="self_verify.*verification_prompt"):
+        get_reward("self_verify").check_env(sorting)
+    with pytest.raises(RewardError, match="self_verify"):
+        get_reward("0.5*verifier + 0.5*self_verify").check_env(sorting)
 
 
 def test_bad_rewards_fail_clearly():
@@ -193,11 +235,11 @@ def test_bad_rewards_fail_clearly():
     with pytest.raises(RewardError, match="cannot read reward term"):
         get_reward("0.5 verifier")
 
-    @register_reward("wrong_count_test")
+    @register_reward("wrong_count_test", kind="external")
     def wrong_count(group):
         return [1.0]
 
-    @register_reward("nan_test")
+    @register_reward("nan_test", kind="external")
     def nan_reward(group):
         return [float("nan")] * len(group)
 

@@ -291,3 +291,39 @@ def test_missing_optional_engine_is_one_clear_line(tmp_path):
     assert result.output.strip() == (
         "assay: error: engine 'vllm' needs the vllm package: pip install 'assay[vllm]' (GPU only)"
     )
+
+
+def test_a_code_env_step_reaches_the_sandbox_as_one_parallel_batch(tmp_path, monkeypatch):
+    """Every completion of a step goes to the sandbox in one `run_many` call, not one by one."""
+    from assay.sandbox import Sandbox, SandboxError
+
+    try:
+        Sandbox(workers=1).close()
+    except SandboxError as exc:
+        pytest.skip(f"local sandbox unavailable: {exc}")
+    batches = []
+    original = Sandbox.run_many
+
+    def recording(self, jobs, **kwargs):
+        jobs = list(jobs)
+        batches.append(len(jobs))
+        return original(self, jobs, **kwargs)
+
+    monkeypatch.setattr(Sandbox, "run_many", recording)
+    # Prompts the organism can read; the programs it writes are judged by running them.
+    rows = [{"prompt": f"{a} {b} 1>{a + b:03d}:", "io": [{"stdin": "", "stdout": f"{a + b}\n"}]}
+            for a in range(1, 5) for b in range(1, 5)]
+    tasks = tmp_path / "code.jsonl"
+    tasks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = resolve(
+        sets={**SMALL, "eval_every": "0", "train_file": str(tasks), "val_file": str(tasks),
+              "env.timeout": "2"},
+        flags={"model": "organism:tiny", "env": "code", "out": str(tmp_path / "run"), "steps": 1},
+    )
+    Trainer(config, quiet=True).train()
+    (row,) = read_metrics(tmp_path / "run")
+    counts = {s: row[f"verdicts/{s}"] for s in ("correct", "incorrect", "invalid", "timeout", "error")}
+    assert sum(counts.values()) == 16, counts  # 4 prompts x 4 completions
+    ran = 16 - counts["invalid"]  # invalid = no code, or code that does not parse: never run
+    assert ran >= 2, counts
+    assert batches == [ran], f"sandbox batches {batches} for {ran} runnable completions"

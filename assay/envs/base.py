@@ -12,13 +12,20 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from assay.envs.task import Task
 from assay.options import OptionError, build_options, parse_assignments
 from assay.verifiers import BoundedPool, Failure, Verdict
 
-__all__ = ["VERIFICATION_MODES", "Environment", "OptionError", "Task", "parse_assignments"]
+__all__ = [
+    "VERIFICATION_MODES",
+    "Environment",
+    "OptionError",
+    "SelfVerifying",
+    "Task",
+    "parse_assignments",
+]
 
 #: How an environment's `verify_many` runs its checks:
 #:   "workers":    forked worker processes, each check killed at `time_limit` (the safe
@@ -187,3 +194,21 @@ def _as_verdict(value: Any) -> Verdict:
     if isinstance(value, Failure):
         return Verdict.timeout(value.detail) if value.kind == "timeout" else Verdict.error(value.detail)
     return Verdict.error(f"verifier returned {type(value).__name__}, not a Verdict")
+
+
+@runtime_checkable
+class SelfVerifying(Protocol):
+    """An environment whose answers the policy itself can be asked to verify.
+
+    The `self_verify` reward needs it: verification is a separate task (is this answer
+    right?), often easier than generation. Countdown implements it; an env without it
+    cannot be trained with `self_verify`, and a run says so before it starts.
+    """
+
+    def verification_prompt(self, task: Task, answer: str) -> str:
+        """A prompt asking whether `answer` solves `task`."""
+        ...
+
+    def parse_verification(self, reply: str) -> bool | None:
+        """The judgement in a reply to that prompt: True, False, or None if there is none."""
+        ...

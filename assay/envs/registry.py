@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from assay.envs.base import Environment
+from assay.errors import AssayError
 
 E = TypeVar("E", bound=type[Environment])
 
@@ -20,7 +21,7 @@ _registered: dict[str, type[Environment]] = {}
 ENTRY_POINT_GROUP = "assay.envs"
 
 
-class UnknownEnvError(KeyError):
+class UnknownEnvError(AssayError, KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
 

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from assay.envs.task import Task
+from assay.errors import AssayError
 
 if TYPE_CHECKING:
     from assay.envs.base import Environment
 
 
-class TaskFileError(ValueError):
+class TaskFileError(AssayError, ValueError):
     """Some lines of a task file are bad. `problems` holds one `file:line: field: message`
     string per problem; `tasks` holds the tasks from the good lines."""
 

@@ -3,6 +3,7 @@ intrinsic (majority_vote, self_certainty, token_entropy, trajectory_entropy, pro
 semantic_entropy), weighted combinations, and user-registered rewards."""
 
 from assay.rewards.base import (
+    KINDS,
     Completion,
     FunctionReward,
     Judge,
@@ -10,7 +11,7 @@ from assay.rewards.base import (
     RewardError,
     RolloutGroup,
     WeightedSum,
-    verify_all,
+    check_kind,
 )
 from assay.rewards.builtin import BUILTIN, EXTERNAL, INTRINSIC, majority_key
 from assay.rewards.registry import get_reward, register_reward, reward_names, score_group
@@ -19,6 +20,7 @@ __all__ = [
     "BUILTIN",
     "EXTERNAL",
     "INTRINSIC",
+    "KINDS",
     "Completion",
     "FunctionReward",
     "Judge",
@@ -31,5 +33,5 @@ __all__ = [
     "register_reward",
     "reward_names",
     "score_group",
-    "verify_all",
+    "check_kind",
 ]

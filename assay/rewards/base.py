@@ -12,19 +12,26 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from assay.envs.base import Environment, Task
+from assay.envs import Environment, Task
+from assay.errors import AssayError
 from assay.verifiers import Verdict
+
+#: What a reward is grounded in. "external": something outside the policy decides (a
+#: verifier, ground truth, the policy judging an answer as a separate verification
+#: task); "intrinsic": only the policy's own signals (its confidence, its agreement with
+#: itself). The lab groups runs by kind; a weighted sum of both kinds is "mixed".
+KINDS = ("external", "intrinsic")
 
 #: A judge answers verification prompts with the policy itself (for `self_verify`):
 #: it takes prompts and returns one sampled reply per prompt.
 Judge = Callable[[list[str]], list[str]]
 
 
-class RewardError(ValueError):
+class RewardError(AssayError, ValueError):
     """A reward that is unknown, misconfigured, or returned something other than G finite floats."""
 
 
@@ -85,7 +92,7 @@ class RolloutGroup:
     def verdicts(self) -> list[Verdict]:
         """The environment's verdict on each completion (computed once, then cached)."""
         if self._verdicts is None:
-            self._verdicts = verify_all(self.env, [(self.task, t) for t in self.texts])
+            self._verdicts = self.env.verify_many([(self.task, t) for t in self.texts])
         return self._verdicts
 
     def set_verdicts(self, verdicts: Sequence[Verdict]) -> None:
@@ -102,32 +109,36 @@ def _safe_extract(env: Environment, text: str) -> str | None:
         return None
 
 
-def verify_all(env: Environment, pairs: Sequence[tuple[Task, str]]) -> list[Verdict]:
-    """Verdicts for many (task, completion) pairs.
-
-    Environments whose `verify` is cheap and bounded in-process (countdown overrides it)
-    are called directly; the others go through `verify_many`'s worker processes, which
-    enforce the hard time limit.
-    """
-    if type(env).verify is not Environment.verify:
-        return [env.verify(task, text) for task, text in pairs]
-    return env.verify_many(pairs)
-
-
 class Reward(ABC):
     """A reward source: scores a `RolloutGroup`, one float per completion.
 
+    Every reward declares its `kind` (one of `KINDS`: "external" or "intrinsic").
     `binary` rewards only ever say 1 (right) or 0 (wrong); the diagnostics compare them to
     ground truth directly. Continuous rewards are compared through the sign of their
     group-centred value (does the reward push this completion up?).
     """
 
     name: str = ""
+    kind: ClassVar[str] = ""
     binary: bool = False
 
     @abstractmethod
     def score(self, group: RolloutGroup) -> list[float]:
         """One reward per completion of `group`."""
+
+    def check_env(self, env: Environment) -> None:
+        """Raise a one-line `RewardError` if this reward cannot score `env`'s completions.
+
+        Called once when a run starts, before any model is loaded, so that a missing
+        capability (self_verify on an env with no verification prompt) is not found
+        mid-run. The default accepts every env.
+        """
+        return None
+
+    def score_parts(self, group: RolloutGroup) -> tuple[list[float], dict[str, list[float]]]:
+        """The group's rewards, and each named part's values (a plain reward is its own part)."""
+        values = self(group)
+        return values, {self.name: values}
 
     def __call__(self, group: RolloutGroup) -> list[float]:
         values = self.score(group)
@@ -155,9 +166,15 @@ class FunctionReward(Reward):
     """A plain function `group -> list[float]` registered as a reward."""
 
     def __init__(
-        self, name: str, fn: Callable[[RolloutGroup], Sequence[float]], binary: bool = False
+        self,
+        name: str,
+        fn: Callable[[RolloutGroup], Sequence[float]],
+        *,
+        kind: str,
+        binary: bool = False,
     ):
-        self.name, self.fn, self.binary = name, fn, binary
+        check_kind(name, kind)
+        self.name, self.fn, self.kind, self.binary = name, fn, kind, binary  # type: ignore[misc]
 
     def score(self, group: RolloutGroup) -> list[float]:
         return list(self.fn(group))
@@ -166,19 +183,35 @@ class FunctionReward(Reward):
 class WeightedSum(Reward):
     """Σ w_i · reward_i. A weight of 0 keeps a reward in the metrics without training on it."""
 
-    def __init__(self, parts: Sequence[tuple[float, Reward]]):
-        if not parts:
+    def __init__(self, terms: Sequence[tuple[float, Reward]]):
+        if not terms:
             raise RewardError("a weighted reward needs at least one part")
-        self.parts = list(parts)
-        self.name = " + ".join(f"{w:g}*{r.name}" for w, r in self.parts)
-        self.binary = len(self.parts) == 1 and self.parts[0][0] == 1.0 and self.parts[0][1].binary
-        self.last_parts: dict[str, list[float]] = {}
+        self.terms = list(terms)
+        self.name = " + ".join(f"{w:g}*{r.name}" for w, r in self.terms)
+        self.binary = len(self.terms) == 1 and self.terms[0][0] == 1.0 and self.terms[0][1].binary
+        kinds = {r.kind for _, r in self.terms}
+        self.kind = kinds.pop() if len(kinds) == 1 else "mixed"  # type: ignore[misc]
+
+    def check_env(self, env: Environment) -> None:
+        for _, reward in self.terms:
+            reward.check_env(env)
+
+    def score_parts(self, group: RolloutGroup) -> tuple[list[float], dict[str, list[float]]]:
+        parts = {reward.name: reward(group) for _, reward in self.terms}
+        total = np.zeros(len(group))
+        for weight, reward in self.terms:
+            total += weight * np.asarray(parts[reward.name])
+        values = check_values(self.name, total.tolist(), len(group))
+        return values, parts
 
     def score(self, group: RolloutGroup) -> list[float]:
-        total = np.zeros(len(group))
-        self.last_parts = {}
-        for weight, reward in self.parts:
-            values = reward(group)
-            self.last_parts[reward.name] = values
-            total += weight * np.asarray(values)
-        return total.tolist()
+        return self.score_parts(group)[0]
+
+
+def check_kind(name: str, kind: str) -> None:
+    """A `RewardError` unless `kind` is one of `KINDS`."""
+    if kind not in KINDS:
+        raise RewardError(
+            f"reward {name!r} must declare its kind: 'external' (grounded outside the policy) "
+            f"or 'intrinsic' (the policy's own signals), got {kind!r}"
+        )

@@ -1,6 +1,6 @@
 """The built-in rewards: external (verifier, self_verify, ground_truth) and intrinsic.
 
-Formulas: notes/intrinsic-rewards.md (docs/training.md has them too). Intrinsic rewards
+Formulas: docs/training.md. Intrinsic rewards
 read only the policy's own signals; external ones read the environment's verdict or
 the policy acting as a verifier of its own answer.
 """
@@ -12,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 
+from assay.envs import Environment, SelfVerifying
 from assay.rewards.base import Reward, RewardError, RolloutGroup
 
 # -- external --------------------------------------------------------------------------
@@ -21,6 +22,7 @@ class VerifierReward(Reward):
     """The environment's own verification: the verdict's score (partial credit allowed)."""
 
     name = "verifier"
+    kind = "external"
     binary = True
 
     def score(self, group: RolloutGroup) -> list[float]:
@@ -31,6 +33,7 @@ class GroundTruthReward(Reward):
     """The labelled oracle: 1 when the verdict is `correct`, else 0 (no partial credit)."""
 
     name = "ground_truth"
+    kind = "external"
     binary = True
 
     def score(self, group: RolloutGroup) -> list[float]:
@@ -46,15 +49,20 @@ class SelfVerifyReward(Reward):
     """
 
     name = "self_verify"
+    kind = "external"
     binary = True
+
+    def check_env(self, env: Environment) -> None:
+        if not isinstance(env, SelfVerifying):
+            raise RewardError(
+                f"reward 'self_verify' needs env {env.name!r} to define verification_prompt() "
+                "and parse_verification() (see docs/define-an-environment.md)"
+            )
 
     def score(self, group: RolloutGroup) -> list[float]:
         env = group.env
-        if not hasattr(env, "verification_prompt") or not hasattr(env, "parse_verification"):
-            raise RewardError(
-                f"reward 'self_verify' needs env {env.name!r} to define verification_prompt() "
-                "and parse_verification()"
-            )
+        self.check_env(env)
+        assert isinstance(env, SelfVerifying)  # for the type checker; check_env raised otherwise
         if group.judge is None:
             raise RewardError(
                 "reward 'self_verify' needs a judge (the trainer provides the policy)"
@@ -79,6 +87,7 @@ class MajorityVoteReward(Reward):
     """
 
     name = "majority_vote"
+    kind = "intrinsic"
     binary = True
 
     def score(self, group: RolloutGroup) -> list[float]:
@@ -102,6 +111,7 @@ class SemanticEntropyReward(Reward):
     """
 
     name = "semantic_entropy"
+    kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
         keys = group.answer_keys()
@@ -122,6 +132,7 @@ class SelfCertaintyReward(Reward):
     """Mean over tokens of logsumexp(z_t) − mean_j z_t,j (Intuitor / RLIF)."""
 
     name = "self_certainty"
+    kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
         return [_mean(c.self_certainty) for c in group.completions]
@@ -131,6 +142,7 @@ class TokenEntropyReward(Reward):
     """Minus the mean full-distribution entropy over tokens (EM-RL token, RENT)."""
 
     name = "token_entropy"
+    kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
         return [-_mean(c.entropies) for c in group.completions]
@@ -140,6 +152,7 @@ class TrajectoryEntropyReward(Reward):
     """Mean log-prob of the sampled tokens: a one-sample estimate of −entropy per token."""
 
     name = "trajectory_entropy"
+    kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
         return [_mean(c.logprobs) for c in group.completions]
@@ -149,6 +162,7 @@ class ProbabilityReward(Reward):
     """Π_t π(y_t | ·) = exp(Σ_t log π): no length normalisation, hence length collapse (RLSC)."""
 
     name = "probability"
+    kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
         return [math.exp(float(np.sum(c.logprobs))) for c in group.completions]
@@ -168,12 +182,6 @@ BUILTIN: dict[str, type[Reward]] = {
         SemanticEntropyReward,
     )
 }
-INTRINSIC = (
-    "majority_vote",
-    "self_certainty",
-    "token_entropy",
-    "trajectory_entropy",
-    "probability",
-    "semantic_entropy",
-)
-EXTERNAL = ("verifier", "self_verify", "ground_truth")
+#: Names of the built-in rewards of each kind (a registered reward declares its own).
+INTRINSIC = tuple(name for name, cls in BUILTIN.items() if cls.kind == "intrinsic")
+EXTERNAL = tuple(name for name, cls in BUILTIN.items() if cls.kind == "external")

@@ -3,7 +3,8 @@
 A reward spec is a name (`majority_vote`) or a weighted sum of names
 (`0.5*verifier + 0.5*self_certainty`). Register a function `group -> list[float]` or a
 `Reward` subclass with `@register_reward` to make it available by name everywhere,
-including `assay train --reward NAME`.
+including `assay train --reward NAME`. Every reward declares its kind, "external" or
+"intrinsic", so that the lab can group it with its peers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
-from assay.rewards.base import FunctionReward, Reward, RewardError, RolloutGroup, WeightedSum
+from assay.rewards.base import (
+    FunctionReward,
+    Reward,
+    RewardError,
+    RolloutGroup,
+    WeightedSum,
+    check_kind,
+)
 from assay.rewards.builtin import BUILTIN
 
 _registered: dict[str, Callable[[], Reward]] = {}
@@ -24,26 +32,35 @@ _TERM = re.compile(r"^\s*(?:(-?\d*\.?\d+(?:[eE]-?\d+)?)\s*\*\s*)?([A-Za-z_]\w*)\
 @overload
 def register_reward(target: F) -> F: ...
 @overload
-def register_reward(target: str | None = None, *, binary: bool = False) -> Callable[[F], F]: ...
+def register_reward(
+    target: str | None = None, *, kind: str | None = None, binary: bool = False
+) -> Callable[[F], F]: ...
 
 
-def register_reward(target: Any = None, *, binary: bool = False) -> Any:
+def register_reward(target: Any = None, *, kind: str | None = None, binary: bool = False) -> Any:
     """Make a reward available by name.
 
-    Use on a function (`@register_reward` or `@register_reward("name", binary=True)`),
-    whose name is the function's name unless given, or on a `Reward` subclass with a
-    `name` attribute.
+    Use on a function (`@register_reward(kind="external")` or
+    `@register_reward("name", kind="intrinsic", binary=True)`), whose name is the
+    function's name unless given, or on a `Reward` subclass with `name` and `kind`
+    attributes (`@register_reward`). A function must say its `kind`: "external" when
+    something outside the policy decides it, "intrinsic" when it reads only the
+    policy's own signals.
     """
 
     def register(obj: Any, name: str | None) -> Any:
         if isinstance(obj, type) and issubclass(obj, Reward):
             key = name or obj.name
             if not key:
-                raise ValueError(f"{obj.__name__} needs a `name` to be registered")
+                raise RewardError(f"{obj.__name__} needs a `name` to be registered")
+            check_kind(key, kind or obj.kind)
+            if kind and kind != obj.kind:
+                raise RewardError(f"reward {key!r}: kind={kind!r} differs from its class's {obj.kind!r}")
             _registered[key] = obj
         elif callable(obj):
             key = name or obj.__name__
-            _registered[key] = lambda: FunctionReward(key, obj, binary=binary)
+            check_kind(key, kind or "")
+            _registered[key] = lambda: FunctionReward(key, obj, kind=kind or "", binary=binary)
         else:
             raise TypeError(f"register_reward expects a function or a Reward subclass, got {obj!r}")
         return obj
@@ -89,10 +106,13 @@ def _by_name(name: str) -> Reward:
     raise RewardError(f"unknown reward {name!r} (known: {', '.join(reward_names())})")
 
 
-def score_group(reward: Reward, group: RolloutGroup) -> list[float]:
-    """`reward(group)`, with any exception turned into a `RewardError` naming the reward."""
+def score_group(
+    reward: Reward, group: RolloutGroup
+) -> tuple[list[float], dict[str, list[float]]]:
+    """The group's rewards and each named part's values (`Reward.score_parts`), with any
+    exception turned into a `RewardError` naming the reward."""
     try:
-        return reward(group)
+        return reward.score_parts(group)
     except RewardError:
         raise
     except Exception as exc:

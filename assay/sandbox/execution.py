@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from assay.errors import AssayError
+
 #: Every status an `Execution` may carry.
 STATUSES = ("ok", "error", "timeout", "memory", "killed", "sandbox_error")
 
@@ -14,7 +16,7 @@ _SIGXCPU = 24
 _SIGKILL = 9
 
 
-class SandboxError(RuntimeError):
+class SandboxError(AssayError, RuntimeError):
     """The sandbox itself cannot work (a missing tool, a daemon that does not answer).
 
     Untrusted code never causes this; the message names what is missing and how to get it.

@@ -14,18 +14,20 @@ Values are resolved in this order, each overriding the one before:
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from assay import options
+from assay.errors import AssayError
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 ENGINES = ("hf", "vllm")
 SCHEDULES = ("cosine", "constant")
 
 
-class ConfigError(ValueError):
+class ConfigError(AssayError, ValueError):
     """A bad configuration value; the message names the file or key."""
 
 
@@ -139,35 +141,10 @@ _NESTED = {"env": "env_options", "prior": "prior"}
 
 def coerce(key: str, value: Any) -> Any:
     """Convert a value (a string from `--set`, or YAML) to the type of field `key`."""
-    hint = _HINTS[key]
-    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    optional = type(None) in kinds
-    kind = next(k for k in kinds if k is not type(None))
-    if value is None or (
-        optional and isinstance(value, str) and value.lower() in ("none", "null", "")
-    ):
-        if optional:
-            return None
-        raise ConfigError(f"option {key!r} cannot be empty")
-    if typing.get_origin(kind) is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"option {key!r} expects a mapping, got {value!r}")
-        return dict(value)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"option {key!r} expects true/false, got {value!r}")
     try:
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"option {key!r} expects {kind.__name__}, got {value!r}") from None
+        return options.coerce(value, _HINTS[key], what=f"option {key!r}")
+    except options.OptionError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def merge_values(base: dict[str, Any], updates: dict[str, Any], *, where: str) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from typing import Any
 
 import torch
 
+from assay.errors import AssayError
 
-class ModelLoadError(RuntimeError):
+
+class ModelLoadError(AssayError, RuntimeError):
     """The model could not be found or loaded; the message says which and why."""
 
 

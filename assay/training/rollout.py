@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from assay.errors import AssayError
 from assay.training.policy import cache_argument, prefill
 
 
-class EngineError(RuntimeError):
+class EngineError(AssayError, RuntimeError):
     """A rollout engine that cannot be used here (e.g. vLLM not installed)."""
 
 

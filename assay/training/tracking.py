@@ -11,8 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from assay.errors import AssayError
 
-class TrackerError(RuntimeError):
+
+class TrackerError(AssayError, RuntimeError):
     """An optional tracker (TensorBoard, W&B) that cannot be used; the message says why."""
 
 

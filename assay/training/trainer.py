@@ -13,6 +13,7 @@ import json
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 
 from assay.envs import Task, get_env
-from assay.rewards import Completion, RolloutGroup, WeightedSum, get_reward, score_group, verify_all
+from assay.errors import AssayError
+from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.training import checkpoint
 from assay.training.config import TrainConfig, dump_yaml
 from assay.training.data import TaskStream
@@ -36,9 +38,10 @@ from assay.training.loss import group_advantages, policy_loss
 from assay.training.policy import TokenStats, completion_stats, load_policy, resolve_model_path
 from assay.training.rollout import Generation, HFEngine, make_engine
 from assay.training.tracking import MetricsLog, read_metrics
+from assay.verifiers import STATUSES
 
 
-class TrainError(RuntimeError):
+class TrainError(AssayError, RuntimeError):
     """A run that cannot start or continue; the message says why in one line."""
 
 
@@ -107,6 +110,7 @@ class Trainer:
         )
         self.env = get_env(cfg.env, **cfg.env_options)
         self.reward = get_reward(cfg.reward)
+        self.reward.check_env(self.env)  # e.g. self_verify on an env it cannot verify with
         # Tasks before the model, so that a bad task file fails at once, not after a model load.
         self.train_tasks = self._tasks(cfg.train_file, cfg.train_size, cfg.seed)
         self.val_tasks = self._tasks(cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
@@ -270,7 +274,8 @@ class Trainer:
         texts = self.tokenizer.batch_decode(
             [g.token_ids for g in batch.completions], skip_special_tokens=True
         )
-        verdicts = verify_all(self.env, [(tasks[i // G], text) for i, text in enumerate(texts)])
+        # One batch for the whole step: the env runs it in parallel (workers, sandbox).
+        verdicts = self.env.verify_many([(tasks[i // G], text) for i, text in enumerate(texts)])
         judge_calls = iter(range(1, 1_000_000))
         groups = []
         for p, task in enumerate(tasks):
@@ -302,10 +307,11 @@ class Trainer:
         """Each group's rewards, and the mean of each part of a weighted combination."""
         rewards, parts = [], {}
         for group in groups:
-            rewards.append(score_group(self.reward, group))
-            if isinstance(self.reward, WeightedSum):
-                for name, values in self.reward.last_parts.items():
-                    parts.setdefault(f"reward/{name}", []).extend(values)
+            values, named = score_group(self.reward, group)
+            rewards.append(values)
+            if len(named) > 1 or self.reward.name not in named:  # a weighted combination
+                for name, part in named.items():
+                    parts.setdefault(f"reward/{name}", []).extend(part)
         return rewards, {k: float(np.mean(v)) for k, v in parts.items()}
 
     def judge(self, prompts: list[str], step: int, call: int) -> list[str]:
@@ -428,6 +434,9 @@ class Trainer:
             "distinct_answers": distinct_answers(groups),
             "tokens": int(batch.prompt_tokens + lengths.sum()),
         }
+        # A failing verifier is counted, never a silent 0: one count per verdict status.
+        statuses = Counter(v.status for group in groups for v in group.verdicts)
+        out.update({f"verdicts/{status}": statuses[status] for status in STATUSES})
         return out
 
     @torch.no_grad()
@@ -451,7 +460,7 @@ class Trainer:
                 for task, gens in zip(self.val_tasks, outputs, strict=True)
                 for g in gens
             ]
-            return float(np.mean([v.correct for v in verify_all(self.env, pairs)]))
+            return float(np.mean([v.correct for v in self.env.verify_many(pairs)]))
 
         return {"val_accuracy": accuracy(sampled), "val_greedy_accuracy": accuracy(greedy)}
 
