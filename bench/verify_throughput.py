@@ -1,7 +1,8 @@
 """Verification throughput: verdicts per second, next to a peer measured in the same run.
 
-- countdown: assay in-process (`env.check_completion`) and through `env.verify_many` (every call
-  under the hard time limit in a worker process), with 1 and 2 workers;
+- countdown: assay in-process (`env.check_completion`), `env.verify_many` (declared
+  in-process: the checker is bounded by construction), and for reference through the
+  worker pool (every call under the hard time limit in a worker process), 1 and 2 workers;
 - math: in-process math-verify (`verify(parse(gold), parse(completion))`, its default
   settings, on the main thread) against assay on the same (gold, completion) pairs:
   in-process, and bounded through `env.verify_many` with 1 worker (the fair
@@ -26,7 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from assay.envs import Task, get_env
+from assay.envs import Environment, Task, get_env
+from assay.envs.countdown import CountdownEnv
 from assay.verifiers.math import parse_answer
 
 REASONING = (
@@ -65,7 +67,7 @@ def timed(fn: Callable[[], Any], warm: Callable[[], Any] | None = None) -> tuple
 
 
 def bounded_run(
-    env_name: str,
+    env_name: str | type[Environment],
     pairs: Sequence[tuple[Task, str]],
     workers: int,
     warm_pairs: Sequence[tuple[Task, str]],
@@ -75,7 +77,7 @@ def bounded_run(
     best, verdicts = float("inf"), []
     for _ in range(REPEAT):
         parse_answer.cache_clear()
-        env = get_env(env_name)
+        env = get_env(env_name) if isinstance(env_name, str) else env_name()
         env.verify_many(warm_pairs, workers=workers)
         start = time.perf_counter()
         verdicts = env.verify_many(pairs, workers=workers)
@@ -106,15 +108,23 @@ def countdown_pairs(n: int, seed: int) -> list[tuple[Task, str]]:
     return pairs
 
 
+class PooledCountdown(CountdownEnv):
+    """Countdown as it would verify if it were not declared in-process: the worker pool."""
+
+    verification = "workers"
+
+
 def bench_countdown(n: int, seed: int, workers: int) -> None:
     pairs = countdown_pairs(n, seed)
     env = get_env("countdown")
     print(f"countdown ({len(pairs)} pairs)")
     _, seconds = timed(lambda: [env.check_completion(t, c) for t, c in pairs])
     line("assay in-process (env.check_completion, no limit)", len(pairs), seconds)
+    _, seconds = timed(lambda: env.verify_many(pairs))
+    line("assay verify_many (declared in-process)", len(pairs), seconds)
     for w in sorted({1, workers}):
-        _, seconds = bounded_run("countdown", pairs, w, pairs[:20])
-        line(f"assay verify_many, workers={w} (hard limit)", len(pairs), seconds)
+        _, seconds = bounded_run(PooledCountdown, pairs, w, pairs[:20])
+        line(f"through the worker pool, workers={w} (hard limit)", len(pairs), seconds)
 
 
 # -- math ---------------------------------------------------------------------------------
