@@ -1,8 +1,8 @@
 """Environments: make tasks, render prompts, extract answers, verify them."""
 
 from assay.envs.base import VERIFICATION_MODES, Environment, OptionError, parse_assignments
-from assay.envs.task import Task
 from assay.envs.registry import UnknownEnvError, env_names, get_env, list_envs, register_env
+from assay.envs.task import Task
 from assay.envs.taskfile import TaskFileError, load_tasks
 
 __all__ = [
