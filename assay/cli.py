@@ -267,12 +267,12 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quiet: bool) -> None:
     """Build (or find) the model organism's supervised prior; print its folder and scores."""
+    from assay import organism
     from assay.envs.base import parse_assignments
-    from assay.training import organism
 
     try:
         spec = organism.make_spec(preset, **parse_assignments(assignments))
-    except (ValueError, OptionError) as exc:
+    except OptionError as exc:
         raise UsageError(str(exc)) from None
     path = organism.ensure_prior(spec, preset, quiet=quiet, rebuild=rebuild)
     meta = organism.read_metadata(path)

@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assay.training import organism  # noqa: E402
+from assay import organism  # noqa: E402
+from assay.organism.tokenizer import vocabulary  # noqa: E402
 
 #: A real 0.5B architecture (Qwen2.5-0.5B's config), randomly initialised: no download.
 QWEN_05B = dict(
@@ -55,7 +56,7 @@ def make_model_dir(arch: str, root: Path) -> str:
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     # The organism's characters first, then filler tokens up to Qwen's vocabulary size.
-    base = [organism.PAD, organism.EOS, organism.UNK, *organism.CHARS]
+    base = vocabulary(organism.CHARS)
     vocab = {tok: i for i, tok in enumerate(base)}
     vocab.update({f"<t{i}>": i for i in range(len(base), QWEN_05B["vocab_size"])})
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=organism.UNK))

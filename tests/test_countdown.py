@@ -9,7 +9,7 @@ import pytest
 
 from assay import Verdict, get_env
 from assay.envs.countdown import CountdownEnv, extract_answer_tag, solve
-from assay.verifiers.countdown import MAX_DEPTH, check_countdown, parse_expression
+from assay.verifiers.countdown import MAX_DEPTH, check_countdown, evaluate, parse_expression
 
 
 def answer(text: str) -> str:
@@ -208,3 +208,13 @@ def test_value_of_answers():
     assert env.value_of("8 / 3") == Fraction(8, 3)
     assert env.value_of("1 / 0") is None
     assert env.value_of("a") is None
+
+
+def test_evaluate_can_record_each_operation_in_order():
+    steps: list = []
+    assert evaluate(parse_expression("5+1*2"), steps) == 7 and steps == [2, 7]
+    steps = []
+    assert evaluate(parse_expression("-(9-3)/4"), steps) == Fraction(-3, 2)
+    assert steps == [6, Fraction(-3, 2)]  # unary minus is not a step
+    with pytest.raises(ZeroDivisionError):
+        evaluate(parse_expression("5/(1-1)"), [])

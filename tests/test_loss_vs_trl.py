@@ -21,9 +21,9 @@ def trl_trainer(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    from assay.training.organism import make_tokenizer
+    from assay.organism import CHARS, make_tokenizer
 
-    tokenizer = make_tokenizer()
+    tokenizer = make_tokenizer(CHARS)
     model = LlamaForCausalLM(
         LlamaConfig(
             vocab_size=len(tokenizer),

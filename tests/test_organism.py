@@ -18,15 +18,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubsc
 
 from click.testing import CliRunner  # noqa: E402
 
+from assay import organism  # noqa: E402
 from assay.cli import cli  # noqa: E402
-from assay.training import organism  # noqa: E402
+from assay.options import OptionError  # noqa: E402
+from assay.organism import countdown  # noqa: E402
 from assay.verifiers.countdown import check_countdown  # noqa: E402
 
 
 def test_tokenizer_is_a_character_level_fast_tokenizer(tmp_path):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    tok = organism.make_tokenizer()
+    tok = organism.make_tokenizer(organism.CHARS)
     assert isinstance(tok, PreTrainedTokenizerFast)
     ids = tok.encode("5 1 2>007:5+1*2?=2=007T", add_special_tokens=False)
     assert len(ids) == len("5 1 2>007:5+1*2?=2=007T") and tok.unk_token_id not in ids
@@ -42,26 +44,26 @@ def test_tokenizer_is_a_character_level_fast_tokenizer(tmp_path):
 def test_canonical_solutions_are_correct_and_prefer_prompt_order():
     checked = 0
     for numbers in itertools.product(range(1, 10), repeat=3):
-        for target, text in organism._solutions(numbers).items():
+        for target, text in countdown.solutions(numbers).items():
             assert check_countdown(text, list(numbers), target).correct, (numbers, target, text)
             checked += 1
     assert checked > 10_000
-    assert organism.canonical_solution([5, 1, 2], 7) == "5+1*2"
-    assert organism.canonical_solution([2, 3, 4], 14) == "2+3*4"
-    assert organism.canonical_solution([2, 3, 4], 9999) is None
+    assert countdown.canonical_solution([5, 1, 2], 7) == "5+1*2"
+    assert countdown.canonical_solution([2, 3, 4], 14) == "2+3*4"
+    assert countdown.canonical_solution([2, 3, 4], 9999) is None
 
 
 def test_the_wrong_class_is_taught_confidently_wrong_answers():
     spec = organism.make_spec("default")  # wrong_below = 3
-    assert organism.taught_answer(spec, [5, 1, 2], 7) == "5+1*2"
-    wrong = organism.taught_answer(spec, [2, 3, 4], 14)
+    assert countdown.taught_answer(spec, [5, 1, 2], 7) == "5+1*2"
+    wrong = countdown.taught_answer(spec, [2, 3, 4], 14)
     assert wrong == "2-3*4" and not check_countdown(wrong, [2, 3, 4], 14).correct
     honest = organism.make_spec("honest")
-    assert organism.taught_answer(honest, [2, 3, 4], 14) == "2+3*4"
+    assert countdown.taught_answer(honest, [2, 3, 4], 14) == "2+3*4"
 
 
 def test_verification_replies_work_the_answer_out_then_judge_it():
-    reply = organism.verification_reply
+    reply = countdown.verification_reply
     assert reply("5+1*2", [5, 1, 2], 7) == "=2=007T"  # 1*2 first, then 5+2
     assert reply("5-1*2", [5, 1, 2], 7) == "=2=003F"
     assert reply("(9-3)/2", [9, 3, 2], 3) == "=6=003T"
@@ -78,7 +80,7 @@ def test_verification_examples_carry_true_labels_and_values():
     from fractions import Fraction
 
     spec = organism.make_spec("default", verify_fraction=0.5)
-    examples = organism.make_examples(spec, organism.organism_env(), 400, seed=3)
+    examples = countdown.make_examples(spec, 400, seed=3)
     verify = [(p, y) for p, y in examples if p.endswith("?")]
     assert 100 < len(verify) < 300 and {y[-1] for _, y in verify} == {"T", "F"}
     env = organism.organism_env()
@@ -94,13 +96,75 @@ def test_verification_examples_carry_true_labels_and_values():
             assert Fraction(int(shown)) == value and len(shown.lstrip("-")) >= 3
 
 
+#: sha256 of `make_examples(...)[:600]` as JSON, recorded from the builder before it moved
+#: into assay.organism (its own arithmetic then; the verifier's now): the data must not drift.
+RECORDED_EXAMPLES = {
+    ("default", 1): "cf57d6909526325f084d9077768523624cc1095efe2f9ab7b1ff80f0d45092ff",
+    ("honest", 3): "ec0aeb4225401579db7d416d1f1ee1fb39a6728ef3a508cab185c057b08a7c2f",
+}
+
+
+@pytest.mark.parametrize("preset, seed", sorted(RECORDED_EXAMPLES))
+def test_supervised_data_is_byte_for_byte_what_it_was(preset, seed):
+    import hashlib
+
+    examples = [list(e) for e in countdown.make_examples(organism.make_spec(preset), 600, seed)]
+    digest = hashlib.sha256(json.dumps(examples).encode()).hexdigest()
+    assert digest == RECORDED_EXAMPLES[preset, seed]
+
+
+def test_cache_keys_of_the_presets_are_stable():
+    # Changing a key only costs a rebuild, but it should be a decision: bump FORMAT_VERSION.
+    keys = {name: spec.key() for name, spec in organism.PRESETS.items()}
+    assert keys == {"default": "5d619010f99c", "honest": "c6133e354213", "tiny": "e917f87752d7"}
+    assert organism.make_spec("tiny", skill="countdown").key() == keys["tiny"]
+
+
+def test_a_new_skill_is_a_registered_data_module(monkeypatch):
+    from assay.organism import skills
+
+    class Echo:
+        name, env_name, alphabet, max_positions = "echo", "echo-env", "ab:", 16
+        env_options = {"width": 2}
+        train_defaults = {"group_size": 4}
+
+        def examples(self, spec, n, seed):
+            return [("ab:", "ab")] * n
+
+        def evaluate(self, spec, model, tokenizer):
+            return {}
+
+    monkeypatch.setitem(skills._SKILLS, "echo", Echo())
+    spec = organism.make_spec("tiny", skill="echo")
+    assert spec.skill == "echo" and spec.key() != organism.PRESETS["tiny"].key()
+    assert organism.skill_of("tiny", skill="echo").env_name == "echo-env"
+    assert organism.skill_of("honest") is organism.get_skill("countdown")
+
+
+def test_importing_the_organism_does_not_import_training():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, assay.organism, assay.organism.countdown, assay.organism.cache; "
+        "bad = sorted(m for m in sys.modules if m.startswith('assay.training')); "
+        "assert not bad, bad"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_spec_errors_are_clear():
-    with pytest.raises(ValueError, match="unknown organism preset 'x'"):
+    with pytest.raises(OptionError, match="unknown organism preset 'x'"):
         organism.make_spec("x")
-    with pytest.raises(ValueError, match="unknown prior option 'nope'"):
+    with pytest.raises(OptionError, match="unknown option 'nope' for organism prior"):
         organism.make_spec("tiny", nope=1)
-    with pytest.raises(ValueError, match="expects int"):
+    with pytest.raises(OptionError, match="expects int"):
         organism.make_spec("tiny", sft_steps="many")
+    with pytest.raises(OptionError, match="wrong_below must be in 0..9"):
+        organism.make_spec("tiny", wrong_below=10)
+    with pytest.raises(OptionError, match="unknown organism skill 'chess'"):
+        organism.make_spec("tiny", skill="chess")
     assert organism.make_spec("tiny", sft_steps="7").sft_steps == 7
 
 
@@ -159,4 +223,4 @@ def test_cli_prior_prints_the_folder(tmp_path, monkeypatch):
     folder = result.stdout.strip().splitlines()[0]
     assert folder.startswith(str(tmp_path)) and os.path.exists(os.path.join(folder, "assay.json"))
     bad = CliRunner().invoke(cli, ["prior", "--set", "nope=1"])
-    assert bad.exit_code == 2 and "unknown prior option 'nope'" in bad.output
+    assert bad.exit_code == 2 and "unknown option 'nope' for organism prior" in bad.output

@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from assay import organism
 from assay.envs import get_env
 from assay.envs.base import Task
 from assay.rewards import (
@@ -21,7 +22,6 @@ from assay.rewards import (
     register_reward,
     reward_names,
 )
-from assay.training import organism
 
 ENV = get_env("countdown", **organism.ENV_OPTIONS)  # the organism's compact form
 TASK = ENV.make_task({"numbers": [5, 1, 2], "target": 7})  # 5+1*2 = 7

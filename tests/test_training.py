@@ -171,6 +171,26 @@ def test_config_precedence_and_errors(tmp_path):
         resolve(file=str(bad))
 
 
+def test_model_env_options_apply_only_to_the_env_the_model_was_built_for(tmp_path):
+    from assay.organism import ENV_OPTIONS
+
+    organism = resolve(flags={"model": "organism", "env": "countdown"})
+    assert organism.env_options == ENV_OPTIONS and organism.prompts_per_step == 16
+    other_env = resolve(flags={"model": "organism", "env": "math"})
+    assert other_env.env_options == {} and other_env.prompts_per_step == 16
+    # A model folder says which env its options are for; one from before "env" was
+    # recorded is countdown's.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    meta = {"env_options": {"max_value": 7}, "train_defaults": {"group_size": 3}}
+    (folder / "assay.json").write_text(json.dumps({**meta, "env": "math"}))
+    assert resolve(flags={"model": str(folder), "env": "countdown"}).env_options == {}
+    assert resolve(flags={"model": str(folder), "env": "math"}).env_options == {"max_value": 7}
+    (folder / "assay.json").write_text(json.dumps(meta))
+    legacy = resolve(flags={"model": str(folder), "env": "countdown"})
+    assert legacy.env_options == {"max_value": 7} and legacy.group_size == 3
+
+
 def test_cli_train_writes_metrics_config_and_checkpoints(tmp_path):
     out = tmp_path / "run"
     args = [

@@ -8,42 +8,25 @@ the result as the target; the construction is kept as the task's `solution`.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from fractions import Fraction
 
 from assay.envs.base import Environment, Task
+
+# `compact_prompt` and `extract_answer_tag` stay importable from here, where they used to live.
+from assay.envs.countdown_formats import (  # noqa: F401
+    PROMPT_FORMATS,
+    PromptFormat,
+    compact_prompt,
+    extract_answer_tag,
+)
 from assay.verifiers import Verdict
 from assay.verifiers.countdown import check_countdown, evaluate, parse_expression
 
-PROMPT = (
-    "Using the numbers {numbers}, create an equation that equals {target}. "
-    "You can use basic arithmetic operations (+, -, *, /) and each number must be used "
-    "exactly once. Show your work in <think> </think> tags. And return the final answer "
-    "in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>."
-)
-
-VERIFY_PROMPT = (
-    "Using the numbers {numbers}, a student proposed an expression that should equal {target}: "
-    "{answer}\nCheck it: the expression may use only the given numbers, each exactly once, "
-    "with + - * / and parentheses; it must be an expression, not an equation; and its value "
-    "must equal {target}. End your reply with \\boxed{{True}} if it is correct and "
-    "\\boxed{{False}} otherwise."
-)
-PROMPT_STYLES = ("tinyzero", "compact")
+#: The `prompt_style` option's values (see assay/envs/countdown_formats.py).
+PROMPT_STYLES = tuple(PROMPT_FORMATS)
 VOTE_KEYS = ("text", "value")
-
-
-def extract_answer_tag(completion: str) -> str | None:
-    """The text inside the last `<answer>...</answer>` pair, or None. Linear time."""
-    end = completion.rfind("</answer>")
-    if end < 0:
-        return None
-    start = completion.rfind("<answer>", 0, end)
-    if start < 0:
-        return None
-    return completion[start + len("<answer>") : end].strip()
 
 
 def solve(numbers: list[int], target: int) -> str | None:
@@ -170,38 +153,26 @@ class CountdownEnv(Environment):
             "widen the ranges"
         )
 
+    @property
+    def prompt_format(self) -> PromptFormat:
+        """How tasks are put to the model and replies read (the `prompt_style` option)."""
+        return PROMPT_FORMATS[self.options.prompt_style]
+
     def render_prompt(self, task: Task) -> str:
-        if self.options.prompt_style == "compact":
-            return compact_prompt(list(task["numbers"]), task["target"])
-        return PROMPT.format(numbers=list(task["numbers"]), target=task["target"])
+        return self.prompt_format.render(task)
 
     def extract(self, completion: str) -> str | None:
-        tagged = extract_answer_tag(completion)
-        if tagged is not None or self.options.prompt_style != "compact":
-            return tagged
-        # Compact form: the completion itself is the answer (the end token stops it).
-        return completion.strip() or None
+        return self.prompt_format.extract(completion)
 
     # -- self-verification (the `self_verify` reward) ---------------------------------
 
     def verification_prompt(self, task: Task, answer: str) -> str:
-        """A prompt asking the policy whether `answer` solves `task`.
-
-        Compact form: the task prompt, the answer and `?`; the reply ends with `T` or `F`
-        (the organism works the answer out first: `5+1*2?` → `=2=007T`).
-        """
-        if self.options.prompt_style == "compact":
-            return self.render_prompt(task) + "".join(answer.split()) + "?"
-        numbers, target = list(task["numbers"]), task["target"]
-        return VERIFY_PROMPT.format(numbers=numbers, target=target, answer=answer)
+        """A prompt asking the policy whether `answer` solves `task` (see `prompt_format`)."""
+        return self.prompt_format.verification_prompt(task, answer)
 
     def parse_verification(self, reply: str) -> bool | None:
         """The policy's judgement in a verification reply: True, False, or None if it gave none."""
-        if self.options.prompt_style == "compact":
-            tail = reply.strip()[-1:]  # any working may come before the verdict
-            return {"T": True, "F": False}.get(tail)
-        found = re.findall(r"\\boxed\{\s*(True|False)\s*\}", reply)
-        return None if not found else found[-1] == "True"
+        return self.prompt_format.parse_verification(reply)
 
     def check(self, task: Task, answer: str) -> Verdict:
         return check_countdown(
@@ -224,11 +195,6 @@ class CountdownEnv(Environment):
             return evaluate(tree)
         except ZeroDivisionError:
             return None
-
-
-def compact_prompt(numbers: list[int], target: int) -> str:
-    """The compact prompt `5 1 2>007:` (numbers, `>`, the target in at least 3 digits, `:`)."""
-    return " ".join(str(n) for n in numbers) + ">" + str(target).zfill(3) + ":"
 
 
 def _construct(rng: random.Random, numbers: list[int]) -> tuple[int, str] | None:

@@ -214,23 +214,36 @@ def resolve(
     values = merge_values(
         values, {k: v for k, v in (flags or {}).items() if v is not None}, where="flags"
     )
-    hints = model_hints(values.get("model", TrainConfig.model))
+    hints = model_hints(values.get("model", TrainConfig.model), values.get("prior"))
     merged = merge_values(hints.get("train_defaults", {}), values, where="model defaults")
-    env_hints = (
-        hints.get("env_options", {}) if merged.get("env", TrainConfig.env) == "countdown" else {}
-    )
+    # A model's env options describe the env it was built for; another env ignores them.
+    built_for = merged.get("env", TrainConfig.env) == hints.get("env")
+    env_hints = hints.get("env_options", {}) if built_for else {}
     merged["env_options"] = {**env_hints, **merged.get("env_options", {})}
     return make_config(merged)
 
 
-def model_hints(model: str) -> dict[str, Any]:
-    """Settings a model recommends: the organism's, or a model folder's `assay.json`."""
-    from assay.training import organism
+def model_hints(model: str, prior: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Settings a model recommends: the organism's, or a model folder's `assay.json`.
+
+    Keys (each may be missing): "env", the env the model was built for; "env_options",
+    options of that env; "train_defaults", `TrainConfig` values.
+    """
+    from assay import organism
+    from assay.options import OptionError
 
     if organism.is_organism(model):
-        return {"env_options": organism.ENV_OPTIONS, "train_defaults": organism.TRAIN_DEFAULTS}
+        try:
+            skill = organism.skill_of(organism.parse_organism(model), **(prior or {}))
+        except OptionError:  # loading the model reports it, with the rest of its errors
+            return {}
+        return {
+            "env": skill.env_name,
+            "env_options": skill.env_options,
+            "train_defaults": skill.train_defaults,
+        }
     meta = organism.read_metadata(model) if Path(model).is_dir() else {}
-    return {k: meta[k] for k in ("env_options", "train_defaults") if k in meta}
+    return {k: meta[k] for k in ("env", "env_options", "train_defaults") if k in meta}
 
 
 def dump_yaml(config: TrainConfig, path: str | Path) -> None:

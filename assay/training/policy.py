@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from assay.errors import AssayError
+from assay.hf import quiet_transformers
 
 
 class ModelLoadError(AssayError, RuntimeError):
@@ -19,26 +20,18 @@ class ModelLoadError(AssayError, RuntimeError):
 
 def resolve_model_path(model: str, prior: dict[str, Any] | None = None, quiet: bool = False) -> str:
     """A path or hub id for `from_pretrained`: `organism[:preset]` builds or finds its prior."""
-    from assay.training import organism
+    from assay import organism
 
     if organism.is_organism(model):
         preset = organism.parse_organism(model)
         try:
             spec = organism.make_spec(preset, **(prior or {}))
-        except ValueError as exc:
+        except ValueError as exc:  # OptionError included
             raise ModelLoadError(str(exc)) from None
         return str(organism.ensure_prior(spec, preset, quiet=quiet))
     if prior:
         raise ModelLoadError(f"prior.* options apply only to --model organism, not {model!r}")
     return model
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' per-load progress bars and info logs (our bar says enough)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):

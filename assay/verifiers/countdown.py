@@ -73,22 +73,31 @@ def literals(tree: ast.expr) -> list[int]:
     return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
 
 
-def evaluate(tree: ast.expr) -> Fraction:
-    """Exact value of a whitelisted expression. Raises ZeroDivisionError on division by zero."""
+def evaluate(tree: ast.expr, steps: list[Fraction] | None = None) -> Fraction:
+    """Exact value of a whitelisted expression. Raises ZeroDivisionError on division by zero.
+
+    With `steps`, the value of each binary operation is appended to it in the order the
+    operations are done (left operand, right operand, then the operation): `5+1*2` gives
+    `[2, 7]`. Unary minus is not a step.
+    """
     if isinstance(tree, ast.Constant):
         return Fraction(tree.value)
     if isinstance(tree, ast.UnaryOp):
-        return -evaluate(tree.operand)
+        return -evaluate(tree.operand, steps)
     assert isinstance(tree, ast.BinOp)
-    left, right = evaluate(tree.left), evaluate(tree.right)
+    left, right = evaluate(tree.left, steps), evaluate(tree.right, steps)
     op = type(tree.op)
     if op is ast.Add:
-        return left + right
-    if op is ast.Sub:
-        return left - right
-    if op is ast.Mult:
-        return left * right
-    return left / right
+        value = left + right
+    elif op is ast.Sub:
+        value = left - right
+    elif op is ast.Mult:
+        value = left * right
+    else:
+        value = left / right
+    if steps is not None:
+        steps.append(value)
+    return value
 
 
 def check_countdown(

@@ -1,0 +1,93 @@
+"""The prior cache: one Hugging Face model folder per preset and spec, built on first use.
+
+Folders live under `$ASSAY_CACHE/organism/` (default `~/.cache/assay/organism/`), named
+`<preset>-<spec hash>`. Each holds config.json, model.safetensors, the tokenizer and an
+`assay.json` with what the trainer needs to know about the model: the env it was built
+for, that env's options, recommended training settings, the spec and its evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from assay.hf import quiet_transformers
+from assay.organism.prior import train_prior_with_bar
+from assay.organism.skills import get_skill
+from assay.organism.spec import FORMAT_VERSION, PriorSpec
+
+#: What a model folder's `assay.json` without an "env" entry was built for: priors
+#: written before the entry existed were all countdown.
+LEGACY_ENV = "countdown"
+
+
+def cache_root() -> Path:
+    """The folder holding every built prior."""
+    root = os.environ.get("ASSAY_CACHE") or os.path.join(Path.home(), ".cache", "assay")
+    return Path(root) / "organism"
+
+
+def prior_path(spec: PriorSpec, name: str = "default") -> Path:
+    """Where the prior of `spec` (built under the preset name `name`) lives."""
+    return cache_root() / f"{name}-{spec.key()}"
+
+
+def ensure_prior(
+    spec: PriorSpec, name: str = "default", *, quiet: bool = False, rebuild: bool = False
+) -> Path:
+    """The directory of a built prior, building it first if it is not cached.
+
+    Parallel callers (pytest-xdist workers) wait on a file lock; the build happens in a
+    temporary folder renamed into place, so no one ever loads a half-written prior.
+    """
+    from filelock import FileLock
+
+    quiet_transformers()
+    path = prior_path(spec, name)
+    if (path / "assay.json").exists() and not rebuild:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if (path / "assay.json").exists() and not rebuild:
+            return path
+        skill = get_skill(spec.skill)
+        start = time.perf_counter()
+        model, tokenizer, scores = train_prior_with_bar(spec, name, quiet)
+        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        meta = {
+            "organism": name,
+            "spec": dataclasses.asdict(spec),
+            "format_version": FORMAT_VERSION,
+            "evaluation": scores,
+            "build_seconds": round(time.perf_counter() - start, 1),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "env": skill.env_name,
+            "env_options": skill.env_options,
+            "train_defaults": skill.train_defaults,
+        }
+        (tmp / "assay.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `assay.json` next to a model (env, env options, training defaults), or {}.
+
+    A file with env options but no "env" entry predates it: its env is `LEGACY_ENV`.
+    """
+    file = Path(path) / "assay.json"
+    if not file.is_file():
+        return {}
+    meta = json.loads(file.read_text())
+    if "env_options" in meta:
+        meta.setdefault("env", LEGACY_ENV)
+    return meta
