@@ -1,4 +1,4 @@
-"""The command-line contract of DESIGN.md, through the real console script."""
+"""The command-line contract of docs/design.md, through the real console script."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The threat catalogue (notes/sandbox-threats.md, items 1-13): each hostile program runs,
+"""The threat catalogue (docs/sandbox.md, items 1-13): each hostile program runs,
 and each check is made from *outside* the sandbox: host files, a loopback listener, the
 host's /proc, the parent process, and the next run. Items 14-19 (forged passes) are in
 tests/test_code_env.py, where a grader exists to be fooled."""

@@ -1,6 +1,6 @@
 """The built-in rewards: external (verifier, self_verify, ground_truth) and intrinsic.
 
-Formulas: docs/training.md. Intrinsic rewards
+Formulas: docs/rewards.md (usage: docs/training.md). Intrinsic rewards
 read only the policy's own signals; external ones read the environment's verdict or
 the policy acting as a verifier of its own answer.
 """

@@ -77,8 +77,8 @@ class TrainConfig:
     # -- optimisation -------------------------------------------------------------------
     learning_rate: float = 1e-6  #: AdamW peak learning rate
     weight_decay: float = 0.0  #: AdamW weight decay
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
+    adam_beta1: float = 0.9  #: AdamW β1
+    adam_beta2: float = 0.999  #: AdamW β2
     max_grad_norm: float = 1.0  #: gradient clipping (0 = off)
     lr_schedule: str = "cosine"  #: "cosine" (to 0 at `steps`) or "constant", after warm-up
     warmup_steps: int = 0  #: linear warm-up steps
@@ -99,7 +99,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  #: most recent checkpoints kept
     tensorboard: bool = False  #: also write TensorBoard events to out/tensorboard
     wandb: bool = False  #: also log to Weights & Biases (needs `wandb` and a login)
-    wandb_project: str = "assay"
+    wandb_project: str = "assay"  #: W&B project name
     progress: bool = True  #: rich progress bar with the key figures
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
 """Diagnostics computed every step, and the collapse detector.
 
 Ground truth is the environment's verdict (`correct` or not), which countdown computes
-without labels. See notes/intrinsic-rewards.md for the definitions followed here.
+without labels. See docs/rewards.md for the definitions followed here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """GRPO's arithmetic: group-normalised advantages and the clipped policy loss.
 
 Pure functions of tensors, so that tests can feed identical inputs to these and to
-TRL's GRPO loss and compare (tests/test_loss_vs_trl.py).
+TRL's GRPO loss and compare (tests/test_loss_vs_trl.py). Shapes in comments: N rows
+(completions, group after group), C completion length, G group size.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ def group_advantages(
     A = r − mean(group), divided by (std(group) + 1e-4) when `scale` (GRPO), left
     unscaled otherwise (Dr. GRPO). std is the unbiased (Bessel) one, as in TRL.
     """
-    grouped = rewards.view(-1, group_size)
-    mean = grouped.mean(dim=1, keepdim=True)
-    std = grouped.std(dim=1, keepdim=True)
-    advantages = grouped - mean
+    grouped = rewards.view(-1, group_size)  # (N,) -> (N/G, G)
+    mean = grouped.mean(dim=1, keepdim=True)  # (N/G, 1)
+    std = grouped.std(dim=1, keepdim=True)  # (N/G, 1)
+    advantages = grouped - mean  # (N/G, G)
     if scale:
         advantages = advantages / (std + STD_EPS)
-    return advantages.reshape(-1), std.expand_as(grouped).reshape(-1)
+    return advantages.reshape(-1), std.expand_as(grouped).reshape(-1)  # (N,), (N,)
 
 
 @dataclass
@@ -61,7 +62,7 @@ def policy_loss(
 ) -> LossParts:
     """The clipped surrogate loss of GRPO over a (micro-)batch.
 
-    logprobs, old_logprobs, ref_logprobs and mask are (B, T); advantages is (B,).
+    logprobs, old_logprobs, ref_logprobs and mask are (N, C); advantages is (N,).
     Per token: max(−A·ratio, −A·clip(ratio, 1−ε_low, 1+ε_high)) + β·k3.
     Aggregation (`loss_type`):
       grpo     mean over tokens of each sequence, then mean over sequences;
@@ -73,18 +74,18 @@ def policy_loss(
     mask = mask.to(logprobs.dtype)
     num_sequences = num_sequences or logprobs.size(0)
     num_tokens = num_tokens if num_tokens is not None else float(mask.sum().clamp(min=1.0))
-    adv = advantages.unsqueeze(1)
-    ratio = torch.exp(logprobs - old_logprobs)
-    clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
-    per_token = -torch.min(ratio * adv, clipped * adv)
+    adv = advantages.unsqueeze(1)  # (N, 1): one advantage for every token of a row
+    ratio = torch.exp(logprobs - old_logprobs)  # (N, C)
+    clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)  # (N, C)
+    per_token = -torch.min(ratio * adv, clipped * adv)  # (N, C)
     kl_value = 0.0
     if ref_logprobs is not None:
-        per_token_kl = k3_kl(logprobs, ref_logprobs)
+        per_token_kl = k3_kl(logprobs, ref_logprobs)  # (N, C)
         kl_value = float((per_token_kl.detach() * mask).sum() / mask.sum().clamp(min=1.0))
         if beta != 0.0:
             per_token = per_token + beta * per_token_kl
     if loss_type == "grpo":
-        per_seq = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+        per_seq = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)  # (N,)
         loss = per_seq.sum() / num_sequences
     elif loss_type == "dapo":
         loss = (per_token * mask).sum() / num_tokens
@@ -95,7 +96,7 @@ def policy_loss(
     else:
         raise ValueError(f"unknown loss_type {loss_type!r} (grpo, dr_grpo, dapo)")
     with torch.no_grad():
-        low = (ratio < 1 - epsilon_low) & (adv < 0)
-        high = (ratio > 1 + epsilon_high) & (adv > 0)
+        low = (ratio < 1 - epsilon_low) & (adv < 0)  # (N, C)
+        high = (ratio > 1 + epsilon_high) & (adv > 0)  # (N, C)
         clip_ratio = float(((low | high).to(mask.dtype) * mask).sum() / mask.sum().clamp(min=1.0))
     return LossParts(loss, clip_ratio, kl_value)

@@ -79,25 +79,27 @@ def completion_stats(
     """Statistics at the last `completion_len` positions of `input_ids` (prompt left-padded,
     completion right-padded). Logits are divided by the sampling temperature first, so
     log-probs match the distribution the completions were drawn from."""
-    logits = completion_logits(model, input_ids, attention_mask, completion_len)
-    logits = logits.float() / temperature
-    targets = input_ids[:, -completion_len:]
-    log_norm = torch.logsumexp(logits, dim=-1)
-    logprobs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - log_norm
+    # Shapes: N rows, P prompt length, C = completion_len, V vocabulary; input_ids (N, P + C).
+    logits = completion_logits(model, input_ids, attention_mask, completion_len)  # (N, C, V)
+    logits = logits.float() / temperature  # z_t: (N, C, V)
+    targets = input_ids[:, -completion_len:]  # (N, C): the sampled tokens y_t
+    log_norm = torch.logsumexp(logits, dim=-1)  # (N, C)
+    logprobs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - log_norm  # (N, C)
     if with_entropy:
         with torch.no_grad():
-            z = logits.detach()
-            probs = torch.softmax(z, dim=-1)
-            entropies = log_norm.detach() - (probs * z).sum(-1)
-            certainty = log_norm.detach() - z.mean(-1)
+            z = logits.detach()  # (N, C, V)
+            probs = torch.softmax(z, dim=-1)  # (N, C, V)
+            entropies = log_norm.detach() - (probs * z).sum(-1)  # (N, C)
+            certainty = log_norm.detach() - z.mean(-1)  # (N, C)
     else:
-        entropies = certainty = torch.zeros_like(logprobs, requires_grad=False)
+        entropies = certainty = torch.zeros_like(logprobs, requires_grad=False)  # (N, C)
     return TokenStats(logprobs, entropies, certainty)
 
 
 def prefill(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
     """Read left-padded prompts once: the logits at each prompt's last position, and the
     KV cache to continue from."""
+    # ids, mask: (U, P), U prompts left-padded to length P.
     # Positions count real tokens only, so a left-padded prompt is read as unpadded.
     out = model(
         input_ids=ids,
@@ -107,7 +109,7 @@ def prefill(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
         logits_to_keep=1,
     )
     cache = out.cache if "cache" in out else out.past_key_values  # renamed in transformers 5.24
-    return out.logits[:, -1], cache
+    return out.logits[:, -1], cache  # logits (U, 1, V) -> (U, V); cache: U rows of P positions
 
 
 def completion_logits(
@@ -121,30 +123,31 @@ def completion_logits(
     to what follows it, and it spares the prompt's share of the work G−1 times in G.
     Gradients flow through the shared prompt pass like through any other.
     """
-    P = input_ids.size(1) - completion_len
+    # Shapes: N rows, P prompt length, C = completion_len, V vocabulary, U distinct prompts.
+    P = input_ids.size(1) - completion_len  # input_ids, attention_mask: (N, P + C)
     if P == 0:  # nothing to share
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits
-    prompt_mask = attention_mask[:, :P]
-    distinct, row_prompt = torch.unique(
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits  # (N, C, V)
+    prompt_mask = attention_mask[:, :P]  # (N, P)
+    distinct, row_prompt = torch.unique(  # (U, 2P) distinct (ids, mask) rows; (N,) row -> U
         torch.cat([input_ids[:, :P], prompt_mask], 1), dim=0, return_inverse=True
     )
-    ids, mask = distinct[:, :P], distinct[:, P:]
-    last, cache = prefill(model, ids, mask)
-    first = last[row_prompt, None]  # the last prompt position predicts completion token 0
+    ids, mask = distinct[:, :P], distinct[:, P:]  # (U, P) each
+    last, cache = prefill(model, ids, mask)  # (U, V); cache: U rows
+    first = last[row_prompt, None]  # (N, 1, V): the last prompt position predicts token 0
     if completion_len == 1:
         return first
-    cache.batch_select_indices(row_prompt)  # one copy of its prompt's keys and values per row
-    positions = mask.sum(-1)[row_prompt, None] + torch.arange(
+    cache.batch_select_indices(row_prompt)  # U -> N rows: its prompt's keys and values per row
+    positions = mask.sum(-1)[row_prompt, None] + torch.arange(  # (N, 1) + (C-1,) -> (N, C-1)
         completion_len - 1, device=mask.device
     )
     # Completion token t predicts token t+1: the last one predicts nothing we score.
     rest = model(
-        input_ids=input_ids[:, P:-1],
-        attention_mask=attention_mask[:, :-1],
-        position_ids=positions,
+        input_ids=input_ids[:, P:-1],  # (N, C-1)
+        attention_mask=attention_mask[:, :-1],  # (N, P + C-1): prompt and cache included
+        position_ids=positions,  # (N, C-1)
         **{cache_argument(model): cache},
-    ).logits
-    return torch.cat([first, rest], 1)
+    ).logits  # (N, C-1, V)
+    return torch.cat([first, rest], 1)  # (N, C, V)
 
 
 def cache_argument(model) -> str:

@@ -1,8 +1,10 @@
 """Rollout engines: sample completions from the policy behind one interface.
 
-`HFEngine` uses transformers' `generate` (CPU and GPU; the default). `VLLMEngine` uses
-vLLM (the `vllm` extra, imported only when asked for); it needs a GPU and has not been
-run on the machines this project is tested on.
+`HFEngine` (the default; CPU and GPU) is a sampling loop of its own on the training model
+with its KV cache, not transformers' `generate`: it reads each distinct prompt once and
+drops finished completions from the batch (see `HFEngine` and docs/training.md, "Speed").
+`VLLMEngine` uses vLLM (the `vllm` extra, imported only when asked for); it needs a GPU
+and has not been run on the machines this project is tested on.
 """
 
 from __future__ import annotations

@@ -50,7 +50,9 @@ class RolloutBatch:
     """A rollout batch as tensors: prompts left-padded, completions right-padded.
 
     input_ids, attention_mask: (N, P + C); loss_mask: (N, C), 1 on completion tokens that
-    count in the loss. Row i*G + j is completion j of prompt i.
+    count in the loss. Row i*G + j is completion j of prompt i. Shapes in comments: N rows
+    (prompts × G completions), P prompt length, C completion length, V vocabulary, G group
+    size.
     """
 
     input_ids: torch.Tensor
@@ -72,16 +74,17 @@ class RolloutBatch:
         *,
         mask_truncated: bool = False,
     ) -> RolloutBatch:
+        # N rows: prompt i's G completions are rows i*G .. i*G + G-1
         rows = [(p, g) for p, group in zip(prompts, generations, strict=True) for g in group]
-        width_p = max(len(p) for p, _ in rows)
-        width_c = max(1, max(len(g.token_ids) for _, g in rows))
-        ids = torch.full((len(rows), width_p + width_c), pad_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        loss_mask = torch.zeros((len(rows), width_c), dtype=torch.float32)
+        width_p = max(len(p) for p, _ in rows)  # P: the longest prompt
+        width_c = max(1, max(len(g.token_ids) for _, g in rows))  # C: the longest completion
+        ids = torch.full((len(rows), width_p + width_c), pad_id, dtype=torch.long)  # (N, P + C)
+        attn = torch.zeros_like(ids)  # (N, P + C)
+        loss_mask = torch.zeros((len(rows), width_c), dtype=torch.float32)  # (N, C)
         for i, (p, g) in enumerate(rows):
-            ids[i, width_p - len(p) : width_p] = torch.tensor(p)
+            ids[i, width_p - len(p) : width_p] = torch.tensor(p)  # prompt: left-padded to P
             attn[i, width_p - len(p) : width_p + len(g.token_ids)] = 1
-            if g.token_ids:
+            if g.token_ids:  # completion: right-padded to C
                 ids[i, width_p : width_p + len(g.token_ids)] = torch.tensor(g.token_ids)
             if g.finished or not mask_truncated:
                 loss_mask[i, : len(g.token_ids)] = 1.0
@@ -245,19 +248,19 @@ class Trainer:
         parts = []
         with torch.set_grad_enabled(grad):
             for rows in self._micro_batches(len(batch.completions), whole=grad):
-                parts.append(
+                parts.append(  # each field (rows, C)
                     completion_stats(
                         self.model,
-                        batch.input_ids[rows],
-                        batch.attention_mask[rows],
+                        batch.input_ids[rows],  # (rows, P + C)
+                        batch.attention_mask[rows],  # (rows, P + C)
                         batch.completion_len,
                         self.config.temperature,
                     )
                 )
-        mask = _completion_mask(batch)
+        mask = _completion_mask(batch)  # (N, C)
         return TokenStats(
             *(
-                torch.cat([getattr(p, f) for p in parts]) * mask
+                torch.cat([getattr(p, f) for p in parts]) * mask  # (N, C), 0 past each end
                 for f in ("logprobs", "entropies", "self_certainty")
             )
         )
@@ -352,8 +355,8 @@ class Trainer:
     ) -> dict[str, float]:
         """`updates_per_batch` optimizer steps on the clipped GRPO loss."""
         cfg = self.config
-        old = stats.logprobs.detach()
-        mask = batch.loss_mask
+        old = stats.logprobs.detach()  # (N, C): log π_old, the policy that sampled
+        mask = batch.loss_mask  # (N, C); advantages: (N,); ref: (N, C) or None
         totals = {"sequences": len(batch.completions), "tokens": float(mask.sum().clamp(min=1.0))}
         losses, clips, kls = [], [], []  # kl: of the first iteration, before any update
         for iteration in range(cfg.updates_per_batch):
@@ -362,7 +365,7 @@ class Trainer:
             for rows in self._micro_batches(len(batch.completions), whole=fused):
                 if fused and iteration == 0:
                     logprobs = stats.logprobs[rows]  # the graph of the pass that fed the rewards
-                else:
+                else:  # (rows, C), recomputed with the current weights
                     logprobs = completion_stats(
                         self.model,
                         batch.input_ids[rows],
@@ -371,7 +374,7 @@ class Trainer:
                         cfg.temperature,
                         with_entropy=False,
                     ).logprobs
-                parts = policy_loss(
+                parts = policy_loss(  # .loss: a scalar, this micro-batch's share
                     logprobs,
                     old[rows],
                     advantages[rows],
@@ -414,15 +417,16 @@ class Trainer:
         group_std: torch.Tensor,
     ) -> dict[str, Any]:
         G = self.config.group_size
-        mask = _completion_mask(batch)
-        lengths = mask.sum(-1)
-        stds = group_std.view(-1, G)[:, 0]
+        mask = _completion_mask(batch)  # (N, C)
+        lengths = mask.sum(-1)  # (N,)
+        stds = group_std.view(-1, G)[:, 0]  # (N,) -> (N/G, G) -> (N/G,): one std per group
         out = {
             "reward": float(np.mean(rewards)),
             "reward_std": float(stds.mean()),
             "reward_accuracy": reward_accuracy(rewards, truth, self.reward.binary),
             "label_accuracy": label_accuracy(groups, truth),
             "gt_accuracy": float(np.mean(truth)),
+            # mean over all completion tokens of the batch: (N, C) -> scalar
             "entropy": float((stats.entropies.detach() * mask).sum() / mask.sum().clamp(min=1)),
             "completion_length": float(lengths.float().mean()),
             "repetition_rate": repetition_rate([g.token_ids for g in batch.completions]),
@@ -565,8 +569,8 @@ def _completion_mask(batch: RolloutBatch) -> torch.Tensor:
     """1 on every generated token (finished or not), whatever the loss mask says."""
     lengths = torch.tensor(
         [len(g.token_ids) for g in batch.completions], device=batch.loss_mask.device
-    )
-    return (
+    )  # (N,)
+    return (  # (1, C) < (N, 1) -> (N, C)
         torch.arange(batch.completion_len, device=lengths.device)[None, :] < lengths[:, None]
     ).float()
 
