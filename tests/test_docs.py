@@ -138,7 +138,7 @@ def _check_semantics(name: str, params: dict) -> None:
         get_reward(config.reward)
         get_env(config.env, **config.env_options).close()
     elif name == "prior":
-        from assay.training import organism
+        from assay import organism
 
         organism.make_spec(params["preset"], **parse_assignments(params["assignments"]))
 
