@@ -251,7 +251,10 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
         trainer = Trainer(config, resume=resume, quiet=quiet)
     except AssayError as exc:
         raise UsageError(str(exc)) from None
-    summary = trainer.train()
+    try:
+        summary = trainer.train()
+    except AssayError as exc:  # a reward or env that breaks mid-run: one line, not a traceback
+        raise UsageError(f"step {trainer.step_count + 1}: {exc}") from None
     collapse = summary["collapse"]
     where = f"{config.out}/metrics.jsonl"
     note = f"; collapse at step {collapse['step']} ({collapse['signal']})" if collapse else ""

@@ -347,3 +347,22 @@ def test_a_code_env_step_reaches_the_sandbox_as_one_parallel_batch(tmp_path, mon
     ran = 16 - counts["invalid"]  # invalid = no code, or code that does not parse: never run
     assert ran >= 2, counts
     assert batches == [ran], f"sandbox batches {batches} for {ran} runnable completions"
+
+
+def test_a_reward_that_breaks_mid_run_is_one_line_not_a_traceback(tmp_path):
+    from assay.rewards import register_reward
+
+    @register_reward("nan_mid_run_test", kind="intrinsic")
+    def nan_reward(group):
+        return [float("nan")] * len(group)
+
+    sets = [arg for k, v in {**SMALL, "eval_every": "0"}.items() for arg in ("--set", f"{k}={v}")]
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--model", "organism:tiny", "--reward", "nan_mid_run_test", "--steps", "1",
+         "--out", str(tmp_path / "run"), "--quiet", *sets],
+    )
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("assay: error: step 1: reward 'nan_mid_run_test'"), message
+    assert "non-finite" in message and "\n" not in message and "Traceback" not in result.output

@@ -477,31 +477,37 @@ class Trainer:
         cfg = self.config
         total = cfg.steps if steps is None else steps
         last: dict[str, Any] = {}
-        with StepProgress(
-            total, start=self.step_count, enabled=cfg.progress and not self.quiet
-        ) as bar:
-            while self.step_count < total:
-                last = self.step()
-                bar.advance(last)
-                stop = self.detector.collapse is not None and cfg.stop_on_collapse
-                if (
-                    (cfg.save_every and self.step_count % cfg.save_every == 0)
-                    or stop
-                    or self.step_count == total
-                ):
-                    self.save()
-                if "collapse" in last:
-                    bar.note(self.detector.collapse.describe())
-                if stop:
-                    break
-        summary = {
-            "steps": self.step_count,
-            "collapse": None if self.detector.collapse is None else vars(self.detector.collapse),
-            "last": last,
-        }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        self.log.close()
-        self.env.close()  # verification worker processes, if the env started any
+        try:
+            with StepProgress(
+                total, start=self.step_count, enabled=cfg.progress and not self.quiet
+            ) as bar:
+                while self.step_count < total:
+                    last = self.step()
+                    bar.advance(last)
+                    stop = self.detector.collapse is not None and cfg.stop_on_collapse
+                    if (
+                        (cfg.save_every and self.step_count % cfg.save_every == 0)
+                        or stop
+                        or self.step_count == total
+                    ):
+                        self.save()
+                    if "collapse" in last:
+                        bar.note(self.detector.collapse.describe())
+                    if stop:
+                        break
+            summary = {
+                "steps": self.step_count,
+                "collapse": None
+                if self.detector.collapse is None
+                else vars(self.detector.collapse),
+                "last": last,
+            }
+            (self.out / "summary.json").write_text(
+                json.dumps(summary, indent=2, default=str) + "\n"
+            )
+        finally:  # on success, Ctrl-C or a crash: no worker, jail or open log left behind
+            self.log.close()
+            self.env.close()
         return summary
 
     def save(self) -> Path:
