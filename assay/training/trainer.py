@@ -31,6 +31,7 @@ from assay.training.diagnostics import (
     label_accuracy,
     repetition_rate,
     reward_accuracy,
+    reward_precision,
 )
 from assay.training.loss import group_advantages, policy_loss
 from assay.training.policy import TokenStats, completion_stats, load_policy, resolve_model_path
@@ -415,6 +416,7 @@ class Trainer:
             "reward": float(np.mean(rewards)),
             "reward_std": float(stds.mean()),
             "reward_accuracy": reward_accuracy(rewards, truth, self.reward.binary),
+            "reward_precision": reward_precision(rewards, truth, self.reward.binary),
             "label_accuracy": label_accuracy(groups, truth),
             "gt_accuracy": float(np.mean(truth)),
             "entropy": float((stats.entropies.detach() * mask).sum() / mask.sum().clamp(min=1)),
