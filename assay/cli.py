@@ -308,7 +308,8 @@ def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quie
 @click.option("--out", default="runs/compare", show_default=True, help="Output folder.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted comparison in --out.")
 @click.option("--jobs", type=int, default=None,
-              help="Runs trained at once, in worker processes (default: 1; see docs/lab.md).")
+              help="Runs trained at once, in worker processes (default: one per core, at most "
+                   "4, for the organism on CPU; else 1; see docs/lab.md).")
 @click.option("--quiet", is_flag=True, help="No live display.")
 def compare_command(env_name, rewards, model, preset, steps, seeds, assignments, out, resume,
                     jobs, quiet) -> None:
@@ -334,7 +335,8 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
     for name, reason in plan.skipped.items():
         click.echo(f"skipping {name}: {reason}", err=True)
     echo = None if quiet else (lambda line: click.echo(line, err=True))
-    meta = compare.execute(plan, jobs=jobs or 1, live=not quiet, echo=echo)
+    meta = compare.execute(plan, jobs=jobs or compare.default_jobs(plan), live=not quiet,
+                           echo=echo)
     report.render(out)
     failed = f", {len(meta['failed'])} failed" if meta["failed"] else ""
     click.echo(f"{len(plan.jobs)} runs{failed} in {meta['settings']['wall_time']:.0f} s; "

@@ -243,7 +243,9 @@ def test_study_criterion_fires_at_first_step_below_one_percent():
 
 def test_precision_criterion_and_missing_metric():
     series = rows(prec=lambda s: 0.4 if s < 60 else 0.0)
-    assert collapse.criteria(series)["reward_precision"].step == 60
+    assert collapse.criteria(series)["reward_precision"].step == 60 + collapse.WINDOW - 1
+    blip = rows(prec=lambda s: 0.0 if s == 30 else 0.4)  # one unlucky step is not a collapse
+    assert collapse.criteria(blip)["reward_precision"] is None
     for row in series:
         del row["reward_precision"]  # runs from before the metric existed
     assert collapse.criteria(series)["reward_precision"] is None

@@ -4,8 +4,8 @@ Three criteria, each reported with the step at which it first fired (or None):
 
 - `reward_accuracy` — the study's Model Collapse Step, as the study defines it: the first
   step at which reward accuracy falls below 1%. Needs labels (ground truth).
-- `reward_precision` — the same threshold on reward precision: per prompt, the share of
-  the completions the reward promotes that are correct. It complements reward accuracy
+- `reward_precision` — the same threshold on a trailing mean (one window) of reward
+  precision: per prompt, the share of the completions the reward promotes that are correct. It complements reward accuracy
   for continuous rewards, whose agreement counts the below-mean completions as "agreeing"
   whenever they are wrong (about half agree when every completion is wrong). Needs labels.
 - `label_free` — needs no labels: the first step at which a trailing mean of the policy's
@@ -67,9 +67,16 @@ def _series(rows: Sequence[dict], key: str) -> tuple[list[int], np.ndarray]:
     return [s for s, _ in pairs], np.array([v for _, v in pairs], dtype=float)
 
 
-def below(rows: Sequence[dict], key: str, threshold: float = STUDY_THRESHOLD) -> Fired | None:
-    """The first step at which `key` is below `threshold`."""
+def below(
+    rows: Sequence[dict], key: str, threshold: float = STUDY_THRESHOLD, smooth: bool = False
+) -> Fired | None:
+    """The first step at which `key` (or, with `smooth`, its trailing mean over a window)
+    is below `threshold`."""
     steps, values = _series(rows, key)
+    if smooth and len(values):
+        w = window(len(values))
+        trailing = np.convolve(values, np.ones(w) / w, mode="valid")
+        steps, values = steps[w - 1 :], trailing
     for step, value in zip(steps, values, strict=True):
         if value < threshold:
             return Fired(step, key, float(value))
@@ -102,6 +109,8 @@ def criteria(rows: Sequence[dict]) -> dict[str, Fired | None]:
     """Each criterion's first firing (None when it never fired) for one run's metrics."""
     return {
         "reward_accuracy": below(rows, "reward_accuracy"),
-        "reward_precision": below(rows, "reward_precision"),
+        # one step's precision is over few prompts (0 by chance when accuracy is low):
+        # the complement uses a trailing mean; the study's criterion stays per step
+        "reward_precision": below(rows, "reward_precision", smooth=True),
         "label_free": label_free(rows),
     }

@@ -65,6 +65,20 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_jobs(the_plan: Plan) -> int:
+    """Runs at once when `--jobs` is not given: on CPU with the organism, one process per
+    core (at most 4; measured faster than one process with all threads, docs/lab.md);
+    otherwise 1 (a GPU, or a model of unknown size whose copies might not fit in memory)."""
+    import torch
+
+    model = str(the_plan.settings.get("model", ""))
+    device = the_plan.settings.get("training", {}).get("device", "auto")
+    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if on_gpu or not (model == "organism" or model.startswith("organism:")):
+        return 1
+    return max(1, min(cores(), 4))
+
+
 def missing_requirement(spec: str, env: Any) -> str | None:
     """Why `spec` cannot run on `env` (one line), or None when it can."""
     from assay.rewards import WeightedSum, get_reward

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +68,9 @@ class Board:
         return table
 
 
-def live(board: Board, enabled: bool) -> Live:
-    """A rich Live on stderr (drawn only on a terminal)."""
+def live(board: Board, enabled: bool) -> AbstractContextManager:
+    """A rich Live on stderr when `enabled` and stderr is a terminal; else nothing."""
     console = Console(stderr=True)
-    return Live(
-        board,
-        console=console,
-        refresh_per_second=2,
-        transient=False,
-        auto_refresh=enabled and console.is_terminal,
-    )
+    if not (enabled and console.is_terminal):
+        return nullcontext()
+    return Live(board, console=console, refresh_per_second=2, transient=False)
