@@ -259,3 +259,15 @@ def test_label_free_criterion_names_its_signal():
     fired = collapse.label_free(rows(repetition=lambda s: 0.0 if s < 70 else 0.4))
     assert fired.signal == "repetition_rate" and 70 <= fired.step <= 70 + collapse.WINDOW
     assert collapse.label_free(rows(length=falling(6.0, 7.0))) is None  # +17%: within bounds
+
+
+def test_reward_precision_is_zero_when_every_completion_is_wrong():
+    from assay.training.diagnostics import reward_accuracy, reward_precision
+
+    wrong = [[False] * 4]
+    rewards = [[0.9, 0.1, 0.2, 0.8]]  # a continuous reward on an all-wrong group
+    assert reward_accuracy(rewards, wrong, binary=False) == 0.5  # the study's: half "agree"
+    assert reward_precision(rewards, wrong, binary=False) == 0.0
+    truth = [[True, False, False, True], [True, False, True, False]]
+    assert reward_precision([[1, 1, 0, 1], [0, 0, 1, 1]], truth, binary=True) == (2 / 3 + 0.5) / 2
+    assert reward_precision([[3, 3, 3, 3]], [[True] * 4], binary=False) is None  # promotes none
