@@ -271,3 +271,29 @@ def test_reward_precision_is_zero_when_every_completion_is_wrong():
     truth = [[True, False, False, True], [True, False, True, False]]
     assert reward_precision([[1, 1, 0, 1], [0, 0, 1, 1]], truth, binary=True) == (2 / 3 + 0.5) / 2
     assert reward_precision([[3, 3, 3, 3]], [[True] * 4], binary=False) is None  # promotes none
+
+
+def test_compare_any_local_model_folder(tmp_path):
+    """A randomly initialised GPT-2 (a real architecture, not the organism's Llama) with the
+    organism's tokenizer and settings file: `--model PATH` runs like the organism."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from assay.training.policy import resolve_model_path
+
+    tiny = Path(resolve_model_path("organism:tiny", quiet=True))
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1,
+                                       n_head=2, n_positions=64))
+    folder = tmp_path / "gpt2-random"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    shutil.copy(tiny / "assay.json", folder / "assay.json")
+    out = tmp_path / "cmp"
+    proc = assay("compare", "--preset", "smoke", "--model", str(folder), "--steps", "3",
+                 "--rewards", "verifier,self_certainty", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["model"] == str(folder)
+    assert summary["settings"]["jobs"] == 1  # not the organism: one run at a time
+    assert {k: v["steps"] for k, v in summary["runs"].items()} == {"verifier": 3,
+                                                                    "self_certainty": 3}
