@@ -337,7 +337,13 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
     echo = None if quiet else (lambda line: click.echo(line, err=True))
     meta = compare.execute(plan, jobs=jobs or compare.default_jobs(plan), live=not quiet,
                            echo=echo)
-    report.render(out)
+    try:
+        report.render(out)
+    except report.ReportError:  # every run failed before its first step
+        for key, error in meta["failed"].items():
+            click.echo(f"{key}: {error}", err=True)
+        click.echo(f"assay: error: no run produced metrics; see {out}/lab.json", err=True)
+        sys.exit(1)
     failed = f", {len(meta['failed'])} failed" if meta["failed"] else ""
     click.echo(f"{len(plan.jobs)} runs{failed} in {meta['settings']['wall_time']:.0f} s; "
                f"report: {out}/report.html", err=True)

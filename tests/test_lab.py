@@ -166,6 +166,8 @@ def test_report_without_runs_is_a_usage_error(tmp_path):
         (("--model", "/nonexistent/model"), "/nonexistent/model"),
         (("--preset", "huge"), "huge"),
         (("--seeds", "a,b"), "--seeds"),
+        (("--set", "train_file=/nonexistent.jsonl"), "/nonexistent.jsonl"),
+        (("--set", "learning_rat=1"), "learning_rat"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):

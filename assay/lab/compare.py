@@ -159,6 +159,10 @@ def plan(
         environment = get_env(first.env, **first.env_options)
     except (ConfigError, UnknownEnvError, OptionError) as exc:
         raise LabError(str(exc)) from None
+    for name in ("train_file", "val_file"):
+        path = getattr(first, name)
+        if path and not os.access(path, os.R_OK):
+            raise LabError(f"cannot read {name} {path}")
     _check_model(first.model, first.prior)
     if not resume and (out / "runs").exists() and any((out / "runs").iterdir()):
         raise LabError(f"{out} already holds a comparison; pass --resume or choose another --out")
