@@ -132,8 +132,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def mean_over_seeds(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The top level of a reward's entry: numbers averaged over the seeds that have them.
 
-    `collapse_step` (and each criterion's step) is the mean over the seeds where it fired,
-    None when it fired in none; `collapsed_seeds` says in how many it fired. `failure_mode`
+    Steps are rounded to integers. `collapse_step` (and each criterion's step) is the mean
+    over the seeds where it fired, None when it fired in none; `collapsed_seeds` says in how many it fired. `failure_mode`
     is the most common mode over seeds (ties: the first seed's).
     """
     seeds = list(per_seed.values())
@@ -146,14 +146,14 @@ def mean_over_seeds(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
             continue
         values = [s[key] for s in seeds if s.get(key) is not None]
         out[key] = float(np.mean(values)) if values else None
-    for key in ("tokens", "steps"):
+    for key in ("tokens", "steps", "peak_step", "collapse_step"):  # steps stay integers
         if out[key] is not None:
             out[key] = int(round(out[key]))
     out["collapsed_seeds"] = sum(s["collapse_step"] is not None for s in seeds)
     out["collapse_steps"] = {}
     for name in collapse.CRITERIA:
         steps = [s["collapse"][name]["step"] for s in seeds if s["collapse"].get(name)]
-        out["collapse_steps"][name] = float(np.mean(steps)) if steps else None
+        out["collapse_steps"][name] = int(round(float(np.mean(steps)))) if steps else None
     out["seeds"] = per_seed
     return out
 
