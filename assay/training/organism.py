@@ -428,7 +428,7 @@ def evaluate_prior(spec: PriorSpec, model, tokenizer, env, n: int = 256) -> dict
     tasks = env.generate(n, seed=10_000 + spec.seed)
     prompts = [t.prompt for t in tasks]
     replies = _greedy(model, tokenizer, prompts, max_new_tokens=12)
-    solved = [env.score(t, r).correct for t, r in zip(tasks, replies, strict=True)]
+    solved = [env.check_completion(t, r).correct for t, r in zip(tasks, replies, strict=True)]
     wrong = [s for t, s in zip(tasks, solved, strict=True) if t["numbers"][0] <= spec.wrong_below]
     # Verification, on the model's own greedy answers: does it judge them correctly?
     asks = [
