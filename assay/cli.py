@@ -285,6 +285,77 @@ def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quie
                            "parameters": meta.get("parameters")}), err=True)
 
 
+# -- the lab: assay compare, assay report ----------------------------------------------
+
+
+@cli.command("compare")
+@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
+@click.option("--rewards", default=None,
+              help="Comma-separated rewards (default: the preset's, every built-in one).")
+@click.option("--model", default=None, help="organism[:preset] or a local HF model folder.")
+@click.option("--preset", default="quick", show_default=True, help="smoke, quick or default.")
+@click.option("--steps", type=int, default=None, help="Steps per run (default: the preset's).")
+@click.option("--seeds", default=None, help="Comma-separated seeds (default: the preset's).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Training option for every run (env.KEY, prior.KEY as in assay train).")
+@click.option("--out", default="runs/compare", show_default=True, help="Output folder.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted comparison in --out.")
+@click.option("--jobs", type=int, default=None,
+              help="Runs trained at once, in worker processes (default: one per core, at most "
+                   "4, for the organism on CPU; else 1; see docs/lab.md).")
+@click.option("--quiet", is_flag=True, help="No live display.")
+def compare_command(env_name, rewards, model, preset, steps, seeds, assignments, out, resume,
+                    jobs, quiet) -> None:
+    """Train one run per (reward, seed) from the same model and tasks; write the report."""
+    from assay.envs.base import parse_assignments
+    from assay.lab import compare, report
+
+    try:
+        reward_list = [r.strip() for r in rewards.split(",") if r.strip()] if rewards else None
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
+        except ValueError:
+            raise compare.LabError(f"--seeds expects integers like 0,1,2, got {seeds!r}") from None
+        if steps is not None and steps < 1:
+            raise compare.LabError("--steps must be at least 1")
+        if jobs is not None and jobs < 1:
+            raise compare.LabError("--jobs must be at least 1")
+        plan = compare.plan(out, preset=preset, rewards=reward_list, seeds=seed_list,
+                            env=env_name, model=model, steps=steps,
+                            sets=parse_assignments(assignments), resume=resume)
+    except AssayError as exc:
+        raise UsageError(str(exc)) from None
+    for name, reason in plan.skipped.items():
+        click.echo(f"skipping {name}: {reason}", err=True)
+    echo = None if quiet else (lambda line: click.echo(line, err=True))
+    meta = compare.execute(plan, jobs=jobs or compare.default_jobs(plan), live=not quiet,
+                           echo=echo)
+    try:
+        report.render(out)
+    except report.ReportError:  # every run failed before its first step
+        for key, error in meta["failed"].items():
+            click.echo(f"{key}: {error}", err=True)
+        click.echo(f"assay: error: no run produced metrics; see {out}/lab.json", err=True)
+        sys.exit(1)
+    failed = f", {len(meta['failed'])} failed" if meta["failed"] else ""
+    click.echo(f"{len(plan.jobs)} runs{failed} in {meta['settings']['wall_time']:.0f} s; "
+               f"report: {out}/report.html", err=True)
+
+
+@cli.command("report")
+@click.argument("folder", metavar="DIR")
+def report_command(folder: str) -> None:
+    """Re-render DIR/report.html, DIR/summary.json and the figures from the run folders
+    under DIR (an `assay compare` folder, or runs made one by one with `assay train`)."""
+    from assay.lab import report
+
+    try:
+        summary = report.render(folder)
+    except report.ReportError as exc:
+        raise UsageError(str(exc)) from None
+    click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)
+
+
 def main() -> None:
     try:
         cli.main(prog_name="assay", standalone_mode=True)

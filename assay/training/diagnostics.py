@@ -42,6 +42,25 @@ def reward_accuracy(
     return float(np.mean(per_prompt))
 
 
+def reward_precision(
+    rewards: Sequence[Sequence[float]], truth: Sequence[Sequence[bool]], binary: bool
+) -> float | None:
+    """Per prompt, the share of the completions the reward promotes that are correct;
+    averaged over the prompts where it promotes any (None when it promotes none).
+
+    "Promotes" is `said_correct`: r >= 0.5 for a binary reward, above the group mean for a
+    continuous one. This complements `reward_accuracy`, which for a continuous reward
+    counts the completions below the group mean as agreeing whenever they are wrong: when
+    every completion is wrong, about half still "agree". Precision is 0 then.
+    """
+    per_prompt = []
+    for r, g in zip(rewards, truth, strict=True):
+        promoted = [t for s, t in zip(said_correct(r, binary), g, strict=True) if s]
+        if promoted:
+            per_prompt.append(float(np.mean(promoted)))
+    return float(np.mean(per_prompt)) if per_prompt else None
+
+
 def label_accuracy(groups: Sequence[RolloutGroup], truth: Sequence[Sequence[bool]]) -> float:
     """Fraction of prompts whose majority-voted answer is correct (no answer: wrong)."""
     hits = []

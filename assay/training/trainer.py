@@ -33,6 +33,7 @@ from assay.training.diagnostics import (
     label_accuracy,
     repetition_rate,
     reward_accuracy,
+    reward_precision,
 )
 from assay.training.loss import group_advantages, policy_loss
 from assay.training.policy import TokenStats, completion_stats, load_policy, resolve_model_path
@@ -424,6 +425,7 @@ class Trainer:
             "reward": float(np.mean(rewards)),
             "reward_std": float(stds.mean()),
             "reward_accuracy": reward_accuracy(rewards, truth, self.reward.binary),
+            "reward_precision": reward_precision(rewards, truth, self.reward.binary),
             "label_accuracy": label_accuracy(groups, truth),
             "gt_accuracy": float(np.mean(truth)),
             # mean over all completion tokens of the batch: (N, C) -> scalar

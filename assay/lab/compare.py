@@ -1,0 +1,280 @@
+"""`assay compare`: one `assay train` run per (reward, seed) from the same model and tasks,
+then the report.
+
+Each run goes through the trainer exactly as `assay train` does (`resolve(...)`, then
+`Trainer(config, resume=..., quiet=True).train()`), into `OUT/runs/<reward>-seed<seed>/`,
+so every run folder is an `assay train` folder. `OUT/lab.json` records the plan (settings,
+skipped rewards and why, failed runs), which `assay report` reads back.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assay.errors import AssayError
+from assay.lab.presets import get_preset
+from assay.lab.summary import find_runs
+
+
+class LabError(AssayError, ValueError):
+    """A usage problem (unknown reward, env, model or preset; bad values): one line."""
+
+
+@dataclass
+class Job:
+    reward: str
+    seed: int
+    out: Path
+    config: Any  # TrainConfig
+
+    @property
+    def key(self) -> str:
+        return f"{self.reward}#{self.seed}"
+
+
+@dataclass
+class Plan:
+    out: Path
+    jobs: list[Job]
+    skipped: dict[str, str]
+    settings: dict[str, Any]
+
+
+def folder_name(reward: str, seed: int) -> str:
+    """`0.5*verifier + 0.5*self_certainty` -> `0.5xverifier+0.5xself_certainty-seed0`."""
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "", reward.replace("*", "x"))
+    return f"{safe or 'reward'}-seed{seed}"
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_jobs(the_plan: Plan) -> int:
+    """Runs at once when `--jobs` is not given: on CPU with the organism, one process per
+    core (at most 4; measured faster than one process with all threads, docs/lab.md);
+    otherwise 1 (a GPU, or a model of unknown size whose copies might not fit in memory)."""
+    import torch
+
+    model = str(the_plan.settings.get("model", ""))
+    device = the_plan.settings.get("training", {}).get("device", "auto")
+    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if on_gpu or not (model == "organism" or model.startswith("organism:")):
+        return 1
+    return max(1, min(cores(), 4))
+
+
+def missing_requirement(spec: str, env: Any) -> str | None:
+    """Why `spec` cannot run on `env` (the reward's own one-line `check_env`), or None."""
+    from assay.rewards import RewardError, get_reward
+
+    try:
+        get_reward(spec).check_env(env)
+    except RewardError as exc:
+        return str(exc)
+    return None
+
+
+def _check_model(model: str, prior: dict[str, Any]) -> None:
+    """A bad model is a one-line `LabError` before anything trains."""
+    from assay.training.policy import ModelLoadError, quiet_transformers, resolve_model_path
+
+    try:
+        path = resolve_model_path(model, prior, quiet=True)
+    except ModelLoadError as exc:
+        raise LabError(str(exc)) from None
+    local = Path(path).exists()
+    if not local and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
+        raise LabError(f"no model folder at {model!r}")
+    from transformers import AutoConfig
+
+    quiet_transformers()
+    try:
+        AutoConfig.from_pretrained(path, local_files_only=local)
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LabError(f"cannot load model {model!r}: {first}") from None
+
+
+def plan(
+    out: str | Path,
+    *,
+    preset: str = "quick",
+    rewards: list[str] | None = None,
+    seeds: list[int] | None = None,
+    env: str | None = None,
+    model: str | None = None,
+    steps: int | None = None,
+    sets: dict[str, str] | None = None,
+    resume: bool = False,
+) -> Plan:
+    """Check everything a comparison needs and make one job per (reward, seed)."""
+    from assay.envs import OptionError, UnknownEnvError, get_env
+    from assay.rewards import RewardError, get_reward
+    from assay.training import ConfigError, resolve
+
+    try:
+        chosen = get_preset(preset)
+    except KeyError as exc:
+        raise LabError(exc.args[0]) from None
+    out = Path(out)
+    rewards = list(rewards or chosen.rewards)
+    seeds = list(chosen.seeds if seeds is None else seeds)
+    if not rewards or not seeds:
+        raise LabError("need at least one reward and one seed")
+    if len(set(rewards)) != len(rewards) or len(set(seeds)) != len(seeds):
+        raise LabError("a reward or seed is listed twice")
+    for spec in rewards:
+        try:
+            get_reward(spec)
+        except RewardError as exc:
+            raise LabError(str(exc)) from None
+    base_sets = dict(chosen.sets)
+    if env not in (None, "countdown"):  # the presets' env options are countdown's
+        base_sets = {k: v for k, v in base_sets.items() if not k.startswith("env.")}
+    all_sets = {**base_sets, **(sets or {})}
+    flags = {"env": env, "model": model or chosen.model, "steps": steps or chosen.steps}
+    try:
+        first = resolve(sets=all_sets, flags={**flags, "reward": rewards[0], "seed": seeds[0]})
+        environment = get_env(first.env, **first.env_options)
+    except (ConfigError, UnknownEnvError, OptionError) as exc:
+        raise LabError(str(exc)) from None
+    for name in ("train_file", "val_file"):
+        path = getattr(first, name)
+        if path and not os.access(path, os.R_OK):
+            raise LabError(f"cannot read {name} {path}")
+    _check_model(first.model, first.prior)
+    if not resume and (out / "runs").exists() and any((out / "runs").iterdir()):
+        raise LabError(f"{out} already holds a comparison; pass --resume or choose another --out")
+
+    skipped: dict[str, str] = {}
+    jobs: list[Job] = []
+    for spec in rewards:
+        reason = missing_requirement(spec, environment)
+        if reason:
+            skipped[spec] = reason
+            continue
+        for seed in seeds:
+            run_out = out / "runs" / folder_name(spec, seed)
+            config = resolve(
+                sets=all_sets, flags={**flags, "reward": spec, "seed": seed, "out": str(run_out)}
+            )
+            jobs.append(Job(spec, seed, run_out, config))
+    environment.close()
+    settings = {
+        "preset": chosen.name,
+        "env": first.env,
+        "model": first.model,
+        "rewards": rewards,
+        "seeds": seeds,
+        "steps": first.steps,
+        "sets": all_sets,
+        "training": {
+            k: v
+            for k, v in first.to_dict().items()
+            if k not in ("reward", "seed", "out", "progress", "wandb", "wandb_project")
+        },
+    }
+    return Plan(out, jobs, skipped, settings)
+
+
+def _train(config_dict: dict[str, Any], resume: bool, threads: int) -> dict[str, Any]:
+    """Train one run (in this process or a worker); returns its wall time or its error."""
+    import torch
+
+    from assay.training import Trainer
+    from assay.training.config import make_config
+
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        Trainer(make_config(config_dict), resume=resume, quiet=True).train()
+    except Exception as exc:  # noqa: BLE001 - one failed run must not stop the others
+        line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return {"error": line, "trace": traceback.format_exc(limit=3)}
+    return {"wall_time": time.perf_counter() - start}
+
+
+def finished_runs(out: Path) -> set[Path]:
+    return {run.path.resolve() for run in find_runs(out / "runs") if run.finished} if (
+        out / "runs"
+    ).exists() else set()
+
+
+def execute(
+    the_plan: Plan, *, jobs: int = 1, live: bool = True, echo: Any = None
+) -> dict[str, Any]:
+    """Train every job not already finished, `jobs` at a time; returns what happened."""
+    from assay.lab.display import Board
+    from assay.lab.display import live as make_live
+
+    out = the_plan.out
+    out.mkdir(parents=True, exist_ok=True)
+    done = finished_runs(out)
+    todo = [job for job in the_plan.jobs if job.out.resolve() not in done]
+    jobs = max(1, min(jobs, len(todo) or 1))
+    threads = max(1, cores() // jobs)
+    meta = {
+        "settings": {
+            **the_plan.settings,
+            "jobs": jobs,
+            "torch_threads": threads,
+            "machine": f"{platform.machine()}, {cores()} cores ({platform.platform()})",
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        },
+        "skipped": the_plan.skipped,
+        "kept": sorted(job.key for job in the_plan.jobs if job.out.resolve() in done),
+        "failed": {},
+    }
+    (out / "lab.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    board = Board(the_plan.jobs)
+    for job in the_plan.jobs:
+        if job.out.resolve() in done:
+            board.status[job.key] = "done (kept)"
+    start = time.perf_counter()
+
+    def finish(job: Job, result: dict[str, Any]) -> None:
+        if "error" in result:
+            meta["failed"][job.key] = result["error"]
+            board.status[job.key] = "failed"
+        else:
+            board.status[job.key] = f"done {result['wall_time']:.0f}s"
+        if echo is not None:
+            echo(f"{job.reward} seed {job.seed}: {board.status[job.key]}"
+                 + (f" ({result['error']})" if "error" in result else ""))
+
+    with make_live(board, live):
+        if jobs == 1:
+            for job in todo:
+                board.status[job.key] = "running"
+                finish(job, _train(job.config.to_dict(), job.out.exists(), 0))
+        else:
+            import multiprocessing
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = {}
+                for job in todo:
+                    futures[pool.submit(_train, job.config.to_dict(), job.out.exists(),
+                                        threads)] = job
+                    board.status[job.key] = "started"
+                for future in as_completed(futures):
+                    finish(futures[future], future.result())
+    meta["settings"]["wall_time"] = round(time.perf_counter() - start, 1)
+    meta["settings"]["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    (out / "lab.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta

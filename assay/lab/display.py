@@ -1,0 +1,76 @@
+"""The live display of `assay compare`: one line per run with its step, reward and
+validation accuracy, read from each run's `metrics.jsonl` (so it works the same whether
+runs train in this process or in worker processes)."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+class Board:
+    """A rich renderable over the runs of a comparison; re-reads their metrics when drawn."""
+
+    def __init__(self, jobs: list[Any]):
+        self.jobs = jobs
+        self.status: dict[str, str] = {job.key: "queued" for job in jobs}
+        self.started = time.perf_counter()
+        self._cache: dict[Path, tuple[int, dict[str, Any]]] = {}
+
+    def latest(self, out: Path) -> dict[str, Any]:
+        """Figures of the run's latest step and latest validation, cached by file size."""
+        path = out / "metrics.jsonl"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return {}
+        cached = self._cache.get(path)
+        if cached and cached[0] == size:
+            return cached[1]
+        figures: dict[str, Any] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            figures.update(step=row.get("step"), reward=row.get("reward"))
+            if row.get("val_accuracy") is not None:
+                figures.update(val=row["val_accuracy"], greedy=row.get("val_greedy_accuracy"))
+        self._cache[path] = (size, figures)
+        return figures
+
+    def __rich__(self) -> Table:
+        elapsed = time.perf_counter() - self.started
+        table = Table(title=f"assay compare  {elapsed:.0f}s", title_justify="left")
+        for name in ("reward", "seed", "status", "step", "reward value", "val (greedy)"):
+            table.add_column(name, justify="left" if name in ("reward", "status") else "right")
+        for job in self.jobs:
+            figures = self.latest(job.out)
+            val = figures.get("val")
+            status = self.status[job.key]
+            if status == "started":
+                status = "running" if figures else "queued"
+            table.add_row(
+                job.reward,
+                str(job.seed),
+                status,
+                f"{figures.get('step') or 0}/{job.config.steps}",
+                "" if figures.get("reward") is None else f"{figures['reward']:.3f}",
+                "" if val is None else f"{val:.2f} ({figures.get('greedy') or 0:.2f})",
+            )
+        return table
+
+
+def live(board: Board, enabled: bool) -> AbstractContextManager:
+    """A rich Live on stderr when `enabled` and stderr is a terminal; else nothing."""
+    console = Console(stderr=True)
+    if not (enabled and console.is_terminal):
+        return nullcontext()
+    return Live(board, console=console, refresh_per_second=2, transient=False)

@@ -1,0 +1,83 @@
+"""Presets of `assay compare`: model, seeds, steps and training settings for one budget.
+
+Timings are for 2 CPU cores on the built-in organism (docs/lab.md has the measured ones).
+A preset's settings go under the user's: `--steps`, `--seeds`, `--model` and `--set`
+override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: the rewards compared unless `--rewards` says otherwise: externals first
+DEFAULT_REWARDS = (
+    "verifier",
+    "self_verify",
+    "majority_vote",
+    "self_certainty",
+    "token_entropy",
+    "trajectory_entropy",
+    "probability",
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    model: str = "organism"
+    rewards: tuple[str, ...] = DEFAULT_REWARDS
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 100
+    #: `--set` values of every run (as strings, like the command line's)
+    sets: dict[str, str] = field(default_factory=dict)
+
+
+#: settings shared by the organism presets (the organism's own defaults fill the rest:
+#: lr 1e-4 constant, 16 prompts x 8, validation on 128 tasks x 4 samples every 10 steps)
+_ORGANISM = {
+    "env.vote_key": "value",  # majority vote compares values: `5+1*2` and `2*1+5` agree
+    "save_every": "0",  # one checkpoint, at the end (a resumed comparison skips finished runs)
+    "keep_checkpoints": "1",
+    "progress": "false",
+}
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        "smoke",
+        "seconds: 2 rewards, 1 seed, 8 steps on the tiny organism (tests, CI)",
+        model="organism:tiny",
+        rewards=("verifier", "majority_vote"),
+        seeds=(0,),
+        steps=8,
+        sets={
+            **_ORGANISM,
+            "prompts_per_step": "4",
+            "group_size": "4",
+            "train_size": "256",
+            "val_size": "16",
+            "val_samples": "2",
+            "eval_every": "4",
+        },
+    ),
+    "quick": Preset(
+        "quick",
+        "at most 4 minutes on 2 cores: every default reward, 1 seed, the organism",
+        seeds=(0,),
+        steps=100,
+        sets={**_ORGANISM, "val_size": "96", "eval_every": "10"},
+    ),
+    "default": Preset(
+        "default",
+        "at most 10 minutes on 2 cores: every default reward, 3 seeds, the organism",
+        seeds=(0, 1, 2),
+        steps=80,
+        sets={**_ORGANISM, "val_size": "96", "eval_every": "10"},
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    return PRESETS[name]

@@ -1,0 +1,278 @@
+"""`assay report DIR`: from the run folders under DIR to `DIR/summary.json`, the PNG
+figures and `DIR/report.html` — one self-contained page (images embedded as data URIs,
+no network) with the figures, a summary table, the settings and a plain-language reading
+generated from the figures' numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from assay.errors import AssayError
+from assay.lab import collapse
+from assay.lab.summary import Run, build_summary, find_runs, group_runs
+
+#: the reading's words: a change of at least MOVE in validation accuracy counts as a move
+MOVE = 0.05
+RISE = 0.03
+MODES = {
+    "gradual": "gradual decline",
+    "length": "length collapse",
+    "repetition": "repetition collapse",
+}
+
+
+class ReportError(AssayError, ValueError):
+    """Nothing to report (no run folders); one line."""
+
+
+def _settings_from_runs(runs: list[Run]) -> dict[str, Any]:
+    """Settings shared by every run (for folders made one by one with `assay train`)."""
+    shared: dict[str, Any] = {}
+    keys = set(runs[0].config)
+    for key in sorted(keys):
+        values = [run.config.get(key) for run in runs]
+        if all(v == values[0] for v in values) and key not in ("out",):
+            shared[key] = values[0]
+    return {
+        "preset": None,
+        "env": shared.get("env"),
+        "model": shared.get("model"),
+        "rewards": sorted({run.reward for run in runs}),
+        "seeds": sorted({run.seed for run in runs}),
+        "steps": shared.get("steps"),
+        "training": {k: v for k, v in shared.items() if k not in ("reward", "seed", "steps")},
+    }
+
+
+def render(folder: str | Path) -> dict[str, Any]:
+    """Write summary.json, the PNGs and report.html in `folder`; returns the summary."""
+    from assay.lab import plots
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReportError(f"no folder {str(folder)!r}")
+    runs = [run for run in find_runs(folder) if run.rows]
+    if not runs:
+        raise ReportError(f"no run folders (metrics.jsonl + config.yaml) under {str(folder)!r}")
+    meta_path = folder / "lab.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    settings = meta.get("settings") or _settings_from_runs(runs)
+    groups = group_runs(runs, order=settings.get("rewards"))
+    summary = build_summary(groups, settings)
+    summary["skipped"] = meta.get("skipped", {})
+    summary["failed"] = meta.get("failed", {})
+    summary["unfinished"] = sorted(
+        f"{run.label} seed {run.seed}" for run in runs if not run.finished
+    )
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    figures = plots.draw(
+        groups, folder, {label: entry["collapse_step"] for label, entry in summary["runs"].items()}
+    )
+    page = html_page(summary, figures)
+    (folder / "report.html").write_text(page, encoding="utf-8")
+    return summary
+
+
+# -- the reading -----------------------------------------------------------------------
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def trend(entry: dict[str, Any]) -> str:
+    """"kept improving", "rose, then fell", "declined" or "stayed level"."""
+    start, peak, end = (
+        entry["initial_val_accuracy"], entry["peak_val_accuracy"], entry["final_val_accuracy"]
+    )
+    if start is None or end is None:
+        return "has no validation figures"
+    if end >= start + MOVE:
+        return "kept improving" if end >= peak - MOVE else "rose, then fell back part-way"
+    if peak >= start + RISE and end <= peak - MOVE:
+        return "rose, then fell"
+    if end <= start - MOVE:
+        return "declined"
+    return "stayed level"
+
+
+def _collapse_words(entry: dict[str, Any]) -> str:
+    steps = entry["collapse_steps"]
+    fired = [f"{collapse.LABELS[k]} at step {steps[k]:.0f}" for k in collapse.CRITERIA
+             if steps.get(k) is not None]
+    signals = sorted({
+        s["collapse"]["label_free"]["signal"]
+        for s in entry["seeds"].values()
+        if s["collapse"].get("label_free")
+    })
+    if not fired:
+        return "No collapse criterion fired."
+    text = "Collapse: " + "; ".join(fired)
+    if signals:
+        text += f" (label-free signal: {', '.join(signals)})"
+    nseeds = len(entry["seeds"])
+    if nseeds > 1:
+        text += f"; in {entry['collapsed_seeds']} of {nseeds} seeds"
+    return text + "."
+
+
+def reading(summary: dict[str, Any]) -> list[str]:
+    """Plain-language sentences, each generated from the summary's numbers."""
+    lines = []
+    by_trend: dict[str, list[str]] = {}
+    for label, entry in summary["runs"].items():
+        words = trend(entry)
+        by_trend.setdefault(words, []).append(label)
+        nseeds = len(entry["seeds"])
+        seeds = f", mean of {nseeds} seeds" if nseeds > 1 else ""
+        sentence = (
+            f"<b>{html.escape(label)}</b> ({entry['kind']}{seeds}) {words}: validation accuracy "
+            f"{_f(entry['initial_val_accuracy'])} → {_f(entry['final_val_accuracy'])} "
+            f"(peak {_f(entry['peak_val_accuracy'])} at step {_f(entry['peak_step'], 0)}; "
+            f"greedy {_f(entry['initial_greedy_accuracy'])} → "
+            f"{_f(entry['final_greedy_accuracy'])}). "
+        )
+        if entry["failure_mode"]:
+            sentence += f"Failure mode: {MODES[entry['failure_mode']]}. "
+        sentence += _collapse_words(entry)
+        lines.append(sentence)
+    overview = []
+    for words in ("kept improving", "rose, then fell", "declined", "stayed level",
+                  "rose, then fell back part-way"):
+        if by_trend.get(words):
+            overview.append(f"{words[0].upper()}{words[1:]}: "
+                            + ", ".join(html.escape(x) for x in by_trend[words]) + ".")
+    return [" ".join(overview), *lines]
+
+
+# -- the page --------------------------------------------------------------------------
+
+COLUMNS = (
+    ("kind", "kind", 0),
+    ("initial_val_accuracy", "val start", 3),
+    ("peak_val_accuracy", "val peak", 3),
+    ("peak_step", "peak step", 0),
+    ("final_val_accuracy", "val end", 3),
+    ("initial_greedy_accuracy", "greedy start", 3),
+    ("final_greedy_accuracy", "greedy end", 3),
+    ("collapse_step", "collapse step", 0),
+    ("failure_mode", "failure mode", 0),
+    ("final_kl", "KL end", 4),
+    ("final_entropy", "entropy end", 3),
+    ("final_completion_length", "length end", 2),
+    ("tokens", "tokens", 0),
+    ("wall_time", "train time (s)", 1),
+)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+img { max-width: 100%; }
+.figures { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
+.note { color: #555; font-size: 0.9em; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _table(summary: dict[str, Any]) -> str:
+    head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in COLUMNS)
+    head += "".join(f"<th>{html.escape(collapse.LABELS[k])}</th>" for k in collapse.CRITERIA)
+    rows = []
+    for label, entry in summary["runs"].items():
+        cells = [f"<td>{html.escape(label)}</td>"]
+        for key, _, digits in COLUMNS:
+            value = entry.get(key)
+            text = _f(value, digits) if isinstance(value, float) else _f(value)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        for k in collapse.CRITERIA:
+            cells.append(f"<td>{_f(entry['collapse_steps'].get(k), 0)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr><th>reward</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _seed_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for label, entry in summary["runs"].items():
+        for seed, s in entry["seeds"].items():
+            criterion = s.get("collapse_criterion")
+            rows.append(
+                f"<tr><td>{html.escape(label)}</td><td>{seed}</td>"
+                f"<td>{_f(s['initial_val_accuracy'], 3)}</td><td>{_f(s['peak_val_accuracy'], 3)}"
+                f"</td><td>{_f(s['final_val_accuracy'], 3)}</td><td>{_f(s['collapse_step'])}</td>"
+                f"<td>{html.escape(collapse.LABELS.get(criterion, '–'))}</td>"
+                f"<td>{_f(s['failure_mode'])}</td><td>{_f(s['steps'])}</td></tr>"
+            )
+    return (
+        "<table><tr><th>reward</th><th>seed</th><th>val start</th><th>val peak</th>"
+        "<th>val end</th><th>collapse step</th><th>first criterion</th><th>failure mode</th>"
+        f"<th>steps</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def html_page(summary: dict[str, Any], figures: dict[str, Path]) -> str:
+    settings = summary["settings"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>assay compare: report</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>assay compare</h1>",
+        f"<p class='note'>{html.escape(str(settings.get('model')))} on "
+        f"{html.escape(str(settings.get('env')))}, {settings.get('steps')} steps, seeds "
+        f"{html.escape(', '.join(str(s) for s in settings.get('seeds', [])))}; preset "
+        f"{html.escape(str(settings.get('preset')))}. Rendered "
+        f"{datetime.datetime.now().isoformat(timespec='seconds')}.</p>",
+        "<h2>Reading</h2>",
+        *(f"<p>{line}</p>" for line in reading(summary)),
+    ]
+    if summary.get("skipped"):
+        parts.append("<h3>Skipped rewards</h3><ul>")
+        parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
+                  for k, v in summary["skipped"].items()]
+        parts.append("</ul>")
+    if summary.get("failed"):
+        parts.append("<h3>Failed runs</h3><ul>")
+        parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
+                  for k, v in summary["failed"].items()]
+        parts.append("</ul>")
+    if summary.get("unfinished"):
+        parts.append("<p class='note'>Unfinished runs (shown as far as they got): "
+                     + html.escape(", ".join(summary["unfinished"])) + ".</p>")
+    parts.append("<h2>Figures</h2><div class='figures'>")
+    parts += [f"<div>{_image(path)}</div>" for path in figures.values()]
+    parts.append("</div>")
+    parts.append(
+        "<p class='note'>Validation accuracy is the mean over n samples per task (the study's "
+        "avg@k), greedy dashed; an x marks a reward's collapse step. Per-step curves are "
+        f"trailing means over {5} steps; bands span the seeds. Collapse criteria: "
+        f"{html.escape(collapse.LABELS['reward_accuracy'])} (the study's Model Collapse "
+        f"Step); {html.escape(collapse.LABELS['reward_precision'])} (the share of promoted "
+        "completions that are correct); label-free: a trailing mean of entropy below "
+        f"{collapse.ENTROPY_FLOOR:.0%} of its start, length moved by more than "
+        f"{collapse.LENGTH_DRIFT:.0%}, or repetition up by more than "
+        f"{collapse.REPETITION_RISE}. See docs/lab.md.</p>"
+    )
+    parts += ["<h2>Summary</h2>", _table(summary), "<h3>Per seed</h3>", _seed_table(summary)]
+    parts += [
+        "<h2>Settings</h2>",
+        f"<pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
