@@ -10,14 +10,16 @@ Task fields:
 Answer: the last fenced python block of the completion (or the whole completion
 when there is none). It runs in the sandbox (assay.sandbox); the verdict is decided
 outside the solution's process: see code_judge.py and code_harness.py.
-Score: the fraction of tests passed (or 1/0 with `all_or_nothing`); `correct`
-only when every test passes.
+Score: the fraction of tests (asserts or stdin/stdout cases) passed, or 1/0 with
+`all_or_nothing`; a test the time limit cut off failed. `correct` only when every
+test passes; `timeout` (score 0) only when none passed and the time limit was hit.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import random
 import re
@@ -35,6 +37,8 @@ from assay.envs.code_harness import (
     read_judge_report,
     solution_source,
 )
+from assay.envs.jsonl import text_problem
+from assay.sandbox.execution import MAX_TIMEOUT
 from assay.verifiers import Verdict
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.M | re.S)
@@ -92,10 +96,12 @@ class CodeOptions:
     compare: str = "lines"  #: stdin/stdout: "lines" ignores trailing whitespace; "exact" does not
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise ValueError("timeout must be positive")
-        if self.memory_mb < 32:
-            raise ValueError("memory_mb must be at least 32")
+        if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
+            raise ValueError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {self.timeout!r}")
+        if not 32 <= self.memory_mb <= 1 << 20:
+            raise ValueError("memory_mb must be between 32 and 1048576")
+        if not 0 <= self.workers <= 1024:
+            raise ValueError("workers must be between 0 and 1024 (0: one per core)")
         if self.compare not in ("lines", "exact"):
             raise ValueError("compare must be 'lines' or 'exact'")
         if self.backend not in ("local", "docker"):
@@ -275,6 +281,13 @@ class CodeEnv(Environment):
             return Verdict.invalid("no code found in the completion")
         if answer.startswith("\0"):
             return Verdict.error(f"extracting the answer failed: {answer[1:]}")
+        # Text UTF-8 cannot encode (a lone surrogate from a JSON escape) cannot be sent to
+        # the sandbox; it is this pair's error, not the batch's.
+        problem = text_problem(task.fields)
+        if problem is not None:
+            return Verdict.error(f"task {task.id}: {problem}")
+        if text_problem(answer) is not None:
+            return Verdict.error(f"task {task.id}: the completion holds a lone surrogate (not Unicode)")
         if "io" in task.fields:
             return self._plan_io(task, answer)
         return self._plan_asserts(task, answer)
@@ -299,6 +312,8 @@ class CodeEnv(Environment):
                 timeouts += run.status == "timeout"
                 if not good and not first_failure:
                     why = "wrong output" if run.status == "ok" else f"{run.status} ({run.detail})"
+                    if run.stdout_truncated:  # the output was cut, so it was not compared whole
+                        why = f"output truncated at the sandbox's limit ({len(run.stdout.encode())} bytes kept)"
                     first_failure = f"; first failure: case {number}: {why}"
             if passed == 0 and timeouts:
                 return Verdict.timeout(f"0/{len(cases)} cases passed; {timeouts} timed out")
@@ -337,11 +352,15 @@ class CodeEnv(Environment):
                 if run.status == "timeout":
                     return Verdict.timeout(f"the tests ran past {timeout:g} s")
                 return Verdict.wrong(f"the judge reported nothing ({run.status}: {run.detail})")
-            if report.timed_out and report.passed < total:
-                return Verdict.timeout(f"{report.passed}/{total} tests passed before the time limit")
+            # The same rule as stdin/stdout cases: the score is the fraction passed; a test
+            # cut off by the time limit failed; `timeout` only when nothing passed.
+            if report.timed_out and report.passed == 0:
+                return Verdict.timeout(f"0/{total} tests passed before the {timeout:g} s time limit")
             failure = ""
+            if report.timed_out:
+                failure = f"; the {timeout:g} s time limit cut the rest off"
             if report.failed_ids:
-                failure = f"; first failed assert: #{report.failed_ids[0] + 1}"
+                failure += f"; first failed assert: #{report.failed_ids[0] + 1}"
             if report.problem:
                 failure += f"; {report.problem}"
             return self._score(report.passed, total, "tests", failure[:600])
