@@ -218,7 +218,10 @@ class CodeEnv(Environment):
         verdicts: list[Verdict | None] = [None] * len(answers)
         plans: dict[int, _Plan] = {}
         for index, (task, answer) in enumerate(answers):
-            plan_or_verdict = self._plan(task, answer)
+            try:
+                plan_or_verdict = self._plan(task, answer)
+            except Exception as exc:  # a malformed task (the API does not validate) is its
+                plan_or_verdict = _broken(task, exc)  # own error verdict, not the batch's
             if isinstance(plan_or_verdict, Verdict):
                 verdicts[index] = plan_or_verdict
                 if on_result is not None:
@@ -243,7 +246,7 @@ class CodeEnv(Environment):
             remaining[index] -= 1
             if remaining[index] == 0 and on_result is not None:
                 results = executions[first_job[index] : first_job[index] + len(plans[index].jobs)]
-                on_result(index, plans[index].decide(results))
+                on_result(index, _decide(plans[index], results, answers[index][0]))
 
         try:
             sandbox = self._get_sandbox(workers)
@@ -263,7 +266,7 @@ class CodeEnv(Environment):
         sandbox.run_many(jobs, on_result=store)
         for index, plan in plans.items():
             start = first_job[index]
-            verdicts[index] = plan.decide(executions[start : start + len(plan.jobs)])
+            verdicts[index] = _decide(plan, executions[start : start + len(plan.jobs)], answers[index][0])
         return verdicts  # type: ignore[return-value]
 
     def _get_sandbox(self, workers: int | None) -> Any:
@@ -395,6 +398,17 @@ class CodeEnv(Environment):
         state = super().__getstate__()
         state["_sandbox"] = None  # worker processes do not travel
         return state
+
+
+def _broken(task: Task, exc: Exception) -> Verdict:
+    return Verdict.error(f"task {task.id}: malformed task: {type(exc).__name__}: {exc}"[:500])
+
+
+def _decide(plan: _Plan, executions: list[Any], task: Task) -> Verdict:
+    try:
+        return plan.decide(executions)
+    except Exception as exc:
+        return _broken(task, exc)
 
 
 def _syntax_problem(source: str) -> str | None:

@@ -563,7 +563,7 @@ class Trainer:
     def _tasks(self, path: str | None, size: int, seed: int) -> list[Task]:
         if path:
             try:
-                return self.env.load(path)
+                tasks = self.env.load(path)
             except OSError as exc:
                 raise TrainError(f"cannot read task file {path}: {exc.strerror or exc}") from None
             except TaskFileError as exc:  # one line: the count and the first problem
@@ -571,6 +571,9 @@ class Trainer:
                     f"{len(exc.problems)} bad line(s) in task file {path}; first: {exc.problems[0]}"
                     f" (see: assay validate {self.env.name} {path})"
                 ) from None
+            if not tasks:
+                raise TrainError(f"task file {path} holds no tasks")
+            return tasks
         try:
             return self.env.generate(size, seed=seed)
         except NotImplementedError:
