@@ -405,3 +405,26 @@ def test_partial_credit_is_the_same_rule_for_asserts_and_io(code_env):
 def test_readme_says_an_unfenced_completion_runs_whole():
     readme = (ROOT / "README.md").read_text()
     assert "whole completion" in readme
+
+
+@pytest.mark.slow
+def test_a_real_sigint_exits_130_and_leaves_a_summary(assay, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ASSAY
+
+    out = tmp_path / "sig"
+    args = [ASSAY, *TRAIN, "--out", str(out), "--steps", "100000", "--set", "save_every=0"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["steps"] >= 1
