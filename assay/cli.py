@@ -152,23 +152,25 @@ def verify_command(
     pairs = [item for item in items if isinstance(item, tuple)]
     console = Console(stderr=True)
     show = not quiet and console.is_terminal and len(pairs) >= 200
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show,
-    ) as progress:
-        bar = progress.add_task(f"verifying {env_name}", total=len(pairs))
-        verdicts = iter(
-            env.verify_many(
-                pairs,
-                workers=workers or os.cpu_count() or 1,
-                on_result=lambda i, v: progress.advance(bar),
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show,
+        ) as progress:
+            bar = progress.add_task(f"verifying {env_name}", total=len(pairs))
+            verdicts = iter(
+                env.verify_many(
+                    pairs,
+                    workers=workers or os.cpu_count() or 1,
+                    on_result=lambda i, v: progress.advance(bar),
+                )
             )
-        )
-    env.close()
+    finally:  # Ctrl-C included: no worker or jail outlives the command
+        env.close()
 
     counts: Counter[str] = Counter()
     try:

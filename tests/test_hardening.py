@@ -428,3 +428,29 @@ def test_a_real_sigint_exits_130_and_leaves_a_summary(assay, tmp_path):
     assert "Traceback" not in stderr and "interrupted" in stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["steps"] >= 1
+
+
+# -- found by the fuzz suite ------------------------------------------------------------------
+
+
+def test_an_empty_train_file_is_one_line(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"\xef\xbb\xbf# only a comment\n")
+    line = one_line_exit_2(run(*TRAIN, "--out", str(tmp_path / "r"), "--steps", "0", "--set", f"train_file={empty}"))
+    assert "holds no tasks" in line
+
+
+def test_a_bad_train_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"numbers": [1, 2], "target": 3}\n{"numbers": "x"}\n[[[\n')
+    line = one_line_exit_2(run(*TRAIN, "--out", str(tmp_path / "r"), "--steps", "0", "--set", f"train_file={bad}"))
+    assert "bad line(s) in task file" in line and "bad.jsonl:2" in line
+
+
+def test_a_malformed_code_task_is_its_own_error_verdict(code_env):
+    good = Task("g", "", {"io": [{"stdin": "", "stdout": "1\n"}]})
+    pairs = [(Task("a", "", {"value": None}), "print(1)"), (good, "print(1)"),
+             (Task("b", "", {"io": [{"stdin": 5, "stdout": None}]}), "print(1)")]
+    verdicts = code_env.verify_many(pairs)
+    assert [v.status for v in verdicts] == ["error", "correct", "error"]
+    assert verdicts[0].detail.startswith("task a: malformed task")

@@ -38,7 +38,7 @@ from assay.envs.code_harness import (
     solution_source,
 )
 from assay.envs.jsonl import text_problem
-from assay.sandbox.execution import MAX_TIMEOUT
+from assay.sandbox.execution import MAX_TIMEOUT, RunRequest
 from assay.verifiers import Verdict
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.M | re.S)
@@ -220,6 +220,9 @@ class CodeEnv(Environment):
         for index, (task, answer) in enumerate(answers):
             try:
                 plan_or_verdict = self._plan(task, answer)
+                if isinstance(plan_or_verdict, _Plan):  # what run_many would refuse for
+                    for job in plan_or_verdict.jobs:  # the whole batch, refused for this pair
+                        RunRequest.from_job(job)
             except Exception as exc:  # a malformed task (the API does not validate) is its
                 plan_or_verdict = _broken(task, exc)  # own error verdict, not the batch's
             if isinstance(plan_or_verdict, Verdict):

@@ -568,7 +568,7 @@ class Trainer:
                 raise TrainError(f"cannot read task file {path}: {exc.strerror or exc}") from None
             except TaskFileError as exc:  # one line: the count and the first problem
                 raise TrainError(
-                    f"{len(exc.problems)} bad line(s) in task file {path}; first: {exc.problems[0]}"
+                    f"{len(exc.problems)} bad line(s) in task file {path}; first: {exc.problems[0][:300]}"
                     f" (see: assay validate {self.env.name} {path})"
                 ) from None
             if not tasks:

@@ -114,7 +114,8 @@ def math_tasks() -> st.SearchStrategy:
 
 
 def code_tasks() -> st.SearchStrategy:
-    case = st.fixed_dictionaries({"stdin": texts, "stdout": texts})
+    field = st.one_of(texts, texts, texts, json_values(4))  # now and then a wrong type
+    case = st.fixed_dictionaries({"stdin": field, "stdout": field})
     io = st.fixed_dictionaries({"io": st.lists(case, min_size=1, max_size=3)})
     asserts = st.fixed_dictionaries(
         {"tests": st.one_of(st.sampled_from(["assert f(1) == 1", "assert f('\ud800') == 1",
