@@ -23,7 +23,10 @@ from assay.envs.countdown_formats import (  # noqa: F401
     extract_answer_tag,
 )
 from assay.verifiers import Verdict
-from assay.verifiers.countdown import check_countdown, evaluate, parse_expression
+from assay.verifiers.countdown import (
+    check_countdown,
+    expression_value,
+)
 
 #: The `prompt_style` option's values (see assay/envs/countdown_formats.py).
 PROMPT_STYLES = tuple(PROMPT_FORMATS)
@@ -197,13 +200,7 @@ class CountdownEnv(Environment):
 
     def value_of(self, answer: str) -> Fraction | None:
         """The exact value of an answer, or None if it is not a valid expression."""
-        tree = parse_expression(answer)
-        if isinstance(tree, str):
-            return None
-        try:
-            return evaluate(tree)
-        except ZeroDivisionError:
-            return None
+        return expression_value(answer)
 
 
 def _construct(rng: random.Random, numbers: list[int]) -> tuple[int, str] | None:

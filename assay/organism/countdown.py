@@ -29,7 +29,12 @@ from assay.envs.countdown_formats import compact_prompt
 from assay.organism.model import greedy_replies
 from assay.organism.skills import register_skill, skill_env
 from assay.organism.spec import PriorSpec
-from assay.verifiers.countdown import check_countdown, evaluate, parse_expression
+from assay.verifiers.countdown import (
+    check_countdown,
+    evaluate,
+    expression_value,
+    parse_expression,
+)
 
 ENV_NAME = "countdown"
 #: Env options that make countdown tasks the organism can read.
@@ -78,21 +83,10 @@ def solutions(numbers: tuple[int, ...]) -> dict[int, str]:
     for a, b, c in dict.fromkeys(itertools.permutations(numbers)):
         for o1, o2 in itertools.product(_OPS, repeat=2):
             for text in (f"{a}{o1}{b}{o2}{c}", f"({a}{o1}{b}){o2}{c}", f"{a}{o1}({b}{o2}{c})"):
-                value = _value(text)
+                value = expression_value(text)
                 if value is not None and value.denominator == 1 and int(value) not in found:
                     found[int(value)] = text
     return found
-
-
-def _value(text: str) -> Fraction | None:
-    """The exact value of an expression, or None if it does not parse or divides by zero."""
-    tree = parse_expression(text)
-    if isinstance(tree, str):
-        return None
-    try:
-        return evaluate(tree)
-    except ZeroDivisionError:
-        return None
 
 
 _TABLE: dict[tuple[int, ...], dict[int, str]] = {}

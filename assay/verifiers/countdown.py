@@ -100,6 +100,17 @@ def evaluate(tree: ast.expr, steps: list[Fraction] | None = None) -> Fraction:
     return value
 
 
+def expression_value(text: str) -> Fraction | None:
+    """The exact value of an expression, or None if it does not parse or divides by zero."""
+    tree = parse_expression(text)
+    if isinstance(tree, str):
+        return None
+    try:
+        return evaluate(tree)
+    except ZeroDivisionError:
+        return None
+
+
 def check_countdown(
     expression: str, numbers: list[int], target: int, *, format_score: float = 0.0
 ) -> Verdict:
