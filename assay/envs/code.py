@@ -319,7 +319,7 @@ class CodeEnv(Environment):
                 if not good and not first_failure:
                     why = "wrong output" if run.status == "ok" else f"{run.status} ({run.detail})"
                     if run.stdout_truncated:  # the output was cut, so it was not compared whole
-                        why = f"output truncated at the sandbox's limit ({len(run.stdout.encode())} bytes kept)"
+                        why = "output truncated at the sandbox's output limit"
                     first_failure = f"; first failure: case {number}: {why}"
             if passed == 0 and timeouts:
                 return Verdict.timeout(f"0/{len(cases)} cases passed; {timeouts} timed out")

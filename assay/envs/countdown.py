@@ -160,7 +160,8 @@ class CountdownEnv(Environment):
                 fields = {"numbers": numbers, "target": value, "solution": expr}
                 return self.make_task(fields, id=task_id)
         raise OptionError(  # the options ask for what cannot be built: name them
-            f"env 'countdown': could not build a countdown task with target in [{o.min_target}, {o.max_target}] "
+            "env 'countdown': could not build a countdown task with target in "
+            f"[{o.min_target}, {o.max_target}] "
             f"from {o.min_numbers}-{o.max_numbers} numbers in [{o.min_value}, {o.max_value}]; "
             "widen the ranges"
         )

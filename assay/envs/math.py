@@ -65,7 +65,13 @@ class MathOptions:
             raise ValueError(
                 "need max_operand >= 2, max_terms >= 2, max_denominator >= 2, max_root >= 1"
             )
-        if self.max_operand > 10**6 or self.max_terms > 10 or self.max_denominator > 1000 or self.max_root > 1000:
+        too_large = (
+            self.max_operand > 10**6
+            or self.max_terms > 10
+            or self.max_denominator > 1000
+            or self.max_root > 1000
+        )
+        if too_large:
             # the generators list candidates up to these bounds; larger makes no sensible task
             raise ValueError(
                 "need max_operand <= 1000000, max_terms <= 10, max_denominator <= 1000, max_root <= 1000"

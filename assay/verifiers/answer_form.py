@@ -128,13 +128,13 @@ def _fraction_problem(text: str, parse: Callable[[str], Any], *, nested_ok: bool
             return f"not in lowest terms (\\frac{{{p}}}{{{q}}} is an integer)"
         if q != 0 and math.gcd(p, q) > 1:
             reduced = Fraction(p, q)
-            return f"not in lowest terms ({_short(p)}/{_short(q)} reduces to {_short(reduced.numerator)}/{_short(reduced.denominator)})"
+            lowest = f"{_short(reduced.numerator)}/{_short(reduced.denominator)}"
+            return f"not in lowest terms ({_short(p)}/{_short(q)} reduces to {lowest})"
     return None
 
 
 def _short(n: int) -> str:
-    text = str(n) if n.bit_length() < 200 else f"<{n.bit_length()}-bit integer>"
-    return text
+    return str(n) if n.bit_length() < 200 else f"<{n.bit_length()}-bit integer>"
 
 
 # -- roots --------------------------------------------------------------------------------
