@@ -454,3 +454,11 @@ def test_a_malformed_code_task_is_its_own_error_verdict(code_env):
     verdicts = code_env.verify_many(pairs)
     assert [v.status for v in verdicts] == ["error", "correct", "error"]
     assert verdicts[0].detail.startswith("task a: malformed task")
+
+
+def test_a_broken_assay_json_is_one_line(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "assay.json").write_text('{"env": "countdown", ')
+    line = one_line_exit_2(run(*TRAIN, "--model", str(folder), "--out", str(tmp_path / "r"), "--steps", "1"))
+    assert "assay.json" in line

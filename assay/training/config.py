@@ -299,7 +299,12 @@ def model_hints(model: str, prior: dict[str, Any] | None = None) -> dict[str, An
             "env_options": skill.env_options,
             "train_defaults": skill.train_defaults,
         }
-    meta = organism.read_metadata(model) if Path(model).is_dir() else {}
+    try:
+        meta = organism.read_metadata(model) if Path(model).is_dir() else {}
+    except (OSError, ValueError) as exc:  # a hand-edited or truncated assay.json
+        raise ConfigError(f"cannot read {model}/assay.json: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{model}/assay.json: expected a JSON object")
     return {k: meta[k] for k in ("env", "env_options", "train_defaults") if k in meta}
 
 
