@@ -181,7 +181,8 @@ def verify_command(
                 out.write(json.dumps(verdict.to_dict()) + "\n")
             out.flush()
     except OSError as exc:  # a full disk, a closed pipe: one line, not a traceback
-        raise UsageError(f"cannot write {output_path}: {exc.strerror or exc}") from None
+        where = "<stdout>" if output_path == "-" else output_path
+        raise UsageError(f"cannot write {where}: {exc.strerror or exc}") from None
     elapsed = time.perf_counter() - start
     summary = ", ".join(f"{s} {counts[s]}" for s in STATUSES)
     rate = len(items) / elapsed if elapsed > 0 else float("inf")
