@@ -462,3 +462,21 @@ def test_a_broken_assay_json_is_one_line(tmp_path):
     (folder / "assay.json").write_text('{"env": "countdown", ')
     line = one_line_exit_2(run(*TRAIN, "--model", str(folder), "--out", str(tmp_path / "r"), "--steps", "1"))
     assert "assay.json" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"\xff\n", "not UTF-8"), (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+     (b"\x1f", "invalid YAML")],
+)
+def test_a_bad_config_file_is_one_line(tmp_path, content, words):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    assert words in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+
+
+@pytest.mark.parametrize("content", [b"0: null\n", b"env: {1: 2}\n"])
+def test_config_keys_that_are_not_text_are_one_line(tmp_path, content):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    assert "option names are text" in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))

@@ -208,8 +208,13 @@ def merge_values(base: dict[str, Any], updates: dict[str, Any], *, where: str) -
     """`base` updated with `updates` (flat keys, `env.X`/`prior.X` or nested dicts), checked."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in updates.items():
+        if not isinstance(key, str):  # YAML keys may be numbers, lists, null
+            raise ConfigError(f"{where}: option names are text, got {key!r:.60}")
         prefix, dot, rest = key.partition(".")
         if key in _NESTED and isinstance(value, dict):  # YAML: `env: {max_value: 9}`
+            bad = next((k for k in value if not isinstance(k, str)), None)
+            if bad is not None:
+                raise ConfigError(f"{where}: {key} option names are text, got {bad!r:.60}")
             out[_NESTED[key]] = {**out.get(_NESTED[key], {}), **value}
             continue
         if dot and prefix in _NESTED:
@@ -232,15 +237,20 @@ def read_yaml(path: str) -> dict[str, Any]:
     import yaml
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is no key
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text) or {}
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        reason = str(getattr(exc, "problem", None) or exc).strip().splitlines() or ["?"]
+        raise ConfigError(f"{path}{line}: invalid YAML ({reason[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
     return data

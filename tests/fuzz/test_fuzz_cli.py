@@ -23,8 +23,10 @@ from fuzz_inputs import (
     children,
     env_options,
     fuzz_settings,
+    json_values,
     jsonl_file,
     line_count,
+    texts,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -152,3 +154,41 @@ def test_train_file(data):
         assert result.exit_code == 0, (result.exit_code, result.stderr)
         assert json.loads((Path(out) / "summary.json").read_text())["steps"] == 0
     check_nothing_left(before)
+
+
+# -- train --config FILE ----------------------------------------------------------------------------
+
+CONFIG_KEYS = ["steps", "seed", "learning_rate", "env", "reward", "env.max_value", "prior.sft_steps",
+               "collapse_signal", "eval_every", "group_size", "device", "train_file", "out"]
+
+
+@st.composite
+def config_files(draw) -> bytes:
+    import yaml
+
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(st.binary(max_size=80))
+    keys = st.one_of(st.sampled_from(CONFIG_KEYS), st.integers(), st.text(max_size=6))
+    mapping = draw(st.dictionaries(keys, json_values(6), max_size=4))
+    if kind == 1:
+        return yaml.safe_dump(mapping, allow_unicode=draw(st.booleans())).encode("utf-8", "surrogatepass")
+    if kind == 2:
+        return draw(st.sampled_from([b"[1, 2]", b"- a", b"a: [" * 3000, b"\xef\xbb\xbfsteps: 1",
+                                     b"? [a, b]\n: 1", b"steps: !!python/object:os.system x",
+                                     b"steps: .nan", b"seed: 1e400", b"env: {max_value: .inf}",
+                                     b"&a [*a]", b"a: &a\n  b: *a"]))
+    return draw(texts).encode("utf-8", "surrogatepass")
+
+
+@fuzz_settings(0.5)
+@given(content=config_files())
+def test_train_config_file(content):
+    path = scratch(content, suffix=".yaml")
+    out = str(Path(tempfile.gettempdir()) / f"assay-fuzz-{os.getpid()}" / f"run-{next(_counter)}")
+    # A model that does not exist: every run ends in a usage error, after the config is read.
+    result = invoke("train", "--config", path, "--model", "/nonexistent/assay-model", "--steps", "0",
+                    "--quiet", "--out", out)
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    check_one_line_error(result.stderr)
+    os.unlink(path)
