@@ -480,3 +480,9 @@ def test_config_keys_that_are_not_text_are_one_line(tmp_path, content):
     path = tmp_path / "c.yaml"
     path.write_bytes(content)
     assert "option names are text" in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+
+
+def test_an_integer_too_large_for_a_float_option_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: " + "9" * 400 + "\n")
+    assert "learning_rate" in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
