@@ -67,6 +67,8 @@ def sample_command(env_name: str, count: int, seed: int, assignments: tuple[str,
     """Print procedurally generated tasks of ENV as JSONL."""
     if count < 0:
         raise UsageError("-n must be at least 0")
+    if seed < 0:  # Python's random.seed(-1) is random.seed(1): refuse rather than repeat
+        raise UsageError("--seed must be at least 0")
     env = _make_env(env_name, assignments)
     try:
         tasks = env.generate(count, seed=seed)
@@ -79,28 +81,26 @@ def sample_command(env_name: str, count: int, seed: int, assignments: tuple[str,
 
 def _read_pairs(env: Environment, path: str) -> list[tuple[Task, str] | Verdict]:
     """Each input line becomes a (task, completion) pair, or an `error` verdict naming the line."""
+    from assay.envs.jsonl import parse_line, read_lines
     from assay.envs.taskfile import validate_fields
 
     items: list[tuple[Task, str] | Verdict] = []
-    try:
-        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     name = "<stdin>" if path == "-" else path
-    with handle:
-        try:
-            lines = handle.read().splitlines()
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
-    for lineno, line in enumerate(lines, start=1):
+    try:
+        lines = list(read_lines(path))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for lineno, line in lines:
         where = f"{name}:{lineno}"
+        if line is None:
+            items.append(Verdict.error(f"{where}: not UTF-8 text"))
+            continue
         if not line.strip():
             items.append(Verdict.error(f"{where}: empty line"))
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            items.append(Verdict.error(f"{where}: invalid JSON: {exc.msg} at column {exc.colno}"))
+        row, problem = parse_line(line)
+        if problem is not None:
+            items.append(Verdict.error(f"{where}: {problem}"))
             continue
         if not isinstance(row, dict) or not isinstance(row.get("task"), dict):
             items.append(Verdict.error(f"{where}: task: expected an object with a 'task' object"))
@@ -110,7 +110,7 @@ def _read_pairs(env: Environment, path: str) -> list[tuple[Task, str] | Verdict]
             continue
         problems = validate_fields(env, row["task"])
         if problems:
-            items.append(Verdict.error(f"{where}: task.{problems[0]}"))
+            items.append(Verdict.error(f"{where}: task.{problems[0]}"[:1000]))
             continue
         items.append((env.make_task(row["task"], id=where), row["completion"]))
     return items
@@ -152,30 +152,37 @@ def verify_command(
     pairs = [item for item in items if isinstance(item, tuple)]
     console = Console(stderr=True)
     show = not quiet and console.is_terminal and len(pairs) >= 200
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show,
-    ) as progress:
-        bar = progress.add_task(f"verifying {env_name}", total=len(pairs))
-        verdicts = iter(
-            env.verify_many(
-                pairs,
-                workers=workers or os.cpu_count() or 1,
-                on_result=lambda i, v: progress.advance(bar),
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show,
+        ) as progress:
+            bar = progress.add_task(f"verifying {env_name}", total=len(pairs))
+            verdicts = iter(
+                env.verify_many(
+                    pairs,
+                    workers=workers or os.cpu_count() or 1,
+                    on_result=lambda i, v: progress.advance(bar),
+                )
             )
-        )
-    env.close()
+    finally:  # Ctrl-C included: no worker or jail outlives the command
+        env.close()
 
     counts: Counter[str] = Counter()
-    with out:
-        for item in items:
-            verdict = item if isinstance(item, Verdict) else next(verdicts)
-            counts[verdict.status] += 1
-            out.write(json.dumps(verdict.to_dict()) + "\n")
+    try:
+        with out:
+            for item in items:
+                verdict = item if isinstance(item, Verdict) else next(verdicts)
+                counts[verdict.status] += 1
+                out.write(json.dumps(verdict.to_dict()) + "\n")
+            out.flush()
+    except OSError as exc:  # a full disk, a closed pipe: one line, not a traceback
+        where = "<stdout>" if output_path == "-" else output_path
+        raise UsageError(f"cannot write {where}: {exc.strerror or exc}") from None
     elapsed = time.perf_counter() - start
     summary = ", ".join(f"{s} {counts[s]}" for s in STATUSES)
     rate = len(items) / elapsed if elapsed > 0 else float("inf")
@@ -251,10 +258,22 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
         trainer = Trainer(config, resume=resume, quiet=quiet)
     except AssayError as exc:
         raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("assay: interrupted before training started", err=True)
+        sys.exit(130)
+    for note in trainer.notes:
+        click.echo(f"assay: {note}", err=True)
     try:
         summary = trainer.train()
     except AssayError as exc:  # a reward or env that breaks mid-run: one line, not a traceback
         raise UsageError(f"step {trainer.step_count + 1}: {exc}") from None
+    except KeyboardInterrupt:  # Ctrl-C: the conventional 128 + SIGINT, and a summary on disk
+        click.echo(
+            f"assay: interrupted after step {trainer.step_count}; {config.out}/summary.json "
+            "is marked interrupted (continue with --resume)",
+            err=True,
+        )
+        sys.exit(130)
     collapse = summary["collapse"]
     where = f"{config.out}/metrics.jsonl"
     note = f"; collapse at step {collapse['step']} ({collapse['signal']})" if collapse else ""

@@ -82,7 +82,7 @@ def coerce(value: Any, kind: Any, *, what: str) -> Any:
                 raise OptionError(f"{what} expects a mapping, got {value!r}")
             return dict(value)
         return value if isinstance(value, origin) else origin(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # float(10**400) overflows
         if isinstance(exc, OptionError):
             raise
         name = "true/false" if origin is bool else getattr(origin, "__name__", str(origin))

@@ -80,7 +80,7 @@ def test_copying_the_question_does_not_pass_for_its_value(env):
     arithmetic = next(t for t in env.generate(5, seed=4) if t["kind"] == "fraction")
     expression = arithmetic["problem"].split("$")[1]
     verdict = env.verify(arithmetic, f"\\boxed{{{expression}}}")
-    assert verdict.status == "incorrect" and "not a single number" in verdict.detail
+    assert verdict.status == "incorrect" and "not an integer or a fraction" in verdict.detail
     simplify = next(t for t in env.generate(5, seed=4) if t["kind"] == "simplify")
     question = simplify["problem"].split("$")[1]
     assert env.verify(simplify, f"\\boxed{{{question}}}").status == "incorrect"
@@ -121,7 +121,7 @@ def test_bad_task_lines_name_the_field(env, tmp_path):
         env.load(path)
     assert info.value.problems == [
         f"{path}:2: answer: 'answer' is a required property",
-        f"{path}:3: form: 'pretty' is not one of ['number', 'expanded']",
+        f"{path}:3: form: 'pretty' is not one of ['number', 'fraction', 'simplified', 'expanded']",
     ]
 
 

@@ -10,14 +10,16 @@ Task fields:
 Answer: the last fenced python block of the completion (or the whole completion
 when there is none). It runs in the sandbox (assay.sandbox); the verdict is decided
 outside the solution's process: see code_judge.py and code_harness.py.
-Score: the fraction of tests passed (or 1/0 with `all_or_nothing`); `correct`
-only when every test passes.
+Score: the fraction of tests (asserts or stdin/stdout cases) passed, or 1/0 with
+`all_or_nothing`; a test the time limit cut off failed. `correct` only when every
+test passes; `timeout` (score 0) only when none passed and the time limit was hit.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import random
 import re
@@ -35,6 +37,8 @@ from assay.envs.code_harness import (
     read_judge_report,
     solution_source,
 )
+from assay.envs.jsonl import text_problem
+from assay.sandbox.execution import MAX_TIMEOUT, RunRequest
 from assay.verifiers import Verdict
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.M | re.S)
@@ -92,10 +96,12 @@ class CodeOptions:
     compare: str = "lines"  #: stdin/stdout: "lines" ignores trailing whitespace; "exact" does not
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise ValueError("timeout must be positive")
-        if self.memory_mb < 32:
-            raise ValueError("memory_mb must be at least 32")
+        if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
+            raise ValueError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {self.timeout!r}")
+        if not 32 <= self.memory_mb <= 1 << 20:
+            raise ValueError("memory_mb must be between 32 and 1048576")
+        if not 0 <= self.workers <= 1024:
+            raise ValueError("workers must be between 0 and 1024 (0: one per core)")
         if self.compare not in ("lines", "exact"):
             raise ValueError("compare must be 'lines' or 'exact'")
         if self.backend not in ("local", "docker"):
@@ -212,7 +218,13 @@ class CodeEnv(Environment):
         verdicts: list[Verdict | None] = [None] * len(answers)
         plans: dict[int, _Plan] = {}
         for index, (task, answer) in enumerate(answers):
-            plan_or_verdict = self._plan(task, answer)
+            try:
+                plan_or_verdict = self._plan(task, answer)
+                if isinstance(plan_or_verdict, _Plan):  # what run_many would refuse for
+                    for job in plan_or_verdict.jobs:  # the whole batch, refused for this pair
+                        RunRequest.from_job(job)
+            except Exception as exc:  # a malformed task (the API does not validate) is its
+                plan_or_verdict = _broken(task, exc)  # own error verdict, not the batch's
             if isinstance(plan_or_verdict, Verdict):
                 verdicts[index] = plan_or_verdict
                 if on_result is not None:
@@ -237,7 +249,7 @@ class CodeEnv(Environment):
             remaining[index] -= 1
             if remaining[index] == 0 and on_result is not None:
                 results = executions[first_job[index] : first_job[index] + len(plans[index].jobs)]
-                on_result(index, plans[index].decide(results))
+                on_result(index, _decide(plans[index], results, answers[index][0]))
 
         try:
             sandbox = self._get_sandbox(workers)
@@ -257,7 +269,7 @@ class CodeEnv(Environment):
         sandbox.run_many(jobs, on_result=store)
         for index, plan in plans.items():
             start = first_job[index]
-            verdicts[index] = plan.decide(executions[start : start + len(plan.jobs)])
+            verdicts[index] = _decide(plan, executions[start : start + len(plan.jobs)], answers[index][0])
         return verdicts  # type: ignore[return-value]
 
     def _get_sandbox(self, workers: int | None) -> Any:
@@ -275,6 +287,13 @@ class CodeEnv(Environment):
             return Verdict.invalid("no code found in the completion")
         if answer.startswith("\0"):
             return Verdict.error(f"extracting the answer failed: {answer[1:]}")
+        # Text UTF-8 cannot encode (a lone surrogate from a JSON escape) cannot be sent to
+        # the sandbox; it is this pair's error, not the batch's.
+        problem = text_problem(task.fields)
+        if problem is not None:
+            return Verdict.error(f"task {task.id}: {problem}")
+        if text_problem(answer) is not None:
+            return Verdict.error(f"task {task.id}: the completion holds a lone surrogate (not Unicode)")
         if "io" in task.fields:
             return self._plan_io(task, answer)
         return self._plan_asserts(task, answer)
@@ -299,6 +318,8 @@ class CodeEnv(Environment):
                 timeouts += run.status == "timeout"
                 if not good and not first_failure:
                     why = "wrong output" if run.status == "ok" else f"{run.status} ({run.detail})"
+                    if run.stdout_truncated:  # the output was cut, so it was not compared whole
+                        why = "output truncated at the sandbox's output limit"
                     first_failure = f"; first failure: case {number}: {why}"
             if passed == 0 and timeouts:
                 return Verdict.timeout(f"0/{len(cases)} cases passed; {timeouts} timed out")
@@ -337,11 +358,15 @@ class CodeEnv(Environment):
                 if run.status == "timeout":
                     return Verdict.timeout(f"the tests ran past {timeout:g} s")
                 return Verdict.wrong(f"the judge reported nothing ({run.status}: {run.detail})")
-            if report.timed_out and report.passed < total:
-                return Verdict.timeout(f"{report.passed}/{total} tests passed before the time limit")
+            # The same rule as stdin/stdout cases: the score is the fraction passed; a test
+            # cut off by the time limit failed; `timeout` only when nothing passed.
+            if report.timed_out and report.passed == 0:
+                return Verdict.timeout(f"0/{total} tests passed before the {timeout:g} s time limit")
             failure = ""
+            if report.timed_out:
+                failure = f"; the {timeout:g} s time limit cut the rest off"
             if report.failed_ids:
-                failure = f"; first failed assert: #{report.failed_ids[0] + 1}"
+                failure += f"; first failed assert: #{report.failed_ids[0] + 1}"
             if report.problem:
                 failure += f"; {report.problem}"
             return self._score(report.passed, total, "tests", failure[:600])
@@ -376,6 +401,17 @@ class CodeEnv(Environment):
         state = super().__getstate__()
         state["_sandbox"] = None  # worker processes do not travel
         return state
+
+
+def _broken(task: Task, exc: Exception) -> Verdict:
+    return Verdict.error(f"task {task.id}: malformed task: {type(exc).__name__}: {exc}"[:500])
+
+
+def _decide(plan: _Plan, executions: list[Any], task: Task) -> Verdict:
+    try:
+        return plan.decide(executions)
+    except Exception as exc:
+        return _broken(task, exc)
 
 
 def _syntax_problem(source: str) -> str | None:

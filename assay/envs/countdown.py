@@ -7,12 +7,13 @@ the result as the target; the construction is kept as the task's `solution`.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Hashable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from assay.envs.base import Environment, Task
+from assay.envs.base import Environment, OptionError, Task
 
 # `compact_prompt` and `extract_answer_tag` stay importable from here, where they used to live.
 from assay.envs.countdown_formats import (  # noqa: F401
@@ -30,6 +31,9 @@ from assay.verifiers.countdown import (
 #: The `prompt_style` option's values (see assay/envs/countdown_formats.py).
 PROMPT_STYLES = tuple(PROMPT_FORMATS)
 VOTE_KEYS = ("text", "value")
+#: Largest number drawn and largest target magnitude: the verifier's literal and value caps.
+MAX_VALUE = 10**6
+MAX_TARGET = 10**12
 
 
 def solve(numbers: list[int], target: int) -> str | None:
@@ -107,6 +111,11 @@ class CountdownOptions:
             raise ValueError("need 0 <= min_value <= max_value")
         if self.min_target > self.max_target:
             raise ValueError("need min_target <= max_target")
+        if self.max_value > MAX_VALUE or max(abs(self.min_target), abs(self.max_target)) > MAX_TARGET:
+            raise ValueError(f"need max_value <= {MAX_VALUE} and targets within +-{MAX_TARGET}")
+        # A wrong answer must never outscore a right one (1.0), and a score is a number.
+        if not (math.isfinite(self.format_score) and 0.0 <= self.format_score <= 1.0):
+            raise ValueError(f"format_score must be a finite number in [0, 1], got {self.format_score!r}")
 
 
 class CountdownEnv(Environment):
@@ -150,8 +159,9 @@ class CountdownEnv(Environment):
                 value, expr = built
                 fields = {"numbers": numbers, "target": value, "solution": expr}
                 return self.make_task(fields, id=task_id)
-        raise ValueError(
-            f"could not build a countdown task with target in [{o.min_target}, {o.max_target}] "
+        raise OptionError(  # the options ask for what cannot be built: name them
+            "env 'countdown': could not build a countdown task with target in "
+            f"[{o.min_target}, {o.max_target}] "
             f"from {o.min_numbers}-{o.max_numbers} numbers in [{o.min_value}, {o.max_value}]; "
             "widen the ranges"
         )

@@ -15,6 +15,7 @@ Every check runs under the hard `time_limit` in a worker process.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -64,8 +65,19 @@ class MathOptions:
             raise ValueError(
                 "need max_operand >= 2, max_terms >= 2, max_denominator >= 2, max_root >= 1"
             )
-        if not self.time_limit > 0:
-            raise ValueError("time_limit must be positive")
+        too_large = (
+            self.max_operand > 10**6
+            or self.max_terms > 10
+            or self.max_denominator > 1000
+            or self.max_root > 1000
+        )
+        if too_large:
+            # the generators list candidates up to these bounds; larger makes no sensible task
+            raise ValueError(
+                "need max_operand <= 1000000, max_terms <= 10, max_denominator <= 1000, max_root <= 1000"
+            )
+        if not (math.isfinite(self.time_limit) and 0 < self.time_limit <= 3600):
+            raise ValueError(f"time_limit must be a number of seconds in (0, 3600], got {self.time_limit!r}")
 
 
 class MathEnv(Environment):
@@ -225,7 +237,7 @@ def _fraction(rng: random.Random, o: MathOptions) -> dict[str, Any]:
     return {
         "problem": f"Compute ${text}$. Give the answer as a fraction in lowest terms.",
         "answer": _fraction_latex(value),
-        "form": "number",
+        "form": "fraction",
     }
 
 

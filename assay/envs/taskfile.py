@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
+from assay.envs.jsonl import parse_line, read_lines
 from assay.envs.task import Task
 from assay.errors import AssayError
 
@@ -51,20 +51,21 @@ def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
     path = os.fspath(path)
     tasks: list[Task] = []
     problems: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                fields = json.loads(line.strip())
-            except json.JSONDecodeError as exc:
-                problems.append(f"{path}:{lineno}: (line): invalid JSON: {exc.msg} at column {exc.colno}")
-                continue
-            found = validate_fields(env, fields)
-            if found:
-                problems.extend(f"{path}:{lineno}: {p}" for p in found)
-                continue
-            tasks.append(env.make_task(fields, id=f"{os.path.basename(path)}:{lineno}"))
+    for lineno, line in read_lines(path):
+        if line is None:
+            problems.append(f"{path}:{lineno}: (line): not UTF-8 text")
+            continue
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields, problem = parse_line(line.strip())
+        if problem is not None:
+            problems.append(f"{path}:{lineno}: (line): {problem}")
+            continue
+        found = validate_fields(env, fields)
+        if found:
+            problems.extend(f"{path}:{lineno}: {p}" for p in found)
+            continue
+        tasks.append(env.make_task(fields, id=f"{os.path.basename(path)}:{lineno}"))
     if problems:
         raise TaskFileError(path, problems, tasks)
     return tasks

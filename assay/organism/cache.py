@@ -87,7 +87,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path) / "assay.json"
     if not file.is_file():
         return {}
-    meta = json.loads(file.read_text())
-    if "env_options" in meta:
+    meta = json.loads(file.read_text(encoding="utf-8"))
+    if isinstance(meta, dict) and "env_options" in meta:
         meta.setdefault("env", LEGACY_ENV)
     return meta

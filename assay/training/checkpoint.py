@@ -8,6 +8,7 @@ run killed mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -44,15 +45,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save(
-    out: str | Path, step: int, model, tokenizer, state: dict[str, Any], keep: int = 2
+    out: str | Path,
+    step: int,
+    model,
+    tokenizer,
+    state: dict[str, Any],
+    keep: int = 2,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write checkpoint `step` (model, tokenizer, trainer state); keep the newest `keep`."""
+    """Write checkpoint `step` (model, tokenizer, trainer state); keep the newest `keep`.
+
+    `metadata` is the trained model's `assay.json` (its env, env options, training
+    defaults): a checkpoint used as `--model` must bring them along, or a run from it
+    would silently fall back to the env's defaults.
+    """
     final = checkpoint_dir(out, step)
     tmp = final.with_name(final.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    if metadata:
+        write_json(tmp / "assay.json", metadata)
     torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE_FILE)
     if final.exists():
         shutil.rmtree(final)
@@ -60,6 +74,13 @@ def save(
     for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file renamed into place: a kill leaves the old file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def list_checkpoints(out: str | Path) -> list[Path]:

@@ -14,6 +14,8 @@ Values are resolved in this order, each overriding the one before:
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,17 @@ from assay.errors import AssayError
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 ENGINES = ("hf", "vllm")
 SCHEDULES = ("cosine", "constant")
+#: Metrics the trainer logs every step (or at validation) that the collapse detector can
+#: watch; `verdicts/STATUS` and, for a weighted reward, `reward/NAME` are logged too.
+COLLAPSE_SIGNALS = (
+    "reward", "reward_std", "reward_accuracy", "label_accuracy", "gt_accuracy", "entropy",
+    "completion_length", "repetition_rate", "frac_reward_zero_std", "truncated_ratio",
+    "answer_rate", "distinct_answers", "tokens", "loss", "grad_norm", "clip_ratio", "kl", "lr",
+    "val_accuracy", "val_greedy_accuracy",
+)
+_VERDICT_SIGNALS = tuple(
+    f"verdicts/{s}" for s in ("correct", "incorrect", "invalid", "timeout", "error")
+)
 
 
 class ConfigError(AssayError, ValueError):
@@ -96,38 +109,82 @@ class TrainConfig:
 
     # -- output -------------------------------------------------------------------------
     save_every: int = 50  #: checkpoint every n steps (and at the end; 0 = only at the end)
-    keep_checkpoints: int = 2  #: most recent checkpoints kept
+    keep_checkpoints: int = 2  #: most recent checkpoints kept (0 = all)
     tensorboard: bool = False  #: also write TensorBoard events to out/tensorboard
     wandb: bool = False  #: also log to Weights & Biases (needs `wandb` and a login)
     wandb_project: str = "assay"  #: W&B project name
     progress: bool = True  #: rich progress bar with the key figures
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}"),
-            (self.engine in ENGINES, f"engine must be one of {ENGINES}"),
-            (
-                self.verify_judge in ("policy", "reference"),
-                "verify_judge must be policy or reference",
-            ),
-            (self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}"),
-            (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
-            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
-            (self.steps >= 0, "steps must be >= 0"),
-            (self.prompts_per_step >= 1, "prompts_per_step must be >= 1"),
-            (self.group_size >= 2, "group_size must be >= 2 (advantages are group-relative)"),
-            (self.temperature > 0, "temperature must be > 0"),
-            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
-            (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
-            (self.updates_per_batch >= 1, "updates_per_batch must be >= 1"),
-            (self.micro_batch_size >= 0, "micro_batch_size must be >= 0"),
-            (self.learning_rate >= 0, "learning_rate must be >= 0"),
-            (self.val_samples >= 1, "val_samples must be >= 1"),
-            (self.beta >= 0, "beta must be >= 0"),
-        ]
-        for ok, message in checks:
+        # Values of the right type first (a Python caller may pass "1e-4"), then their
+        # ranges: a mistake is one line naming the field, before any model is loaded.
+        for name, kind in typing.get_type_hints(TrainConfig).items():
+            value = getattr(self, name)
+            try:
+                setattr(self, name, options.coerce(value, kind, what=f"option {name!r}"))
+            except options.OptionError as exc:
+                raise ConfigError(str(exc)) from None
+        for field_name, ok, rule in self._checks():
             if not ok:
-                raise ConfigError(message)
+                value = getattr(self, field_name)
+                raise ConfigError(f"option {field_name!r} must be {rule}, got {value!r}")
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        """(field, holds, the rule in words) for every field with a rule beyond its type."""
+
+        def finite(x: float, low: float = -math.inf, high: float = math.inf) -> bool:
+            return math.isfinite(x) and low <= x <= high
+
+        words = set(re.findall(r"[A-Za-z_]\w*", self.reward))
+        signals = {*COLLAPSE_SIGNALS, *_VERDICT_SIGNALS, *(f"reward/{w}" for w in words)}
+        return [
+            ("model", bool(self.model.strip()), "a model name or folder"),
+            ("env", bool(self.env.strip()), "an environment name"),
+            ("reward", bool(self.reward.strip()), "a reward spec"),
+            ("out", bool(self.out.strip()), "an output folder"),
+            ("train_file", self.train_file is None or bool(self.train_file.strip()), "a file"),
+            ("val_file", self.val_file is None or bool(self.val_file.strip()), "a file"),
+            ("wandb_project", bool(self.wandb_project.strip()), "a project name"),
+            ("loss_type", self.loss_type in LOSS_TYPES, f"one of {', '.join(LOSS_TYPES)}"),
+            ("engine", self.engine in ENGINES, f"one of {', '.join(ENGINES)}"),
+            ("verify_judge", self.verify_judge in ("policy", "reference"), "policy or reference"),
+            ("lr_schedule", self.lr_schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+            ("dtype", self.dtype in ("float32", "bfloat16"), "float32 or bfloat16"),
+            ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+            ("steps", self.steps >= 0, ">= 0"),
+            # Python's random.seed(-n) is random.seed(n): a negative seed would repeat a run.
+            ("seed", 0 <= self.seed < 2**63, "in [0, 2**63)"),
+            ("train_size", self.train_size >= 1, ">= 1"),
+            ("val_size", self.val_size >= 1, ">= 1"),
+            ("prompts_per_step", self.prompts_per_step >= 1, ">= 1"),
+            ("group_size", self.group_size >= 2, ">= 2 (advantages are group-relative)"),
+            ("temperature", finite(self.temperature) and self.temperature > 0, "finite and > 0"),
+            ("top_p", finite(self.top_p) and 0 < self.top_p <= 1, "in (0, 1]"),
+            ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"),
+            ("verify_temperature", finite(self.verify_temperature) and self.verify_temperature > 0,
+             "finite and > 0"),
+            ("verify_max_new_tokens", self.verify_max_new_tokens >= 1, ">= 1"),
+            ("epsilon_low", finite(self.epsilon_low, 0) and self.epsilon_low < 1, "in [0, 1)"),
+            ("epsilon_high", finite(self.epsilon_high, 0), "finite and >= 0"),
+            ("beta", finite(self.beta, 0), "finite and >= 0"),
+            ("updates_per_batch", self.updates_per_batch >= 1, ">= 1"),
+            ("learning_rate", finite(self.learning_rate, 0), "finite and >= 0"),
+            ("weight_decay", finite(self.weight_decay, 0), "finite and >= 0"),
+            ("adam_beta1", finite(self.adam_beta1, 0) and self.adam_beta1 < 1, "in [0, 1)"),
+            ("adam_beta2", finite(self.adam_beta2, 0) and self.adam_beta2 < 1, "in [0, 1)"),
+            ("max_grad_norm", finite(self.max_grad_norm, 0), "finite and >= 0 (0 = off)"),
+            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
+            ("micro_batch_size", self.micro_batch_size >= 0, ">= 0 (0 = the whole batch)"),
+            ("eval_every", self.eval_every >= 0, ">= 0 (0 = never)"),
+            ("val_samples", self.val_samples >= 1, ">= 1"),
+            ("collapse_threshold", finite(self.collapse_threshold), "a finite number"),
+            # A name the trainer never logs would silently turn collapse detection (and
+            # stop_on_collapse) off.
+            ("collapse_signal", self.collapse_signal in signals,
+             "a metric the trainer logs (" + ", ".join(COLLAPSE_SIGNALS) + ", verdicts/STATUS)"),
+            ("save_every", self.save_every >= 0, ">= 0 (0 = only at the end)"),
+            ("keep_checkpoints", self.keep_checkpoints >= 0, ">= 0 (0 = keep every checkpoint)"),
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -151,8 +208,13 @@ def merge_values(base: dict[str, Any], updates: dict[str, Any], *, where: str) -
     """`base` updated with `updates` (flat keys, `env.X`/`prior.X` or nested dicts), checked."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in updates.items():
+        if not isinstance(key, str):  # YAML keys may be numbers, lists, null
+            raise ConfigError(f"{where}: option names are text, got {key!r:.60}")
         prefix, dot, rest = key.partition(".")
         if key in _NESTED and isinstance(value, dict):  # YAML: `env: {max_value: 9}`
+            bad = next((k for k in value if not isinstance(k, str)), None)
+            if bad is not None:
+                raise ConfigError(f"{where}: {key} option names are text, got {bad!r:.60}")
             out[_NESTED[key]] = {**out.get(_NESTED[key], {}), **value}
             continue
         if dot and prefix in _NESTED:
@@ -175,15 +237,20 @@ def read_yaml(path: str) -> dict[str, Any]:
     import yaml
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is no key
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text) or {}
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        reason = str(getattr(exc, "problem", None) or exc).strip().splitlines() or ["?"]
+        raise ConfigError(f"{path}{line}: invalid YAML ({reason[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
     return data
@@ -242,7 +309,12 @@ def model_hints(model: str, prior: dict[str, Any] | None = None) -> dict[str, An
             "env_options": skill.env_options,
             "train_defaults": skill.train_defaults,
         }
-    meta = organism.read_metadata(model) if Path(model).is_dir() else {}
+    try:
+        meta = organism.read_metadata(model) if Path(model).is_dir() else {}
+    except (OSError, ValueError) as exc:  # a hand-edited or truncated assay.json
+        raise ConfigError(f"cannot read {model}/assay.json: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{model}/assay.json: expected a JSON object")
     return {k: meta[k] for k in ("env", "env_options", "train_defaults") if k in meta}
 
 

@@ -48,10 +48,13 @@ def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=getattr(torch, dtype), local_files_only=local
         )
-    except OSError as exc:
+    except Exception as exc:
+        # transformers reports a folder it cannot use with many exception types (OSError,
+        # ValueError for a missing tokenizer, KeyError for an unknown model type, ...):
+        # whichever it is, the user gets its first line, not a traceback.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "" if local else " (a hub id needs network access; pass a local folder instead)"
-        raise ModelLoadError(f"cannot load model {path!r}: {first}{hint}") from None
+        raise ModelLoadError(f"cannot load model {path!r}: {first[:300]}{hint}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

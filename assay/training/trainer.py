@@ -9,7 +9,6 @@ every completion token, whole groups, ground truth) is computed here, in one pla
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 import time
@@ -21,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from assay.envs import Task, get_env
+from assay import organism
+from assay.envs import Task, TaskFileError, get_env
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.training import checkpoint
@@ -121,16 +121,23 @@ class Trainer:
 
         # The run's own checkpoint holds the policy when resuming; the original model stays
         # the KL reference either way.
-        self.model_path = resolve_model_path(cfg.model, cfg.prior, quiet=quiet)
-        found = checkpoint.latest(self.out) if resume else None
-        if (
-            not resume
-            and (self.out / "metrics.jsonl").exists()
-            and (self.out / "metrics.jsonl").stat().st_size
-        ):
+        # A folder "holds a run" once a run has written anything of its own there, a
+        # 0-step run included. --resume needs one; a fresh run must not overwrite one.
+        holds_run = holds_a_run(self.out)
+        if resume and not holds_run:
+            raise TrainError(
+                f"--resume: {self.out} holds no run, so there is nothing to resume "
+                "(run without --resume to start one)"
+            )
+        if not resume and holds_run:
             raise TrainError(
                 f"{self.out} already holds a run; pass --resume or choose another --out"
             )
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise TrainError(f"device=cuda, but CUDA is not available ({why}); use device=cpu or auto")
+        self.model_path = resolve_model_path(cfg.model, cfg.prior, quiet=quiet)
+        found = checkpoint.latest(self.out) if resume else None
         self.model, self.tokenizer = load_policy(
             str(found or self.model_path), device=str(self.device), dtype=cfg.dtype
         )
@@ -167,10 +174,12 @@ class Trainer:
         )
         self.step_count = 0
         self.detector = CollapseDetector(cfg.collapse_signal, cfg.collapse_threshold)
+        self.notes: list[str] = []  # what the command line tells the user before training
         if found is not None:
             self._restore(found)
-        elif resume:
-            self.log.truncate_after(0)  # nothing was saved: start over
+        elif resume:  # a run stopped before its first checkpoint: start it over
+            self.log.truncate_after(0)
+            self.notes.append(f"{self.out} has no checkpoint yet: --resume starts it from step 0")
         self.out.mkdir(parents=True, exist_ok=True)
         dump_yaml(cfg, self.out / "config.yaml")
 
@@ -479,6 +488,7 @@ class Trainer:
         cfg = self.config
         total = cfg.steps if steps is None else steps
         last: dict[str, Any] = {}
+        interrupted = finished = False
         try:
             with StepProgress(
                 total, start=self.step_count, enabled=cfg.progress and not self.quiet
@@ -497,19 +507,30 @@ class Trainer:
                         bar.note(self.detector.collapse.describe())
                     if stop:
                         break
-            summary = {
-                "steps": self.step_count,
-                "collapse": None
-                if self.detector.collapse is None
-                else vars(self.detector.collapse),
-                "last": last,
-            }
-            (self.out / "summary.json").write_text(
-                json.dumps(summary, indent=2, default=str) + "\n"
-            )
+            finished = True
+        except KeyboardInterrupt:  # Ctrl-C: say how far it got, then let the caller exit
+            interrupted = True
+            raise
         finally:  # on success, Ctrl-C or a crash: no worker, jail or open log left behind
-            self.log.close()
-            self.env.close()
+            try:
+                if finished or interrupted:
+                    summary = self._write_summary(last, interrupted)
+            finally:
+                self.log.close()
+                self.env.close()
+        return summary
+
+    def _write_summary(self, last: dict[str, Any], interrupted: bool) -> dict[str, Any]:
+        """`summary.json`: steps done, the collapse if any, the last metrics; `interrupted`
+        marks a run stopped by Ctrl-C (resume it from its last checkpoint)."""
+        collapse = self.detector.collapse
+        summary = {
+            "steps": self.step_count,
+            "collapse": None if collapse is None else vars(collapse),
+            "last": last,
+            "interrupted": interrupted,
+        }
+        checkpoint.write_json(self.out / "summary.json", summary)
         return summary
 
     def save(self) -> Path:
@@ -525,6 +546,7 @@ class Trainer:
             self.tokenizer,
             state,
             keep=self.config.keep_checkpoints,
+            metadata=organism.read_metadata(self.model_path),
         )
 
     def _restore(self, path: Path) -> None:
@@ -543,9 +565,17 @@ class Trainer:
     def _tasks(self, path: str | None, size: int, seed: int) -> list[Task]:
         if path:
             try:
-                return self.env.load(path)
+                tasks = self.env.load(path)
             except OSError as exc:
-                raise TrainError(f"cannot read task file {path}: {exc.strerror}") from None
+                raise TrainError(f"cannot read task file {path}: {exc.strerror or exc}") from None
+            except TaskFileError as exc:  # one line: the count and the first problem
+                raise TrainError(
+                    f"{len(exc.problems)} bad line(s) in task file {path}; first: {exc.problems[0][:300]}"
+                    f" (see: assay validate {self.env.name} {path})"
+                ) from None
+            if not tasks:
+                raise TrainError(f"task file {path} holds no tasks")
+            return tasks
         try:
             return self.env.generate(size, seed=seed)
         except NotImplementedError:
@@ -571,6 +601,12 @@ class Trainer:
             return 1.0
         span = max(1, cfg.steps - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+
+
+def holds_a_run(out: Path) -> bool:
+    """Whether `out` holds anything a run writes (a 0-step run writes its config and summary)."""
+    names = ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints")
+    return any((out / name).exists() for name in names)
 
 
 def _completion_mask(batch: RolloutBatch) -> torch.Tensor:

@@ -31,7 +31,6 @@ limit in a worker process (`assay.verifiers.timelimit`), as `MathEnv` does.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -44,6 +43,8 @@ from math_verify import grader as _mv_grader
 from math_verify import parser as _mv_parser
 from sympy import Basic, MatrixBase
 
+from assay.verifiers import answer_form
+from assay.verifiers.answer_form import FORMS  # noqa: F401  (the forms, importable from here)
 from assay.verifiers.latex_answer import clean_answer, plain_text_key, too_complex
 from assay.verifiers.verdict import Verdict
 
@@ -288,34 +289,12 @@ def _pooled_set(answers: Sequence[Answer]) -> Parsed | None:
     return sympy.FiniteSet(*elements)
 
 
-# -- answer forms ---------------------------------------------------------------------
-
-_NUMBER_FORMS = re.compile(
-    r"[-+]?(?:\d+(?:\.\d+)?|\d+/\d+|\\[dt]?frac\{-?\d+\}\{\d+\}|\\[dt]?frac\d\d)"
-)
-#: What the `form` task field may require of the final answer, beyond being equivalent.
-FORMS = {
-    "number": "a single number (integer, fraction or decimal), not an expression",
-    "expanded": "an expanded polynomial (no products of sums, no division by a polynomial)",
-}
+# -- answer forms (assay/verifiers/answer_form.py) ----------------------------------
 
 
 def form_problem(answer: Answer, form: str) -> str | None:
     """Why an equivalent answer is not in the required form, or None when it is."""
-    if form == "number":
-        text = plain_text_key(answer.text)
-        return None if _NUMBER_FORMS.fullmatch(text) else f"not {FORMS['number']}"
-    if form == "expanded":
-        value = answer.value.rhs if _is_assignment(answer.value) else answer.value
-        if not isinstance(value, sympy.Expr) or not value.is_polynomial(*value.free_symbols):
-            return "not a polynomial"
-        for node in sympy.preorder_traversal(value):
-            if isinstance(node, sympy.Mul) and any(isinstance(a, sympy.Add) for a in node.args):
-                return "not expanded (a product of sums)"
-            if isinstance(node, sympy.Pow) and isinstance(node.base, sympy.Add):
-                return "not expanded (a power of a sum)"
-        return None
-    raise ValueError(f"unknown answer form {form!r} (known: {', '.join(FORMS)})")
+    return answer_form.form_problem(answer.text, answer.value, form, parse=parse_answer)
 
 
 # -- verdicts -------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass
 
 #: Every status a verdict may carry. A failure is never a silent 0: the status says why.
@@ -30,6 +32,15 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"Verdict status must be one of {STATUSES}, got {self.status!r}")
+        # A reward is a number a trainer can use and JSON can hold: NaN would poison the
+        # advantages and is not JSON; a score above 1 would let a wrong answer outscore a
+        # right one. A verifier that makes one is broken, and says so here.
+        score = self.score
+        if isinstance(score, bool) or not isinstance(score, numbers.Real):
+            raise ValueError(f"Verdict score must be a number, got {score!r}")
+        if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            raise ValueError(f"Verdict score must be finite and in [0, 1], got {score!r}")
+        object.__setattr__(self, "score", float(score))
 
     @property
     def correct(self) -> bool:

@@ -1,0 +1,488 @@
+"""Regression tests of issue 13: malformed and hostile input answered with a verdict or one
+line, forms that stop answers copying the question, checked options and configs, run
+folders. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+
+from assay.cli import cli  # noqa: E402
+from assay.envs import OptionError, get_env  # noqa: E402
+from assay.envs.base import Task  # noqa: E402
+from assay.sandbox import Sandbox, SandboxError  # noqa: E402
+from assay.training import ConfigError, resolve  # noqa: E402
+from assay.verifiers import Verdict  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, input: bytes | None = None):
+    result = CliRunner().invoke(cli, list(args), input=input)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback: the test shows it
+    return result
+
+
+def one_line_exit_2(result) -> str:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("assay: error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def code_env():
+    try:
+        Sandbox(backend="local", workers=1).close()
+    except SandboxError as exc:
+        pytest.skip(f"local sandbox unavailable: {exc}")
+    env = get_env("code", timeout=3.0, workers=2)
+    yield env
+    env.close()
+
+
+def verdicts_of(result) -> list[dict]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+# -- 1. lone surrogates ----------------------------------------------------------------
+
+
+def test_surrogates_in_code_tasks_and_completions_do_not_abort_the_batch(code_env, tmp_path):
+    good = {"task": {"io": [{"stdin": "", "stdout": "1\n"}]}, "completion": "print(1)"}
+    rows = [
+        good,
+        {"task": {"io": [{"stdin": "\ud800", "stdout": "1\n"}]}, "completion": "print(1)"},
+        {"task": {"tests": "assert f() == '\ud800'", "entry_point": "f"}, "completion": "def f(): return 1"},
+        {"task": {"io": [{"stdin": "", "stdout": "1\n"}]}, "completion": "print(1)  # \ud800"},
+        good,
+    ]
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))  # json escapes the surrogates
+    result = run("verify", "code", str(path), "--set", "timeout=3")
+    out = verdicts_of(result)
+    assert [v["status"] for v in out] == ["correct", "error", "error", "error", "correct"]
+    for line, verdict in zip((2, 3, 4), out[1:4], strict=True):
+        assert f"s.jsonl:{line}" in verdict["detail"] and "surrogate" in verdict["detail"]
+    # verify_many itself, for the API: surrogates anywhere are a verdict, never an exception
+    task = Task("t", "", {"io": [{"stdin": "\udfff", "stdout": "1\n"}]})
+    (verdict,) = code_env.verify_many([(task, "print(1)")])
+    assert verdict.status == "error" and "surrogate" in verdict.detail
+
+
+@pytest.mark.parametrize("name", ["countdown", "math"])
+def test_surrogates_in_other_envs_are_verdicts(name):
+    env = get_env(name)
+    task = env.generate(1, seed=0)[0]
+    verdicts = env.verify_many([(task, "<answer>\ud800</answer> \\boxed{\ud800}"), (task, "\udc80")], workers=1)
+    assert all(v.status in ("invalid", "incorrect", "error") for v in verdicts)
+    env.close()
+
+
+# -- 2. deep nesting -------------------------------------------------------------------
+
+
+def test_deep_nesting_is_an_error_verdict_and_a_problem_naming_the_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    good = json.dumps({"task": {"numbers": [1, 2], "target": 3}, "completion": "<answer>1+2</answer>"})
+    path.write_text(good + "\n" + "[" * 5000 + "]" * 5000 + "\n" + good + "\n")
+    out = verdicts_of(run("verify", "countdown", str(path)))
+    assert [v["status"] for v in out] == ["correct", "error", "correct"]
+    assert "d.jsonl:2" in out[1]["detail"] and "nested" in out[1]["detail"]
+    tasks = tmp_path / "t.jsonl"
+    tasks.write_text('{"numbers": [1, 2], "target": 3}\n' + "[" * 3000 + "]" * 3000 + "\n")
+    result = run("validate", "countdown", str(tasks))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [f"{tasks}:2: (line): invalid JSON: nested too deeply"]
+
+
+# -- 3. answer forms -------------------------------------------------------------------
+
+
+def _example(task_id: str) -> dict:
+    for line in (ROOT / "tasks" / "math.example.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["id"] == task_id:
+            return row
+    raise KeyError(task_id)
+
+
+@pytest.fixture(scope="module")
+def math_env():
+    env = get_env("math")
+    yield env
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("task_id", "copy", "right"),
+    [
+        ("half", r"\frac{3}{6}", r"\frac{1}{2}"),
+        ("tiny", r"\frac{2005}{2005!}", r"\frac{1}{2004!}"),
+        ("radical", r"\sqrt{50}", r"5\sqrt{2}"),
+    ],
+)
+def test_shipped_examples_do_not_accept_a_copy_of_the_question(math_env, task_id, copy, right):
+    task = math_env.make_task(_example(task_id), id=task_id)
+    wrong, ok = math_env.verify_many([(task, f"\\boxed{{{copy}}}"), (task, f"\\boxed{{{right}}}")], workers=1)
+    assert wrong.status == "incorrect", wrong
+    assert ok.status == "correct", ok
+
+
+def test_generated_fraction_tasks_want_lowest_terms(math_env):
+    task = math_env.make_task(
+        {"problem": "Compute $\\frac{19}{12}$. Give the answer as a fraction in lowest terms.",
+         "answer": "\\frac{19}{12}", "form": "fraction"}
+    )
+    verdicts = math_env.verify_many(
+        [(task, r"\boxed{\frac{38}{24}}"), (task, r"\boxed{38/24}"), (task, r"\boxed{\frac{19}{12}}"),
+         (task, r"\boxed{19/12}"), (task, r"\boxed{1.58333}")],
+        workers=1,
+    )
+    assert [v.status for v in verdicts] == ["incorrect", "incorrect", "correct", "correct", "incorrect"]
+
+
+def test_every_generated_kind_passes_its_answer_and_fails_an_unreduced_one(math_env):
+    tasks = math_env.generate(60, seed=3)
+    pairs, expect = [], []
+    for task in tasks:
+        if "equation" in task.fields:
+            roots = task["solution"]
+            pairs.append((task, f"\\boxed{{{roots}}}"))
+            expect.append("correct")
+            continue
+        pairs.append((task, f"\\boxed{{{task['answer']}}}"))
+        expect.append("correct")
+        problem = task["problem"]
+        question = problem[problem.index("$") + 1 : problem.rindex("$")]
+        if task["kind"] == "simplify" and "neq" in question:
+            question = question.split("$")[0]
+        pairs.append((task, f"\\boxed{{{question}}}"))  # the question copied
+        expect.append("incorrect")
+        if task["kind"] in ("arithmetic", "fraction"):  # the value, unreduced (times 2/2)
+            sign, p, q = re.fullmatch(r"(-?)(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+))", task["answer"]).group(1, 2, 3)
+            p, q = (p, q) if q else (task["answer"].lstrip("-"), "1")
+            pairs.append((task, f"\\boxed{{{sign}\\frac{{{2 * int(p)}}}{{{2 * int(q)}}}}}"))
+            expect.append("incorrect")
+    verdicts = math_env.verify_many(pairs, workers=2)
+    bad = [(t["problem"] if "problem" in t.fields else t["equation"], c, v)
+           for (t, c), v, e in zip(pairs, verdicts, expect, strict=True) if v.status != e]
+    assert not bad, bad[:5]
+
+
+def test_expanded_form_refuses_unreduced_coefficients(math_env):
+    task = math_env.make_task({"problem": "Expand $(x+1)^2$.", "answer": "x^2 + 2x + 1", "form": "expanded"})
+    wrong, ok = math_env.verify_many([(task, r"\boxed{x^2 + \frac{4}{2}x + 1}"), (task, r"\boxed{x^2+2x+1}")], workers=1)
+    assert wrong.status == "incorrect" and ok.status == "correct"
+
+
+# -- 4. encodings ----------------------------------------------------------------------
+
+
+def test_non_utf8_lines_are_errors_naming_the_line_and_a_bom_is_not(tmp_path):
+    good = json.dumps({"task": {"numbers": [1, 2], "target": 3}, "completion": "<answer>1+2</answer>"}).encode()
+    path = tmp_path / "enc.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\r\n" + b'{"task": "\xff"}\n' + good + b"\n")
+    out = verdicts_of(run("verify", "countdown", str(path)))
+    assert [v["status"] for v in out] == ["correct", "error", "correct"]
+    assert "enc.jsonl:2" in out[1]["detail"] and "UTF-8" in out[1]["detail"]
+    tasks = tmp_path / "t.jsonl"
+    tasks.write_bytes(b'\xef\xbb\xbf{"numbers": [1, 2], "target": 3}\n\xff\xfe\n{"numbers": [1], "target": 1}\n')
+    result = run("validate", "countdown", str(tasks))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [f"{tasks}:2: (line): not UTF-8 text"]
+
+
+def test_a_line_separator_inside_a_string_is_not_a_line_break(tmp_path):
+    row = {"task": {"numbers": [1, 2], "target": 3, "note": "a\u2028b\x1cc\x85"}, "completion": "<answer>1+2</answer>"}
+    path = tmp_path / "ls.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert [v["status"] for v in verdicts_of(run("verify", "countdown", str(path)))] == ["correct"]
+
+
+# -- 5. option ranges and scores ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("countdown", {"format_score": "nan"}),
+        ("countdown", {"format_score": "2"}),
+        ("countdown", {"format_score": "-0.1"}),
+        ("countdown", {"max_value": "1e30"}),
+        ("countdown", {"min_target": "-5", "max_target": "10**9"}),
+        ("math", {"time_limit": "inf"}),
+        ("math", {"time_limit": "nan"}),
+        ("math", {"max_root": "100000000"}),
+        ("math", {"max_denominator": "100000000"}),
+        ("math", {"max_terms": "1000"}),
+        ("code", {"timeout": "inf"}),
+        ("code", {"timeout": "nan"}),
+        ("code", {"timeout": "100000"}),
+        ("code", {"workers": "-1"}),
+        ("code", {"memory_mb": "100000000"}),
+    ],
+)
+def test_env_options_are_range_checked(name, options):
+    with pytest.raises(OptionError):
+        get_env(name, **options)
+
+
+def test_a_verdict_score_is_finite_and_in_0_1():
+    for bad in (float("nan"), float("inf"), 2.0, -0.5):
+        with pytest.raises(ValueError):
+            Verdict(bad, "incorrect")
+    assert Verdict(1, "correct").score == 1.0
+
+
+def test_format_score_cli_is_one_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"task": {"numbers": [1, 2], "target": 3}, "completion": "<answer>1*2</answer>"}) + "\n")
+    assert "format_score" in one_line_exit_2(run("verify", "countdown", str(path), "--set", "format_score=nan"))
+
+
+# -- 6. training config ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("collapse_signal", "nosuch"),
+        ("learning_rate", "inf"),
+        ("learning_rate", "nan"),
+        ("eval_every", "-1"),
+        ("save_every", "-1"),
+        ("keep_checkpoints", "-1"),
+        ("train_size", "0"),
+        ("val_size", "0"),
+        ("warmup_steps", "-1"),
+        ("temperature", "inf"),
+        ("epsilon_low", "1.5"),
+        ("epsilon_high", "-1"),
+        ("adam_beta1", "1"),
+        ("adam_beta2", "-0.1"),
+        ("weight_decay", "nan"),
+        ("max_grad_norm", "-1"),
+        ("beta", "inf"),
+        ("collapse_threshold", "nan"),
+        ("verify_temperature", "0"),
+        ("verify_max_new_tokens", "0"),
+        ("seed", "-1"),
+        ("out", ""),
+        ("model", ""),
+        ("wandb_project", ""),
+    ],
+)
+def test_train_config_mistakes_name_the_field(key, value):
+    flags = {"model": value if key == "model" else "organism:tiny"}
+    with pytest.raises(ConfigError, match=key):
+        resolve(sets={key: value}, flags=flags)
+
+
+# -- 7 and 8. run folders and one-line failures of `assay train` --------------------------------
+
+TRAIN = ["train", "--model", "organism:tiny", "--quiet", "--set", "prompts_per_step=2", "--set", "group_size=2",
+         "--set", "val_size=2", "--set", "val_samples=1", "--set", "train_size=8", "--set", "eval_every=0",
+         "--set", "max_new_tokens=8"]
+
+
+def test_resume_on_an_empty_or_missing_folder_is_refused(tmp_path):
+    assert "nothing to resume" in one_line_exit_2(run(*TRAIN, "--out", str(tmp_path / "missing"), "--resume"))
+    (tmp_path / "empty").mkdir()
+    assert "nothing to resume" in one_line_exit_2(run(*TRAIN, "--out", str(tmp_path / "empty"), "--resume"))
+
+
+def test_a_zero_step_run_is_a_run(tmp_path):
+    out = str(tmp_path / "zero")
+    assert run(*TRAIN, "--out", out, "--steps", "0").exit_code == 0
+    assert "already holds a run" in one_line_exit_2(run(*TRAIN, "--out", out, "--steps", "1"))
+
+
+def test_ctrl_c_exits_130_with_an_interrupted_summary(tmp_path, monkeypatch):
+    from assay.training import Trainer
+
+    real_step = Trainer.step
+
+    def step(self):
+        if self.step_count == 1:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    out = tmp_path / "int"
+    result = run(*TRAIN, "--out", str(out), "--steps", "3")
+    assert result.exit_code == 130, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "interrupted" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["steps"] == 1
+
+
+def test_disk_full_is_one_line(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"task": {"numbers": [1, 2], "target": 3}, "completion": "<answer>1+2</answer>"}) + "\n")
+    assert "/dev/full" in one_line_exit_2(run("verify", "countdown", str(path), "-o", "/dev/full"))
+
+
+def test_a_broken_model_folder_is_one_line(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_file({"w": torch.randn(4, 4)}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    line = one_line_exit_2(run(*TRAIN, "--model", str(folder), "--out", str(tmp_path / "r"), "--steps", "1"))
+    assert "cannot load model" in line
+
+
+def test_cuda_without_cuda_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = one_line_exit_2(run(*TRAIN, "--set", "device=cuda", "--out", str(tmp_path / "r"), "--steps", "1"))
+    assert "cuda" in line
+
+
+# -- 9. smaller ----------------------------------------------------------------------------
+
+
+def test_a_checkpoint_carries_the_organisms_assay_json(tmp_path):
+    from assay.training.checkpoint import latest
+    from assay.training.config import model_hints
+
+    out = tmp_path / "run"
+    assert run(*TRAIN, "--out", str(out), "--steps", "1").exit_code == 0
+    hints = model_hints(str(latest(out)))
+    organism = model_hints("organism:tiny")
+    assert hints and hints == organism
+
+
+def test_truncated_output_is_reported_as_such(code_env):
+    task = Task("big", "", {"io": [{"stdin": "", "stdout": "x" * (2 << 20) + "\n"}]})
+    (verdict,) = code_env.verify_many([(task, "print('x' * (2 << 20))")])
+    assert verdict.status == "incorrect" and "truncated" in verdict.detail, verdict
+
+
+def test_negative_seeds_are_refused():
+    assert "seed" in one_line_exit_2(run("sample", "countdown", "--seed", "-1"))
+    with pytest.raises(ConfigError, match="seed"):
+        resolve(flags={"seed": -1, "model": "organism:tiny"})
+
+
+def test_partial_credit_is_the_same_rule_for_asserts_and_io(code_env):
+    hang_after_two = (
+        "calls = 0\n"
+        "def f(x):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    if calls > 2:\n"
+        "        while True: pass\n"
+        "    return x\n"
+    )
+    asserts = Task("a", "", {"tests": "assert f(1) == 1\nassert f(2) == 2\nassert f(3) == 3", "entry_point": "f"})
+    io = Task("b", "", {"io": [{"stdin": "1", "stdout": "1\n"}, {"stdin": "2", "stdout": "2\n"},
+                               {"stdin": "3", "stdout": "3\n"}]})
+    io_program = "x = input()\nif x == '3':\n    while True: pass\nprint(x)\n"
+    a, b = code_env.verify_many([(asserts, hang_after_two), (io, io_program)])
+    assert (a.status, b.status) == ("incorrect", "incorrect"), (a, b)
+    assert math.isclose(a.score, 2 / 3) and math.isclose(b.score, 2 / 3)
+    assert "time limit" in a.detail and "timeout" in b.detail
+
+
+def test_readme_says_an_unfenced_completion_runs_whole():
+    readme = (ROOT / "README.md").read_text()
+    assert "whole completion" in readme
+
+
+@pytest.mark.slow
+def test_a_real_sigint_exits_130_and_leaves_a_summary(assay, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ASSAY
+
+    out = tmp_path / "sig"
+    args = [ASSAY, *TRAIN, "--out", str(out), "--steps", "100000", "--set", "save_every=0"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["steps"] >= 1
+
+
+# -- found by the fuzz suite ------------------------------------------------------------------
+
+
+def test_an_empty_train_file_is_one_line(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"\xef\xbb\xbf# only a comment\n")
+    line = one_line_exit_2(run(*TRAIN, "--out", str(tmp_path / "r"), "--steps", "0", "--set", f"train_file={empty}"))
+    assert "holds no tasks" in line
+
+
+def test_a_bad_train_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"numbers": [1, 2], "target": 3}\n{"numbers": "x"}\n[[[\n')
+    line = one_line_exit_2(run(*TRAIN, "--out", str(tmp_path / "r"), "--steps", "0", "--set", f"train_file={bad}"))
+    assert "bad line(s) in task file" in line and "bad.jsonl:2" in line
+
+
+def test_a_malformed_code_task_is_its_own_error_verdict(code_env):
+    good = Task("g", "", {"io": [{"stdin": "", "stdout": "1\n"}]})
+    pairs = [(Task("a", "", {"value": None}), "print(1)"), (good, "print(1)"),
+             (Task("b", "", {"io": [{"stdin": 5, "stdout": None}]}), "print(1)")]
+    verdicts = code_env.verify_many(pairs)
+    assert [v.status for v in verdicts] == ["error", "correct", "error"]
+    assert verdicts[0].detail.startswith("task a: malformed task")
+
+
+def test_a_broken_assay_json_is_one_line(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "assay.json").write_text('{"env": "countdown", ')
+    line = one_line_exit_2(run(*TRAIN, "--model", str(folder), "--out", str(tmp_path / "r"), "--steps", "1"))
+    assert "assay.json" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"\xff\n", "not UTF-8"), (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+     (b"\x1f", "invalid YAML")],
+)
+def test_a_bad_config_file_is_one_line(tmp_path, content, words):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    assert words in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+
+
+@pytest.mark.parametrize("content", [b"0: null\n", b"env: {1: 2}\n"])
+def test_config_keys_that_are_not_text_are_one_line(tmp_path, content):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    assert "option names are text" in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+
+
+def test_an_integer_too_large_for_a_float_option_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: " + "9" * 400 + "\n")
+    assert "learning_rate" in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
