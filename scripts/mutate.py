@@ -272,7 +272,10 @@ def load_equivalents() -> dict[str, str]:
 
 def run_tests(copy_root: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
     env = {**os.environ, "PYTHONPATH": str(copy_root), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
+    # The pytest script, not `python -m pytest`: -m puts the working directory (the unmutated
+    # package) ahead of PYTHONPATH on sys.path.
+    pytest = Path(sys.executable).parent / "pytest"
+    command = [str(pytest), "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
     start = time.monotonic()
     try:
         done = subprocess.run(
