@@ -54,38 +54,35 @@ class Target:
     functions: tuple[str, ...] = ()
 
 
+# The fastest and most specific tests first: `-x` stops at the first failure.
 TARGETS = (
     Target(
         "countdown",
         "assay/verifiers/countdown.py",
-        ("tests/test_countdown.py", "tests/test_countdown_properties.py", "tests/test_countdown_edges.py"),
+        ("tests/test_countdown_edges.py", "tests/test_countdown.py", "tests/test_countdown_properties.py"),
     ),
-    Target("math", "assay/verifiers/math.py", ("tests/test_math_verifier.py", "tests/test_math_edges.py")),
+    Target("math", "assay/verifiers/math.py", ("tests/test_math_edges.py", "tests/test_math_verifier.py")),
     Target(
         "code_judge",
         "assay/envs/code_judge.py",
-        ("tests/test_code_env.py", "tests/test_hostile.py", "tests/test_code_judge_edges.py"),
+        ("tests/test_code_judge_edges.py", "tests/test_code_env.py", "tests/test_hostile.py"),
     ),
     Target(
         "code_harness",
         "assay/envs/code_harness.py",
-        ("tests/test_code_env.py", "tests/test_code_judge_edges.py"),
+        ("tests/test_code_judge_edges.py", "tests/test_code_env.py"),
     ),
-    Target("rewards_base", "assay/rewards/base.py", ("tests/test_rewards.py", "tests/test_reward_edges.py")),
-    Target(
-        "rewards_builtin",
-        "assay/rewards/builtin.py",
-        ("tests/test_rewards.py", "tests/test_reward_edges.py"),
-    ),
+    Target("rewards_base", "assay/rewards/base.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),
+    Target("rewards_builtin", "assay/rewards/builtin.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),
     Target(
         "diagnostics",
         "assay/training/diagnostics.py",
-        ("tests/test_training_diagnostics.py", "tests/test_reward_edges.py"),
+        ("tests/test_reward_edges.py", "tests/test_training_diagnostics.py"),
     ),
     Target(
         "loss",
         "assay/training/loss.py",
-        ("tests/test_learning.py", "tests/test_loss_vs_trl.py", "tests/test_training.py::test_advantages_by_hand"),
+        ("tests/test_training.py::test_advantages_by_hand", "tests/test_loss_vs_trl.py", "tests/test_learning.py"),
     ),
     Target(
         "trainer",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from assay.verifiers.countdown import MAX_ANSWER_CHARS, check_countdown
+from assay.verifiers.countdown import MAX_ANSWER_CHARS, MAX_DEPTH, check_countdown
 
 
 @pytest.mark.parametrize("text", ["1 + 6 ** 2", "2 * (1 - 6 // 2)", "1 * (2 - +6)", "-(1 + 2 ** 6)"])
@@ -39,3 +39,16 @@ def test_the_default_format_score_is_zero():
         verdict = check_countdown(text, [5, 1, 2], 7)
         assert verdict.status == "incorrect" and verdict.score == 0.0, (text, verdict)
         assert check_countdown(text, [5, 1, 2], 7, format_score=0.1).score == 0.1
+
+
+@pytest.mark.parametrize("text,node", [("()", "Tuple"), ("1(2)", "Call"), ("2*()", "Tuple"), ("(1)(2)", "Call")])
+def test_nodes_outside_the_grammar_are_invalid_even_with_a_format_score(text, node):
+    verdict = check_countdown(text, [1, 2], 3, format_score=0.1)
+    assert verdict.status == "invalid" and verdict.score == 0.0 and node in verdict.detail, verdict
+
+
+def test_each_operator_is_one_level_of_depth():
+    chain = "1" + "+1" * (MAX_DEPTH - 1)  # the deepest leaf sits MAX_DEPTH levels down
+    assert check_countdown(chain, [1] * MAX_DEPTH, MAX_DEPTH).correct
+    deeper = check_countdown(chain + "+1", [1] * (MAX_DEPTH + 1), MAX_DEPTH + 1)
+    assert deeper.status == "invalid" and "nested deeper" in deeper.detail
