@@ -25,6 +25,7 @@ from assay.training.diagnostics import (
     CollapseDetector,
     distinct_answers,
     label_accuracy,
+    repetition_rate,
     reward_accuracy,
     said_correct,
 )
@@ -85,6 +86,8 @@ def test_the_certainty_rewards_on_one_token_completions_by_hand():
 
 def test_a_binary_reward_of_exactly_one_half_says_correct():
     assert said_correct([0.5, 0.4999, 1.0, 0.0], binary=True) == [True, False, True, False]
+    assert said_correct([0.5, 0.5], binary=True) == [True, True]  # not "above the mean"
+    assert said_correct([1.0, 1.0], binary=True) == [True, True]
     assert reward_accuracy([[0.5, 0.4999]], [[True, False]], binary=True) == 1.0
 
 
@@ -201,3 +204,36 @@ def test_which_builtin_rewards_are_binary():
         "probability": False,
         "semantic_entropy": False,
     }
+
+
+def test_self_verify_on_an_env_without_verification_is_a_reward_error_when_scoring():
+    sorting = get_env("sorting")  # the example plug-in has no verification prompt
+    task = sorting.make_task(sorting.generate(1, seed=0)[0].fields)
+    g = RolloutGroup(task, task.prompt, [comp("1 2 3", [-0.5])], sorting, judge=lambda ps: ["T"] * len(ps))
+    with pytest.raises(RewardError, match="self_verify.*verification_prompt"):
+        get_reward("self_verify")(g)
+
+
+def test_the_builtin_rewards_by_kind():
+    from assay.rewards.builtin import EXTERNAL, INTRINSIC
+
+    assert set(EXTERNAL) == {"verifier", "self_verify", "ground_truth"}
+    assert set(INTRINSIC) == set(BUILTIN) - set(EXTERNAL)
+
+
+def test_repetition_rate_at_its_boundaries():
+    assert repetition_rate([]) == 0.0  # no completions
+    assert repetition_rate([[7] * 4]) == 0.0  # one 4-gram: nothing to repeat
+    assert repetition_rate([[7] * 5]) == 0.5  # two 4-grams, the same one
+    assert repetition_rate([[1, 2, 3, 4, 5]]) == 0.0
+
+
+def test_diagnostics_refuse_rewards_and_truth_of_different_lengths():
+    with pytest.raises(ValueError):
+        reward_accuracy([[1.0, 0.0]], [[True]], binary=True)
+    with pytest.raises(ValueError):
+        reward_accuracy([[1.0], [0.0]], [[True]], binary=True)
+    with pytest.raises(ValueError):
+        label_accuracy([group(["5+1+2", "5+1*2", "5+1*2"])], [[False, False]])
+    with pytest.raises(ValueError):
+        label_accuracy([group(["5+1*2"])], [[True], [False]])

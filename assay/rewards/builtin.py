@@ -133,7 +133,7 @@ def _per_completion(group: RolloutGroup, score) -> list[float]:
     the best `probability`. The group's lowest score never prefers an empty completion to a
     real one, and does not widen the group's spread of rewards.
     """
-    values = [score(c) if len(c.token_ids) and len(c.logprobs) else None for c in group.completions]
+    values = [score(c) if len(c) else None for c in group.completions]
     present = [v for v in values if v is not None]
     floor = min(present) if present else 0.0
     return [floor if v is None else v for v in values]
