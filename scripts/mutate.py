@@ -310,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     plan: list[tuple[Target, list[Mutant], int]] = []
     for target in targets:
         every = mutants_of(target)
+        names = {m.name for m in every}
+        for stale in sorted(n for n in equivalents if n.startswith(target.path + "::") and n not in names):
+            print(f"warning: {EQUIVALENTS.name} names no current mutant: {stale}")
         chosen = [m for m in every if m.name not in equivalents]
         if args.max_per_module and len(chosen) > args.max_per_module:
             chosen = sorted(rng.sample(chosen, args.max_per_module), key=lambda m: m.index)

@@ -118,3 +118,14 @@ def test_the_judge_reports_before_its_deadline_with_the_asserts_that_passed(env)
     # the judge's own deadline fires before the sandbox's kill, so its report arrives
     assert verdict.status == "timeout" and verdict.score == 0.0, verdict
     assert verdict.detail == "1/2 tests passed before the time limit", verdict
+
+
+def test_bytes_cross_between_the_processes_as_bytes(env):
+    verdict = verify(env, "assert f(b'ab') == b'ab!'\nassert type(f(b'')) is bytes\n", "def f(data):\n    return data + b'!'\n", entry_point="f")
+    assert verdict.correct, verdict
+
+
+def test_a_solution_without_the_entry_point_is_named_in_the_verdict(env):
+    tests = "assert f() == 1\nvalue = f()\n"
+    verdict = verify(env, tests, "def g():\n    return 1\n", entry_point="f")
+    assert verdict.score == 0.0 and "the solution defines no function 'f'" in verdict.detail, verdict

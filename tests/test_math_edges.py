@@ -45,3 +45,21 @@ def test_an_empty_box_is_invalid_not_incorrect():
         assert verdict.status == "invalid", (text, verdict)
     assert check_math([""], "1").status == "invalid"
     assert check_math(["  "], "1").status == "invalid"
+
+
+def test_zero_to_the_zero_is_one_exactly():
+    assert exact_rational(parse_answer("0^{0}")) == 1
+    assert answer_key("0^{0}") == answer_key("1")
+
+
+def test_sixteen_answers_pool_into_a_set_and_seventeen_are_hedging():
+    gold = r"\{" + ",".join(str(i) for i in range(1, 17)) + r"\}"
+    assert check_math([str(i) for i in range(1, 17)], gold).correct
+    verdict = check_math([str(i) for i in range(1, 18)], gold)
+    assert verdict.status == "incorrect" and "hedging: 17 different answers" in verdict.detail
+
+
+def test_set_answers_key_by_their_members_in_any_order():
+    assert answer_key(r"\{1, 2\}") == answer_key(r"\{2, 1\}")
+    assert answer_key(r"\{1, 2\}") != answer_key(r"\{1, 3\}")
+    assert answer_key(r"\{1, 2\}") != answer_key("1")

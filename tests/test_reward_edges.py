@@ -237,3 +237,8 @@ def test_diagnostics_refuse_rewards_and_truth_of_different_lengths():
         label_accuracy([group(["5+1+2", "5+1*2", "5+1*2"])], [[False, False]])
     with pytest.raises(ValueError):
         label_accuracy([group(["5+1*2"])], [[True], [False]])
+
+
+def test_a_unanimous_correct_vote_is_a_correct_label():
+    assert label_accuracy([group(["5+1*2", "5+1*2"])], [[True, True]]) == 1.0
+    assert label_accuracy([group(["5+1+2", "5+1+2"])], [[False, False]]) == 0.0
