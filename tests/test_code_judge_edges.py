@@ -129,3 +129,19 @@ def test_a_solution_without_the_entry_point_is_named_in_the_verdict(env):
     tests = "assert f() == 1\nvalue = f()\n"
     verdict = verify(env, tests, "def g():\n    return 1\n", entry_point="f")
     assert verdict.score == 0.0 and "the solution defines no function 'f'" in verdict.detail, verdict
+
+
+def test_a_call_the_candidate_never_reads_times_out_at_the_judges_deadline(env):
+    # The solution hangs while loading, so it never reads the call; an argument larger than a
+    # pipe's buffer makes sending it block, and the judge's deadline must still fire.
+    solution = "while True:\n    pass\ndef f(text):\n    return 1\n"
+    verdict = verify(env, "assert f('x' * 300000) == 1\n", solution, entry_point="f")
+    assert verdict.status == "timeout" and verdict.detail == "0/1 tests passed before the time limit", verdict
+
+
+def test_output_comparison_modes():
+    from assay.envs.code_harness import outputs_match
+
+    assert outputs_match("3\n", "3\n", "exact") and not outputs_match("3 \n", "3\n", "exact")
+    assert not outputs_match("3", "3\n", "exact")
+    assert outputs_match("3 \r\n\n", "3", "lines") and not outputs_match("3 4", "3\n4", "lines")
