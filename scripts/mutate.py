@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--goal", type=float, default=0.9, help="fraction to kill per module")
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument(
+        "--survivors-of", type=Path, metavar="REPORT", help="run only the mutants that survived in REPORT"
+    )
     args = parser.parse_args(argv)
 
     known = {t.name: t for t in TARGETS}
@@ -306,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     targets = [known[n] for n in args.module] if args.module else list(TARGETS)
     equivalents = load_equivalents()
     rng = random.Random(args.seed)
+    again = None
+    if args.survivors_of:
+        previous = json.loads(args.survivors_of.read_text(encoding="utf-8"))
+        again = {m["name"] for m in previous["mutants"] if m["status"] == "survived"}
 
     plan: list[tuple[Target, list[Mutant], int]] = []
     for target in targets:
@@ -313,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         names = {m.name for m in every}
         for stale in sorted(n for n in equivalents if n.startswith(target.path + "::") and n not in names):
             print(f"warning: {EQUIVALENTS.name} names no current mutant: {stale}")
-        chosen = [m for m in every if m.name not in equivalents]
+        chosen = [m for m in every if m.name not in equivalents and (again is None or m.name in again)]
         if args.max_per_module and len(chosen) > args.max_per_module:
             chosen = sorted(rng.sample(chosen, args.max_per_module), key=lambda m: m.index)
         plan.append((target, chosen, len(every)))

@@ -199,3 +199,24 @@ def test_frac_reward_zero_std_and_reward_std_on_known_groups(tmp_path):
         assert row["reward_std"] == pytest.approx(3 * alternating / 4, rel=1e-5)
         assert row["reward"] == pytest.approx(3 * 0.5 / 4)
         assert 0.0 <= row["clip_ratio"] <= 1.0 and math.isfinite(row["loss"])
+
+
+# -- the loss's defaults ---------------------------------------------------------------------
+
+
+def clipping_inputs():
+    logps = torch.tensor([[-1.0, -0.2, -2.0], [-0.5, -1.5, -0.1]])
+    old = logps + torch.tensor([[0.5, -0.3, 0.1], [-0.4, 0.3, 0.0]])  # ratios 0.61 .. 1.49
+    return logps, old, torch.tensor([1.0, -1.0]), torch.ones(2, 3)
+
+
+def test_policy_loss_defaults_clip_at_0_2_on_both_sides_and_report_no_kl_without_a_reference():
+    logps, old, advantages, mask = clipping_inputs()
+    default = policy_loss(logps, old, advantages, mask, loss_type="grpo")
+    explicit = policy_loss(logps, old, advantages, mask, loss_type="grpo", epsilon_low=0.2, epsilon_high=0.2)
+    wider = policy_loss(logps, old, advantages, mask, loss_type="grpo", epsilon_low=0.4, epsilon_high=0.4)
+    assert torch.equal(default.loss, explicit.loss) and default.clip_ratio == explicit.clip_ratio
+    assert default.clip_ratio > wider.clip_ratio
+    assert default.kl == 0.0 and explicit.kl == 0.0
+    with_ref = policy_loss(logps, old, advantages, mask, loss_type="grpo", ref_logprobs=old)
+    assert with_ref.kl > 0.0 and torch.equal(with_ref.loss, default.loss)  # beta 0: KL reported only
