@@ -289,6 +289,22 @@ def run_tests(copy_root: Path, tests: tuple[str, ...], timeout: float) -> tuple[
     return f"error rc={done.returncode}", time.monotonic() - start, tail[0]
 
 
+def write_report(path: Path, summary: dict, results: list[Mutant], equivalents: dict[str, str]) -> None:
+    """mutation-report.json: written after each module, so an interrupted run keeps its results."""
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "argv": sys.argv[1:],
+        "load_average": os.getloadavg(),
+        "summary": summary,
+        "mutants": [
+            {k: getattr(m, k) for k in ("target", "name", "line", "kind", "status", "seconds", "detail")}
+            for m in results
+        ],
+        "equivalents": equivalents,
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", action="append", help="target name (repeatable); default all")
@@ -371,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 "score": round(killed / len(chosen), 3) if chosen else 1.0,
                 "sampled": len(chosen) + marked < total,
             }
+            write_report(args.report, summary, results, equivalents)
 
     print("\nmodule            run  killed  survived  equivalent  score")
     below = []
@@ -385,18 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if row["score"] < args.goal:
             below.append(name)
-    report = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "argv": sys.argv[1:],
-        "load_average": os.getloadavg(),
-        "summary": summary,
-        "mutants": [
-            {k: getattr(m, k) for k in ("target", "name", "line", "kind", "status", "seconds", "detail")}
-            for m in results
-        ],
-        "equivalents": equivalents,
-    }
-    args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_report(args.report, summary, results, equivalents)
     print(f"\nreport: {args.report}")
     survivors = [m for m in results if m.status == "survived"]
     if survivors:

@@ -145,3 +145,18 @@ def test_output_comparison_modes():
     assert outputs_match("3\n", "3\n", "exact") and not outputs_match("3 \n", "3\n", "exact")
     assert not outputs_match("3", "3\n", "exact")
     assert outputs_match("3 \r\n\n", "3", "lines") and not outputs_match("3 4", "3\n4", "lines")
+
+
+def test_values_nested_150_deep_cross_both_ways(env):
+    tests = (
+        "deep_list, deep_tuple, deep_dict, deep_set = [], (), {}, frozenset()\n"
+        "for _ in range(150):\n"
+        "    deep_list, deep_tuple = [deep_list], (deep_tuple,)\n"
+        "    deep_dict, deep_set = {'k': deep_dict}, frozenset([deep_set])\n"
+        "assert echo(deep_list) == deep_list\n"
+        "assert echo(deep_tuple) == deep_tuple\n"
+        "assert echo(deep_dict) == deep_dict\n"
+        "assert echo(deep_set) == deep_set\n"
+    )
+    verdict = verify(env, tests, "def echo(value):\n    return value\n", entry_point="echo")
+    assert verdict.correct, verdict

@@ -220,3 +220,21 @@ def test_policy_loss_defaults_clip_at_0_2_on_both_sides_and_report_no_kl_without
     assert default.kl == 0.0 and explicit.kl == 0.0
     with_ref = policy_loss(logps, old, advantages, mask, loss_type="grpo", ref_logprobs=old)
     assert with_ref.kl > 0.0 and torch.equal(with_ref.loss, default.loss)  # beta 0: KL reported only
+    partial = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    masked = policy_loss(logps, old, advantages, partial, loss_type="grpo", ref_logprobs=old - 0.3)
+    per_token_kl = torch.exp(old - 0.3 - logps) - (old - 0.3 - logps) - 1
+    assert masked.kl == pytest.approx(float(per_token_kl[partial.bool()].mean()), rel=1e-6)
+
+
+def test_clipping_binds_only_where_it_can_and_beta_weights_the_kl():
+    logps, old, _, mask = clipping_inputs()
+    zero = policy_loss(logps, old, torch.zeros(2), mask, loss_type="grpo")
+    assert zero.clip_ratio == 0.0  # ratios leave the range, but A = 0: nothing is clipped
+    ref = old - 0.3
+    plain = policy_loss(logps, old, torch.tensor([1.0, -1.0]), mask, loss_type="grpo", ref_logprobs=ref)
+    for beta in (0.04, 1.0):
+        weighted = policy_loss(
+            logps, old, torch.tensor([1.0, -1.0]), mask, loss_type="grpo", ref_logprobs=ref, beta=beta
+        )
+        per_token_kl = torch.exp(ref - logps) - (ref - logps) - 1
+        assert torch.allclose(weighted.loss - plain.loss, beta * per_token_kl.mean(), atol=1e-6)

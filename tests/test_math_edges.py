@@ -63,3 +63,4 @@ def test_set_answers_key_by_their_members_in_any_order():
     assert answer_key(r"\{1, 2\}") == answer_key(r"\{2, 1\}")
     assert answer_key(r"\{1, 2\}") != answer_key(r"\{1, 3\}")
     assert answer_key(r"\{1, 2\}") != answer_key("1")
+    assert answer_key(r"\{2^{2}, 1\}") == answer_key(r"\{4, 1\}")  # members key by value
