@@ -160,3 +160,11 @@ def test_values_nested_150_deep_cross_both_ways(env):
     )
     verdict = verify(env, tests, "def echo(value):\n    return value\n", entry_point="echo")
     assert verdict.correct, verdict
+
+
+def test_a_slow_call_that_ends_inside_the_budget_counts(env):
+    # timeout 3 s gives the judge a 2.4 s budget: a 1.6 s call ends with under a second left,
+    # and its reply must still be read in full
+    solution = "import time\ndef add(a, b):\n    time.sleep(1.6)\n    return a + b\n"
+    verdict = verify(env, "assert add(1, 2) == 3\n", solution)
+    assert verdict.correct, verdict
