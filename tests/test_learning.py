@@ -192,13 +192,15 @@ def known_std(group):
 
 def test_frac_reward_zero_std_and_reward_std_on_known_groups(tmp_path):
     _calls["n"] = 0
-    _, _, rows = train_and_measure(tmp_path / "run", steps=2, reward="known_std_test")
+    _, _, rows = train_and_measure(tmp_path / "run", steps=2, reward="known_std_test", loss_type="grpo")
     alternating = math.sqrt(8 * 0.25 / 7)  # unbiased std of 0,1,0,1,0,1,0,1
     for row in rows:
         assert row["frac_reward_zero_std"] == pytest.approx(0.25)
         assert row["reward_std"] == pytest.approx(3 * alternating / 4, rel=1e-5)
         assert row["reward"] == pytest.approx(3 * 0.5 / 4)
-        assert 0.0 <= row["clip_ratio"] <= 1.0 and math.isfinite(row["loss"])
+        assert row["clip_ratio"] == 0.0  # one update on fresh rollouts: every ratio is 1
+        # grpo, ratio 1: each completion's loss is -A, and A sums to zero within each group
+        assert row["loss"] == pytest.approx(0.0, abs=1e-6)
 
 
 # -- the loss's defaults ---------------------------------------------------------------------
