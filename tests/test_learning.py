@@ -240,3 +240,22 @@ def test_clipping_binds_only_where_it_can_and_beta_weights_the_kl():
         )
         per_token_kl = torch.exp(ref - logps) - (ref - logps) - 1
         assert torch.allclose(weighted.loss - plain.loss, beta * per_token_kl.mean(), atol=1e-6)
+
+
+def test_rollouts_and_validation_sample_with_different_seeds(tmp_path):
+    trainer = Trainer(config(tmp_path / "run", eval_every="1", val_samples="2"), quiet=True)
+    seeds = []
+    generate = trainer.engine.generate
+
+    def recording(*args, **kwargs):
+        seeds.append(kwargs.get("seed"))
+        return generate(*args, **kwargs)
+
+    trainer.engine.generate = recording
+    try:
+        trainer.step()
+        trainer.step()
+    finally:
+        trainer.log.close()
+    sampled = [s for s in seeds if s is not None]
+    assert len(sampled) >= 4 and len(set(sampled)) == len(sampled), seeds
