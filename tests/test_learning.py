@@ -243,7 +243,7 @@ def test_clipping_binds_only_where_it_can_and_beta_weights_the_kl():
 
 
 def test_rollouts_and_validation_sample_with_different_seeds(tmp_path):
-    trainer = Trainer(config(tmp_path / "run", eval_every="1", val_samples="2"), quiet=True)
+    trainer = Trainer(config(tmp_path / "run", eval_every="2", val_samples="2"), quiet=True)
     seeds = []
     generate = trainer.engine.generate
 
@@ -253,9 +253,19 @@ def test_rollouts_and_validation_sample_with_different_seeds(tmp_path):
 
     trainer.engine.generate = recording
     try:
-        trainer.step()
-        trainer.step()
+        first, second = trainer.step(), trainer.step()
     finally:
         trainer.log.close()
+    assert "val_accuracy" in first and "val_accuracy" not in second  # eval_every 2: steps 1, 3, ...
     sampled = [s for s in seeds if s is not None]
-    assert len(sampled) >= 4 and len(set(sampled)) == len(sampled), seeds
+    assert len(sampled) >= 3 and len(set(sampled)) == len(sampled), seeds
+
+
+def test_a_second_update_on_the_same_rollouts_uses_the_updated_policy(tmp_path):
+    _calls["n"] = 0
+    _, _, rows = train_and_measure(
+        tmp_path / "run", steps=1, reward="known_std_test", loss_type="grpo", updates_per_batch="2"
+    )
+    # on the first update every ratio is 1 and the grpo loss is 0 (advantages sum to zero per
+    # group); the second update must recompute the ratios with the updated weights
+    assert abs(rows[0]["loss"]) > 1e-4, rows[0]["loss"]
