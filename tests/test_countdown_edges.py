@@ -52,3 +52,9 @@ def test_each_operator_is_one_level_of_depth():
     assert check_countdown(chain, [1] * MAX_DEPTH, MAX_DEPTH).correct
     deeper = check_countdown(chain + "+1", [1] * (MAX_DEPTH + 1), MAX_DEPTH + 1)
     assert deeper.status == "invalid" and "nested deeper" in deeper.detail
+
+
+def test_exactly_max_depth_parentheses_are_accepted():
+    nested = "(" * MAX_DEPTH + "1" + ")" * MAX_DEPTH
+    assert check_countdown(nested, [1], 1).correct
+    assert check_countdown("(" + nested + ")", [1], 1).status == "invalid"
