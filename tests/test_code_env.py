@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -159,15 +160,14 @@ def test_forged_passes_score_zero(env, name):
     assert forged.score == 0.0 and not forged.correct, forged
 
 
-def test_reading_the_expected_values_from_anywhere_finds_nothing(env):
-    """The tests hold a unique token; the solution returns it only if it can find it in its
-    memory, on disk or through /proc. It must not (tests are read after the fork)."""
-    task = env.make_task(
-        {"entry_point": "probe", "tests": "assert probe() == 'ZEBRA' + '-TOKEN-7731'\n"}, id="probe"
-    )
-    spy = (
-        "import gc, os, stat\n"
-        "TOKEN = '-'.join(['ZEBRA', 'TOKEN', '7731']).encode()\n"
+def spy_for(prefix: str) -> str:
+    """A solution whose `probe()` returns the first `<prefix><16 hex digits>` it can find in
+    its own memory, on disk or through /proc, else 'not found'. Its own text holds the prefix
+    only in pieces, and no full token, so any match it finds came from somewhere else."""
+    head, tail = prefix[:3], prefix[3:]
+    return (
+        "import os, re, stat\n"
+        f"PATTERN = re.compile(({head!r} + {tail!r}).encode() + rb'[0-9a-f]{{16}}')\n"
         "def places():\n"
         "    for root in ('/work', '/tmp', '/dev/shm'):\n"
         "        for base, _, files in os.walk(root):\n"
@@ -181,18 +181,28 @@ def test_reading_the_expected_values_from_anywhere_finds_nothing(env):
         "                yield f'/proc/{pid}/fd/{fd}'\n"
         "        except OSError:\n"
         "            pass\n"
-        "def memory_hits():\n"
-        "    hits = 0\n"
-        "    with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:\n"
-        "        for line in maps:\n"
-        "            lo, hi = (int(x, 16) for x in line.split()[0].split('-'))\n"
-        "            if 'r' in line.split()[1] and hi - lo < 1 << 30:\n"
-        "                try:\n"
-        "                    mem.seek(lo)\n"
-        "                    hits += mem.read(hi - lo).count(TOKEN)\n"
-        "                except (OSError, ValueError, OverflowError):\n"
-        "                    pass\n"
-        "    return hits\n"
+        "def in_memory():\n"
+        "    # /proc/self/mem is closed to a non-dumpable process: read our own pages directly.\n"
+        "    import ctypes\n"
+        "    with open('/proc/self/maps') as maps:\n"
+        "        regions = [line.split() for line in maps]\n"
+        "    for fields in regions:\n"
+        "        lo, hi = (int(x, 16) for x in fields[0].split('-'))\n"
+        "        name = fields[5] if len(fields) > 5 else ''\n"
+        "        if fields[1].startswith('r') and not name.startswith('[v') and hi - lo < 1 << 30:\n"
+        "            found = PATTERN.search(ctypes.string_at(lo, hi - lo))\n"
+        "            if found:\n"
+        "                return found.group().decode()\n"
+        "    return None\n"
+        "def in_frames():\n"
+        "    import sys\n"
+        "    frame = sys._getframe()\n"
+        "    while frame is not None:\n"
+        "        found = PATTERN.search(repr(frame.f_locals).encode())\n"
+        "        if found:\n"
+        "            return found.group().decode()\n"
+        "        frame = frame.f_back\n"
+        "    return None\n"
         "def probe():\n"
         "    for path in places():\n"
         "        try:\n"
@@ -201,19 +211,25 @@ def test_reading_the_expected_values_from_anywhere_finds_nothing(env):
         "            if path.count('/fd/') and not stat.S_ISREG(os.stat(path).st_mode):\n"
         "                continue  # a pipe would block; memfds and files are regular\n"
         "            with open(path, 'rb') as f:\n"
-        "                if TOKEN in f.read(1 << 22):\n"
-        "                    return TOKEN.decode()\n"
+        "                found = PATTERN.search(f.read(1 << 22))\n"
+        "            if found:\n"
+        "                return found.group().decode()\n"
         "        except OSError:\n"
         "            pass\n"
-        "    if memory_hits() > 2:  # the TOKEN object itself accounts for one or two\n"
-        "        return TOKEN.decode()\n"
-        "    if any(isinstance(o, str) and TOKEN.decode() in o and o != TOKEN.decode() for o in gc.get_objects()):\n"
-        "        return TOKEN.decode()\n"
-        "    return 'not found'\n"
+        "    return in_frames() or in_memory() or 'not found'\n"
     )
-    verdict = env.verify(task, fenced(spy))
+
+
+def test_reading_the_expected_values_from_anywhere_finds_nothing(env):
+    """The tests compare with a token made fresh for this run (it is in no file); the spy
+    returns any token of that shape it finds in its memory, on disk or through /proc. The
+    tests are read only after the candidate forks, so it must find nothing; a judge that read
+    them first would leave the token in the candidate's memory (see test_code_judge_edges)."""
+    token = "ZEBRA-TOKEN-" + secrets.token_hex(8)
+    task = env.make_task({"entry_point": "probe", "tests": f"assert probe() == {token!r}\n"}, id="probe")
+    verdict = env.verify(task, fenced(spy_for("ZEBRA-TOKEN-")))
     assert verdict.status == "incorrect" and verdict.score == 0.0, verdict
-    assert env.verify(task, fenced("def probe():\n    return 'ZEBRA-TOKEN-7731'\n")).correct
+    assert env.verify(task, fenced(f"def probe():\n    return {token!r}\n")).correct
 
 
 def test_stopping_the_judge_is_a_timeout_not_a_pass():

@@ -99,10 +99,15 @@ def _trl_loss(trainer, loss_type, beta, logps, old, ref, mask, advantages):
     return loss.detach(), leaf.grad
 
 
+# A fixed seed per case: `hash()` of a tuple holding a str changes with every process.
+SEEDS = {("grpo", 0.0): 11, ("grpo", 0.04): 12, ("dr_grpo", 0.0): 13, ("dr_grpo", 0.04): 14,
+         ("dapo", 0.0): 15, ("dapo", 0.04): 16}
+
+
 @pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
 @pytest.mark.parametrize("beta", [0.0, 0.04])
 def test_loss_and_gradient_match_trl(trl_trainer, loss_type, beta):
-    logps, old, ref, mask, advantages = _inputs(seed=hash((loss_type, beta)) % 1000)
+    logps, old, ref, mask, advantages = _inputs(seed=SEEDS[(loss_type, beta)])
     expected, expected_grad = _trl_loss(
         trl_trainer, loss_type, beta, logps, old, ref, mask, advantages
     )
@@ -123,6 +128,11 @@ def test_loss_and_gradient_match_trl(trl_trainer, loss_type, beta):
     assert torch.allclose(ours.loss.detach(), expected, atol=1e-6), (ours.loss, expected)
     assert torch.allclose(leaf.grad, expected_grad, atol=1e-6)
     assert ours.loss.abs() > 1e-4  # a non-trivial value, not two zeros agreeing
+    # TRL's clip ratio: tokens whose ratio left the clip range on the side where clipping
+    # binds (below 1 - eps_low with A < 0, above 1 + eps_high with A > 0), over all tokens.
+    trl_clip = trl_trainer._metrics["train"]["clip_ratio/region_mean"][-1]
+    assert ours.clip_ratio == pytest.approx(float(trl_clip), abs=1e-6)
+    assert 0.0 < ours.clip_ratio < 1.0
 
 
 def test_loss_types_differ_on_the_same_inputs(trl_trainer):

@@ -71,16 +71,41 @@ def test_advantages_by_hand():
     assert torch.equal(unscaled, torch.tensor([0.5, -0.5, -0.5, 0.5]))
 
 
+#: The range each built-in reward's values lie in (so the logged mean must too).
+REWARD_RANGE = {
+    "verifier": (0.0, 1.0),
+    "ground_truth": (0.0, 1.0),
+    "self_verify": (0.0, 1.0),
+    "majority_vote": (0.0, 1.0),
+    "semantic_entropy": (0.0, 1.0),
+    "probability": (0.0, 1.0),
+    "self_certainty": (0.0, math.inf),
+    "token_entropy": (-math.inf, 0.0),
+    "trajectory_entropy": (-math.inf, 0.0),
+}
+
+
 def test_every_reward_trains_the_organism(tmp_path):
     firsts = {}
+    assert set(REWARD_RANGE) == set(BUILTIN)
     for name in sorted(BUILTIN):
         trainer = Trainer(small_config(tmp_path / name, reward=name), quiet=True)
+        start = [p.detach().clone() for p in trainer.model.parameters()]
         trainer.train()
         rows = read_metrics(tmp_path / name)
         assert [r["step"] for r in rows] == [1, 2]
         for row in rows:
             for key in REQUIRED:
                 assert row[key] is not None and math.isfinite(row[key]), (name, key, row)
+            low, high = REWARD_RANGE[name]
+            assert low <= row["reward"] <= high, (name, row["reward"])
+            assert 0.0 <= row["reward_accuracy"] <= 1.0 and 0.0 <= row["gt_accuracy"] <= 1.0
+            assert row["completion_length"] >= 1 and row["tokens"] > row["completion_length"]
+            # a step whose groups all tied has no advantage, hence no gradient; any other has both
+            learned = row["frac_reward_zero_std"] < 1.0
+            assert (row["grad_norm"] > 0) == learned, (name, row)
+        moved = any(not torch.equal(a, b.detach()) for a, b in zip(start, trainer.model.parameters(), strict=True))
+        assert moved == any(row["frac_reward_zero_std"] < 1.0 for row in rows), name
         assert rows[0]["val_accuracy"] is not None and "val_greedy_accuracy" in rows[0]
         firsts[name] = rows[0]["reward"]
     # the same seed gives the same rollouts at step 1, so rewards differ only by definition

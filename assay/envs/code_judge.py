@@ -275,6 +275,7 @@ def main() -> None:
         serve_candidate(source, head["entry_point"], 3, 4)
     os.close(calls_r)
     os.close(replies_w)
+    os.set_blocking(calls_w, False)  # a large call to a candidate that never reads must not outlive the deadline
     del source
 
     # From here on the candidate exists; only now read the tests.

@@ -124,8 +124,19 @@ class SemanticEntropyReward(Reward):
 # -- intrinsic: certainty-based ---------------------------------------------------------
 
 
-def _mean(values: np.ndarray) -> float:
-    return float(np.mean(values)) if len(values) else 0.0
+def _per_completion(group: RolloutGroup, score) -> list[float]:
+    """`score(completion)` for each completion that has tokens; a completion with none gets
+    the group's lowest score (0.0 when no completion has tokens).
+
+    A mean over no tokens is undefined, and any constant would be wrong for some reward: 0.0
+    is the best `trajectory_entropy` and `token_entropy` possible, and an empty product (1.0)
+    the best `probability`. The group's lowest score never prefers an empty completion to a
+    real one, and does not widen the group's spread of rewards.
+    """
+    values = [score(c) if len(c) else None for c in group.completions]
+    present = [v for v in values if v is not None]
+    floor = min(present) if present else 0.0
+    return [floor if v is None else v for v in values]
 
 
 class SelfCertaintyReward(Reward):
@@ -135,7 +146,7 @@ class SelfCertaintyReward(Reward):
     kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
-        return [_mean(c.self_certainty) for c in group.completions]
+        return _per_completion(group, lambda c: float(np.mean(c.self_certainty)))
 
 
 class TokenEntropyReward(Reward):
@@ -145,7 +156,7 @@ class TokenEntropyReward(Reward):
     kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
-        return [-_mean(c.entropies) for c in group.completions]
+        return _per_completion(group, lambda c: -float(np.mean(c.entropies)))
 
 
 class TrajectoryEntropyReward(Reward):
@@ -155,7 +166,7 @@ class TrajectoryEntropyReward(Reward):
     kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
-        return [_mean(c.logprobs) for c in group.completions]
+        return _per_completion(group, lambda c: float(np.mean(c.logprobs)))
 
 
 class ProbabilityReward(Reward):
@@ -165,7 +176,7 @@ class ProbabilityReward(Reward):
     kind = "intrinsic"
 
     def score(self, group: RolloutGroup) -> list[float]:
-        return [math.exp(float(np.sum(c.logprobs))) for c in group.completions]
+        return _per_completion(group, lambda c: math.exp(float(np.sum(c.logprobs))))
 
 
 BUILTIN: dict[str, type[Reward]] = {

@@ -1,0 +1,170 @@
+"""The code judge's edges, each found by a mutation run (docs/development.md): looped asserts,
+the result channel, inherited descriptors, dumpability, SystemExit, early stops, dead
+solutions and the judge's own deadline."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from assay.envs.code import CodeEnv
+from assay.sandbox import Sandbox, SandboxError
+
+BACKEND = os.environ.get("ASSAY_CODE_BACKEND", "local")
+FORGED = 'ASSAY-JUDGE {"outcomes":{"0":true,"1":true,"2":true},"problem":null,"timed_out":false,"calls":3}\n'
+ADD_TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(5, 5) == 10\n"
+
+
+@pytest.fixture(scope="module")
+def env():
+    try:
+        Sandbox(backend=BACKEND, workers=1).close()
+    except SandboxError as exc:
+        pytest.skip(f"{BACKEND} sandbox unavailable: {exc}")
+    environment = CodeEnv(timeout=3.0, backend=BACKEND)
+    yield environment
+    environment.close()
+
+
+def verify(env, tests: str, solution: str, entry_point: str = "add"):
+    task = env.make_task({"entry_point": entry_point, "tests": tests}, id=entry_point)
+    return env.verify(task, f"```python\n{solution}\n```\n")
+
+
+def test_an_assert_in_a_loop_passes_only_if_every_iteration_passes(env):
+    tests = "for x in range(3):\n    assert add(x, 0) == x\n"
+    last_only = verify(env, tests, "def add(a, b):\n    return a + b if a == 2 else -1\n")
+    assert last_only.status == "incorrect" and last_only.score == 0.0, last_only
+    first_only = verify(env, tests, "def add(a, b):\n    return a + b if a == 0 else -1\n")
+    assert first_only.score == 0.0, first_only
+    assert verify(env, tests, "def add(a, b):\n    return a + b\n").correct
+
+
+@pytest.mark.parametrize(
+    "channel",
+    [
+        "os.write(1, LINE.encode())",  # the candidate's stdout must not be the result channel
+        "[os.write(fd, LINE.encode()) for fd in range(5, 256) if can(fd)]",  # nor an inherited fd
+    ],
+)
+def test_a_forged_result_line_then_killing_the_judge_scores_zero(env, channel):
+    solution = (
+        "import os, signal\n"
+        f"LINE = {FORGED!r}\n"
+        "def can(fd):\n"
+        "    try:\n        os.fstat(fd)\n        return True\n    except OSError:\n        return False\n"
+        f"{channel}\n"
+        "os.kill(os.getppid(), signal.SIGKILL)\n"
+        "def add(a, b):\n    return None\n"
+    )
+    verdict = verify(env, ADD_TESTS, solution)
+    assert verdict.score == 0.0 and not verdict.correct, verdict
+
+
+def test_the_candidate_holds_no_descriptor_beyond_its_two_pipes(env):
+    solution = (
+        "import os\n"
+        "def add(a, b):\n"
+        "    open_fds = []\n"
+        "    for fd in range(5, 1024):\n"
+        "        try:\n            os.fstat(fd)\n            open_fds.append(fd)\n"
+        "        except OSError:\n            pass\n"
+        "    return a + b if not open_fds else open_fds\n"
+    )
+    verdict = verify(env, ADD_TESTS, solution)
+    assert verdict.correct, verdict
+
+
+def test_the_judge_and_so_the_candidate_are_not_dumpable(env):
+    solution = "import ctypes\ndef dumpable():\n    return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\n"
+    verdict = verify(env, "assert dumpable() == 0\n", solution, entry_point="dumpable")
+    assert verdict.correct, verdict  # PR_GET_DUMPABLE: 0 means /proc/<judge> is closed to us
+
+
+def test_system_exit_inside_one_call_fails_that_assert_only(env):
+    solution = "def add(a, b):\n    if a == 0:\n        raise SystemExit(0)\n    return a + b\n"
+    verdict = verify(env, ADD_TESTS, solution)
+    assert verdict.status == "incorrect" and verdict.score == pytest.approx(2 / 3), verdict
+    assert "#2" in verdict.detail
+
+
+def test_tests_that_stop_early_keep_the_credit_so_far_and_say_why(env):
+    tests = "assert add(1, 2) == 3\nboom = add(0, 0) + 'text'\nassert add(2, 2) == 4\n"
+    verdict = verify(env, tests, "def add(a, b):\n    return a + b\n")
+    assert verdict.status == "incorrect" and verdict.score == pytest.approx(1 / 2), verdict
+    assert "1/2 tests passed" in verdict.detail
+    assert "the tests stopped early: TypeError" in verdict.detail and "#2" in verdict.detail
+
+
+@pytest.mark.parametrize(
+    "solution",
+    [
+        "import os\ndef f():\n    os._exit(0)\n",  # dies during the call
+        "import os\nos._exit(0)\ndef f():\n    return None\n",  # dies while loading
+        "import sys\nsys.exit(0)\ndef f():\n    return None\n",  # exits while loading
+    ],
+)
+def test_a_dead_solution_does_not_read_as_returning_none(env, solution):
+    verdict = verify(env, "assert f() is None\nassert f() == None\n", solution, entry_point="f")
+    assert verdict.score == 0.0 and not verdict.correct, verdict
+
+
+def test_the_judge_reports_before_its_deadline_with_the_asserts_that_passed(env):
+    # the hanging call must fail its assert, not read as returning None
+    tests = "assert add(1, 2) == 3\nassert add(0, 0) is None\n"
+    solution = "def add(a, b):\n    while a == 0:\n        pass\n    return a + b\n"
+    verdict = verify(env, tests, solution)
+    # the judge's own deadline fires before the sandbox's kill, so its report arrives
+    assert verdict.status == "timeout" and verdict.score == 0.0, verdict
+    assert verdict.detail == "1/2 tests passed before the time limit", verdict
+
+
+def test_bytes_cross_between_the_processes_as_bytes(env):
+    verdict = verify(env, "assert f(b'ab') == b'ab!'\nassert type(f(b'')) is bytes\n", "def f(data):\n    return data + b'!'\n", entry_point="f")
+    assert verdict.correct, verdict
+
+
+def test_a_solution_without_the_entry_point_is_named_in_the_verdict(env):
+    tests = "assert f() == 1\nvalue = f()\n"
+    verdict = verify(env, tests, "def g():\n    return 1\n", entry_point="f")
+    assert verdict.score == 0.0 and "the solution defines no function 'f'" in verdict.detail, verdict
+
+
+def test_a_call_the_candidate_never_reads_times_out_at_the_judges_deadline(env):
+    # The solution hangs while loading, so it never reads the call; an argument larger than a
+    # pipe's buffer makes sending it block, and the judge's deadline must still fire.
+    solution = "while True:\n    pass\ndef f(text):\n    return 1\n"
+    verdict = verify(env, "assert f('x' * 300000) == 1\n", solution, entry_point="f")
+    assert verdict.status == "timeout" and verdict.detail == "0/1 tests passed before the time limit", verdict
+
+
+def test_output_comparison_modes():
+    from assay.envs.code_harness import outputs_match
+
+    assert outputs_match("3\n", "3\n", "exact") and not outputs_match("3 \n", "3\n", "exact")
+    assert not outputs_match("3", "3\n", "exact")
+    assert outputs_match("3 \r\n\n", "3", "lines") and not outputs_match("3 4", "3\n4", "lines")
+
+
+def test_values_nested_150_deep_cross_both_ways(env):
+    tests = (
+        "deep_list, deep_tuple, deep_dict, deep_set = [], (), {}, frozenset()\n"
+        "for _ in range(150):\n"
+        "    deep_list, deep_tuple = [deep_list], (deep_tuple,)\n"
+        "    deep_dict, deep_set = {'k': deep_dict}, frozenset([deep_set])\n"
+        "assert echo(deep_list) == deep_list\n"
+        "assert echo(deep_tuple) == deep_tuple\n"
+        "assert echo(deep_dict) == deep_dict\n"
+        "assert echo(deep_set) == deep_set\n"
+    )
+    verdict = verify(env, tests, "def echo(value):\n    return value\n", entry_point="echo")
+    assert verdict.correct, verdict
+
+
+def test_a_slow_call_that_ends_inside_the_budget_counts(env):
+    # timeout 3 s gives the judge a 2.4 s budget: a 1.6 s call ends with under a second left,
+    # and its reply must still be read in full
+    solution = "import time\ndef add(a, b):\n    time.sleep(1.6)\n    return a + b\n"
+    verdict = verify(env, "assert add(1, 2) == 3\n", solution)
+    assert verdict.correct, verdict
