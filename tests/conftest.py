@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,20 @@ def assay():
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture(scope="module")
+def code_env():
+    """A sandboxed `CodeEnv` (3 s per program) on $ASSAY_CODE_BACKEND (default: local);
+    skipped, naming what is missing, where that sandbox cannot start."""
+    from assay.envs.code import CodeEnv
+    from assay.sandbox import Sandbox, SandboxError
+
+    backend = os.environ.get("ASSAY_CODE_BACKEND", "local")
+    try:
+        Sandbox(backend=backend, workers=1).close()
+    except SandboxError as exc:
+        pytest.skip(f"{backend} sandbox unavailable: {exc}")
+    environment = CodeEnv(timeout=3.0, backend=backend)
+    yield environment
+    environment.close()

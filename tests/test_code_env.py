@@ -13,21 +13,14 @@ import pytest
 from assay.envs.base import Task
 from assay.envs.code import CodeEnv, extract_code, humaneval_problems
 from assay.envs.code_harness import instrument_tests
-from assay.sandbox import Sandbox, SandboxError
 
 BACKEND = os.environ.get("ASSAY_CODE_BACKEND", "local")
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def env():
-    try:
-        Sandbox(backend=BACKEND, workers=1).close()
-    except SandboxError as exc:
-        pytest.skip(f"{BACKEND} sandbox unavailable: {exc}")
-    environment = CodeEnv(timeout=3.0, backend=BACKEND)
-    yield environment
-    environment.close()
+def env(code_env):
+    return code_env  # conftest.py: sandboxed, 3 s per program
 
 
 @pytest.fixture(scope="module")

@@ -90,15 +90,18 @@ def missing_requirement(spec: str, env: Any) -> str | None:
 
 def _check_model(model: str, prior: dict[str, Any]) -> None:
     """A bad model is a one-line `LabError` before anything trains."""
-    from assay.training.policy import ModelLoadError, quiet_transformers, resolve_model_path
+    from assay.training.policy import (
+        ModelLoadError,
+        is_local_model,
+        quiet_transformers,
+        resolve_model_path,
+    )
 
     try:
         path = resolve_model_path(model, prior, quiet=True)
+        local = is_local_model(path)
     except ModelLoadError as exc:
         raise LabError(str(exc)) from None
-    local = Path(path).exists()
-    if not local and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
-        raise LabError(f"no model folder at {model!r}")
     from transformers import AutoConfig
 
     quiet_transformers()

@@ -34,15 +34,23 @@ def resolve_model_path(model: str, prior: dict[str, Any] | None = None, quiet: b
     return model
 
 
+def is_local_model(path: str) -> bool:
+    """True for a model folder on disk, False for a hub id; a path that looks like a folder
+    but is not there is a `ModelLoadError` (rather than a failed hub look-up)."""
+    if Path(path).exists():
+        return True
+    if path.startswith(("/", ".", "~")) or path.count("/") > 1:
+        raise ModelLoadError(f"no model folder at {path!r}")
+    return False
+
+
 def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
     """(model, tokenizer) through `AutoModelForCausalLM` / `AutoTokenizer`, like any HF model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
 
-    local = Path(path).exists()
-    if not local and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
-        raise ModelLoadError(f"no model folder at {path!r}")
+    local = is_local_model(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
         model = AutoModelForCausalLM.from_pretrained(
