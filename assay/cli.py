@@ -350,13 +350,15 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
     meta = compare.execute(plan, jobs=jobs or compare.default_jobs(plan), live=not quiet,
                            echo=echo)
     try:
-        report.render(out)
+        summary = report.render(out)
     except report.ReportError:  # every run failed before its first step
         for key, error in meta["failed"].items():
             click.echo(f"{key}: {error}", err=True)
         click.echo(f"assay: error: no run produced metrics; see {out}/lab.json", err=True)
         sys.exit(1)
     failed = f", {len(meta['failed'])} failed" if meta["failed"] else ""
+    click.echo(report.reading_text(summary))
+    sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
     click.echo(f"{len(plan.jobs)} runs{failed} in {meta['settings']['wall_time']:.0f} s; "
                f"report: {out}/report.html", err=True)
 
@@ -372,6 +374,8 @@ def report_command(folder: str) -> None:
         summary = report.render(folder)
     except report.ReportError as exc:
         raise UsageError(str(exc)) from None
+    click.echo(report.reading_text(summary))
+    sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
     click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)
 
 

@@ -147,6 +147,23 @@ def test_report_rerenders_from_assay_train_folders(smoke, tmp_path):
     assert "self_certainty" in page and "verifier" in page
     for name in PNGS:
         _png_size(mine / f"{name}.png")
+    # the reading reaches the terminal as plain text, one sentence per reward
+    said = proc.stdout.splitlines()
+    assert any(line.startswith("verifier (external)") for line in said), proc.stdout
+    assert any(line.startswith("self_certainty (intrinsic)") for line in said), proc.stdout
+    assert "<b>" not in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["quick", "default"])
+def test_presets_validate_after_their_last_update(name):
+    """A preset's last evaluation measures the trained policy: with validation before steps
+    1, 1+k, 1+2k, ..., `steps` must be 1 + a multiple of `eval_every`, or the figures the
+    report calls "final" would miss the last updates."""
+    from assay.lab.presets import get_preset
+
+    preset = get_preset(name)
+    every = int(preset.sets["eval_every"])
+    assert (preset.steps - 1) % every == 0 and preset.steps > every
 
 
 def test_report_without_runs_is_a_usage_error(tmp_path):

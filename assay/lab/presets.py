@@ -64,14 +64,14 @@ PRESETS: dict[str, Preset] = {
         "quick",
         "at most 4 minutes on 2 cores: every default reward, 1 seed, the organism",
         seeds=(0,),
-        steps=100,
+        steps=101,
         sets={**_ORGANISM, "val_size": "96", "eval_every": "10"},
     ),
     "default": Preset(
         "default",
         "at most 10 minutes on 2 cores: every default reward, 3 seeds, the organism",
         seeds=(0, 1, 2),
-        steps=80,
+        steps=81,
         sets={**_ORGANISM, "val_size": "96", "eval_every": "10"},
     ),
 }

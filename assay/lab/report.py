@@ -10,6 +10,7 @@ import base64
 import datetime
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,11 @@ def reading(summary: dict[str, Any]) -> list[str]:
             overview.append(f"{words[0].upper()}{words[1:]}: "
                             + ", ".join(html.escape(x) for x in by_trend[words]) + ".")
     return [" ".join(overview), *lines]
+
+
+def reading_text(summary: dict[str, Any]) -> str:
+    """The reading as plain text (for the terminal): one paragraph per line, no markup."""
+    return "\n".join(html.unescape(re.sub(r"<[^>]+>", "", line)) for line in reading(summary))
 
 
 # -- the page --------------------------------------------------------------------------
