@@ -52,7 +52,7 @@ def test_accepted_proofs_and_rejections(fake_repl):
             "```lean\nby\n  intro h\n```",                                # Lean reports an error
             "```lean\nby FAKE_SORRY\n```",                                # the REPL reports a sorry
             "```lean\nby sorry\n```",                                     # sorry in the text
-            "```lean\ntheorem add_zero' (n : Nat) : n + 1 = n + 1 := by rfl\n```",  # changed
+            "```lean\ntheorem add_zero' (n : Nat) : 0 + n = n := by simp\n```",  # changed
             "```lean\nby native_decide\n```",                             # a non-standard axiom
             "```lean\naxiom cheat : False\nby exact cheat.elim\n```",     # declares an axiom
             "no proof at all",
@@ -131,6 +131,7 @@ def test_proof_command_keeps_the_statement():
     whole = proof_command(STATEMENT, f"{STATEMENT} := by\n  induction n\n  rfl")
     assert whole == f"{STATEMENT} :=\nby\n  induction n\n  rfl"
     assert proof_command(STATEMENT, "theorem other : True := trivial").status == "incorrect"
+    assert proof_command(STATEMENT, "theorem add_zero' (n : Nat) : n + 0 = n ∨ True := by simp").status == "incorrect"
     assert proof_command(STATEMENT, "by exact (sorry : _)").status == "incorrect"
     assert proof_command(STATEMENT, "import Mathlib\nby simp").status == "invalid"
     assert proof_command(STATEMENT, "x" * 30_000).status == "invalid"
