@@ -224,3 +224,22 @@ def test_answer_key_groups_equal_assignments():
 def test_schema_refuses_a_script_that_is_not_text(tmp_path):
     with pytest.raises(TaskFileError, match="smtlib: 3 is not of type 'string'"):
         get_env("smt").load(write_jsonl(tmp_path / "t.jsonl", [{"smtlib": 3}]))
+
+
+def _pigeonhole(holes: int) -> str:
+    name = {(i, j): f"p{i}h{j}" for i in range(holes + 1) for j in range(holes)}
+    facts = [f"(or {' '.join(name[i, j] for j in range(holes))})" for i in range(holes + 1)]
+    facts += [f"(not (and {name[i, j]} {name[k, j]}))"
+              for j in range(holes) for i in range(holes + 1) for k in range(i + 1, holes + 1)]
+    return " ".join(f"(declare-const {n} Bool)" for n in name.values()) + " ".join(
+        f"(assert {f})" for f in facts)
+
+
+def test_memory_cap_is_a_timeout_never_a_reward():
+    script = _pigeonhole(8)  # z3 proves it in about a second with a few hundred MB
+    capped = get_env("smt", memory_mb=16, time_limit=10)
+    try:
+        verdict = capped.verify(capped.make_task({"smtlib": script}), "<answer>unsat</answer>")
+    finally:
+        capped.close()
+    assert verdict.status == "timeout" and "memory" in verdict.detail and verdict.score == 0.0, verdict
