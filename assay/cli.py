@@ -142,6 +142,10 @@ def verify_command(
     env = _make_env(env_name, assignments)
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1")
+    try:
+        env.check_available()  # a missing solver or toolchain: one line, before any work
+    except AssayError as exc:
+        raise UsageError(str(exc)) from None
     start = time.perf_counter()
     items = _read_pairs(env, input_path)
     try:
@@ -215,6 +219,10 @@ def validate_command(env_name: str, task_file: str) -> None:
             click.echo(problem)
         click.echo(f"{len(exc.tasks)} good task(s), {len(exc.problems)} problem(s)", err=True)
         sys.exit(1)
+    except AssayError as exc:  # an audit that needs what is not installed (smt: z3)
+        raise UsageError(str(exc)) from None
+    finally:
+        env.close()  # an audit's workers (smt) end with the command
     click.echo(f"{len(tasks)} good task(s), 0 problems", err=True)
 
 
@@ -254,7 +262,7 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
         from assay.rewards import get_reward
 
         get_reward(config.reward)  # an unknown reward fails before any model is loaded
-        get_env(config.env, **config.env_options)
+        get_env(config.env, **config.env_options).check_available()
         trainer = Trainer(config, resume=resume, quiet=quiet)
     except AssayError as exc:
         raise UsageError(str(exc)) from None

@@ -16,8 +16,8 @@ def test_envs_lists_every_builtin_with_a_description(assay):
     out = assay("envs")
     assert out.returncode == 0
     lines = {line.split()[0]: line for line in out.stdout.splitlines()}
-    assert {"countdown", "math", "code"} <= set(lines)
-    for name in ("countdown", "math", "code"):
+    assert {"countdown", "math", "code", "smt", "lean"} <= set(lines)
+    for name in ("countdown", "math", "code", "smt", "lean"):
         assert "cannot be loaded" not in lines[name], lines[name]
 
 

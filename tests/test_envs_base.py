@@ -145,7 +145,7 @@ def test_task_file_loading_reports_every_bad_line_and_keeps_the_good(tmp_path):
 
 
 def test_shipped_task_files_and_schemas_are_valid():
-    for name in ("countdown", "math", "code"):
+    for name in ("countdown", "math", "code", "smt", "lean"):
         env = get_env(name)
         schema = json.loads((ROOT / "tasks" / "schemas" / f"{name}.schema.json").read_text())
         assert schema == env.task_schema, f"tasks/schemas/{name}.schema.json is stale"
@@ -154,6 +154,11 @@ def test_shipped_task_files_and_schemas_are_valid():
         if name == "countdown":
             for task in tasks:
                 assert env.verify(task, f"<answer>{task['solution']}</answer>").correct
+        if name == "smt":  # the recorded answers were audited by load; check them again
+            for task in tasks:
+                answer = task.get("solution") or task.get("expected") or "x = 4, y = 3"
+                assert env.verify(task, f"<answer>{answer}</answer>").correct, task.id
+        env.close()
 
 
 class PidEnv(EchoEnv):

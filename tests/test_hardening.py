@@ -80,7 +80,7 @@ def test_surrogates_in_code_tasks_and_completions_do_not_abort_the_batch(code_en
     assert verdict.status == "error" and "surrogate" in verdict.detail
 
 
-@pytest.mark.parametrize("name", ["countdown", "math"])
+@pytest.mark.parametrize("name", ["countdown", "math", "smt"])
 def test_surrogates_in_other_envs_are_verdicts(name):
     env = get_env(name)
     task = env.generate(1, seed=0)[0]

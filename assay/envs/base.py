@@ -97,6 +97,29 @@ class Environment(ABC):
             task.prompt = self.render_prompt(task)
         return task
 
+    def task_problems(self, fields: dict[str, Any]) -> list[str]:
+        """Problems of one schema-valid task that its schema cannot express, as
+        `field: message` strings (empty when none). Cheap: no solver, no subprocess.
+
+        Task files (`load`, `assay validate`) and `assay verify` inputs report them with
+        the schema's; smt reads the task's script here. By default there are none.
+        """
+        return []
+
+    def audit_tasks(self, tasks: Sequence[Task]) -> list[tuple[int, str]]:
+        """Deeper checks of loaded tasks, run once per task file after `task_problems`:
+        `(index into tasks, "field: message")` for each bad one. For what needs real work
+        under the env's limits (smt proves a recorded `unsat`); by default none."""
+        return []
+
+    def check_available(self) -> None:
+        """Raise an `AssayError` naming what is missing when this env cannot verify here
+        (a solver or a toolchain that is not installed). By default nothing is missing.
+
+        `verify_many` of such an env calls it first; `assay verify` and `assay train`
+        call it before any work, so the answer is one line and exit status 2."""
+        return None
+
     @abstractmethod
     def render_prompt(self, task: Task) -> str:
         """The text shown to the model for this task."""

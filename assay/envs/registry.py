@@ -16,6 +16,8 @@ _BUILTIN = {
     "countdown": "assay.envs.countdown:CountdownEnv",
     "math": "assay.envs.math:MathEnv",
     "code": "assay.envs.code:CodeEnv",
+    "smt": "assay.envs.smt:SmtEnv",
+    "lean": "assay.envs.lean:LeanEnv",
 }
 _registered: dict[str, type[Environment]] = {}
 ENTRY_POINT_GROUP = "assay.envs"

@@ -39,7 +39,10 @@ def validate_fields(env: Environment, fields: Any) -> list[str]:
     """Every schema problem of one task, as `field: message` strings (empty when valid)."""
     validator = jsonschema.Draft202012Validator(env.task_schema)
     errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.absolute_path))
-    return [f"{_field_path(e)}: {e.message}" for e in errors]
+    found = [f"{_field_path(e)}: {e.message}" for e in errors]
+    if not found and isinstance(fields, dict):
+        found = [str(p).replace("\n", " ")[:1000] for p in env.task_problems(fields)]
+    return found
 
 
 def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
@@ -50,22 +53,30 @@ def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
     """
     path = os.fspath(path)
     tasks: list[Task] = []
-    problems: list[str] = []
+    linenos: list[int] = []  # of each good task
+    problems: list[tuple[int, str]] = []
     for lineno, line in read_lines(path):
         if line is None:
-            problems.append(f"{path}:{lineno}: (line): not UTF-8 text")
+            problems.append((lineno, f"{path}:{lineno}: (line): not UTF-8 text"))
             continue
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields, problem = parse_line(line.strip())
         if problem is not None:
-            problems.append(f"{path}:{lineno}: (line): {problem}")
+            problems.append((lineno, f"{path}:{lineno}: (line): {problem}"))
             continue
         found = validate_fields(env, fields)
         if found:
-            problems.extend(f"{path}:{lineno}: {p}" for p in found)
+            problems.extend((lineno, f"{path}:{lineno}: {p}") for p in found)
             continue
         tasks.append(env.make_task(fields, id=f"{os.path.basename(path)}:{lineno}"))
+        linenos.append(lineno)
+    audited = env.audit_tasks(tasks) if tasks else []
+    if audited:
+        bad = {index for index, _ in audited}
+        problems.extend((linenos[i], f"{path}:{linenos[i]}: {p}") for i, p in audited)
+        tasks = [task for i, task in enumerate(tasks) if i not in bad]
     if problems:
-        raise TaskFileError(path, problems, tasks)
+        problems.sort(key=lambda item: item[0])  # stable: a line's problems keep their order
+        raise TaskFileError(path, [text for _, text in problems], tasks)
     return tasks

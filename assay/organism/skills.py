@@ -43,7 +43,7 @@ class Skill(Protocol):
 
 
 #: Built-in skills by name: the module that registers each, imported on first use.
-_BUILTIN = {"countdown": "assay.organism.countdown"}
+_BUILTIN = {"countdown": "assay.organism.countdown", "smt": "assay.organism.smt"}
 _SKILLS: dict[str, Skill] = {}
 
 

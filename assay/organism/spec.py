@@ -76,6 +76,8 @@ PRESETS: dict[str, PriorSpec] = {
     "default": PriorSpec(),
     "honest": PriorSpec(wrong_below=0),
     "tiny": PriorSpec(sft_steps=150, batch_size=32),
+    # Small SMT tasks in the smt env's compact form (assay/organism/smt.py).
+    "smt": PriorSpec(skill="smt", sft_steps=300),
 }
 
 

@@ -127,7 +127,38 @@ def code_tasks() -> st.SearchStrategy:
     return st.one_of(io, asserts)
 
 
-TASKS = {"countdown": countdown_tasks, "math": math_tasks, "code": code_tasks}
+SMT_SCRIPTS = [
+    "(declare-const x Int) (declare-const y Int) (assert (= (+ x y) 10)) (assert (> x 7))",
+    "(declare-const x Int) (assert (= (* 2 x) 1))", "(declare-const p Bool) (assert p)",
+    "(declare-const r Real) (assert (= (* r r) 2.0))", "(declare-const x Int) (assert (= x y))",
+    "(declare-const x Int)" + "(assert " * 100 + "true" + ")" * 100,
+    "(declare-const x Int) (assert (> x " + "9" * 300 + "))", "(push 1)", "(", ")", "",
+    "(declare-const x Int) (assert (= x (^ 2 100000000)))",
+    "(declare-fun f (Int) Int) (assert (= (f 1) 2))",
+]
+
+
+def smt_tasks() -> st.SearchStrategy:
+    return st.fixed_dictionaries(
+        {"smtlib": st.one_of(st.sampled_from(SMT_SCRIPTS), texts)},
+        optional={"expected": st.sampled_from(["sat", "unsat", "maybe"]),
+                  "solution": st.one_of(st.sampled_from(["x = 8, y = 2", "x = 1", "p = true"]),
+                                        texts),
+                  "difficulty": st.one_of(st.integers(-2, 8), texts)},
+    )
+
+
+def lean_tasks() -> st.SearchStrategy:
+    return st.fixed_dictionaries(
+        {"statement": st.one_of(st.sampled_from(["theorem t : True", "example : 1 = 1",
+                                                 "def x := 1", "lemma l (n : Nat) : n = n"]),
+                                texts)},
+        optional={"header": texts},
+    )
+
+
+TASKS = {"countdown": countdown_tasks, "math": math_tasks, "code": code_tasks, "smt": smt_tasks,
+         "lean": lean_tasks}
 
 
 # -- JSONL files -----------------------------------------------------------------------------
@@ -196,11 +227,14 @@ OPTION_NAMES = {
                   "max_target", "format_score", "prompt_style", "vote_key"],
     "math": ["kinds", "max_operand", "max_terms", "max_denominator", "max_root", "time_limit"],
     "code": ["all_or_nothing", "timeout", "memory_mb", "backend", "workers", "compare"],
+    "smt": ["kinds", "min_difficulty", "max_difficulty", "max_value", "prompt_style",
+            "time_limit", "memory_mb"],
+    "lean": ["time_limit", "memory_mb", "header", "allowed_axioms"],
 }
 option_values = st.one_of(
     st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1", "2", "0.5", "1e308", "10**9", "",
                      "true", "none", "tinyzero", "compact", "value", "lines", "exact", "local",
-                     "arithmetic,fraction", "quadratic", "nosuch", "99999999999999999999"]),
+                     "arithmetic,fraction", "quadratic", "nosuch", "linear,parity", "smtlib", "99999999999999999999"]),
     st.integers(-(10**12), 10**12).map(str),
     st.floats().map(repr),
     st.text(max_size=8),

@@ -102,7 +102,7 @@ def test_verify_code(data):
 
 
 @fuzz_settings()
-@given(env=st.sampled_from(["countdown", "math", "code"]), options=st.data())
+@given(env=st.sampled_from(["countdown", "math", "code", "smt"]), options=st.data())
 def test_verify_options_are_usable_or_one_line(env, options):
     chosen = options.draw(env_options(env))
     if env == "code" and chosen:  # a valid code option would start the sandbox: check the
@@ -113,6 +113,9 @@ def test_verify_options_are_usable_or_one_line(env, options):
         row = {"task": {"answer": "3"}, "completion": "\\boxed{3}"}
     if env == "code":
         row = {"task": {"io": [{"stdin": "", "stdout": "3"}]}, "completion": "print(3)"}
+    if env == "smt":
+        row = {"task": {"smtlib": "(declare-const x Int) (assert (= x 3))"},
+               "completion": "<answer>x = 3</answer>"}
     verify_and_check(env, (json.dumps(row) + "\n").encode(), *sets)
 
 
@@ -120,7 +123,7 @@ def test_verify_options_are_usable_or_one_line(env, options):
 
 
 @fuzz_settings()
-@given(env=st.sampled_from(["countdown", "math", "code"]), data=st.data())
+@given(env=st.sampled_from(["countdown", "math", "code", "smt", "lean"]), data=st.data())
 def test_validate(env, data):
     content = data.draw(jsonl_file(env, pairs=False))
     path = scratch(content)

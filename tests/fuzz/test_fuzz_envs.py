@@ -30,7 +30,8 @@ from assay.sandbox import Sandbox, SandboxError
 @pytest.fixture(scope="module")
 def envs():
     before = children()
-    made = {"countdown": get_env("countdown"), "math": get_env("math", time_limit=2.0)}
+    made = {"countdown": get_env("countdown"), "math": get_env("math", time_limit=2.0),
+            "smt": get_env("smt", time_limit=2.0)}
     try:
         Sandbox(backend="local", workers=1).close()
         made["code"] = get_env("code", timeout=1.0, workers=2)
@@ -65,7 +66,7 @@ def pairs_for(name: str, env, data, size: int) -> list[tuple[Task, str]]:
     return out
 
 
-@pytest.mark.parametrize("name", ["countdown", "math", "code"])
+@pytest.mark.parametrize("name", ["countdown", "math", "code", "smt"])
 @fuzz_settings()
 @given(data=st.data())
 def test_verify_many(envs, name, data):
@@ -80,7 +81,7 @@ def test_verify_many(envs, name, data):
     assert sorted(seen) == list(range(len(pairs)))
 
 
-@pytest.mark.parametrize("name", ["countdown", "math", "code"])
+@pytest.mark.parametrize("name", ["countdown", "math", "code", "smt"])
 @fuzz_settings(0.5)
 @given(data=st.data())
 def test_random_options(name, data):
