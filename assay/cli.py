@@ -231,10 +231,12 @@ def validate_command(env_name: str, task_file: str) -> None:
 @click.option("--config", "config_file", default=None, help="YAML file of options.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Option (env.KEY for env options, prior.KEY for the organism's prior).")
+@click.option("--monitor", default=None, metavar="NAME,...",
+              help="Rewards to log every step (monitor/NAME) without training on them.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(env_name, reward, model, steps, out, seed, config_file, assignments, resume,
-                  quiet) -> None:
+def train_command(env_name, reward, model, steps, out, seed, config_file, assignments, monitor,
+                  resume, quiet) -> None:
     """Train a policy with GRPO; see docs/training.md."""
     from pathlib import Path
 
@@ -243,7 +245,7 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
     from assay.training.config import read_yaml
 
     flags = {"env": env_name, "reward": reward, "model": model, "steps": steps, "out": out,
-             "seed": seed}
+             "seed": seed, "monitor": monitor}
     try:
         sets = parse_assignments(assignments)
         base = None
