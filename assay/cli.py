@@ -377,6 +377,37 @@ def report_command(folder: str) -> None:
     click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)
 
 
+# -- trusting a reward: assay rescore, assay audit ------------------------------------
+
+
+@cli.command("rescore")
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option("--rewards", "names", required=True, metavar="NAME,...",
+              help="Rewards to recompute on the run's stored rollouts.")
+@click.option("-o", "--output", default=None, metavar="OUT.json",
+              help="Where to write the figures (default: RUN_DIR/rescore.json); the plot goes beside it.")
+def rescore_command(run_dir: str, names: str, output: str | None) -> None:
+    """Recompute rewards on a run's rollouts.jsonl.gz; compare them with the verifier."""
+    from pathlib import Path
+
+    from assay.audit.plot import draw_rescore
+    from assay.audit.rescore import rescore, write
+
+    try:
+        result = rescore(run_dir, names.split(","))
+    except AssayError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(output) if output else Path(run_dir) / "rescore.json"
+    try:
+        write(result, out)
+        plot = draw_rescore(result, out.with_suffix(".png"), title=f"{run_dir}: agreement with the verifier")
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    for name, entry in result["rewards"].items():
+        click.echo(f"{name:<20} mean {entry['mean']:.4g}  accuracy {entry['accuracy']:.3f}", err=True)
+    click.echo(f"{result['completions']} completions over {result['steps']} steps -> {out}, {plot}", err=True)
+
+
 def main() -> None:
     try:
         cli.main(prog_name="assay", standalone_mode=True)

@@ -112,3 +112,8 @@ def test_a_broken_verifier_is_masked_out_of_advantages_and_loss_exactly(
     # the figures cover the same completions: a masked one is unknown, not a 0
     kept_truth = [groups[r // 4].verdicts[r % 4].correct for r in kept_rows]
     assert row["gt_accuracy"] == row["monitor/ground_truth"] == sum(kept_truth) / len(kept_truth)
+    # and `assay rescore` leaves out of its figures what the trainer left out of the loss
+    from assay.audit.rescore import rescore
+
+    (point,) = rescore(tmp_path / "run", ["verifier"])["rewards"]["verifier"]["per_step"]
+    assert point == {"step": 1, "mean": row["reward"], "accuracy": row["reward_accuracy"]}
