@@ -408,6 +408,54 @@ def rescore_command(run_dir: str, names: str, output: str | None) -> None:
     click.echo(f"{result['completions']} completions over {result['steps']} steps -> {out}, {plot}", err=True)
 
 
+@cli.command("audit")
+@click.argument("env_name", metavar="ENV")
+@click.option("--tasks", "tasks_file", default=None, metavar="FILE",
+              help="Audit on these tasks (JSONL) instead of generated ones.")
+@click.option("-n", "count", default=20, show_default=True, help="Generated tasks to audit on.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated tasks.")
+@click.option("--against", default=None, metavar="CHECKER",
+              help="Also judge the same pairs with a second checker (math-verify).")
+@click.option("-o", "--output", default=None, metavar="OUT.json", help="Write the result here.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Env option.")
+def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
+                  against: str | None, output: str | None, assignments: tuple[str, ...]) -> None:
+    """Try known reward hacks on ENV's verifier; exit 1 when any is accepted."""
+    from assay.audit.against import CHECKERS
+    from assay.audit.audit import audit, false_positives, load_or_sample, write
+
+    if count < 1 or seed < 0:
+        raise UsageError("-n must be at least 1 and --seed at least 0")
+    if against is not None and against not in CHECKERS:
+        raise UsageError(f"--against: unknown checker {against!r} (known: {', '.join(CHECKERS)})")
+    env = _make_env(env_name, assignments)
+    try:
+        tasks = load_or_sample(env, tasks_file, count, seed)
+        result = audit(env, tasks, against=against)
+    except AssayError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        env.close()
+    if output:
+        try:
+            write(result, output)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    else:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    ref = result["reference"]
+    click.echo(f"{env_name}: {len(tasks)} tasks; their own answers accepted {ref['accepted']}/{ref['tried']}", err=True)
+    for probe in result["probes"]:
+        mark = "FALSE POSITIVES" if probe["false_positives"] else "ok"
+        click.echo(f"  {probe['name']:<20} {probe['false_positives']:>4}/{probe['tried']:<5} {mark}", err=True)
+    if result["agreement"]:
+        a = result["agreement"]
+        click.echo(f"  against {a['checker']}: {a['agree']}/{a['pairs']} agree; only assay accepts "
+                   f"{a['only_assay_accepts']['count']}, only {a['checker']} accepts "
+                   f"{a['only_checker_accepts']['count']}", err=True)
+    sys.exit(1 if false_positives(result) else 0)
+
+
 def main() -> None:
     try:
         cli.main(prog_name="assay", standalone_mode=True)
