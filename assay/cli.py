@@ -446,7 +446,8 @@ def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
     ref = result["reference"]
     click.echo(f"{env_name}: {len(tasks)} tasks; their own answers accepted {ref['accepted']}/{ref['tried']}", err=True)
     for probe in result["probes"]:
-        mark = "FALSE POSITIVES" if probe["false_positives"] else "ok"
+        mark = "FALSE POSITIVES" if probe["false_positives"] else "ok" if probe["tried"] else \
+            "not built (no right answer known: see docs/trust.md)"
         click.echo(f"  {probe['name']:<20} {probe['false_positives']:>4}/{probe['tried']:<5} {mark}", err=True)
     if result["agreement"]:
         a = result["agreement"]

@@ -61,8 +61,8 @@ class LaxEnv(Environment):
     description = "a deliberately lax verifier (tests only)"
     verification = "in_process"
 
-    def generate(self, n, seed=0):
-        return [self.make_task({"numbers": [i + 2, 3], "answer": str((i + 2) * 3)}, id=f"lax-{i}")
+    def generate(self, n, seed=0):  # `product`, not `answer`: `audit_reference` says it
+        return [self.make_task({"numbers": [i + 2, 3], "product": str((i + 2) * 3)}, id=f"lax-{i}")
                 for i in range(n)]
 
     def render_prompt(self, task):
@@ -73,7 +73,10 @@ class LaxEnv(Environment):
 
     def check(self, task, answer):
         digits = "".join(ch for ch in answer if ch.isdigit() or ch == " ")
-        return Verdict.right() if task["answer"] in digits.split() else Verdict.wrong()
+        return Verdict.right() if task["product"] in digits.split() else Verdict.wrong()
+
+    def audit_reference(self, task):
+        return task["product"]
 
     def audit_probes(self, task, reference):
         return {"own_probe": [f"<answer>{reference}0</answer>"] if reference else []}

@@ -53,7 +53,7 @@ def audit(env: Environment, tasks: list[Task], *, against: str | None = None) ->
     """Run every probe on `tasks`; see the module docstring for the result's fields."""
     if not tasks:
         raise AuditError(f"no tasks to audit env {env.name!r} on")
-    references = {t.id: ref for t in tasks if (ref := reference_answer(t)) is not None}
+    references = {t.id: ref for t in tasks if (ref := reference_answer(env, t)) is not None}
     ctx = AuditContext(env, find_wrapper(env, tasks, references), references, first=tasks[0])
     attempts: list[tuple[str, Task, str]] = []  # (probe, task, completion)
     for name, build in probe_table(env).items():

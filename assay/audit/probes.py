@@ -64,9 +64,13 @@ class AuditContext:
         return None
 
 
-def reference_answer(task: Task) -> str | None:
-    """A correct answer from the task itself: its `answer` (math), `solution` (countdown,
-    math equations, code task files) or HumanEval's `canonical_solution`."""
+def reference_answer(env: Environment, task: Task) -> str | None:
+    """A correct answer: the env's own (`audit_reference(task)`, for a plug-in whose tasks
+    carry none), else the task's `answer` (math), `solution` (countdown, math equations,
+    code task files) or HumanEval's `canonical_solution`."""
+    own = getattr(env, "audit_reference", None)
+    if callable(own):
+        return own(task)
     if "canonical_solution" in task.fields:
         return str(task.get("code_prompt") or "") + str(task["canonical_solution"])
     for key in ("answer", "solution"):
