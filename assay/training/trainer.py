@@ -36,7 +36,7 @@ from assay.training.diagnostics import (
     reward_accuracy,
     reward_precision,
 )
-from assay.training.loss import masked_group_advantages, policy_loss
+from assay.training.loss import group_advantages, masked_group_advantages, policy_loss
 from assay.training.monitor import Monitors
 from assay.training.policy import TokenStats, completion_stats, load_policy, resolve_model_path
 from assay.training.rollout import Generation, HFEngine, make_engine
@@ -231,9 +231,13 @@ class Trainer:
         # advantage and the loss. A group left with fewer than two completions is skipped.
         flat = torch.tensor([r for group in rewards for r in group], dtype=torch.float32)  # (N,)
         keep = torch.tensor([v.status != "error" for g in groups for v in g.verdicts])  # (N,)
-        advantages, group_std, used = masked_group_advantages(  # (N,) each
-            flat, keep, cfg.group_size, scale=cfg.scale_rewards
-        )
+        if bool(keep.all()):  # every verdict known: the plain GRPO computation
+            advantages, group_std = group_advantages(flat, cfg.group_size, scale=cfg.scale_rewards)
+            used = keep  # (N,): the completions the loss sees
+        else:  # (N,) each
+            advantages, group_std, used = masked_group_advantages(
+                flat, keep, cfg.group_size, scale=cfg.scale_rewards
+            )
 
         # 4 + 5. Loss and update, over the `used` completions only.
         ref = self.reference_logprobs(batch) if self.reference is not None else None
