@@ -14,6 +14,7 @@ def draw_rescore(result: dict[str, Any], path: str | Path, title: str = "") -> P
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
 
     cmap = matplotlib.colormaps["tab10"]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
@@ -24,7 +25,8 @@ def draw_rescore(result: dict[str, Any], path: str | Path, title: str = "") -> P
             steps, accuracy = zip(*points, strict=True)
             ax.plot(steps, accuracy, "-o" if len(points) < 20 else "-", color=cmap(i % 10),
                     label=f"{name} (mean {entry['accuracy']:.2f})", linewidth=1.8, markersize=3)
-    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)  # a coin's agreement
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="a fair coin (expected)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole
     ax.set_title(title or "Agreement with the verifier on the run's own rollouts", fontsize=11)
     ax.set_xlabel("step")
     ax.set_ylabel("agreement with the verifier")
