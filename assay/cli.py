@@ -239,10 +239,12 @@ def validate_command(env_name: str, task_file: str) -> None:
 @click.option("--config", "config_file", default=None, help="YAML file of options.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Option (env.KEY for env options, prior.KEY for the organism's prior).")
+@click.option("--monitor", default=None, metavar="NAME,...",
+              help="Rewards to log every step (monitor/NAME) without training on them.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(env_name, reward, model, steps, out, seed, config_file, assignments, resume,
-                  quiet) -> None:
+def train_command(env_name, reward, model, steps, out, seed, config_file, assignments, monitor,
+                  resume, quiet) -> None:
     """Train a policy with GRPO; see docs/training.md."""
     from pathlib import Path
 
@@ -251,7 +253,7 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
     from assay.training.config import read_yaml
 
     flags = {"env": env_name, "reward": reward, "model": model, "steps": steps, "out": out,
-             "seed": seed}
+             "seed": seed, "monitor": monitor}
     try:
         sets = parse_assignments(assignments)
         base = None
@@ -385,6 +387,86 @@ def report_command(folder: str) -> None:
     click.echo(report.reading_text(summary))
     sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
     click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)
+
+
+# -- trusting a reward: assay rescore, assay audit ------------------------------------
+
+
+@cli.command("rescore")
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option("--rewards", "names", required=True, metavar="NAME,...",
+              help="Rewards to recompute on the run's stored rollouts.")
+@click.option("-o", "--output", default=None, metavar="OUT.json",
+              help="Where to write the figures (default: RUN_DIR/rescore.json); the plot goes beside it.")
+def rescore_command(run_dir: str, names: str, output: str | None) -> None:
+    """Recompute rewards on a run's rollouts.jsonl.gz; compare them with the verifier."""
+    from pathlib import Path
+
+    from assay.audit.plot import draw_rescore
+    from assay.audit.rescore import rescore, write
+
+    try:
+        result = rescore(run_dir, names.split(","))
+    except AssayError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(output) if output else Path(run_dir) / "rescore.json"
+    try:
+        write(result, out)
+        plot = draw_rescore(result, out.with_suffix(".png"), title=f"{run_dir}: agreement with the verifier")
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    for name, entry in result["rewards"].items():
+        click.echo(f"{name:<20} mean {entry['mean']:.4g}  accuracy {entry['accuracy']:.3f}", err=True)
+    click.echo(f"{result['completions']} completions over {result['steps']} steps -> {out}, {plot}", err=True)
+
+
+@cli.command("audit")
+@click.argument("env_name", metavar="ENV")
+@click.option("--tasks", "tasks_file", default=None, metavar="FILE",
+              help="Audit on these tasks (JSONL) instead of generated ones.")
+@click.option("-n", "count", default=20, show_default=True, help="Generated tasks to audit on.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated tasks.")
+@click.option("--against", default=None, metavar="CHECKER",
+              help="Also judge the same pairs with a second checker (math-verify).")
+@click.option("-o", "--output", default=None, metavar="OUT.json", help="Write the result here.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Env option.")
+def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
+                  against: str | None, output: str | None, assignments: tuple[str, ...]) -> None:
+    """Try known reward hacks on ENV's verifier; exit 1 when any is accepted."""
+    from assay.audit.against import CHECKERS
+    from assay.audit.audit import audit, false_positives, load_or_sample, write
+
+    if count < 1 or seed < 0:
+        raise UsageError("-n must be at least 1 and --seed at least 0")
+    if against is not None and against not in CHECKERS:
+        raise UsageError(f"--against: unknown checker {against!r} (known: {', '.join(CHECKERS)})")
+    env = _make_env(env_name, assignments)
+    try:
+        tasks = load_or_sample(env, tasks_file, count, seed)
+        result = audit(env, tasks, against=against)
+    except AssayError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        env.close()
+    if output:
+        try:
+            write(result, output)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    else:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    ref = result["reference"]
+    click.echo(f"{env_name}: {len(tasks)} tasks; their own answers accepted {ref['accepted']}/{ref['tried']}", err=True)
+    for probe in result["probes"]:
+        mark = "FALSE POSITIVES" if probe["false_positives"] else "ok" if probe["tried"] else \
+            "not built (no right answer known: see docs/trust.md)"
+        click.echo(f"  {probe['name']:<20} {probe['false_positives']:>4}/{probe['tried']:<5} {mark}", err=True)
+    if result["agreement"]:
+        a = result["agreement"]
+        click.echo(f"  against {a['checker']}: {a['agree']}/{a['pairs']} agree; only assay accepts "
+                   f"{a['only_assay_accepts']['count']}, only {a['checker']} accepts "
+                   f"{a['only_checker_accepts']['count']}", err=True)
+    sys.exit(1 if false_positives(result) else 0)
 
 
 def main() -> None:

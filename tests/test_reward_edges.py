@@ -203,6 +203,8 @@ def test_which_builtin_rewards_are_binary():
         "trajectory_entropy": False,
         "probability": False,
         "semantic_entropy": False,
+        "random": True,
+        "format": True,
     }
 
 
@@ -215,10 +217,11 @@ def test_self_verify_on_an_env_without_verification_is_a_reward_error_when_scori
 
 
 def test_the_builtin_rewards_by_kind():
-    from assay.rewards.builtin import EXTERNAL, INTRINSIC
+    from assay.rewards.builtin import CONTROL, EXTERNAL, INTRINSIC
 
     assert set(EXTERNAL) == {"verifier", "self_verify", "ground_truth"}
-    assert set(INTRINSIC) == set(BUILTIN) - set(EXTERNAL)
+    assert set(CONTROL) == {"random", "format"}
+    assert set(INTRINSIC) == set(BUILTIN) - set(EXTERNAL) - set(CONTROL)
 
 
 def test_repetition_rate_at_its_boundaries():

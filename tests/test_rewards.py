@@ -140,7 +140,8 @@ def test_each_reward_varies_with_its_input(name):
     lp = [[-0.1, -0.1], [-0.1, -0.1], [-2.0, -1.0, -3.0], [-0.7, -0.2], [-0.3]]
     ent = [[0.1, 0.2], [0.1, 0.2], [2.0, 1.0, 1.5], [0.4, 0.4], [0.9]]
     cert = [[5.0, 4.0], [5.0, 4.0], [0.5, 1.0, 0.2], [2.0, 2.0], [3.0]]
-    values = get_reward(name)(group(TEXTS, lp, ent, cert, judge=judge))
+    texts = TEXTS[:-1] + [""] if name == "format" else TEXTS  # compact: "" has no answer
+    values = get_reward(name)(group(texts, lp, ent, cert, judge=judge))
     assert len(set(values)) > 1, f"{name} gave {values}"
 
 
@@ -205,6 +206,8 @@ def test_every_reward_declares_its_kind():
         "trajectory_entropy": "intrinsic",
         "probability": "intrinsic",
         "semantic_entropy": "intrinsic",
+        "random": "control",
+        "format": "control",
     }
     with pytest.raises(RewardError, match="must declare its kind"):
         register_reward("kindless_test")(lambda group: [0.0] * len(group))
@@ -259,3 +262,22 @@ def test_tasks_round_trip_through_compact_prompt():
     assert ENV.parse_verification("=81=729T") is True
     assert ENV.parse_verification("=81=728F") is False
     assert ENV.parse_verification("=81=729") is None
+
+
+def test_random_is_a_seeded_fair_coin_per_completion():
+    from assay.rewards.builtin import RandomReward
+
+    g = group(TEXTS * 40)  # 200 completions
+    first, again = RandomReward(seed=3)(g), RandomReward(seed=3)(g)
+    assert first == again  # seeded: the same run draws the same coins
+    assert set(first) == {0.0, 1.0}
+    assert 0.4 < np.mean(first) < 0.6  # a fair coin (200 draws: 4 sigma is ±0.14)
+    assert RandomReward(seed=3)(g) != RandomReward(seed=4)(g)
+    reward = RandomReward(seed=3)
+    assert reward(g) != reward(g)  # each call draws afresh: nothing for the policy to learn
+
+
+def test_format_is_one_when_an_answer_was_extracted():
+    g = group(["<answer>5+1*2</answer>", "", "<answer>9</answer>", "<answer></answer>"])
+    assert get_reward("format")(g) == [1.0, 0.0, 1.0, 0.0]
+    assert g.answers[3] == ""  # extracted, but blank: an empty block is no answer

@@ -79,6 +79,8 @@ REWARD_RANGE = {
     "majority_vote": (0.0, 1.0),
     "semantic_entropy": (0.0, 1.0),
     "probability": (0.0, 1.0),
+    "random": (0.0, 1.0),
+    "format": (0.0, 1.0),
     "self_certainty": (0.0, math.inf),
     "token_entropy": (-math.inf, 0.0),
     "trajectory_entropy": (-math.inf, 0.0),

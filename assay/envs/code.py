@@ -40,6 +40,7 @@ from assay.envs.code_harness import (
 from assay.envs.jsonl import text_problem
 from assay.sandbox.execution import MAX_TIMEOUT, RunRequest
 from assay.verifiers import Verdict
+from assay.verifiers.reasoning import outside_reasoning
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.M | re.S)
 _PYTHON_TAGS = {"python", "py", "python3", "py3"}
@@ -61,7 +62,9 @@ PROMPT_IO = (
 
 def extract_code(completion: str) -> str | None:
     """The last fenced python block (or last fenced block of any language when no block is
-    tagged python; an unclosed final fence runs to the end), else the whole completion."""
+    tagged python; an unclosed final fence runs to the end), else the whole completion;
+    code inside a reasoning block (`<think>...</think>`) is a draft and does not count."""
+    completion = outside_reasoning(completion)
     blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(completion)]
     python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
     untagged = [body for tag, body in blocks if not tag]

@@ -16,6 +16,7 @@ import re
 from typing import Protocol
 
 from assay.envs.task import Task
+from assay.verifiers.reasoning import outside_reasoning
 
 TINYZERO_PROMPT = (
     "Using the numbers {numbers}, create an equation that equals {target}. "
@@ -72,7 +73,7 @@ class TinyZeroFormat:
         return TINYZERO_PROMPT.format(numbers=list(task["numbers"]), target=task["target"])
 
     def extract(self, completion: str) -> str | None:
-        return extract_answer_tag(completion)
+        return extract_answer_tag(outside_reasoning(completion))
 
     def verification_prompt(self, task: Task, answer: str) -> str:
         numbers, target = list(task["numbers"]), task["target"]
@@ -92,6 +93,7 @@ class CompactFormat:
     def extract(self, completion: str) -> str | None:
         # An <answer> tag, if present, still wins; otherwise the end token stopped the
         # completion right after the answer.
+        completion = outside_reasoning(completion)
         tagged = extract_answer_tag(completion)
         if tagged is not None:
             return tagged

@@ -23,8 +23,10 @@ from assay.verifiers import Verdict
 #: What a reward is grounded in. "external": something outside the policy decides (a
 #: verifier, ground truth, the policy judging an answer as a separate verification
 #: task); "intrinsic": only the policy's own signals (its confidence, its agreement with
-#: itself). The lab groups runs by kind; a weighted sum of both kinds is "mixed".
-KINDS = ("external", "intrinsic")
+#: itself); "control": neither: a baseline that knows nothing of correctness (a coin,
+#: the mere presence of an answer), which a real reward must beat. The lab groups runs by
+#: kind; a weighted sum of several kinds is "mixed".
+KINDS = ("external", "intrinsic", "control")
 
 #: A judge answers verification prompts with the policy itself (for `self_verify`):
 #: it takes prompts and returns one sampled reply per prompt.
@@ -112,7 +114,7 @@ def _safe_extract(env: Environment, text: str) -> str | None:
 class Reward(ABC):
     """A reward source: scores a `RolloutGroup`, one float per completion.
 
-    Every reward declares its `kind` (one of `KINDS`: "external" or "intrinsic").
+    Every reward declares its `kind` (one of `KINDS`: "external", "intrinsic" or "control").
     `binary` rewards only ever say 1 (right) or 0 (wrong); the diagnostics compare them to
     ground truth directly. Continuous rewards are compared through the sign of their
     group-centred value (does the reward push this completion up?).
@@ -212,6 +214,7 @@ def check_kind(name: str, kind: str) -> None:
     """A `RewardError` unless `kind` is one of `KINDS`."""
     if kind not in KINDS:
         raise RewardError(
-            f"reward {name!r} must declare its kind: 'external' (grounded outside the policy) "
-            f"or 'intrinsic' (the policy's own signals), got {kind!r}"
+            f"reward {name!r} must declare its kind: 'external' (grounded outside the policy), "
+            f"'intrinsic' (the policy's own signals) or 'control' (a baseline that knows "
+            f"nothing of correctness), got {kind!r}"
         )

@@ -1,4 +1,5 @@
-"""The built-in rewards: external (verifier, self_verify, ground_truth) and intrinsic.
+"""The built-in rewards: external (verifier, self_verify, ground_truth), intrinsic, and
+the controls (random, format).
 
 Formulas: docs/rewards.md (usage: docs/training.md). Intrinsic rewards
 read only the policy's own signals; external ones read the environment's verdict or
@@ -179,6 +180,45 @@ class ProbabilityReward(Reward):
         return _per_completion(group, lambda c: math.exp(float(np.sum(c.logprobs))))
 
 
+# -- controls: baselines that know nothing of correctness ---------------------------------
+
+
+class RandomReward(Reward):
+    """A fair coin per completion: 1 with probability 0.5, from a stream seeded with `seed`.
+
+    The floor every reward must beat: a reward no better than this teaches nothing about
+    the task. Each draw is fresh, so the policy cannot learn which texts the coin favours
+    (a hash of the text would be a fixed, learnable target). The stream lives in the reward
+    object: the same run repeats its coins, a resumed run draws new ones after the resume.
+    """
+
+    name = "random"
+    kind = "control"
+    binary = True
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return self.rng.integers(0, 2, size=len(group)).astype(float).tolist()
+
+
+class FormatReward(Reward):
+    """1 when the env's extractor finds a non-blank answer in the completion, else 0.
+
+    The control for "it learned the format, not the task": a reward whose gains this one
+    matches only taught the policy to write an answer block. An empty block
+    (`<answer></answer>`) is no answer: format rewards that paid for one were gamed by it.
+    """
+
+    name = "format"
+    kind = "control"
+    binary = True
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return [0.0 if a is None or not a.strip() else 1.0 for a in group.answers]
+
+
 BUILTIN: dict[str, type[Reward]] = {
     cls.name: cls
     for cls in (
@@ -191,8 +231,11 @@ BUILTIN: dict[str, type[Reward]] = {
         TrajectoryEntropyReward,
         ProbabilityReward,
         SemanticEntropyReward,
+        RandomReward,
+        FormatReward,
     )
 }
 #: Names of the built-in rewards of each kind (a registered reward declares its own).
 INTRINSIC = tuple(name for name, cls in BUILTIN.items() if cls.kind == "intrinsic")
 EXTERNAL = tuple(name for name, cls in BUILTIN.items() if cls.kind == "external")
+CONTROL = tuple(name for name, cls in BUILTIN.items() if cls.kind == "control")

@@ -28,12 +28,13 @@ LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 ENGINES = ("hf", "vllm")
 SCHEDULES = ("cosine", "constant")
 #: Metrics the trainer logs every step (or at validation) that the collapse detector can
-#: watch; `verdicts/STATUS` and, for a weighted reward, `reward/NAME` are logged too.
+#: watch; `verdicts/STATUS`, `monitor/NAME` and, for a weighted reward, `reward/NAME` are
+#: logged too.
 COLLAPSE_SIGNALS = (
     "reward", "reward_std", "reward_accuracy", "label_accuracy", "gt_accuracy", "entropy",
     "completion_length", "repetition_rate", "frac_reward_zero_std", "truncated_ratio",
     "answer_rate", "distinct_answers", "tokens", "loss", "grad_norm", "clip_ratio", "kl", "lr",
-    "val_accuracy", "val_greedy_accuracy",
+    "val_accuracy", "val_greedy_accuracy", "masked_completions", "skipped_groups",
 )
 _VERDICT_SIGNALS = tuple(
     f"verdicts/{s}" for s in ("correct", "incorrect", "invalid", "timeout", "error")
@@ -106,6 +107,9 @@ class TrainConfig:
     collapse_threshold: float = 0.01  #: collapse when the signal falls below this
     collapse_signal: str = "reward_accuracy"  #: metric the collapse detector watches
     stop_on_collapse: bool = False  #: end the run at the Model Collapse Step
+    #: rewards scored on every step's rollouts and logged as `monitor/NAME` and
+    #: `monitor/NAME_accuracy`, never trained on (`--monitor verifier,self_certainty`)
+    monitor: list[str] = field(default_factory=list)
 
     # -- output -------------------------------------------------------------------------
     save_every: int = 50  #: checkpoint every n steps (and at the end; 0 = only at the end)
@@ -114,6 +118,7 @@ class TrainConfig:
     wandb: bool = False  #: also log to Weights & Biases (needs `wandb` and a login)
     wandb_project: str = "assay"  #: W&B project name
     progress: bool = True  #: rich progress bar with the key figures
+    save_rollouts: bool = True  #: write every completion to out/rollouts.jsonl.gz (`assay rescore`)
 
     def __post_init__(self) -> None:
         # Values of the right type first (a Python caller may pass "1e-4"), then their
@@ -124,6 +129,9 @@ class TrainConfig:
                 setattr(self, name, options.coerce(value, kind, what=f"option {name!r}"))
             except options.OptionError as exc:
                 raise ConfigError(str(exc)) from None
+        # `--monitor a,b,` and `monitor: ""` name no reward in the blanks
+        self.monitor = [m.strip() if isinstance(m, str) else m for m in self.monitor
+                        if not (isinstance(m, str) and not m.strip())]
         for field_name, ok, rule in self._checks():
             if not ok:
                 value = getattr(self, field_name)
@@ -137,6 +145,7 @@ class TrainConfig:
 
         words = set(re.findall(r"[A-Za-z_]\w*", self.reward))
         signals = {*COLLAPSE_SIGNALS, *_VERDICT_SIGNALS, *(f"reward/{w}" for w in words)}
+        signals |= {f"monitor/{m}{end}" for m in self.monitor for end in ("", "_accuracy")}
         return [
             ("model", bool(self.model.strip()), "a model name or folder"),
             ("env", bool(self.env.strip()), "an environment name"),
@@ -182,6 +191,8 @@ class TrainConfig:
             # stop_on_collapse) off.
             ("collapse_signal", self.collapse_signal in signals,
              "a metric the trainer logs (" + ", ".join(COLLAPSE_SIGNALS) + ", verdicts/STATUS)"),
+            ("monitor", all(isinstance(m, str) and re.fullmatch(r"[A-Za-z_]\w*", m)
+                            for m in self.monitor), "reward names separated by commas"),
             ("save_every", self.save_every >= 0, ">= 0 (0 = only at the end)"),
             ("keep_checkpoints", self.keep_checkpoints >= 0, ">= 0 (0 = keep every checkpoint)"),
         ]

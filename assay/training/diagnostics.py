@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
 from assay.rewards import RolloutGroup, majority_key
 
@@ -59,6 +61,14 @@ def reward_precision(
         if promoted:
             per_prompt.append(float(np.mean(promoted)))
     return float(np.mean(per_prompt)) if per_prompt else None
+
+
+def kept_rows(values: list[list[Any]], used: torch.Tensor) -> list[list[Any]]:
+    """Each group's values at its `used` completions; the groups with none are dropped."""
+    G = len(values[0]) if values else 1
+    flags = used.view(-1, G).tolist()  # (N,) -> (N/G, G)
+    out = [[v for v, u in zip(group, f, strict=True) if u] for group, f in zip(values, flags, strict=True)]
+    return [group for group in out if group]
 
 
 def label_accuracy(groups: Sequence[RolloutGroup], truth: Sequence[Sequence[bool]]) -> float:

@@ -32,6 +32,35 @@ def group_advantages(
     return advantages.reshape(-1), std.expand_as(grouped).reshape(-1)  # (N,), (N,)
 
 
+def masked_group_advantages(
+    rewards: torch.Tensor, keep: torch.Tensor, group_size: int, *, scale: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(advantages, group std per completion, used) with some completions left out.
+
+    `keep` (N,) is False for completions whose reward is unknown (the verifier broke):
+    each group's mean and std are those of its kept completions alone, exactly as
+    `group_advantages` computes them for a group that never had the others. A group left
+    with fewer than two completions has no spread to learn from and is skipped. `used`
+    (N,) marks the completions that count in the loss; the others get advantage 0 and a
+    NaN std.
+    """
+    if bool(keep.all()):  # the common case, and bit-for-bit the unmasked computation
+        advantages, std = group_advantages(rewards, group_size, scale=scale)
+        return advantages, std, keep.clone()
+    grouped = rewards.view(-1, group_size)  # (N,) -> (N/G, G)
+    kept = keep.view(-1, group_size)  # (N/G, G)
+    advantages = torch.zeros_like(grouped)  # (N/G, G)
+    std = torch.full_like(grouped, float("nan"))  # (N/G, G)
+    used = torch.zeros_like(kept)  # (N/G, G)
+    for g in range(grouped.size(0)):
+        rows = kept[g].nonzero().squeeze(1)  # (K,): the kept completions of group g
+        if rows.numel() < 2:
+            continue
+        a, s = group_advantages(grouped[g, rows], rows.numel(), scale=scale)  # (K,), (K,)
+        advantages[g, rows], std[g, :], used[g, rows] = a, s[0], True
+    return advantages.reshape(-1), std.reshape(-1), used.reshape(-1)  # (N,) each
+
+
 @dataclass
 class LossParts:
     loss: torch.Tensor  #: the scalar to backpropagate

@@ -30,14 +30,17 @@ from assay.training.data import TaskStream
 from assay.training.diagnostics import (
     CollapseDetector,
     distinct_answers,
+    kept_rows,
     label_accuracy,
     repetition_rate,
     reward_accuracy,
     reward_precision,
 )
-from assay.training.loss import group_advantages, policy_loss
+from assay.training.loss import group_advantages, masked_group_advantages, policy_loss
+from assay.training.monitor import Monitors
 from assay.training.policy import TokenStats, completion_stats, load_policy, resolve_model_path
 from assay.training.rollout import Generation, HFEngine, make_engine
+from assay.training.rollout_store import RolloutStore, completion_rows
 from assay.training.tracking import MetricsLog, read_metrics
 from assay.verifiers import STATUSES
 
@@ -115,6 +118,8 @@ class Trainer:
         self.env = get_env(cfg.env, **cfg.env_options)
         self.reward = get_reward(cfg.reward)
         self.reward.check_env(self.env)  # e.g. self_verify on an env it cannot verify with
+        self.monitors = Monitors(cfg.monitor)  # logged every step, never trained on
+        self.monitors.check_env(self.env)
         # Tasks before the model, so that a bad task file fails at once, not after a model load.
         self.train_tasks = self._tasks(cfg.train_file, cfg.train_size, cfg.seed)
         self.val_tasks = self._tasks(cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
@@ -172,6 +177,7 @@ class Trainer:
             wandb_project=cfg.wandb_project,
             config=cfg.to_dict(),
         )
+        self.rollouts = RolloutStore(self.out, cfg.save_rollouts)
         self.step_count = 0
         self.detector = CollapseDetector(cfg.collapse_signal, cfg.collapse_threshold)
         self.notes: list[str] = []  # what the command line tells the user before training
@@ -179,6 +185,7 @@ class Trainer:
             self._restore(found)
         elif resume:  # a run stopped before its first checkpoint: start it over
             self.log.truncate_after(0)
+            self.rollouts.truncate_after(0)
             self.notes.append(f"{self.out} has no checkpoint yet: --resume starts it from step 0")
         self.out.mkdir(parents=True, exist_ok=True)
         dump_yaml(cfg, self.out / "config.yaml")
@@ -215,20 +222,34 @@ class Trainer:
         stats = self.token_stats(batch, grad=fused)
         groups = self.make_groups(tasks, batch, stats, step)
         rewards, reward_parts = self.score(groups)
+        monitored = self.monitors.score(groups)  # the same groups; not in the loss
         truth = [[v.correct for v in group.verdicts] for group in groups]
 
-        # 3. Advantages: normalised within each group (std scaling off = Dr. GRPO).
-        flat = torch.tensor([r for group in rewards for r in group], dtype=torch.float32)
-        advantages, group_std = group_advantages(flat, cfg.group_size, scale=cfg.scale_rewards)
+        # 3. Advantages: normalised within each group (std scaling off = Dr. GRPO). A
+        # completion whose verifier broke (an `error` verdict) has no known reward, and a 0
+        # would be a corrupted gradient: it is left out of its group's mean and std, its
+        # advantage and the loss. A group left with fewer than two completions is skipped.
+        flat = torch.tensor([r for group in rewards for r in group], dtype=torch.float32)  # (N,)
+        keep = torch.tensor([v.status != "error" for g in groups for v in g.verdicts])  # (N,)
+        if bool(keep.all()):  # every verdict known: the plain GRPO computation
+            advantages, group_std = group_advantages(flat, cfg.group_size, scale=cfg.scale_rewards)
+            used = keep  # (N,): the completions the loss sees
+        else:  # (N,) each
+            advantages, group_std, used = masked_group_advantages(
+                flat, keep, cfg.group_size, scale=cfg.scale_rewards
+            )
 
-        # 4 + 5. Loss and update.
+        # 4 + 5. Loss and update, over the `used` completions only.
         ref = self.reference_logprobs(batch) if self.reference is not None else None
-        update = self.update(batch, stats, advantages.to(self.device), ref, fused)
+        update = self.update(
+            batch, stats, advantages.to(self.device), ref, fused, used.to(self.device)
+        )
 
         # 6. Metrics.
         metrics.update(update)
-        metrics.update(self.step_metrics(batch, stats, groups, rewards, truth, group_std))
+        metrics.update(self.step_metrics(batch, stats, groups, rewards, truth, group_std, used))
         metrics.update(reward_parts)
+        metrics.update(self.monitors.metrics(monitored, groups, used))
         metrics["step_time"] = time.perf_counter() - start
         self.step_count = step
         collapse = self.detector.update(step, metrics)
@@ -239,6 +260,7 @@ class Trainer:
                 "threshold": collapse.threshold,
             }
         self.log.write(metrics)
+        self.rollouts.write(completion_rows(step, groups, rewards, (~keep).tolist()))
         return metrics
 
     # -- pieces of the step ------------------------------------------------------------
@@ -362,17 +384,26 @@ class Trainer:
         advantages: torch.Tensor,
         ref: torch.Tensor | None,
         fused: bool,
+        used: torch.Tensor,
     ) -> dict[str, float]:
-        """`updates_per_batch` optimizer steps on the clipped GRPO loss."""
+        """`updates_per_batch` optimizer steps on the clipped GRPO loss of the `used` rows.
+
+        The rows left out (masked or skipped: `masked_group_advantages`) count nowhere, not
+        even in the loss's token and sequence counts: the loss is exactly the loss of a
+        batch that never had them.
+        """
         cfg = self.config
         old = stats.logprobs.detach()  # (N, C): log π_old, the policy that sampled
-        mask = batch.loss_mask  # (N, C); advantages: (N,); ref: (N, C) or None
-        totals = {"sequences": len(batch.completions), "tokens": float(mask.sum().clamp(min=1.0))}
+        mask = batch.loss_mask  # (N, C); advantages, used: (N,); ref: (N, C) or None
+        totals = {"sequences": int(used.sum()), "tokens": float(mask[used].sum().clamp(min=1.0))}
         losses, clips, kls = [], [], []  # kl: of the first iteration, before any update
         for iteration in range(cfg.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for rows in self._micro_batches(len(batch.completions), whole=fused):
+                kept = used[rows].nonzero().squeeze(1)  # (K,): this micro-batch's used rows
+                if kept.numel() == 0:
+                    continue
                 if fused and iteration == 0:
                     logprobs = stats.logprobs[rows]  # the graph of the pass that fed the rewards
                 else:  # (rows, C), recomputed with the current weights
@@ -385,15 +416,15 @@ class Trainer:
                         with_entropy=False,
                     ).logprobs
                 parts = policy_loss(  # .loss: a scalar, this micro-batch's share
-                    logprobs,
-                    old[rows],
-                    advantages[rows],
-                    mask[rows],
+                    logprobs[kept],  # (K, C)
+                    old[rows][kept],
+                    advantages[rows][kept],
+                    mask[rows][kept],
                     loss_type=cfg.loss_type,
                     epsilon_low=cfg.epsilon_low,
                     epsilon_high=cfg.epsilon_high,
                     beta=cfg.beta,
-                    ref_logprobs=None if ref is None else ref[rows],
+                    ref_logprobs=None if ref is None else ref[rows][kept],
                     max_completion_length=cfg.max_new_tokens,
                     num_sequences=totals["sequences"],
                     num_tokens=totals["tokens"],
@@ -412,8 +443,8 @@ class Trainer:
         return {
             "loss": losses[-1],
             "grad_norm": grad_norm,
-            "clip_ratio": float(np.mean(clips)),
-            "kl": float(np.mean(kls)) if ref is not None else float("nan"),
+            "clip_ratio": float(np.mean(clips)) if clips else 0.0,
+            "kl": float(np.mean(kls)) if ref is not None and kls else float("nan"),
             "lr": lr,
         }
 
@@ -425,25 +456,31 @@ class Trainer:
         rewards: list[list[float]],
         truth: list[list[bool]],
         group_std: torch.Tensor,
+        used: torch.Tensor,
     ) -> dict[str, Any]:
         G = self.config.group_size
         mask = _completion_mask(batch)  # (N, C)
         lengths = mask.sum(-1)  # (N,)
         stds = group_std.view(-1, G)[:, 0]  # (N,) -> (N/G, G) -> (N/G,): one std per group
+        stds = stds[~stds.isnan()]  # the skipped groups have none
+        # The reward figures cover the completions the loss saw (`used`): a masked one's
+        # reward is unknown, not 0.
+        rewards, truth = kept_rows(rewards, used), kept_rows(truth, used)
+        nan = float("nan")
         out = {
-            "reward": float(np.mean(rewards)),
-            "reward_std": float(stds.mean()),
-            "reward_accuracy": reward_accuracy(rewards, truth, self.reward.binary),
+            "reward": float(np.mean(np.concatenate(rewards))) if rewards else nan,
+            "reward_std": float(stds.mean()) if len(stds) else nan,
+            "reward_accuracy": reward_accuracy(rewards, truth, self.reward.binary) if rewards else nan,
             "reward_precision": reward_precision(rewards, truth, self.reward.binary),
-            "label_accuracy": label_accuracy(groups, truth),
-            "gt_accuracy": float(np.mean(truth)),
+            "label_accuracy": label_accuracy(groups, [[v.correct for v in g.verdicts] for g in groups]),
+            "gt_accuracy": float(np.mean(np.concatenate(truth))) if truth else nan,
             # mean over all completion tokens of the batch: (N, C) -> scalar
             "entropy": float((stats.entropies.detach() * mask).sum() / mask.sum().clamp(min=1)),
             "completion_length": float(lengths.float().mean()),
             "repetition_rate": repetition_rate([g.token_ids for g in batch.completions]),
             "frac_reward_zero_std": float(
                 torch.isclose(stds, torch.zeros_like(stds)).float().mean()
-            ),
+            ) if len(stds) else nan,
             "truncated_ratio": float(np.mean([not g.finished for g in batch.completions])),
             "answer_rate": float(np.mean([a is not None for g in groups for a in g.answers])),
             "distinct_answers": distinct_answers(groups),
@@ -452,6 +489,8 @@ class Trainer:
         # A failing verifier is counted, never a silent 0: one count per verdict status.
         statuses = Counter(v.status for group in groups for v in group.verdicts)
         out.update({f"verdicts/{status}": statuses[status] for status in STATUSES})
+        out["masked_completions"] = statuses["error"]  # left out of the statistics and loss
+        out["skipped_groups"] = int((~used.view(-1, G).any(dim=1)).sum())  # < 2 left
         return out
 
     @torch.no_grad()
@@ -557,6 +596,7 @@ class Trainer:
         self.step_count = state["step"]
         checkpoint.set_rng_state(state["rng"])
         self.log.truncate_after(self.step_count)
+        self.rollouts.truncate_after(self.step_count)
         for row in read_metrics(self.out) if (self.out / "metrics.jsonl").exists() else []:
             self.detector.update(row["step"], row)  # the detector resumes with its history
 

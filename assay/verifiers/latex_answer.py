@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 import re
 
+from assay.verifiers.reasoning import outside_reasoning
+
 #: Longest answer we hand to the LaTeX parser (characters). Real final answers are
 #: short; the parser's cost grows fast with length and nesting.
 MAX_ANSWER_CHARS = 1000
@@ -105,10 +107,12 @@ def answer_tag_spans(text: str) -> list[tuple[int, str]]:
 def final_answers(completion: str) -> list[str]:
     """Every final answer in a completion, in order; the last is the answer.
 
-    Boxes count wherever they are. An `<answer>` tag that contains boxes is replaced
-    by them (`<answer>\\boxed{5}</answer>` is one answer, 5); one without boxes counts
-    with its whole (stripped) content. Empty answers are dropped.
+    Boxes count wherever they are outside reasoning blocks (`<think>...</think>`: drafts,
+    not answers). An `<answer>` tag that contains boxes is replaced by them
+    (`<answer>\\boxed{5}</answer>` is one answer, 5); one without boxes counts with its
+    whole (stripped) content. Empty answers are dropped.
     """
+    completion = outside_reasoning(completion)
     boxes = boxed_contents(completion)
     items = list(boxes)
     box_positions = [pos for pos, _ in boxes]  # in increasing order

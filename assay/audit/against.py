@@ -1,0 +1,81 @@
+"""A second checker on the audit's pairs: `assay audit math --against math-verify`.
+
+On every (task, completion) pair the audit verified, where the task has a gold `answer`,
+math-verify (Hugging Face's checker) judges too. The result counts where the two agree,
+where only one accepts (with examples), and, on the pairs whose truth is known by
+construction, each checker's false positives (a probe accepted) and false negatives (a
+task's own right answer rejected).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from assay.envs import Task
+from assay.errors import AssayError
+from assay.verifiers import Verdict
+
+CHECKERS = ("math-verify",)
+EXAMPLES = 10
+TIMEOUT = 2  #: seconds math-verify may spend parsing or comparing one answer
+
+
+def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]]) -> dict[str, Any]:
+    """Compare assay's verdicts in `judged` [(probe, (task, completion), verdict)] with `checker`."""
+    judge = _checker(checker)
+    out: dict[str, Any] = {
+        "checker": checker, "pairs": 0, "agree": 0,
+        "only_assay_accepts": {"count": 0, "examples": []},
+        "only_checker_accepts": {"count": 0, "examples": []},
+        "false_positives": {"assay": 0, checker: 0},
+        "false_negatives": {"assay": 0, checker: 0},
+        "by_probe": {},
+    }
+    for probe, (task, completion), verdict in judged:
+        if "answer" not in task.fields:
+            continue  # label-free tasks: math-verify needs a gold answer
+        theirs = judge(str(task["answer"]), completion)
+        ours = verdict.correct
+        out["pairs"] += 1
+        out["agree"] += theirs == ours
+        if ours != theirs:
+            key = "only_assay_accepts" if ours else "only_checker_accepts"
+            out[key]["count"] += 1
+            counts = out["by_probe"].setdefault(probe, {"only_assay_accepts": 0, "only_checker_accepts": 0})
+            counts[key] += 1
+            # examples from as many probes as possible: the first of each probe, up to EXAMPLES
+            if counts[key] == 1 and len(out[key]["examples"]) < EXAMPLES:
+                out[key]["examples"].append({
+                    "probe": probe, "task_id": task.id, "gold": str(task["answer"]),
+                    "completion": completion[:300], "assay": verdict.status, "detail": verdict.detail[:200],
+                })
+        if probe == "reference":
+            out["false_negatives"]["assay"] += not ours
+            out["false_negatives"][checker] += not theirs
+        else:
+            out["false_positives"]["assay"] += ours
+            out["false_positives"][checker] += theirs
+    return out
+
+
+def _checker(name: str):
+    if name not in CHECKERS:
+        raise AssayError(f"--against: unknown checker {name!r} (known: {', '.join(CHECKERS)})")
+    try:
+        from math_verify import parse, verify
+    except ImportError:
+        raise AssayError("--against math-verify needs the math-verify package: pip install math-verify") from None
+    # math-verify logs every parse that runs out of time (the huge-answer probes do) with the
+    # whole input: its verdict (no) is what counts here, not the log.
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+
+    def judge(gold: str, completion: str) -> bool:
+        try:
+            target = parse(gold if "$" in gold or "\\boxed" in gold else f"${gold}$", parsing_timeout=TIMEOUT)
+            answer = parse(completion, parsing_timeout=TIMEOUT)
+            return bool(verify(target, answer, timeout_seconds=TIMEOUT))
+        except Exception:  # math-verify's own failure (a timeout, a parse error) is a no
+            return False
+
+    return judge

@@ -1,0 +1,172 @@
+"""`assay audit ENV`: known reward hacks against real verifiers, counted per probe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from assay.audit.audit import audit, false_positives
+from assay.cli import cli
+from assay.envs import Environment, get_env, register_env
+from assay.verifiers import Verdict
+from assay.verifiers.reasoning import outside_reasoning
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["audit", *args])
+
+
+def test_countdown_has_no_false_positives(tmp_path):
+    out = tmp_path / "audit.json"
+    result = run("countdown", "-n", "8", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert set(data) == {"env", "tasks", "reference", "probes", "agreement"}
+    assert data["env"] == "countdown" and data["agreement"] is None
+    assert data["reference"]["tried"] == data["reference"]["accepted"] == 8
+    names = [p["name"] for p in data["probes"]]
+    assert names == ["empty_answer", "multiple_answers", "reasoning_only", "prompt_copy",
+                     "format_only", "huge_answer", "lookalike_unicode", "restated_numbers",
+                     "unused_numbers", "reused_numbers", "truncating_division"]
+    for probe in data["probes"]:
+        assert probe["tried"] > 0 and probe["false_positives"] == 0 and probe["examples"] == [], probe
+
+
+def test_an_extractor_that_reads_reasoning_blocks_is_caught(monkeypatch):
+    """Undo the fix the audit motivated (answers inside <think> are drafts): the audit
+    must see it at once."""
+    import assay.envs.countdown_formats as formats
+
+    monkeypatch.setattr(formats, "outside_reasoning", lambda text: text)
+    env = get_env("countdown")
+    result = audit(env, env.generate(4, seed=1))
+    by_name = {p["name"]: p for p in result["probes"]}
+    assert by_name["reasoning_only"]["false_positives"] == 4 * 4  # every task, every form
+    assert false_positives(result) == by_name["reasoning_only"]["false_positives"]
+    example = by_name["reasoning_only"]["examples"][0]
+    assert example["status"] == "correct" and "<think>" in example["completion"]
+
+
+@register_env
+class LaxEnv(Environment):
+    """A verifier with the classic holes: it accepts the right number anywhere in the
+    completion, after NFKC-free digit filtering, in any answer block."""
+
+    name = "lax_audit_test"
+    description = "a deliberately lax verifier (tests only)"
+    verification = "in_process"
+
+    def generate(self, n, seed=0):  # `product`, not `answer`: `audit_reference` says it
+        return [self.make_task({"numbers": [i + 2, 3], "product": str((i + 2) * 3)}, id=f"lax-{i}")
+                for i in range(n)]
+
+    def render_prompt(self, task):
+        return f"Multiply {task['numbers'][0]} by 3. Answer in <answer></answer>."
+
+    def extract(self, completion):
+        return completion if "<answer>" in completion else None
+
+    def check(self, task, answer):
+        digits = "".join(ch for ch in answer if ch.isdigit() or ch == " ")
+        return Verdict.right() if task["product"] in digits.split() else Verdict.wrong()
+
+    def audit_reference(self, task):
+        return task["product"]
+
+    def audit_probes(self, task, reference):
+        return {"own_probe": [f"<answer>{reference}0</answer>"] if reference else []}
+
+
+def test_a_lax_verifier_fails_the_audit_with_examples(tmp_path):
+    out = tmp_path / "lax.json"
+    result = run("lax_audit_test", "-n", "3", "-o", str(out))
+    assert result.exit_code == 1, result.output
+    data = json.loads(out.read_text())
+    by_name = {p["name"]: p for p in data["probes"]}
+    for name in ("multiple_answers", "reasoning_only", "huge_answer"):
+        assert by_name[name]["false_positives"] > 0, by_name[name]
+        assert by_name[name]["examples"][0]["status"] == "correct"
+    assert by_name["own_probe"] == {"name": "own_probe", "tried": 3, "false_positives": 0,
+                                    "errors": 0, "examples": []}
+    assert "FALSE POSITIVES" in result.stderr
+
+
+def test_math_against_math_verify_reports_the_disagreements(tmp_path):
+    pytest.importorskip("math_verify")
+    out = tmp_path / "math.json"
+    result = run("math", "-n", "4", "--against", "math-verify", "-o", str(out))
+    data = json.loads(out.read_text())
+    assert result.exit_code == (1 if false_positives(data) else 0)
+    a = data["agreement"]
+    assert a["checker"] == "math-verify" and a["pairs"] > 0
+    assert a["agree"] + a["only_assay_accepts"]["count"] + a["only_checker_accepts"]["count"] == a["pairs"]
+    assert a["false_positives"]["assay"] == false_positives(data)  # the same pairs, counted twice
+    # math-verify reads answers inside reasoning blocks (found by this audit)
+    assert a["by_probe"]["reasoning_only"]["only_checker_accepts"] > 0
+    example = a["only_checker_accepts"]["examples"][0]
+    assert set(example) == {"probe", "task_id", "gold", "completion", "assay", "detail"}
+
+
+def test_math_task_files_are_audited_and_a_copied_question_is_reported():
+    env = get_env("math")
+    try:
+        tasks = env.load(ROOT / "tasks" / "math.example.jsonl")
+        result = audit(env, tasks)
+    finally:
+        env.close()
+    by_name = {p["name"]: p for p in result["probes"]}
+    assert result["reference"]["accepted"] == result["reference"]["tried"] == len(tasks)
+    assert by_name["hedged_answers"]["tried"] > 0 and by_name["hedged_answers"]["false_positives"] == 0
+    # every false positive is shown (up to 3) with the verdict that let it through
+    for probe in result["probes"]:
+        assert len(probe["examples"]) == min(3, probe["false_positives"])
+
+
+def test_code_has_no_false_positives(code_env):
+    tasks = code_env.load(ROOT / "tasks" / "code.example.jsonl")
+    result = audit(code_env, tasks)
+    assert result["reference"]["accepted"] == result["reference"]["tried"] > 0
+    assert {p["name"]: p["false_positives"] for p in result["probes"]} == {
+        p["name"]: 0 for p in result["probes"]}
+    assert {"early_exit", "skipped_tests", "always_equal"} <= {p["name"] for p in result["probes"]}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nonesuch"], "unknown env"),
+        (["countdown", "--against", "sympy"], "--against: unknown checker 'sympy'"),
+        (["countdown", "--tasks", "/no/such.jsonl"], "cannot read task file /no/such.jsonl"),
+        (["countdown", "-n", "0"], "-n must be at least 1"),
+    ],
+)
+def test_audit_usage_errors_are_one_line(args, message):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.count("\n") == 1
+
+
+def test_a_verifier_that_accepts_nothing_is_not_a_pass(monkeypatch):
+    from assay.envs.countdown import CountdownEnv
+
+    monkeypatch.setattr(CountdownEnv, "check", lambda self, task, answer: Verdict.error("broken"))
+    result = run("countdown", "-n", "2")
+    assert result.exit_code == 2
+    assert "accepted none of the tasks' own answers (first: error: broken)" in result.output
+
+
+def test_outside_reasoning():
+    assert outside_reasoning("no tags") == "no tags"
+    assert outside_reasoning("<think>a</think>b<think>c</think>d") == "bd"
+    assert outside_reasoning("a</think>b") == "b"  # the chat template opened the block
+    assert outside_reasoning("a<think>b") == "a"  # never closed: the rest is reasoning
+    assert outside_reasoning("<think>" * 50_000) == ""  # linear, not quadratic
+    env = get_env("countdown")
+    task = env.make_task({"numbers": [5, 1, 2], "target": 7})
+    assert env.verify(task, "<think>try 5+1*2</think> <answer>5+1*2</answer>").correct
+    assert env.verify(task, "<think><answer>5+1*2</answer></think>").status == "invalid"

@@ -1,0 +1,90 @@
+"""`assay rescore`: rewards recomputed on a run's stored rollouts agree with what the run
+logged for the same rewards (as its reward or as monitors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import pytest
+from click.testing import CliRunner
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+
+from assay.cli import cli  # noqa: E402
+from assay.training import Trainer, resolve  # noqa: E402
+from assay.training.tracking import read_metrics  # noqa: E402
+
+MONITORS = ("self_certainty", "token_entropy", "trajectory_entropy", "probability",
+            "majority_vote", "semantic_entropy", "format", "ground_truth")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rescore") / "run"
+    config = resolve(
+        sets={"prompts_per_step": "4", "group_size": "4", "train_size": "64", "val_size": "8",
+              "eval_every": "0", "progress": "false", "monitor": ",".join(MONITORS)},
+        flags={"model": "organism:tiny", "out": str(out), "reward": "verifier", "steps": 3},
+    )
+    Trainer(config, quiet=True).train()
+    return out
+
+
+def test_rescore_reproduces_the_logged_figures(run, tmp_path):
+    target = tmp_path / "out.json"
+    names = ",".join(("verifier", *MONITORS))
+    result = CliRunner().invoke(cli, ["rescore", str(run), "--rewards", names, "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(target.read_text())
+    assert set(data) == {"steps", "completions", "rewards"}
+    assert data["steps"] == 3 and data["completions"] == 3 * 16
+    assert list(data["rewards"]) == ["verifier", *MONITORS]
+    metrics = read_metrics(run)
+    for name, entry in data["rewards"].items():
+        assert [p["step"] for p in entry["per_step"]] == [1, 2, 3]
+        for point, row in zip(entry["per_step"], metrics, strict=True):
+            mean, accuracy = (("reward", "reward_accuracy") if name == "verifier"
+                              else (f"monitor/{name}", f"monitor/{name}_accuracy"))
+            assert point["mean"] == pytest.approx(row[mean], rel=1e-5, abs=1e-9), (name, point)
+            assert point["accuracy"] == row[accuracy], (name, point)
+        assert entry["mean"] == pytest.approx(
+            sum(p["mean"] for p in entry["per_step"]) / 3, rel=1e-9)  # equal-sized steps
+        assert 0.0 <= entry["accuracy"] <= 1.0
+    png = target.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rescore_writes_into_the_run_by_default(run):
+    result = CliRunner().invoke(cli, ["rescore", str(run), "--rewards", "random,format"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((run / "rescore.json").read_text())
+    assert 0.0 <= data["rewards"]["random"]["mean"] <= 1.0
+    assert (run / "rescore.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rewards", "nonesuch"], "unknown reward 'nonesuch'"),
+        (["--rewards", "self_verify"], "reward 'self_verify' needs the policy as its judge"),
+        (["--rewards", " , "], "--rewards names no reward"),
+    ],
+)
+def test_rescore_usage_errors_are_one_line(run, args, message):
+    result = CliRunner().invoke(cli, ["rescore", str(run), *args])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"assay: error: {message}") and result.output.count("\n") == 1
+
+
+def test_rescore_of_a_folder_without_rollouts_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["rescore", str(tmp_path / "none"), "--rewards", "verifier"])
+    assert result.exit_code == 2 and "is not a run folder" in result.output
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("env: countdown\n")
+    result = CliRunner().invoke(cli, ["rescore", str(tmp_path / "run"), "--rewards", "verifier"])
+    assert result.exit_code == 2 and "rollouts.jsonl.gz not found" in result.output
+    (tmp_path / "run" / "rollouts.jsonl.gz").write_bytes(b"not gzip")
+    result = CliRunner().invoke(cli, ["rescore", str(tmp_path / "run"), "--rewards", "verifier"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
