@@ -382,6 +382,17 @@ def test_negative_seeds_are_refused():
         resolve(flags={"seed": -1, "model": "organism:tiny"})
 
 
+@pytest.mark.parametrize("name", ["countdown", "math", "code"])
+def test_a_negative_seed_gives_its_own_tasks_through_the_api(name):
+    # random.Random(-n) is random.Random(n): env.generate(n, seed=-1) repeated seed 1's tasks
+    env = get_env(name)
+    tasks = {seed: [t.to_dict() for t in env.generate(8, seed=seed)] for seed in (-2, -1, 1, 2)}
+    fields = {seed: [{k: v for k, v in t.items() if k != "id"} for t in rows] for seed, rows in tasks.items()}
+    assert fields[-1] != fields[1] and fields[-2] != fields[2] and fields[-1] != fields[-2]
+    assert tasks[-1] == [t.to_dict() for t in env.generate(8, seed=-1)]  # still reproducible
+    env.close()
+
+
 def test_partial_credit_is_the_same_rule_for_asserts_and_io(code_env):
     hang_after_two = (
         "calls = 0\n"
