@@ -38,6 +38,12 @@ class UsageError(click.ClickException):
         click.echo(f"assay: error: {self.format_message()}", err=True)
 
 
+def _one_line(message: str) -> str:
+    """`message` with every line break escaped: a message naming a file or a field named
+    by the user (a folder called "a\nb") stays one line."""
+    return "".join(repr(c)[1:-1] if f"x{c}y".splitlines() != [f"x{c}y"] else c for c in message)
+
+
 def _make_env(name: str, assignments: tuple[str, ...]) -> Environment:
     try:
         return get_env(name, **parse_assignments(assignments))
@@ -371,7 +377,7 @@ def report_command(folder: str) -> None:
     try:
         summary = report.render(folder)
     except report.ReportError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_one_line(str(exc))) from None
     click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)
 
 
