@@ -73,7 +73,7 @@ def sample_command(env_name: str, count: int, seed: int, assignments: tuple[str,
     """Print procedurally generated tasks of ENV as JSONL."""
     if count < 0:
         raise UsageError("-n must be at least 0")
-    if seed < 0:  # Python's random.seed(-1) is random.seed(1): refuse rather than repeat
+    if seed < 0:  # refused as in a training config, where a negative seed would repeat a run
         raise UsageError("--seed must be at least 0")
     env = _make_env(env_name, assignments)
     try:
