@@ -208,8 +208,8 @@ def find_runs(
 ) -> list[Run]:
     """Every run folder (metrics.jsonl and config.yaml) under `root`, `root` included.
 
-    A folder the lab cannot read raises `ReportError`, or, with `on_error`, is passed to
-    it and left out.
+    A folder the lab cannot read raises `ReportError`, or, with `on_error`, the error is
+    passed to it and the folder left out.
     """
     root = Path(root)
     found: list[Run] = []
@@ -228,7 +228,11 @@ def find_runs(
         try:
             children = sorted(p for p in folder.iterdir() if p.is_dir())
         except OSError as exc:
-            raise ReportError(f"cannot read {folder}: {exc.strerror or exc}") from None
+            error = ReportError(f"cannot read {folder}: {exc.strerror or exc}")
+            if on_error is None:
+                raise error from None
+            on_error(error)
+            return
         for child in children:
             visit(child, level + 1)
 
