@@ -614,3 +614,12 @@ def test_a_train_config_integer_past_python_limits_is_one_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_bytes(b"steps: " + b"9" * 5000 + b"\n")
     assert "invalid YAML" in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+
+
+def test_compare_trains_again_a_run_folder_it_cannot_read(tmp_path):
+    from assay.lab.compare import finished_runs
+
+    run_folder(tmp_path / "runs", b"[1]\n", name="bad")
+    good = run_folder(tmp_path / "runs", ROW.replace(b'"step": 1', b'"step": 2'), name="good")
+    (good / "summary.json").write_text("{}")
+    assert finished_runs(tmp_path) == {good.resolve()}
