@@ -1,6 +1,6 @@
 """assay: reinforcement learning of language models with rewards grounded in computation."""
 
-from assay.envs.base import Environment, Task
+from assay.envs.base import Environment, Task, seeded_random
 from assay.envs.registry import get_env, list_envs, register_env
 from assay.verifiers.verdict import STATUSES, Verdict
 
@@ -14,4 +14,5 @@ __all__ = [
     "get_env",
     "list_envs",
     "register_env",
+    "seeded_random",
 ]

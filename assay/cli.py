@@ -38,6 +38,12 @@ class UsageError(click.ClickException):
         click.echo(f"assay: error: {self.format_message()}", err=True)
 
 
+def _one_line(message: str) -> str:
+    """`message` with every line break escaped: a message naming a file or a field named
+    by the user (a folder called "a\nb") stays one line."""
+    return "".join(repr(c)[1:-1] if f"x{c}y".splitlines() != [f"x{c}y"] else c for c in message)
+
+
 def _make_env(name: str, assignments: tuple[str, ...]) -> Environment:
     try:
         return get_env(name, **parse_assignments(assignments))
@@ -67,7 +73,7 @@ def sample_command(env_name: str, count: int, seed: int, assignments: tuple[str,
     """Print procedurally generated tasks of ENV as JSONL."""
     if count < 0:
         raise UsageError("-n must be at least 0")
-    if seed < 0:  # Python's random.seed(-1) is random.seed(1): refuse rather than repeat
+    if seed < 0:  # refused as in a training config, where a negative seed would repeat a run
         raise UsageError("--seed must be at least 0")
     env = _make_env(env_name, assignments)
     try:
@@ -383,7 +389,7 @@ def report_command(folder: str) -> None:
     try:
         summary = report.render(folder)
     except report.ReportError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_one_line(str(exc))) from None
     click.echo(report.reading_text(summary))
     sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
     click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)

@@ -382,6 +382,17 @@ def test_negative_seeds_are_refused():
         resolve(flags={"seed": -1, "model": "organism:tiny"})
 
 
+@pytest.mark.parametrize("name", ["countdown", "math", "code"])
+def test_a_negative_seed_gives_its_own_tasks_through_the_api(name):
+    # random.Random(-n) is random.Random(n): env.generate(n, seed=-1) repeated seed 1's tasks
+    env = get_env(name)
+    tasks = {seed: [t.to_dict() for t in env.generate(8, seed=seed)] for seed in (-2, -1, 1, 2)}
+    fields = {seed: [{k: v for k, v in t.items() if k != "id"} for t in rows] for seed, rows in tasks.items()}
+    assert fields[-1] != fields[1] and fields[-2] != fields[2] and fields[-1] != fields[-2]
+    assert tasks[-1] == [t.to_dict() for t in env.generate(8, seed=-1)]  # still reproducible
+    env.close()
+
+
 def test_partial_credit_is_the_same_rule_for_asserts_and_io(code_env):
     hang_after_two = (
         "calls = 0\n"
@@ -486,3 +497,129 @@ def test_an_integer_too_large_for_a_float_option_is_one_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("learning_rate: " + "9" * 400 + "\n")
     assert "learning_rate" in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+
+
+# -- assay report: a run folder it cannot read is one line naming file, line and field ------------
+
+CONFIG = b"reward: verifier\nseed: 0\nsteps: 2\n"
+ROW = b'{"step": 1, "val_accuracy": 0.5, "entropy": 1.0, "completion_length": 9}\n'
+
+
+def run_folder(root: Path, metrics: bytes | None = ROW * 2, config: bytes | None = CONFIG,
+               name: str = "r") -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    if metrics is not None:
+        (folder / "metrics.jsonl").write_bytes(metrics)
+    if config is not None:
+        (folder / "config.yaml").write_bytes(config)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("metrics", "words"),
+    [
+        (b"\xff\n" + ROW, "metrics.jsonl:1: not UTF-8"),
+        (b"[1]\n" + ROW, "metrics.jsonl:1: expected a JSON object"),
+        (b"{}\n" + ROW, "metrics.jsonl:1: step: missing"),
+        (b'{"step": "1"}\n' + ROW, "metrics.jsonl:1: step: expected"),
+        (b'{"step": -1}\n' + ROW, "metrics.jsonl:1: step: expected"),
+        (ROW + b'{"step": 2, "val_accuracy": "high"}\n' + ROW, "metrics.jsonl:2: val_accuracy: expected"),
+        (b'{"step": 1, "val_accuracy": 2}\n' + ROW, "metrics.jsonl:1: val_accuracy: expected"),
+        (b'{"step": 1, "entropy": NaN}\n' + ROW, "metrics.jsonl:1: entropy: expected"),
+        (b'{"step": 1, "kl": Infinity}\n' + ROW, "metrics.jsonl:1: kl: expected"),
+        (b'{"step": 1, "tokens": 1e308}\n' * 3, "metrics.jsonl:1: tokens: expected"),  # sum: inf
+        (b'{"step": 1, "reward_accuracy": true}\n' + ROW, "metrics.jsonl:1: reward_accuracy: expected"),
+        (b"[" * 5000 + b"]" * 5000 + b"\n" + ROW, "metrics.jsonl:1: invalid JSON: nested too deeply"),
+        (b'{"step": ' + b"9" * 5000 + b"}\n" + ROW, "metrics.jsonl:1: invalid JSON"),
+        (b'{"step": 1, "note": "\\ud800"}\n' + ROW, "metrics.jsonl:1: invalid text"),
+        (b'{"step": 1, \n' + ROW, "metrics.jsonl:1: invalid JSON"),  # only the last line is a kill's
+    ],
+)
+def test_report_a_bad_metrics_line_is_one_line(tmp_path, metrics, words):
+    run_folder(tmp_path, metrics)
+    assert words in one_line_exit_2(run("report", str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        (b"\xff", "config.yaml: not UTF-8"),
+        (b"a: [", "config.yaml:1: invalid YAML"),
+        (b"- a\n", "config.yaml: expected a mapping"),
+        (b"a: " + b"[" * 5000, "config.yaml: invalid YAML"),
+        (b"a: " + b"9" * 5000 + b"\n", "config.yaml: invalid YAML"),
+        (b"seed: abc\n", "config.yaml: seed: expected"),
+        (b"seed: -1\n", "config.yaml: seed: expected"),
+        (b"steps: .inf\n", "config.yaml: steps: expected"),
+        (b"reward: [1, 2]\n", "config.yaml: reward: expected"),
+        (b"learning_rate: .nan\n", "config.yaml: learning_rate: expected a finite number"),
+        (b"env: {max_value: -.inf}\n", "config.yaml: env.max_value: expected a finite number"),
+        (b"created: 2020-01-01\n", "config.yaml: created: expected"),
+        (b"1: 2\n", "config.yaml: option names are text"),
+        (b'model: "\\ud800"\n', "config.yaml: model: a lone surrogate"),
+        (b"a: &a [*a]\n", "config.yaml: a: nested too deeply"),
+    ],
+)
+def test_report_a_bad_config_yaml_is_one_line(tmp_path, config, words):
+    run_folder(tmp_path, config=config)
+    assert words in one_line_exit_2(run("report", str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"{", "lab.json: invalid JSON"),
+        (b"[]", "lab.json: expected a JSON object"),
+        (b'{"settings": {"seeds": null}}', "lab.json: settings.seeds: expected a list"),
+        (b'{"settings": {"rewards": [[1]]}}', "lab.json: settings.rewards: expected a list of text"),
+        (b'{"skipped": {"x": 1}}', "lab.json: skipped: expected a mapping of text to text"),
+        (b'{"settings": {"model": NaN}}', "lab.json: settings.model: expected a finite number"),
+    ],
+)
+def test_report_a_bad_lab_json_is_one_line(tmp_path, content, words):
+    run_folder(tmp_path)
+    (tmp_path / "lab.json").write_bytes(content)
+    assert words in one_line_exit_2(run("report", str(tmp_path)))
+
+
+def test_report_skips_only_a_last_line_cut_by_a_kill(tmp_path):
+    run_folder(tmp_path, ROW + b'{"step": 2, "val_acc')
+    result = run("report", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["runs"]["verifier"]["steps"] == 1
+
+
+def test_report_a_reward_name_matplotlib_would_parse_as_maths(tmp_path):
+    run_folder(tmp_path, config=b"reward: $\\frac{$\nseed: 0\nsteps: 2\n")
+    result = run("report", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert "$\\frac{$" in json.loads((tmp_path / "summary.json").read_text())["runs"]
+
+
+def test_report_that_cannot_be_written_is_one_line(tmp_path):
+    run_folder(tmp_path)
+    (tmp_path / "report.html").mkdir()
+    assert "report.html" in one_line_exit_2(run("report", str(tmp_path)))
+
+
+def test_report_an_error_naming_a_folder_with_a_newline_is_one_line(tmp_path):
+    run_folder(tmp_path, b"[1]\n", name="a\nb")
+    line = one_line_exit_2(run("report", str(tmp_path)))
+    assert "a\\nb" in line and "expected a JSON object" in line
+
+
+def test_a_train_config_integer_past_python_limits_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"steps: " + b"9" * 5000 + b"\n")
+    assert "invalid YAML" in one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+
+
+def test_compare_trains_again_a_run_folder_it_cannot_read(tmp_path):
+    from assay.lab.compare import finished_runs
+
+    run_folder(tmp_path / "runs", b"[1]\n", name="bad")
+    good = run_folder(tmp_path / "runs", ROW.replace(b'"step": 1', b'"step": 2'), name="good")
+    (good / "summary.json").write_text("{}")
+    assert finished_runs(tmp_path) == {good.resolve()}

@@ -6,6 +6,7 @@ from assay.envs.base import (
     OptionError,
     SelfVerifying,
     parse_assignments,
+    seeded_random,
 )
 from assay.envs.registry import UnknownEnvError, env_names, get_env, list_envs, register_env
 from assay.envs.task import Task
@@ -25,4 +26,5 @@ __all__ = [
     "load_tasks",
     "parse_assignments",
     "register_env",
+    "seeded_random",
 ]

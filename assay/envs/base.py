@@ -9,6 +9,7 @@ docs/define-an-environment.md and examples/.
 from __future__ import annotations
 
 import os
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "SelfVerifying",
     "Task",
     "parse_assignments",
+    "seeded_random",
 ]
 
 #: How an environment's `verify_many` runs its checks:
@@ -35,6 +37,19 @@ __all__ = [
 #:   "sandbox":    the env runs its checks elsewhere (code: the sandbox's jails) and
 #:                 overrides `verify_many` to send a whole batch there at once.
 VERIFICATION_MODES = ("workers", "in_process", "sandbox")
+
+
+def seeded_random(seed: int) -> random.Random:
+    """The random generator of `generate(n, seed)`: one stream per integer seed.
+
+    `random.Random(-n)` is `random.Random(n)` (Python seeds from the absolute value), so
+    a negative seed would silently repeat its positive twin's tasks. A negative seed is
+    seeded from its text instead, which hashes (SHA-512) to an integer far above any seed
+    in use; a seed >= 0 is unchanged, so it makes the same tasks as it always did.
+    """
+    if seed < 0:
+        return random.Random(f"assay-seed:{seed}")
+    return random.Random(seed)
 
 
 class Environment(ABC):
@@ -78,7 +93,9 @@ class Environment(ABC):
 
     @abstractmethod
     def generate(self, n: int, seed: int = 0) -> list[Task]:
-        """Make `n` tasks procedurally; the same seed always gives the same tasks."""
+        """Make `n` tasks procedurally; the same seed always gives the same tasks, and
+        different seeds (negative ones included) different ones: draw them from
+        `seeded_random(seed)`, not `random.Random(seed)`."""
 
     def load(self, path: str | os.PathLike[str]) -> list[Task]:
         """Load a JSONL task file, validating every line against `task_schema`.

@@ -21,13 +21,12 @@ import gzip
 import json
 import math
 import os
-import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from assay.envs.base import Environment, Task
+from assay.envs.base import Environment, Task, seeded_random
 from assay.envs.code_harness import (
     JUDGE_SOURCE,
     TestsError,
@@ -167,7 +166,7 @@ class CodeEnv(Environment):
         """`n` HumanEval problems in a seeded order (cycling when n > 164)."""
         problems = humaneval_problems()
         order = list(range(len(problems)))
-        random.Random(seed).shuffle(order)
+        seeded_random(seed).shuffle(order)
         tasks = []
         for i in range(n):
             row = problems[order[i % len(order)]]

@@ -13,7 +13,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from assay.envs.base import Environment, OptionError, Task
+from assay.envs.base import Environment, OptionError, Task, seeded_random
 
 # `compact_prompt` and `extract_answer_tag` stay importable from here, where they used to live.
 from assay.envs.countdown_formats import (  # noqa: F401
@@ -146,7 +146,7 @@ class CountdownEnv(Environment):
     }
 
     def generate(self, n: int, seed: int = 0) -> list[Task]:
-        rng = random.Random(seed)
+        rng = seeded_random(seed)
         return [self._one(rng, f"countdown-{seed}-{i}") for i in range(n)]
 
     def _one(self, rng: random.Random, task_id: str) -> Task:

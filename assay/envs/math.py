@@ -23,7 +23,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from assay.envs.base import Environment, Task
+from assay.envs.base import Environment, Task, seeded_random
 from assay.verifiers import TimedOut, Verdict, WorkerError, call_with_timeout
 from assay.verifiers.equation import DOMAINS, EquationError, check_equation
 from assay.verifiers.latex_answer import final_answers, plain_text_key
@@ -115,7 +115,7 @@ class MathEnv(Environment):
     # -- making tasks ---------------------------------------------------------------
 
     def generate(self, n: int, seed: int = 0) -> list[Task]:
-        rng = random.Random(seed)
+        rng = seeded_random(seed)
         kinds = self.options.kinds
         tasks = []
         for i in range(n):

@@ -213,9 +213,11 @@ def _train(config_dict: dict[str, Any], resume: bool, threads: int) -> dict[str,
 
 
 def finished_runs(out: Path) -> set[Path]:
-    return {run.path.resolve() for run in find_runs(out / "runs") if run.finished} if (
-        out / "runs"
-    ).exists() else set()
+    if not (out / "runs").exists():
+        return set()
+    # a run folder the lab cannot read is not finished: it is trained again
+    runs = find_runs(out / "runs", on_error=lambda exc: None)
+    return {run.path.resolve() for run in runs if run.finished}
 
 
 def execute(

@@ -63,6 +63,12 @@ def series(runs: list[Run], key: str, smooth: bool) -> tuple[np.ndarray, np.ndar
     return np.array(steps), values
 
 
+def _literal(label: str) -> str:
+    """`label` as matplotlib shows it verbatim: a reward or folder name with two `$` would
+    otherwise be parsed as maths (and one that is not valid maths fails the whole figure)."""
+    return label.replace("$", r"\$")
+
+
 def colours(labels: list[str]) -> dict[str, Any]:
     import matplotlib
 
@@ -102,7 +108,7 @@ def draw(
                     mean,
                     style,
                     color=palette[label],
-                    label=label if style == "-" else None,
+                    label=_literal(label) if style == "-" else None,
                     linewidth=1.8 if style == "-" else 1.2,
                 )
                 if len(values) > 1 and style == "-":

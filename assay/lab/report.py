@@ -14,9 +14,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from assay.errors import AssayError
+from assay.envs.jsonl import parse_line
 from assay.lab import collapse
-from assay.lab.summary import Run, build_summary, find_runs, group_runs
+from assay.lab.summary import (
+    ReportError,
+    Run,
+    build_summary,
+    data_problem,
+    find_runs,
+    group_runs,
+)
 
 #: the reading's words: a change of at least MOVE in validation accuracy counts as a move
 MOVE = 0.05
@@ -28,8 +35,49 @@ MODES = {
 }
 
 
-class ReportError(AssayError, ValueError):
-    """Nothing to report (no run folders); one line."""
+__all__ = ["ReportError", "html_page", "read_meta", "reading", "render"]
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """`folder/lab.json` (what `assay compare` wrote), checked where the report reads it;
+    {} when there is none."""
+    path = folder / "lab.json"
+    if not path.exists():
+        return {}
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ReportError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    meta, problem = parse_line(text)
+    if problem is None:
+        problem = data_problem(meta)
+    if problem is None and not isinstance(meta, dict):
+        problem = "expected a JSON object"
+    if problem is None:
+        problem = _meta_problem(meta)
+    if problem is not None:
+        raise ReportError(f"{path}: {problem}")
+    return meta
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    settings = meta.get("settings")
+    if settings is not None and not isinstance(settings, dict):
+        return "settings: expected a mapping"
+    settings = settings or {}
+    if "rewards" in settings and not (
+        isinstance(settings["rewards"], list) and all(isinstance(r, str) for r in settings["rewards"])
+    ):
+        return "settings.rewards: expected a list of text"
+    if "seeds" in settings and not isinstance(settings["seeds"], list):
+        return "settings.seeds: expected a list"
+    for key in ("skipped", "failed"):
+        value = meta.get(key, {})
+        if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            return f"{key}: expected a mapping of text to text"
+    return None
 
 
 def _settings_from_runs(runs: list[Run]) -> dict[str, Any]:
@@ -60,9 +108,10 @@ def render(folder: str | Path) -> dict[str, Any]:
         raise ReportError(f"no folder {str(folder)!r}")
     runs = [run for run in find_runs(folder) if run.rows]
     if not runs:
-        raise ReportError(f"no run folders (metrics.jsonl + config.yaml) under {str(folder)!r}")
-    meta_path = folder / "lab.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+        raise ReportError(
+            f"no run folders with metrics (metrics.jsonl + config.yaml) under {str(folder)!r}"
+        )
+    meta = read_meta(folder)
     settings = meta.get("settings") or _settings_from_runs(runs)
     groups = group_runs(runs, order=settings.get("rewards"))
     summary = build_summary(groups, settings)
@@ -71,12 +120,19 @@ def render(folder: str | Path) -> dict[str, Any]:
     summary["unfinished"] = sorted(
         f"{run.label} seed {run.seed}" for run in runs if not run.finished
     )
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    figures = plots.draw(
-        groups, folder, {label: entry["collapse_step"] for label, entry in summary["runs"].items()}
-    )
-    page = html_page(summary, figures)
-    (folder / "report.html").write_text(page, encoding="utf-8")
+    target = folder / "summary.json"
+    try:
+        # allow_nan=False: the inputs were checked, so a NaN here is a bug, not a file to write
+        target.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        figures = plots.draw(
+            groups, folder, {label: entry["collapse_step"] for label, entry in summary["runs"].items()}
+        )
+        page = html_page(summary, figures)
+        target = folder / "report.html"
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        name = exc.filename or target
+        raise ReportError(f"cannot write {name}: {exc.strerror or exc}") from None
     return summary
 
 

@@ -4,15 +4,17 @@ summary fields of `summary.json`: one dict per run, then the mean over seeds per
 
 from __future__ import annotations
 
-import json
+import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from assay.envs.jsonl import MAX_DEPTH, parse_line, read_lines
+from assay.errors import AssayError
 from assay.lab import collapse, failure
 
 #: the per-run fields, in the order of summary.json and the report's table
@@ -51,7 +53,7 @@ class Run:
 
     @property
     def seed(self) -> int:
-        return int(self.config.get("seed", 0))
+        return int(self.config.get("seed", 0))  # read_config checked it
 
     @property
     def finished(self) -> bool:
@@ -61,34 +63,177 @@ class Run:
         return (self.path / "summary.json").exists() and done >= steps
 
 
+class ReportError(AssayError, ValueError):
+    """A run folder the lab cannot read, or nothing to report: one line naming the file,
+    the line and the field."""
+
+
+#: the per-step metrics the lab reads, by range: fractions in [0, 1], amounts >= 0, kl any sign
+FRACTIONS = ("val_accuracy", "val_greedy_accuracy", "reward_accuracy", "reward_precision",
+             "repetition_rate")
+AMOUNTS = ("entropy", "completion_length", "tokens", "step_time")
+SIGNED = ("kl",)
+#: the largest step or metric magnitude read: a float holds every integer up to it exactly,
+#: and sums and means over any number of rows stay finite (summary.json has no Infinity)
+LIMIT = 2**53
+#: values a config.yaml or lab.json may hold in all (YAML aliases can make a small file huge)
+MAX_VALUES = 100_000
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    return f"{value!r:.40}"
+
+
+def check_row(row: Any, where: str) -> dict[str, Any]:
+    """One metrics row, or a `ReportError` naming its line and the field that is wrong."""
+    if not isinstance(row, dict):
+        raise ReportError(f"{where}: expected a JSON object (one step's metrics), got {_show(row)}")
+    if "step" not in row:
+        raise ReportError(f"{where}: step: missing")
+    step = row["step"]
+    if not (_is_number(step) and isinstance(step, int) and 0 <= step <= LIMIT):
+        raise ReportError(f"{where}: step: expected a whole number from 0 to 2**53, got {_show(step)}")
+    for keys, low, words in ((FRACTIONS, 0, "a number in [0, 1]"),
+                             (AMOUNTS, 0, "a number from 0 to 2**53"),
+                             (SIGNED, -LIMIT, "a number from -2**53 to 2**53")):
+        for key in keys:
+            value = row.get(key)
+            high = 1 if keys is FRACTIONS else LIMIT
+            # NaN fails both comparisons; inf and huge integers the second
+            if value is not None and not (_is_number(value) and low <= value <= high):
+                raise ReportError(f"{where}: {key}: expected {words} or null, got {_show(value)}")
+    return row
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of `path/metrics.jsonl`; a line cut short by a kill is skipped."""
+    """The rows of `path/metrics.jsonl`, each checked; a last line cut short by a kill is
+    skipped, any other line the lab cannot read is a `ReportError` naming it."""
+    file = path / "metrics.jsonl"
+    try:
+        lines = list(read_lines(file))
+    except OSError as exc:
+        raise ReportError(f"cannot read {file}: {exc.strerror or exc}") from None
     rows = []
-    for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+    for lineno, text in lines:
+        where = f"{file}:{lineno}"
+        cut = lineno == len(lines)  # the trainer drops cut lines on resume: only the last is one
+        if text is None:
+            if cut:
+                continue
+            raise ReportError(f"{where}: not UTF-8 text")
+        if not text.strip():
             continue
+        value, problem = parse_line(text)
+        if problem is not None:
+            if cut and problem.startswith("invalid JSON"):
+                continue
+            raise ReportError(f"{where}: {problem}")
+        rows.append(check_row(value, where))
     return rows
 
 
+def data_problem(value: Any) -> str | None:
+    """Why `value` (parsed YAML or JSON) cannot go into summary.json and the report, or None.
+
+    Accepted: mappings with text keys, lists, text, finite numbers, booleans and null, at
+    most `MAX_DEPTH` deep and `MAX_VALUES` in all. The answer names the field (`env.max_value`).
+    Walks without recursion.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    seen = 0
+    while stack:
+        item, depth, name = stack.pop()
+        seen += 1
+        label = name or "top level"
+        if seen > MAX_VALUES:
+            return f"more than {MAX_VALUES} values (YAML aliases?)"
+        if depth > MAX_DEPTH:
+            return f"{label}: nested too deeply (more than {MAX_DEPTH} levels)"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    where = f"{name}: " if name else ""
+                    return f"{where}option names are text, got {_show(key)}"
+                stack.append((child, depth + 1, f"{name}.{key}" if name else key))
+            stack.extend((key, depth + 1, label) for key in item)  # keys are text too
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1, name) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{label}: expected a finite number, got {item}"
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{label}: a lone surrogate (not Unicode; UTF-8 cannot encode it)"
+        elif not (item is None or isinstance(item, (bool, int, float))):
+            return f"{label}: expected text, a number, a list or a mapping, got {type(item).__name__}"
+    return None
+
+
+def read_config(file: Path) -> dict[str, Any]:
+    """A run's config.yaml: the mapping `assay train` wrote, checked where the lab reads it."""
+    from assay.training.config import ConfigError, read_yaml
+
+    try:
+        config = read_yaml(str(file))
+    except ConfigError as exc:
+        raise ReportError(str(exc)) from None
+    problem = data_problem(config)
+    if problem is not None:
+        raise ReportError(f"{file}: {problem}")
+    checks = (("reward", lambda v: isinstance(v, str), "text"),
+              ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63,
+               "a whole number in [0, 2**63)"),
+              ("steps", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= LIMIT,
+               "a whole number from 0 to 2**53"))
+    for key, good, words in checks:
+        if key in config and not good(config[key]):
+            raise ReportError(f"{file}: {key}: expected {words}, got {_show(config[key])}")
+    return config
+
+
 def load_run(path: Path) -> Run:
-    config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+    config = read_config(path / "config.yaml")
     return Run(path, config, read_rows(path) if (path / "metrics.jsonl").exists() else [])
 
 
-def find_runs(root: str | Path, depth: int = 4) -> list[Run]:
-    """Every run folder (metrics.jsonl and config.yaml) under `root`, `root` included."""
+def find_runs(
+    root: str | Path, depth: int = 4, on_error: Callable[[ReportError], None] | None = None
+) -> list[Run]:
+    """Every run folder (metrics.jsonl and config.yaml) under `root`, `root` included.
+
+    A folder the lab cannot read raises `ReportError`, or, with `on_error`, the error is
+    passed to it and the folder left out.
+    """
     root = Path(root)
     found: list[Run] = []
 
     def visit(folder: Path, level: int) -> None:
         if (folder / "metrics.jsonl").is_file() and (folder / "config.yaml").is_file():
-            found.append(load_run(folder))
+            try:
+                found.append(load_run(folder))
+            except ReportError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
             return  # a run's own subfolders (checkpoints) hold no runs
         if level >= depth:
             return
-        for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir())
+        except OSError as exc:
+            error = ReportError(f"cannot read {folder}: {exc.strerror or exc}")
+            if on_error is None:
+                raise error from None
+            on_error(error)
+            return
+        for child in children:
             visit(child, level + 1)
 
     visit(root, 0)

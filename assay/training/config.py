@@ -257,6 +257,8 @@ def read_yaml(path: str) -> dict[str, Any]:
         data = yaml.safe_load(text) or {}
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML (nested too deeply)") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).split(';')[0][:100]})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

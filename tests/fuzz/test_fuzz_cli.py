@@ -180,7 +180,7 @@ def config_files(draw) -> bytes:
         return draw(st.sampled_from([b"[1, 2]", b"- a", b"a: [" * 3000, b"\xef\xbb\xbfsteps: 1",
                                      b"? [a, b]\n: 1", b"steps: !!python/object:os.system x",
                                      b"steps: .nan", b"seed: 1e400", b"env: {max_value: .inf}",
-                                     b"&a [*a]", b"a: &a\n  b: *a"]))
+                                     b"&a [*a]", b"a: &a\n  b: *a", b"seed: " + b"9" * 5000]))
     return draw(texts).encode("utf-8", "surrogatepass")
 
 

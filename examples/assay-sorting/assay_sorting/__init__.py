@@ -6,11 +6,10 @@ docs/define-an-environment.md in the assay repository.
 
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
 
-from assay import Environment, Task, Verdict
+from assay import Environment, Task, Verdict, seeded_random
 
 _INTEGER_LIST = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
 
@@ -34,7 +33,7 @@ class SortingEnv(Environment):
     }
 
     def generate(self, n: int, seed: int = 0) -> list[Task]:
-        rng, o = random.Random(seed), self.options
+        rng, o = seeded_random(seed), self.options
         tasks = []
         for i in range(n):
             length = rng.randint(o.min_length, o.max_length)
