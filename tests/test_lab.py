@@ -166,6 +166,17 @@ def test_presets_validate_after_their_last_update(name):
     assert (preset.steps - 1) % every == 0 and preset.steps > every
 
 
+def test_report_refuses_a_run_folder_and_leaves_its_summary_alone(smoke):
+    """`assay report RUN` would write the lab's summary.json over the trainer's own."""
+    run = smoke / "runs" / "verifier-seed0"
+    before = (run / "summary.json").read_bytes()
+    proc = assay("report", str(run))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "is a run folder" in proc.stderr
+    assert (run / "summary.json").read_bytes() == before
+    assert not (run / "report.html").exists()
+
+
 def test_report_without_runs_is_a_usage_error(tmp_path):
     proc = assay("report", str(tmp_path))
     assert proc.returncode == 2

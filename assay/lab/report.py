@@ -106,6 +106,12 @@ def render(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ReportError(f"no folder {str(folder)!r}")
+    if (folder / "metrics.jsonl").exists():
+        # The report's summary.json would overwrite the run's own (written by the trainer).
+        raise ReportError(
+            f"{str(folder)!r} is a run folder (it holds metrics.jsonl); point assay report at "
+            "the folder that holds run folders, e.g. its parent"
+        )
     runs = [run for run in find_runs(folder) if run.rows]
     if not runs:
         raise ReportError(
