@@ -4,6 +4,7 @@ and the collapse criteria and failure-mode classifier on synthetic metric series
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -75,6 +76,12 @@ def test_smoke_run_folders_are_assay_train_folders(smoke):
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == list(range(1, 9))
         assert "reward_precision" in rows[0]
+        # every run monitors the external verifier and two intrinsic signals
+        for name in ("verifier", "majority_vote"):
+            assert all(0.0 <= r[f"monitor/{name}"] <= 1.0 for r in rows), name
+        assert all(math.isfinite(r["monitor/self_certainty"]) for r in rows)
+        if reward == "verifier":  # a monitor of the trained reward is that reward
+            assert all(r["monitor/verifier"] == pytest.approx(r["reward"]) for r in rows)
         assert (run / "config.yaml").exists()
         assert json.loads((run / "summary.json").read_text())["steps"] == 8
 

@@ -40,6 +40,10 @@ _ORGANISM = {
     "save_every": "0",  # one checkpoint, at the end (a resumed comparison skips finished runs)
     "keep_checkpoints": "1",
     "progress": "false",
+    # every run logs an external and two intrinsic signals on its own rollouts, whatever it
+    # trains on (`monitor/NAME`, `monitor/NAME_accuracy`; never in the loss): the verifier's
+    # figure under an intrinsic reward is its training accuracy as it collapses
+    "monitor": "verifier,majority_vote,self_certainty",
 }
 
 PRESETS: dict[str, Preset] = {
@@ -62,14 +66,14 @@ PRESETS: dict[str, Preset] = {
     ),
     "quick": Preset(
         "quick",
-        "at most 4 minutes on 2 cores: every default reward, 1 seed, the organism",
+        "about 2 minutes on 2 cores: every default reward, 1 seed, the organism",
         seeds=(0,),
         steps=101,
         sets={**_ORGANISM, "val_size": "96", "eval_every": "10"},
     ),
     "default": Preset(
         "default",
-        "at most 10 minutes on 2 cores: every default reward, 3 seeds, the organism",
+        "about 4 minutes on 2 cores: every default reward, 3 seeds, the organism",
         seeds=(0, 1, 2),
         steps=81,
         sets={**_ORGANISM, "val_size": "96", "eval_every": "10"},
