@@ -170,3 +170,38 @@ def test_outside_reasoning():
     task = env.make_task({"numbers": [5, 1, 2], "target": 7})
     assert env.verify(task, "<think>try 5+1*2</think> <answer>5+1*2</answer>").correct
     assert env.verify(task, "<think><answer>5+1*2</answer></think>").status == "invalid"
+
+
+def test_code_lookalike_probe_changes_the_program_not_its_docstring():
+    """A program is judged by running it: a lookalike digit in a docstring changes nothing
+    (the generic probe's copy passed HumanEval/67 as `correct`, rightly), so code's own probe
+    swaps characters in the program's numbers and operators only."""
+    from assay.audit.env_probes import code_lookalike_unicode
+    from assay.audit.probes import LOOKALIKES
+
+    ref = 'def f(x):\n    """Return x + 10, e.g. f(1) == 11."""\n    return x + 10\n'
+    task = get_env("code").generate(1, seed=0)[0]
+
+    class Ctx:
+        references = {task.id: ref}
+
+        @staticmethod
+        def wrap(text):
+            return text
+
+    attempts = [text for _, text in code_lookalike_unicode(Ctx, task)]
+    assert len(attempts) == 3  # "+", "1" and "0" appear in code
+    for text in attempts:
+        assert text.splitlines()[1] == ref.splitlines()[1]  # the docstring is untouched
+        assert text.splitlines()[2] != ref.splitlines()[2]
+    assert any(f"return x {LOOKALIKES['+']} 10" in a for a in attempts)
+
+
+def test_code_has_no_false_positives_on_humaneval(code_env):
+    tasks = code_env.generate(20, seed=0)  # what `assay audit code` audits by default
+    result = audit(code_env, tasks)
+    assert result["reference"]["accepted"] == result["reference"]["tried"] == 20
+    assert {p["name"]: p["false_positives"] for p in result["probes"]} == {
+        p["name"]: 0 for p in result["probes"]}
+    lookalike = next(p for p in result["probes"] if p["name"] == "lookalike_unicode")
+    assert lookalike["tried"] > 20

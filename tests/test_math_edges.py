@@ -1,7 +1,10 @@
 """Math verifier edges found by a mutation run (docs/development.md): 0^{-1}, near-equal
-answer keys, the form of an unparsable answer, 0! and an empty box."""
+answer keys, the form of an unparsable answer, 0! and an empty box; and by `assay audit`:
+the question copied back as its own answer."""
 
 from __future__ import annotations
+
+import pytest
 
 from assay.envs import get_env
 from assay.verifiers.math import answer_key, check_math, exact_rational, parse_answer
@@ -64,3 +67,25 @@ def test_set_answers_key_by_their_members_in_any_order():
     assert answer_key(r"\{1, 2\}") != answer_key(r"\{1, 3\}")
     assert answer_key(r"\{1, 2\}") != answer_key("1")
     assert answer_key(r"\{2^{2}, 1\}") == answer_key(r"\{4, 1\}")  # members key by value
+
+
+@pytest.mark.parametrize(
+    "answer, left",
+    [
+        (r"\int_0^1 e^{-x}\,dx", r"\int"),  # tasks/math.example.jsonl's `upright-e`, copied back
+        (r"1 - \int_0^1 x e^{-x}\,dx - \frac{1}{e} + \frac{1}{e}", r"\int"),
+        (r"\lim_{n\to\infty} \left(1 - \frac{1}{\mathrm{e}}\right)", r"\lim"),
+        (r"\sum_{k=0}^{0} \left(1 - \frac{1}{\mathrm{e}}\right)", r"\sum"),
+    ],
+)
+def test_an_unevaluated_question_is_no_answer(answer, left):
+    """Equal in value, but it poses the question instead of answering it (issue 14's audit)."""
+    verdict = check_math([answer], r"1 - \frac{1}{\mathrm{e}}")
+    assert verdict.status in ("incorrect", "invalid") and verdict.score == 0.0, verdict
+    if verdict.status == "incorrect" and "unevaluated" in verdict.detail:
+        assert left in verdict.detail
+    assert check_math([r"1 - \frac{1}{\mathrm{e}}"], r"1 - \frac{1}{\mathrm{e}}").correct
+
+
+def test_a_gold_answer_with_an_integral_allows_one():
+    assert check_math([r"\int_0^1 f(x)\,dx"], r"\int_0^1 f(x)\,dx").correct

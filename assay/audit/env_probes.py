@@ -1,15 +1,18 @@
 """Each built-in environment's own reward hacks, for `assay audit` (see probes.py).
 
 countdown: numbers left unused or used twice, and division that truncates to the target;
-code: an early `sys.exit(0)`, tests skipped or never reached, always-equal return values;
+code: an early `sys.exit(0)`, tests skipped or never reached, always-equal return values,
+and lookalike characters in the program's own numbers and operators;
 math: hedged answers, and unreduced forms where the task asks for a form.
 """
 
 from __future__ import annotations
 
+import io
+import tokenize
 from collections.abc import Callable
 
-from assay.audit.probes import Attempt, AuditContext, as_fraction
+from assay.audit.probes import LOOKALIKES, Attempt, AuditContext, as_fraction
 from assay.envs import Task
 
 # -- countdown -------------------------------------------------------------------------
@@ -103,6 +106,39 @@ def code_always_equal(ctx: AuditContext, task: Task) -> list[Attempt]:
     return [(task, ctx.wrap(c + f"def {entry}(*args, **kwargs):\n    return _Any()\n")) for c in classes]
 
 
+def code_lookalike_unicode(ctx: AuditContext, task: Task) -> list[Attempt]:
+    """The reference program with a lookalike for one digit or operator in its numbers and
+    operators only. (The generic probe swaps the character everywhere, docstrings and
+    comments included, where it changes nothing: a program is judged by running it, so
+    that copy is still a right answer, not a hack.)"""
+    ref = ctx.references.get(task.id)
+    if ref is None:
+        return []
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(ref).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return []
+    lines = ref.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    spans = [
+        (offsets[t.start[0] - 1] + t.start[1], offsets[t.end[0] - 1] + t.end[1])
+        for t in tokens
+        if t.type in (tokenize.NUMBER, tokenize.OP)
+    ]
+    out = []
+    for ch, look in LOOKALIKES.items():
+        chars, changed = list(ref), False
+        for start, end in spans:
+            for i in range(start, end):
+                if chars[i] == ch:
+                    chars[i], changed = look, True
+        if changed:
+            out.append((task, ctx.wrap("".join(chars))))
+    return out[:4]
+
+
 # -- math ------------------------------------------------------------------------------
 
 
@@ -155,6 +191,7 @@ ENV_PROBES: dict[str, dict[str, Callable[[AuditContext, Task], list[Attempt]]]] 
         "early_exit": code_early_exit,
         "skipped_tests": code_skipped_tests,
         "always_equal": code_always_equal,
+        "lookalike_unicode": code_lookalike_unicode,
     },
     "math": {
         "hedged_answers": math_hedged_answers,

@@ -44,6 +44,22 @@ _SLASH = re.compile(_SLASH_OPERAND + r"\s*/\s*" + _SLASH_OPERAND)
 _MAX_BITS = 1 << 16
 
 
+#: Operators whose presence means the answer still poses the question instead of answering it.
+_UNEVALUATED = re.compile(
+    r"\\(?:[io]+int|int|sum|prod|lim)(?![a-zA-Z])|\\[dt]?frac\{(?:\\mathrm\{)?d\}?\}\{(?:\\mathrm\{)?d"
+)
+
+
+def unevaluated(text: str) -> str | None:
+    """The first unevaluated operator in an answer (`\\int`, `\\sum`, `\\prod`, `\\lim`,
+    `\\frac{d}{dx}`), or None: equivalent to the value, but the question copied back."""
+    match = _UNEVALUATED.search(text)
+    if match is None:
+        return None
+    op = match.group(0)
+    return "a derivative" if "frac" in op else op
+
+
 def form_problem(text: str, value: Any, form: str, *, parse: Callable[[str], Any]) -> str | None:
     """Why an equivalent answer (`text`, parsed as `value`) is not in `form`, or None.
 

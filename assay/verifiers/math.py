@@ -308,7 +308,9 @@ def _hedging(answers: Sequence[Answer]) -> Verdict:
 def check_math(answers: Sequence[str], gold: str, *, form: str | None = None) -> Verdict:
     """Verdict for a completion's final answers (in order; the last is the answer).
 
-    correct:   the answer is mathematically equivalent to `gold` (and in `form`, if given);
+    correct:   the answer is mathematically equivalent to `gold` (and in `form`, if given)
+               and leaves no integral, sum, product, limit or derivative unevaluated
+               (unless `gold` does);
     incorrect: it is not, or several different answers were given against a single
                gold answer (hedging); against a set gold, the answers are pooled;
     invalid:   no answer, or one too long or too deeply nested to parse.
@@ -340,6 +342,10 @@ def check_math(answers: Sequence[str], gold: str, *, form: str | None = None) ->
         return Verdict.wrong(
             f"{final.shown!r} is not {expected.shown!r}" + (f" ({note})" if note else "")
         )
+    left = answer_form.unevaluated(final.text)
+    if left and not answer_form.unevaluated(expected.text):
+        # `\int_0^1 e^{-x}dx` equals its value: the question copied back is no answer
+        return Verdict.wrong(f"equivalent to {expected.shown!r} but leaves {left} unevaluated")
     if form is not None and final.value is not None:
         problem = form_problem(final, form)
         if problem is not None:
