@@ -133,8 +133,10 @@ class Environment(ABC):
         """Raise an `AssayError` naming what is missing when this env cannot verify here
         (a solver or a toolchain that is not installed). By default nothing is missing.
 
-        `verify_many` of such an env calls it first; `assay verify` and `assay train`
-        call it before any work, so the answer is one line and exit status 2."""
+        `verify_many` calls it first (so a worker never starts without what it needs, and
+        z3 or a toolchain loaded here is inherited warm by forked workers); `assay verify`
+        and `assay train` call it before any work, so the answer is one line and exit
+        status 2."""
         return None
 
     @abstractmethod
@@ -186,6 +188,7 @@ class Environment(ABC):
         and a check that fails is an `error` or `timeout` verdict, never an exception.
         `on_result(index, verdict)` is called as each verdict is ready.
         """
+        self.check_available()
         if self.verification == "in_process":
             verdicts = []
             for index, (task, completion) in enumerate(pairs):

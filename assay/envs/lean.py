@@ -20,7 +20,6 @@ import math
 import os
 import random
 import shutil
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,15 +155,6 @@ class LeanEnv(Environment):
             time_limit=self.time_limit * 0.9, allowed_axioms=self.options.allowed_axioms,
         )
 
-    def verify_many(
-        self,
-        pairs: Sequence[tuple[Task, str]],
-        *,
-        workers: int | None = None,
-        on_result: Callable[[int, Verdict], None] | None = None,
-    ) -> list[Verdict]:
-        self.check_available()
-        return super().verify_many(pairs, workers=workers, on_result=on_result)
 
     def close(self) -> None:
         for repl in self._repls.values():

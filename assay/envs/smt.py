@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,15 +197,6 @@ class SmtEnv(Environment):
             time_limit=self.time_limit, memory_mb=self.options.memory_mb,
         )
 
-    def verify_many(
-        self,
-        pairs: Sequence[tuple[Task, str]],
-        *,
-        workers: int | None = None,
-        on_result: Callable[[int, Verdict], None] | None = None,
-    ) -> list[Verdict]:
-        self.check_available()  # also imports z3 before the workers fork: they start warm
-        return super().verify_many(pairs, workers=workers, on_result=on_result)
 
     def answer_key(self, task: Task, answer: str) -> Hashable:
         """`unsat`, or the assignment's exact values in declaration order, so that
