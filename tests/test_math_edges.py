@@ -89,3 +89,33 @@ def test_an_unevaluated_question_is_no_answer(answer, left):
 
 def test_a_gold_answer_with_an_integral_allows_one():
     assert check_math([r"\int_0^1 f(x)\,dx"], r"\int_0^1 f(x)\,dx").correct
+
+
+def test_interval_and_inequality_answers_key_by_what_they_say():
+    """Majority vote must not lump different intervals or inequalities together (a key of
+    None for every non-expression value would make them all agree)."""
+    assert answer_key("[1, 2)") == answer_key(r"\left[1, 2\right)")
+    assert answer_key("[1, 2)") != answer_key("[1, 3)")
+    assert answer_key("[1, 2)") != answer_key("(1, 2)")
+    assert answer_key("x < 3") != answer_key("x < 4")
+
+
+def test_a_huge_fraction_counts_its_bits():
+    import sympy
+
+    from assay.verifiers.math import magnitude_bits
+
+    assert magnitude_bits(sympy.Rational(1, 2**5000 + 1)) >= 5000
+    assert magnitude_bits(sympy.Rational(2**3000 + 1, 3)) >= 3000
+
+
+def test_an_expression_too_deep_to_measure_is_too_large(monkeypatch):
+    import sympy
+
+    from assay.verifiers import math as math_verifier
+
+    def deep(expr):
+        raise RecursionError
+
+    monkeypatch.setattr(math_verifier, "magnitude_bits", deep)
+    assert math_verifier.too_large(sympy.Integer(1)) is True
