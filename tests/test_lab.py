@@ -173,6 +173,21 @@ def test_presets_validate_after_their_last_update(name):
     assert (preset.steps - 1) % every == 0 and preset.steps > every
 
 
+def test_report_keeps_every_run_of_the_same_reward_and_seed(smoke, tmp_path):
+    """Three folders named alike under different parents (a/r, b/r, c/r): three entries,
+    none dropped or averaged with another."""
+    mine = tmp_path / "mine"
+    for parent in ("a", "b", "c"):
+        shutil.copytree(smoke / "runs" / "verifier-seed0", mine / parent / "r")
+    (mine / "x").mkdir()
+    shutil.copytree(smoke / "runs" / "verifier-seed0", mine / "x" / "a" / "r")  # x/a/r too
+    proc = assay("report", str(mine))
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads((mine / "summary.json").read_text())["runs"]
+    assert len(runs) == 4 and all(label.startswith("verifier") for label in runs)
+    assert all(len(entry["seeds"]) == 1 for entry in runs.values())
+
+
 def test_report_refuses_a_run_folder_and_leaves_its_summary_alone(smoke):
     """`assay report RUN` would write the lab's summary.json over the trainer's own."""
     run = smoke / "runs" / "verifier-seed0"

@@ -317,10 +317,21 @@ def group_runs(runs: list[Run], order: list[str] | None = None) -> dict[str, lis
     """Runs by reward (in `order`, then externals, then the rest by name). A second run
     with the same reward and seed (another model, say) is its own entry, named by folder."""
     groups: dict[str, list[Run]] = {}
+
+    def taken(label: str, seed: int) -> bool:
+        return any(r.seed == seed for r in groups.get(label, []))
+
     for run in runs:
-        label = run.reward
-        if any(r.seed == run.seed for r in groups.get(label, [])):
-            label = f"{run.reward} [{run.path.name}]"
+        # The reward, then its folder's name, then parent/name, then a counter: a run is
+        # never averaged with, or dropped for, another run of the same reward and seed.
+        where = f"{run.path.parent.name}/{run.path.name}"
+        candidates = [run.reward, f"{run.reward} [{run.path.name}]", f"{run.reward} [{where}]"]
+        label = next((c for c in candidates if not taken(c, run.seed)), "")
+        k = 2
+        while not label:
+            candidate = f"{run.reward} [{where} #{k}]"
+            label = "" if taken(candidate, run.seed) else candidate
+            k += 1
         run.label = label
         groups.setdefault(label, []).append(run)
     rank = {name: i for i, name in enumerate(order or [])}
