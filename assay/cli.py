@@ -379,6 +379,43 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
                f"report: {out}/report.html", err=True)
 
 
+@cli.command("collapse-step")
+@click.option("--model", default="organism", show_default=True,
+              help="organism[:preset], a local HF model folder, or a hub id.")
+@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
+@click.option("--reward", default="majority_vote", show_default=True,
+              help="An intrinsic (label-free) reward.")
+@click.option("--max-steps", type=int, default=300, show_default=True,
+              help="Give up (collapse_step null) after this many steps.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Any `assay train` option.")
+@click.option("--out", default="runs/collapse-step", show_default=True,
+              help="Output folder: collapse_step.json and the run in run/.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def collapse_step_command(model, env_name, reward, max_steps, seed, assignments, out,
+                          quiet) -> None:
+    """Train with an intrinsic reward until the Model Collapse Step, decided without labels;
+    write OUT/collapse_step.json (docs/lab.md)."""
+    from assay.envs.base import parse_assignments
+    from assay.lab import collapse_step
+
+    try:
+        result = collapse_step.run(model=model, env=env_name, reward=reward,
+                                   max_steps=max_steps, out=out, seed=seed,
+                                   sets=parse_assignments(assignments), quiet=quiet)
+    except AssayError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("assay: interrupted; the run in OUT/run can be resumed with assay train "
+                   "--resume", err=True)
+        sys.exit(130)
+    step = result["collapse_step"]
+    said = (f"collapse step {step} ({result['criterion']})" if step is not None
+            else f"no collapse within {max_steps} steps")
+    click.echo(f"{said}; {result['tokens']} tokens -> {out}/collapse_step.json", err=True)
+
+
 @cli.command("report")
 @click.argument("folder", metavar="DIR")
 def report_command(folder: str) -> None:

@@ -105,7 +105,9 @@ class TrainConfig:
     val_samples: int = 8  #: samples per validation task for mean@n accuracy
     log_kl: bool = True  #: compute KL to the reference every step even when beta = 0
     collapse_threshold: float = 0.01  #: collapse when the signal falls below this
-    collapse_signal: str = "reward_accuracy"  #: metric the collapse detector watches
+    #: metric the collapse detector watches (below `collapse_threshold`), or "label_free":
+    #: entropy, length or repetition drift from the start (assay.training.collapse_rules)
+    collapse_signal: str = "reward_accuracy"
     stop_on_collapse: bool = False  #: end the run at the Model Collapse Step
     #: rewards scored on every step's rollouts and logged as `monitor/NAME` and
     #: `monitor/NAME_accuracy`, never trained on (`--monitor verifier,self_certainty`)
@@ -146,6 +148,7 @@ class TrainConfig:
         words = set(re.findall(r"[A-Za-z_]\w*", self.reward))
         signals = {*COLLAPSE_SIGNALS, *_VERDICT_SIGNALS, *(f"reward/{w}" for w in words)}
         signals |= {f"monitor/{m}{end}" for m in self.monitor for end in ("", "_accuracy")}
+        signals.add("label_free")
         return [
             ("model", bool(self.model.strip()), "a model name or folder"),
             ("env", bool(self.env.strip()), "an environment name"),
@@ -190,7 +193,8 @@ class TrainConfig:
             # A name the trainer never logs would silently turn collapse detection (and
             # stop_on_collapse) off.
             ("collapse_signal", self.collapse_signal in signals,
-             "a metric the trainer logs (" + ", ".join(COLLAPSE_SIGNALS) + ", verdicts/STATUS)"),
+             "label_free or a metric the trainer logs ("
+             + ", ".join(COLLAPSE_SIGNALS) + ", verdicts/STATUS)"),
             ("monitor", all(isinstance(m, str) and re.fullmatch(r"[A-Za-z_]\w*", m)
                             for m in self.monitor), "reward names separated by commas"),
             ("save_every", self.save_every >= 0, ">= 0 (0 = only at the end)"),

@@ -113,6 +113,12 @@ class Collapse:
     threshold: float
 
     def describe(self) -> str:
+        if self.signal.startswith("label_free:"):
+            what = self.signal.partition(":")[2]
+            return (
+                f"model collapse at step {self.step} (label-free): the trailing mean of "
+                f"{what} ({self.value:.4f}) moved past its bound ({self.threshold}) from the start"
+            )
         return (
             f"model collapse at step {self.step}: {self.signal} = {self.value:.4f} "
             f"< {self.threshold}"
@@ -120,18 +126,41 @@ class Collapse:
 
 
 class CollapseDetector:
-    """Reports the first step at which `signal` falls below `threshold` (1% by default)."""
+    """Reports the first step at which `signal` falls below `threshold` (1% by default).
 
-    def __init__(self, signal: str = "reward_accuracy", threshold: float = 0.01):
-        self.signal, self.threshold = signal, threshold
+    `signal="label_free"` watches the policy's own statistics instead, with the rule of
+    `assay.training.collapse_rules` over a fixed `window` of steps: no labels are used,
+    and the step is the one the lab's report names for the finished run.
+    """
+
+    def __init__(self, signal: str = "reward_accuracy", threshold: float = 0.01, window: int = 10):
+        self.signal, self.threshold, self.window = signal, threshold, window
         self.collapse: Collapse | None = None
+        self.history: list[dict] = []  # label-free: the statistics the rule reads
 
     def update(self, step: int, metrics: dict) -> Collapse | None:
         """Feed one step's metrics; returns the collapse the first time it happens."""
-        if self.collapse is not None or self.signal not in metrics:
+        if self.collapse is not None:
+            return None
+        if self.signal == "label_free":
+            return self._update_label_free(step, metrics)
+        if self.signal not in metrics:
             return None
         value = metrics[self.signal]
         if value is not None and value < self.threshold:
             self.collapse = Collapse(step, self.signal, float(value), self.threshold)
             return self.collapse
         return None
+
+    def _update_label_free(self, step: int, metrics: dict) -> Collapse | None:
+        from assay.training import collapse_rules as rules
+
+        keys = ("entropy", "completion_length", "repetition_rate")
+        self.history.append({"step": step, **{k: metrics.get(k) for k in keys}})
+        fired = rules.label_free(self.history, w=self.window)
+        if fired is None:
+            return None
+        bound = {"entropy": rules.ENTROPY_FLOOR, "completion_length": rules.LENGTH_DRIFT,
+                 "repetition_rate": rules.REPETITION_RISE}[fired.signal]
+        self.collapse = Collapse(fired.step, f"label_free:{fired.signal}", fired.value, bound)
+        return self.collapse

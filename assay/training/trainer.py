@@ -24,7 +24,7 @@ from assay import organism
 from assay.envs import Task, TaskFileError, get_env
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
-from assay.training import checkpoint
+from assay.training import checkpoint, collapse_rules
 from assay.training.config import TrainConfig, dump_yaml
 from assay.training.data import TaskStream
 from assay.training.diagnostics import (
@@ -179,7 +179,9 @@ class Trainer:
         )
         self.rollouts = RolloutStore(self.out, cfg.save_rollouts)
         self.step_count = 0
-        self.detector = CollapseDetector(cfg.collapse_signal, cfg.collapse_threshold)
+        self.detector = CollapseDetector(
+            cfg.collapse_signal, cfg.collapse_threshold, window=collapse_rules.window(cfg.steps)
+        )
         self.notes: list[str] = []  # what the command line tells the user before training
         if found is not None:
             self._restore(found)

@@ -1,0 +1,79 @@
+"""`assay collapse-step` and the label-free collapse rule the trainer stops at."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+
+from assay.training import collapse_rules  # noqa: E402
+from assay.training.diagnostics import CollapseDetector  # noqa: E402
+
+ASSAY = str(Path(sys.executable).parent / "assay")
+
+
+def _rows(n: int, drop_at: int) -> list[dict]:
+    """Entropy 1.0, falling to 0.1 from `drop_at` on; length and repetition steady."""
+    return [{"step": s, "entropy": 1.0 if s < drop_at else 0.1, "completion_length": 6.0,
+             "repetition_rate": 0.0} for s in range(1, n + 1)]
+
+
+def test_the_detector_stops_where_the_finished_run_says():
+    """Watching a run step by step names the step the rule names on the whole run."""
+    rows = _rows(100, drop_at=40)
+    w = collapse_rules.window(100)
+    detector = CollapseDetector("label_free", window=w)
+    fired_at = None
+    for row in rows:
+        if detector.update(row["step"], row) is not None:
+            fired_at = row["step"]
+            break
+    offline = collapse_rules.label_free(rows, w=w)
+    assert offline is not None and offline.signal == "entropy"
+    assert detector.collapse.step == offline.step == fired_at
+    # the trailing mean of 10 steps crosses 25% of the start once 9 low steps are in
+    assert 40 < fired_at < 50
+    assert "label-free" in detector.collapse.describe()
+
+
+def test_steady_statistics_never_fire():
+    detector = CollapseDetector("label_free", window=10)
+    for row in _rows(200, drop_at=10_000):
+        assert detector.update(row["step"], row) is None
+
+
+def test_collapse_step_end_to_end(tmp_path):
+    out = tmp_path / "cs"
+    proc = subprocess.run(
+        [ASSAY, "collapse-step", "--model", "organism:tiny", "--max-steps", "40", "--quiet",
+         "--set", "prompts_per_step=8", "--set", "val_size=16", "--set", "eval_every=10",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "collapse_step.json").read_text())
+    assert {"model", "collapse_step", "criterion", "tokens"} <= set(result)
+    rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    offline = collapse_rules.label_free(rows, w=collapse_rules.window(40))
+    if result["collapse_step"] is None:  # no collapse: it ran to the end, and the rule agrees
+        assert len(rows) == 40 and offline is None and result["criterion"] is None
+    else:  # it stopped at the step, which the rule names on the rows, without labels
+        assert len(rows) == result["collapse_step"] == offline.step
+        assert offline.signal in result["criterion"]
+    assert result["tokens"] == sum(r["tokens"] for r in rows)
+    config = (out / "run" / "config.yaml").read_text()
+    assert "collapse_signal: label_free" in config
+
+
+def test_a_reward_that_needs_labels_is_refused(tmp_path):
+    proc = subprocess.run([ASSAY, "collapse-step", "--reward", "verifier", "--out",
+                           str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "external" in lines[0] and "intrinsic" in lines[0]
+    assert not (tmp_path / "x").exists()
