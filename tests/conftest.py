@@ -54,3 +54,15 @@ def code_env():
     environment = CodeEnv(timeout=3.0, backend=backend)
     yield environment
     environment.close()
+
+
+def make_run_folder(folder: Path, metrics: bytes | None, config: bytes | None) -> Path:
+    """A run folder as `assay report` reads it: `metrics.jsonl` and `config.yaml` as given
+    (None leaves the file out), for the report's hardening and fuzz tests."""
+    folder.mkdir(parents=True)
+    if metrics is not None:
+        (folder / "metrics.jsonl").write_bytes(metrics)
+    if config is not None:
+        (folder / "config.yaml").write_bytes(config)
+    return folder
+

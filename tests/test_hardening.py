@@ -511,13 +511,9 @@ ROW = b'{"step": 1, "val_accuracy": 0.5, "entropy": 1.0, "completion_length": 9}
 
 def run_folder(root: Path, metrics: bytes | None = ROW * 2, config: bytes | None = CONFIG,
                name: str = "r") -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    if metrics is not None:
-        (folder / "metrics.jsonl").write_bytes(metrics)
-    if config is not None:
-        (folder / "config.yaml").write_bytes(config)
-    return folder
+    from conftest import make_run_folder
+
+    return make_run_folder(root / name, metrics, config)
 
 
 @pytest.mark.parametrize(

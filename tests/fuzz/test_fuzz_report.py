@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
+from conftest import make_run_folder
 from fuzz_inputs import BOM, check_one_line_error, fuzz_settings, json_values, numbers, texts
 from hypothesis import given
 from hypothesis import strategies as st
@@ -217,12 +218,7 @@ def test_report(folders):
     runs, meta, clean = folders
     root = Path(tempfile.gettempdir()) / f"assay-fuzz-{os.getpid()}" / f"report-{next(_counter)}"
     for name, metrics, config in runs:
-        folder = root / name
-        folder.mkdir(parents=True)
-        if metrics is not None:
-            (folder / "metrics.jsonl").write_bytes(metrics)
-        if config is not None:
-            (folder / "config.yaml").write_bytes(config)
+        make_run_folder(root / name, metrics, config)
     if meta is not None:
         (root / "lab.json").write_bytes(meta)
     result = CliRunner().invoke(cli, ["report", str(root)])
