@@ -407,7 +407,7 @@ def collapse_step_command(model, env_name, reward, max_steps, seed, assignments,
     except AssayError as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
-        click.echo("assay: interrupted; the run in OUT/run can be resumed with assay train "
+        click.echo(f"assay: interrupted; continue the run with assay train --out {out}/run "
                    "--resume", err=True)
         sys.exit(130)
     step = result["collapse_step"]

@@ -4,9 +4,10 @@ summary fields of `summary.json`: one dict per run, then the mean over seeds per
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,17 +322,16 @@ def group_runs(runs: list[Run], order: list[str] | None = None) -> dict[str, lis
     def taken(label: str, seed: int) -> bool:
         return any(r.seed == seed for r in groups.get(label, []))
 
-    for run in runs:
+    def labels(run: Run) -> Iterator[str]:
         # The reward, then its folder's name, then parent/name, then a counter: a run is
         # never averaged with, or dropped for, another run of the same reward and seed.
         where = f"{run.path.parent.name}/{run.path.name}"
-        candidates = [run.reward, f"{run.reward} [{run.path.name}]", f"{run.reward} [{where}]"]
-        label = next((c for c in candidates if not taken(c, run.seed)), "")
-        k = 2
-        while not label:
-            candidate = f"{run.reward} [{where} #{k}]"
-            label = "" if taken(candidate, run.seed) else candidate
-            k += 1
+        yield from (run.reward, f"{run.reward} [{run.path.name}]", f"{run.reward} [{where}]")
+        for k in itertools.count(2):
+            yield f"{run.reward} [{where} #{k}]"
+
+    for run in runs:
+        label = next(name for name in labels(run) if not taken(name, run.seed))
         run.label = label
         groups.setdefault(label, []).append(run)
     rank = {name: i for i, name in enumerate(order or [])}

@@ -29,6 +29,9 @@ LENGTH_DRIFT = 0.25
 REPETITION_RISE = 0.10
 #: steps in the start window and in the trailing mean (fewer for short runs)
 WINDOW = 10
+#: each signal's bound, as the collapse records it
+BOUNDS = {"entropy": ENTROPY_FLOOR, "completion_length": LENGTH_DRIFT,
+          "repetition_rate": REPETITION_RISE}
 
 
 @dataclass

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from assay.rewards import RolloutGroup, majority_key
+from assay.training import collapse_rules
 
 #: n-gram size of the repetition rate (in tokens).
 REPEAT_NGRAM = 4
@@ -153,14 +154,10 @@ class CollapseDetector:
         return None
 
     def _update_label_free(self, step: int, metrics: dict) -> Collapse | None:
-        from assay.training import collapse_rules as rules
-
-        keys = ("entropy", "completion_length", "repetition_rate")
-        self.history.append({"step": step, **{k: metrics.get(k) for k in keys}})
-        fired = rules.label_free(self.history, w=self.window)
+        self.history.append({"step": step, **{k: metrics.get(k) for k in collapse_rules.BOUNDS}})
+        fired = collapse_rules.label_free(self.history, w=self.window)
         if fired is None:
             return None
-        bound = {"entropy": rules.ENTROPY_FLOOR, "completion_length": rules.LENGTH_DRIFT,
-                 "repetition_rate": rules.REPETITION_RISE}[fired.signal]
+        bound = collapse_rules.BOUNDS[fired.signal]
         self.collapse = Collapse(fired.step, f"label_free:{fired.signal}", fired.value, bound)
         return self.collapse

@@ -467,15 +467,15 @@ class Trainer:
         stds = stds[~stds.isnan()]  # the skipped groups have none
         # The reward figures cover the completions the loss saw (`used`): a masked one's
         # reward is unknown, not 0.
-        rewards, truth = kept_rows(rewards, used), kept_rows(truth, used)
+        seen, seen_truth = kept_rows(rewards, used), kept_rows(truth, used)
         nan = float("nan")
         out = {
-            "reward": float(np.mean(np.concatenate(rewards))) if rewards else nan,
+            "reward": float(np.mean(np.concatenate(seen))) if seen else nan,
             "reward_std": float(stds.mean()) if len(stds) else nan,
-            "reward_accuracy": reward_accuracy(rewards, truth, self.reward.binary) if rewards else nan,
-            "reward_precision": reward_precision(rewards, truth, self.reward.binary),
-            "label_accuracy": label_accuracy(groups, [[v.correct for v in g.verdicts] for g in groups]),
-            "gt_accuracy": float(np.mean(np.concatenate(truth))) if truth else nan,
+            "reward_accuracy": reward_accuracy(seen, seen_truth, self.reward.binary) if seen else nan,
+            "reward_precision": reward_precision(seen, seen_truth, self.reward.binary),
+            "label_accuracy": label_accuracy(groups, truth),  # the vote over every answer
+            "gt_accuracy": float(np.mean(np.concatenate(seen_truth))) if seen_truth else nan,
             # mean over all completion tokens of the batch: (N, C) -> scalar
             "entropy": float((stats.entropies.detach() * mask).sum() / mask.sum().clamp(min=1)),
             "completion_length": float(lengths.float().mean()),
