@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import click
@@ -379,50 +380,79 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
                f"report: {out}/report.html", err=True)
 
 
+def run_experiment(command: str, out: str, work: Any, resume_hint: str) -> dict[str, Any]:
+    """Run one of the study's experiments: a usage problem is one line and exit 2, Ctrl-C
+    says how to go on; then the reading on stdout and the report's path on stderr."""
+    from assay.lab import experiment
+
+    try:
+        result = work()
+        section = experiment.section_of(command)(result, Path(out))
+    except AssayError as exc:
+        raise UsageError(_one_line(str(exc))) from None
+    except KeyboardInterrupt:
+        click.echo(f"assay: interrupted; {resume_hint}", err=True)
+        sys.exit(130)
+    click.echo(experiment.reading_text(section))
+    sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
+    click.echo(f"result: {out}/{command}.json; report: {out}/report.html", err=True)
+    return result
+
+
+def _preset_option(command: str) -> Any:
+    return click.option("--preset", default="default", show_default=True,
+                        help=f"smoke (seconds, for tests) or default; see docs/lab.md#{command}.")
+
+
 @cli.command("collapse-step")
-@click.option("--model", default="organism", show_default=True,
-              help="organism[:preset], a local HF model folder, or a hub id.")
+@click.option("--model", default=None,
+              help="organism[:preset], a local HF model folder, or a hub id (default: the preset's).")
 @click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
 @click.option("--reward", default="majority_vote", show_default=True,
               help="An intrinsic (label-free) reward.")
-@click.option("--max-steps", type=int, default=300, show_default=True,
-              help="Give up (collapse_step null) after this many steps.")
+@click.option("--max-steps", type=int, default=None,
+              help="Give up (collapse_step null) after this many steps (default: the preset's, 300).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Any `assay train` option.")
 @click.option("--out", default="runs/collapse-step", show_default=True,
-              help="Output folder: collapse_step.json and the run in run/.")
+              help="Output folder: collapse_step.json, report.html and the run in run/.")
+@_preset_option("collapse-step")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def collapse_step_command(model, env_name, reward, max_steps, seed, assignments, out,
+def collapse_step_command(model, env_name, reward, max_steps, seed, assignments, out, preset,
                           quiet) -> None:
     """Train with an intrinsic reward until the Model Collapse Step, decided without labels;
-    write OUT/collapse_step.json (docs/lab.md)."""
+    write OUT/collapse_step.json and OUT/report.html (docs/lab.md)."""
     from assay.envs.base import parse_assignments
     from assay.lab import collapse_step
 
-    try:
-        result = collapse_step.run(model=model, env=env_name, reward=reward,
-                                   max_steps=max_steps, out=out, seed=seed,
-                                   sets=parse_assignments(assignments), quiet=quiet)
-    except AssayError as exc:
-        raise UsageError(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo(f"assay: interrupted; continue the run with assay train --out {out}/run "
-                   "--resume", err=True)
-        sys.exit(130)
-    step = result["collapse_step"]
-    said = (f"collapse step {step} ({result['criterion']})" if step is not None
-            else f"no collapse within {max_steps} steps")
-    click.echo(f"{said}; {result['tokens']} tokens -> {out}/collapse_step.json", err=True)
+    run_experiment(
+        "collapse_step", out,
+        lambda: collapse_step.run(model=model, env=env_name, reward=reward,
+                                  max_steps=max_steps, out=out, seed=seed, preset=preset,
+                                  sets=parse_assignments(assignments), quiet=quiet),
+        f"continue the run with assay train --out {out}/run --resume",
+    )
 
 
 @cli.command("report")
 @click.argument("folder", metavar="DIR")
 def report_command(folder: str) -> None:
     """Re-render DIR/report.html, DIR/summary.json and the figures from the run folders
-    under DIR (an `assay compare` folder, or runs made one by one with `assay train`)."""
-    from assay.lab import report
+    under DIR (an `assay compare` folder, or runs made one by one with `assay train`), or
+    from the result file of one of the study's experiments (`assay zoo`, ...)."""
+    from assay.lab import experiment, report
 
+    command = experiment.experiment_in(Path(folder))
+    if command is not None:
+        try:
+            section = experiment.render(Path(folder), command)
+        except AssayError as exc:
+            raise UsageError(_one_line(str(exc))) from None
+        click.echo(experiment.reading_text(section))
+        sys.stdout.flush()
+        click.echo(f"report: {folder}/report.html", err=True)
+        return
     try:
         summary = report.render(folder)
     except report.ReportError as exc:

@@ -1,0 +1,244 @@
+"""What the study's experiments share: presets, training one run, the result file, the
+progress display over runs and the report page.
+
+Each experiment (`collapse_step`, `zoo`, `sharpen`, `scale`, `ttt`, `theory`) is one module
+with a `run(...)` that writes `OUT/<command>.json` and a `section(result, out)` that turns
+that result into a report `Section`; `write_report` renders `OUT/report.html` from it (one
+self-contained page in the style of `assay compare`'s report), and `assay report OUT`
+re-renders it from the JSON alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assay.errors import AssayError
+
+#: the commands whose result files `assay report` knows, in the order the study tells them
+COMMANDS = ("collapse_step", "zoo", "sharpen", "scale", "ttt", "theory")
+
+
+class ExperimentError(AssayError, ValueError):
+    """A usage problem (unknown preset, a bad value, an unreadable result): one line."""
+
+
+def pick_preset(presets: dict[str, dict[str, Any]], name: str, command: str) -> dict[str, Any]:
+    """The settings of preset `name`, or a one-line error naming the known ones."""
+    if name not in presets:
+        raise ExperimentError(
+            f"{command}: unknown preset {name!r} (known: {', '.join(presets)})"
+        )
+    return dict(presets[name])
+
+
+def train_run(
+    *,
+    out: Path,
+    flags: dict[str, Any],
+    sets: dict[str, str] | None = None,
+    resume: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One `assay train` run into `out` (quietly): returns its summary and metric rows.
+
+    A folder that already holds a finished run (its summary.json says it was not
+    interrupted and ran its steps or stopped at a collapse) is read back, not trained
+    again: an experiment interrupted half way resumes where it stopped.
+    """
+    from assay.training import Trainer, resolve
+    from assay.training.tracking import read_metrics
+
+    flags = {**flags, "out": str(out)}
+    config = resolve(sets={"progress": "false", **(sets or {})}, flags=flags)
+    done = out / "summary.json"
+    if done.exists():
+        summary = json.loads(done.read_text(encoding="utf-8"))
+        stopped = summary.get("collapse") is not None and config.stop_on_collapse
+        if not summary.get("interrupted") and (summary.get("steps") == config.steps or stopped):
+            return summary, read_metrics(out)
+        resume = True
+    elif (out / "metrics.jsonl").exists():
+        resume = True
+    summary = Trainer(config, resume=resume, quiet=True).train()
+    return summary, read_metrics(out)
+
+
+def write_result(out: Path, command: str, result: dict[str, Any]) -> Path:
+    """`OUT/<command>.json`, written whole or not at all."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{command}.json"
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_result(out: Path, command: str) -> dict[str, Any]:
+    """`OUT/<command>.json` as a mapping, or a one-line error naming the file."""
+    path = out / f"{command}.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ExperimentError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExperimentError(f"{path}: not a JSON result ({exc})") from None
+    if not isinstance(value, dict):
+        raise ExperimentError(f"{path}: expected a JSON object")
+    return value
+
+
+# -- progress over runs ----------------------------------------------------------------
+
+
+class RunProgress:
+    """A progress bar over an experiment's runs (each run's own bar stays off)."""
+
+    def __init__(self, command: str, total: int, enabled: bool):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            f"[bold]{command}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            "{task.fields[what]}",
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task(command, total=total, what="")
+
+    def doing(self, what: str) -> None:
+        """Name the run under way."""
+        self.progress.update(self.task, what=what)
+
+    def advance(self, what: str = "") -> None:
+        """One run done; `what` names its outcome."""
+        self.progress.update(self.task, advance=1, what=what)
+
+
+@contextmanager
+def run_progress(command: str, total: int, enabled: bool) -> Iterator[RunProgress]:
+    bar = RunProgress(command, total, enabled)
+    with bar.progress:
+        yield bar
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass
+class Section:
+    """One experiment's part of a report: what it found, in words and figures."""
+
+    title: str
+    #: plain-language sentences generated from the result's numbers
+    reading: list[str]
+    #: what the study reports for the same experiment, to read ours against
+    study: str
+    #: PNG files (already written into the output folder), shown in order
+    figures: list[Path] = field(default_factory=list)
+    #: a table: column headers, then rows of cells (already formatted as text)
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    #: the settings the result was made with
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def section_html(section: Section) -> str:
+    """The section as HTML: reading, the study's figure, plots, table and settings."""
+    from assay.lab.report import _image
+
+    parts = [f"<h2>{html.escape(section.title)}</h2>", "<h3>Reading</h3>"]
+    parts += [f"<p>{html.escape(line)}</p>" for line in section.reading]
+    parts.append(f"<p class='note'><b>The study:</b> {html.escape(section.study)}</p>")
+    if section.figures:
+        parts.append("<div class='figures'>")
+        parts += [f"<div>{_image(path)}</div>" for path in section.figures if path.exists()]
+        parts.append("</div>")
+    if section.rows:
+        parts.append("<table><tr>")
+        parts += [f"<th>{html.escape(c)}</th>" for c in section.columns]
+        parts.append("</tr>")
+        for row in section.rows:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        parts.append("</table>")
+    parts.append("<h3>Settings</h3>")
+    parts.append(f"<pre>{html.escape(json.dumps(section.settings, indent=2, default=str))}</pre>")
+    return "\n".join(parts)
+
+
+def write_report(out: Path, command: str, section: Section) -> Path:
+    """`OUT/report.html`: one self-contained page holding the section."""
+    from assay.lab.report import STYLE
+
+    page = "\n".join([
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>assay {command.replace('_', '-')}: report</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>assay {html.escape(command.replace('_', '-'))}</h1>",
+        f"<p class='note'>Rendered {datetime.datetime.now().isoformat(timespec='seconds')} "
+        "from " + html.escape(f"{command}.json") + "; see docs/lab.md.</p>",
+        section_html(section),
+        "</body></html>",
+    ])
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def reading_text(section: Section) -> str:
+    """The reading as plain text for the terminal."""
+    return "\n".join([section.title, *(f"- {line}" for line in section.reading),
+                      f"The study: {section.study}"])
+
+
+def section_of(command: str) -> Callable[[dict[str, Any], Path], Section]:
+    """The `section(result, out)` of `command`'s module (imported only when asked for)."""
+    from importlib import import_module
+
+    if command not in COMMANDS:
+        raise ExperimentError(f"no experiment called {command!r} (known: {', '.join(COMMANDS)})")
+    return import_module(f"assay.lab.{command}").section
+
+
+def experiment_in(folder: Path) -> str | None:
+    """The experiment whose result file `folder` holds (None: it holds none)."""
+    for command in COMMANDS:
+        if (folder / f"{command}.json").is_file():
+            return command
+    return None
+
+
+def render(folder: Path, command: str | None = None) -> Section:
+    """Re-render `folder/report.html` (and its plots) from `folder/<command>.json`."""
+    command = command or experiment_in(folder)
+    if command is None:
+        raise ExperimentError(f"no experiment result (<command>.json) in {str(folder)!r}")
+    section = section_of(command)(read_result(folder, command), folder)
+    write_report(folder, command, section)
+    return section
