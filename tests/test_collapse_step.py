@@ -50,9 +50,7 @@ def test_steady_statistics_never_fire():
 def test_collapse_step_end_to_end(tmp_path):
     out = tmp_path / "cs"
     proc = subprocess.run(
-        [ASSAY, "collapse-step", "--model", "organism:tiny", "--max-steps", "40", "--quiet",
-         "--set", "prompts_per_step=8", "--set", "val_size=16", "--set", "eval_every=10",
-         "--out", str(out)],
+        [ASSAY, "collapse-step", "--preset", "smoke", "--quiet", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
@@ -68,6 +66,16 @@ def test_collapse_step_end_to_end(tmp_path):
     assert result["tokens"] == sum(r["tokens"] for r in rows)
     config = (out / "run" / "config.yaml").read_text()
     assert "collapse_signal: label_free" in config
+    assert "model: organism:tiny" in config and "prompts_per_step: 8" in config  # the preset
+    # the report: the step in words and a plot, re-rendered by `assay report` from the JSON
+    page = (out / "report.html").read_text()
+    step = result["collapse_step"]
+    assert (f"at step {step} " if step is not None else "did not collapse") in page
+    assert "data:image/png;base64," in page
+    (out / "report.html").unlink()
+    again = subprocess.run([ASSAY, "report", str(out)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert (out / "report.html").exists() and "Model Collapse Step" in again.stdout
 
 
 def test_a_reward_that_needs_labels_is_refused(tmp_path):
@@ -76,4 +84,13 @@ def test_a_reward_that_needs_labels_is_refused(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "external" in lines[0] and "intrinsic" in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_unknown_preset_is_one_line(tmp_path):
+    proc = subprocess.run([ASSAY, "collapse-step", "--preset", "huge", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown preset 'huge'" in lines[0] and "smoke" in lines[0]
     assert not (tmp_path / "x").exists()
