@@ -1,0 +1,168 @@
+"""assay's verifiers as veRL's `custom_reward_function`, and veRL's data files from an env.
+
+veRL's reward manager calls, for every response,
+`compute_score(data_source=..., solution_str=..., ground_truth=..., extra_info=...)` and
+uses the returned dict's `score` as the reward (the other keys land in its
+`reward_extra_info`). Here `data_source` names an assay env (`countdown`, `math`, `code`,
+`smt`, any registered one), `ground_truth` is the task: a dict of the env's task fields
+(as `assay sample ENV` prints them), the same as a JSON text, or for math the gold answer
+alone. Env options ride along in `extra_info["env_options"]`.
+
+veRL itself is not imported (nor needed) here: this module is plain Python, so it works
+in any worker veRL spawns. `python -m assay.integrations.verl ENV --out FILE.parquet`
+writes an env's tasks in veRL's data format (docs/integrations.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import sys
+from typing import Any
+
+from assay.envs import Environment, get_env
+from assay.envs.registry import UnknownEnvError, env_names
+from assay.envs.taskfile import validate_fields
+from assay.verifiers import Verdict
+
+#: every result has the same keys: veRL collects each key into a list per batch, and a
+#: key missing from one response would misalign them
+KEYS = ("score", "status", "acc")
+
+_ENVS: dict[tuple[str, str], Environment] = {}
+
+
+def _env(name: str, options: dict[str, Any]) -> Environment:
+    """One env per (name, options) per process, kept warm (a code env's sandbox pool, a
+    Lean REPL) across calls and closed at exit."""
+    key = (name, json.dumps(options, sort_keys=True, default=str))
+    if key not in _ENVS:
+        try:
+            _ENVS[key] = get_env(name, **options)
+        except UnknownEnvError:
+            raise ValueError(
+                f"assay compute_score: data_source {name!r} is not an assay env "
+                f"(known: {', '.join(env_names())})"
+            ) from None
+    return _ENVS[key]
+
+
+@atexit.register
+def _close_envs() -> None:
+    for env in _ENVS.values():
+        env.close()
+    _ENVS.clear()
+
+
+def task_fields(data_source: str, ground_truth: Any) -> Any:
+    """The task's fields from veRL's `ground_truth`: a dict, its JSON text, or for math
+    the gold answer as a plain string."""
+    if isinstance(ground_truth, str):
+        text = ground_truth.strip()
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                pass
+        if data_source == "math":
+            return {"answer": ground_truth}
+    if hasattr(ground_truth, "items"):  # a dict, or the mapping pyarrow hands back
+        return {k: _plain(v) for k, v in ground_truth.items()}
+    return ground_truth
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars (what a parquet round trip gives) as plain Python."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def result(verdict: Verdict) -> dict[str, Any]:
+    """veRL's dict: `score` is the reward; `status` and `acc` are logged beside it."""
+    return {"score": float(verdict.score), "status": verdict.status,
+            "acc": float(verdict.status == "correct")}
+
+
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Verify one response with assay's env `data_source`; veRL's reward-function signature.
+
+    A ground truth that is not a valid task scores 0 with status `error` (counted, never a
+    silent zero); an unknown `data_source` raises, naming the known envs, since no
+    response of that source could be scored.
+    """
+    options = dict((extra_info or {}).get("env_options") or {})
+    env = _env(str(data_source), options)
+    fields = task_fields(data_source, ground_truth)
+    problems = validate_fields(env, fields)
+    if problems:
+        return result(Verdict.error(f"ground_truth: {problems[0]}"))
+    index = (extra_info or {}).get("index", "")
+    task = env.make_task(fields, id=f"{data_source}-{index}")
+    return result(env.verify(task, solution_str if isinstance(solution_str, str) else ""))
+
+
+# -- veRL's data files -----------------------------------------------------------------
+
+
+def verl_rows(env_name: str, tasks: list[Any], split: str) -> list[dict[str, Any]]:
+    """veRL's row format: the prompt as chat messages, the task as `ground_truth` (JSON
+    text, so tasks of any shape share one parquet column type)."""
+    return [
+        {
+            "data_source": env_name,
+            "prompt": [{"role": "user", "content": task.prompt}],
+            "ability": env_name,
+            "reward_model": {"style": "rule", "ground_truth": json.dumps(task.to_dict())},
+            "extra_info": {"split": split, "index": i},
+        }
+        for i, task in enumerate(tasks)
+    ]
+
+
+def write_parquet(rows: list[dict[str, Any]], path: str) -> None:
+    """Write rows with pyarrow (a dependency of `datasets`, which TRL brings)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SystemExit("assay: error: writing parquet needs pyarrow (pip install pyarrow)") from None
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m assay.integrations.verl",
+        description="Write an assay env's tasks as veRL parquet (data_source, prompt, "
+                    "reward_model.ground_truth, extra_info).",
+    )
+    parser.add_argument("env")
+    parser.add_argument("--out", required=True, help="Output .parquet file.")
+    parser.add_argument("-n", type=int, default=1000, help="Generated tasks (default 1000).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tasks", default=None, help="A JSONL task file instead of generating.")
+    parser.add_argument("--split", default="train")
+    args = parser.parse_args(argv)
+    try:
+        env = get_env(args.env)
+        tasks = env.load(args.tasks) if args.tasks else env.generate(args.n, seed=args.seed)
+    except Exception as exc:  # one line, exit 2: an unknown env, a bad task file
+        print(f"assay: error: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
+        sys.exit(2)
+    write_parquet(verl_rows(args.env, tasks, args.split), args.out)
+    env.close()
+    print(f"{len(tasks)} {args.env} tasks -> {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
