@@ -249,18 +249,22 @@ def validate_command(env_name: str, task_file: str) -> None:
 @click.option("--monitor", default=None, metavar="NAME,...",
               help="Rewards to log every step (monitor/NAME) without training on them.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--backend", type=click.Choice(["assay", "trl"]), default="assay",
+              show_default=True,
+              help="assay's own GRPO trainer, or TRL's GRPOTrainer with assay's reward (docs/integrations.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(env_name, reward, model, steps, out, seed, config_file, assignments, monitor,
-                  resume, quiet) -> None:
+                  resume, backend, quiet) -> None:
     """Train a policy with GRPO; see docs/training.md."""
-    from pathlib import Path
-
     from assay.envs.base import parse_assignments
     from assay.training import Trainer, resolve
     from assay.training.config import read_yaml
 
     flags = {"env": env_name, "reward": reward, "model": model, "steps": steps, "out": out,
              "seed": seed, "monitor": monitor}
+    if backend == "trl":
+        _train_with_trl(flags, assignments, config_file, resume, quiet)
+        return
     try:
         sets = parse_assignments(assignments)
         base = None
@@ -295,6 +299,32 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
     where = f"{config.out}/metrics.jsonl"
     note = f"; collapse at step {collapse['step']} ({collapse['signal']})" if collapse else ""
     click.echo(f"trained {summary['steps']} steps -> {where}{note}", err=True)
+
+
+def _train_with_trl(flags: dict[str, Any], assignments: tuple[str, ...], config_file: str | None,
+                    resume: bool, quiet: bool) -> None:
+    """`assay train --backend trl`: TRL's GRPOTrainer with the same flags."""
+    from assay.envs.base import parse_assignments
+    from assay.integrations import trl as trl_backend
+    from assay.rewards import get_reward
+    from assay.training import resolve
+
+    try:
+        if resume:
+            raise UsageError("--resume: the TRL backend does not resume runs")
+        config = resolve(file=config_file, sets=parse_assignments(assignments), flags=flags)
+        if config.monitor:
+            raise UsageError("--monitor: the TRL backend logs only the trained reward")
+        trl_backend.check_reward(get_reward(config.reward))
+        get_env(config.env, **config.env_options).check_available()
+        trl_backend.require_trl()
+        summary = trl_backend.train(config, quiet=quiet)
+    except AssayError as exc:
+        raise UsageError(_one_line(str(exc))) from None
+    except KeyboardInterrupt:
+        click.echo("assay: interrupted (the TRL backend does not resume; start again)", err=True)
+        sys.exit(130)
+    click.echo(f"trained {summary['steps']} steps with TRL -> {config.out}/metrics.jsonl", err=True)
 
 
 @cli.command("prior")

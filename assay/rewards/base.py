@@ -123,6 +123,11 @@ class Reward(ABC):
     name: str = ""
     kind: ClassVar[str] = ""
     binary: bool = False
+    #: what the reward reads beyond the completions' text and the env: "token_stats" (the
+    #: policy's per-token log-probs, entropies and self-certainty) or "judge" (the policy
+    #: answering verification prompts). Trainers that cannot supply one refuse the reward
+    #: up front (`assay.integrations.trl`).
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def score(self, group: RolloutGroup) -> list[float]:
@@ -193,6 +198,7 @@ class WeightedSum(Reward):
         self.binary = len(self.terms) == 1 and self.terms[0][0] == 1.0 and self.terms[0][1].binary
         kinds = {r.kind for _, r in self.terms}
         self.kind = kinds.pop() if len(kinds) == 1 else "mixed"  # type: ignore[misc]
+        self.needs = frozenset().union(*(r.needs for _, r in self.terms))  # type: ignore[misc]
 
     def check_env(self, env: Environment) -> None:
         for _, reward in self.terms:

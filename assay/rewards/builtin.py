@@ -52,6 +52,7 @@ class SelfVerifyReward(Reward):
     name = "self_verify"
     kind = "external"
     binary = True
+    needs = frozenset({"judge"})
 
     def check_env(self, env: Environment) -> None:
         if not isinstance(env, SelfVerifying):
@@ -145,6 +146,7 @@ class SelfCertaintyReward(Reward):
 
     name = "self_certainty"
     kind = "intrinsic"
+    needs = frozenset({"token_stats"})
 
     def score(self, group: RolloutGroup) -> list[float]:
         return _per_completion(group, lambda c: float(np.mean(c.self_certainty)))
@@ -155,6 +157,7 @@ class TokenEntropyReward(Reward):
 
     name = "token_entropy"
     kind = "intrinsic"
+    needs = frozenset({"token_stats"})
 
     def score(self, group: RolloutGroup) -> list[float]:
         return _per_completion(group, lambda c: -float(np.mean(c.entropies)))
@@ -165,6 +168,7 @@ class TrajectoryEntropyReward(Reward):
 
     name = "trajectory_entropy"
     kind = "intrinsic"
+    needs = frozenset({"token_stats"})
 
     def score(self, group: RolloutGroup) -> list[float]:
         return _per_completion(group, lambda c: float(np.mean(c.logprobs)))
@@ -175,6 +179,7 @@ class ProbabilityReward(Reward):
 
     name = "probability"
     kind = "intrinsic"
+    needs = frozenset({"token_stats"})
 
     def score(self, group: RolloutGroup) -> list[float]:
         return _per_completion(group, lambda c: math.exp(float(np.sum(c.logprobs))))

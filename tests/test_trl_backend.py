@@ -1,0 +1,147 @@
+"""assay rewards as TRL reward functions, and `assay train --backend trl` (real TRL, on CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+
+import pytest  # noqa: E402
+
+from assay.envs import get_env  # noqa: E402
+from assay.integrations import trl as trl_backend  # noqa: E402
+from assay.integrations.trl import TASK_COLUMN, TRLError, reward_funcs, task_dataset  # noqa: E402
+
+ASSAY = str(Path(sys.executable).parent / "assay")
+
+
+def call(func, tasks_per_completion, completions, **extra):
+    """What TRL's GRPOTrainer passes: prompts, completions, ids and every other column."""
+    metrics = {}
+    out = func(
+        prompts=[t.prompt for t in tasks_per_completion],
+        completions=completions,
+        completion_ids=[[0]] * len(completions),
+        **{TASK_COLUMN: [json.dumps(t.to_dict()) for t in tasks_per_completion]},
+        trainer_state=None,
+        log_metric=lambda name, value: metrics.__setitem__(name, value),
+        **extra,
+    )
+    return out, metrics
+
+
+def test_verifier_rewards_and_verdict_counts():
+    env = get_env("countdown")
+    a = env.make_task({"numbers": [2, 3], "target": 5})
+    b = env.make_task({"numbers": [4, 1], "target": 3})
+    func = reward_funcs(env, "verifier", num_generations=2)
+    out, metrics = call(func, [a, a, b, b], ["<answer>2+3</answer>", "<answer>2*3</answer>",
+                                             "<answer>4-1</answer>", "no answer"])
+    assert out == [1.0, 0.0, 1.0, 0.0]
+    assert metrics["verdicts/correct"] == 2 and metrics["verdicts/incorrect"] == 1
+    assert metrics["verdicts/invalid"] == 1 and metrics["gt_accuracy"] == 0.5
+
+
+def test_majority_vote_is_per_prompt_group():
+    env = get_env("countdown", vote_key="value")
+    a = env.make_task({"numbers": [2, 3], "target": 5})
+    b = env.make_task({"numbers": [4, 1], "target": 3})
+    func = reward_funcs(env, "majority_vote", num_generations=3)
+    # a's group agrees on 6 (wrong); b's on 3. Pooled, 6 would not be b's majority.
+    out, _ = call(func, [a, a, a, b, b, b],
+                  ["<answer>2*3</answer>", "<answer>3*2</answer>", "<answer>2+3</answer>",
+                   "<answer>4-1</answer>", "<answer>4*1</answer>", "<answer>4-1</answer>"])
+    assert out == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+
+
+def test_conversational_completions_are_read():
+    env = get_env("countdown")
+    a = env.make_task({"numbers": [2, 3], "target": 5})
+    func = reward_funcs(env, "verifier")
+    out, _ = call(func, [a], [[{"role": "assistant", "content": "<answer>3+2</answer>"}]])
+    assert out == [1.0]
+
+
+def test_a_split_group_is_refused_for_group_rewards_only():
+    env = get_env("countdown")
+    a = env.make_task({"numbers": [2, 3], "target": 5})
+    with pytest.raises(TRLError, match="multiple of num_generations"):
+        call(reward_funcs(env, "majority_vote", num_generations=4), [a, a], ["<answer>5</answer>"] * 2)
+    out, _ = call(reward_funcs(env, "verifier", num_generations=4), [a, a],
+                  ["<answer>2+3</answer>"] * 2)
+    assert out == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("name", ["self_certainty", "token_entropy", "trajectory_entropy",
+                                  "probability", "0.5*verifier + 0.5*self_certainty",
+                                  "self_verify"])
+def test_rewards_trl_cannot_feed_are_refused_with_the_reason(name):
+    with pytest.raises(TRLError, match="per-token statistics|judge"):
+        reward_funcs(get_env("countdown"), name)
+
+
+def test_an_error_verdict_is_none_not_zero(monkeypatch):
+    env = get_env("countdown")
+    a = env.make_task({"numbers": [2, 3], "target": 5})
+    from assay.verifiers import Verdict
+
+    monkeypatch.setattr(env, "verify_many",
+                        lambda pairs, **kw: [Verdict.error("broke")] + [Verdict(1.0, "correct", "")])
+    out, metrics = call(reward_funcs(env, "verifier"), [a, a], ["x", "<answer>2+3</answer>"])
+    assert out == [None, 1.0] and metrics["verdicts/error"] == 1
+
+
+def test_task_dataset_columns():
+    env = get_env("countdown")
+    tasks = env.generate(3, seed=0)
+    data = task_dataset(env, tasks)
+    assert data.column_names == ["prompt", TASK_COLUMN]
+    assert json.loads(data[1][TASK_COLUMN])["numbers"] == tasks[1].fields["numbers"]
+
+
+def test_train_backend_trl_writes_metrics(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [ASSAY, "train", "--backend", "trl", "--model", "organism:tiny", "--steps", "3",
+         "--quiet", "--out", str(out), "--set", "prompts_per_step=4", "--set", "group_size=4",
+         "--set", "max_new_tokens=16"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for row in rows:  # assay's keys, and every completion of the step counted once
+        assert {"reward", "completion_length", "entropy", "gt_accuracy"} <= set(row)
+        assert sum(row[f"verdicts/{s}"] for s in ("correct", "incorrect", "invalid", "timeout",
+                                                  "error")) == 16
+        assert row["reward"] == pytest.approx(row["verdicts/correct"] / 16)  # verifier: 1 or 0
+    assert json.loads((out / "summary.json").read_text())["backend"] == "trl"
+
+
+def test_train_backend_trl_refuses_token_stat_rewards_in_one_line(tmp_path):
+    proc = subprocess.run([ASSAY, "train", "--backend", "trl", "--reward", "self_certainty",
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "per-token statistics" in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_trl_is_one_clear_line(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_trl(name, *args, **kwargs):
+        if name == "trl" or name.startswith("trl."):
+            raise ImportError("no trl")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_trl)
+    with pytest.raises(TRLError, match=r"pip install 'assay\[trl\]'"):
+        trl_backend.require_trl()
