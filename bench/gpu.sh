@@ -54,3 +54,16 @@ python3 -c "import trl; print('trl', trl.__version__)" 2>/dev/null || echo "trl:
 timeout 450 python3 bench/trainer_vs_trl.py --arch qwen2.5-0.5b --device cuda --dtype bfloat16 \
   --prompts 16 --group 8 --max-new-tokens 256 --micro-batch 16 --warmup 2 --steps 5 \
   --json "${OUT:-/tmp}/gpu_bench.json" 2>&1 | grep -v -i "warn"
+
+# The vLLM rollout engine, where the image has vLLM (nothing can be installed on the GPU
+# machine): 3 GRPO steps of `assay train --engine vllm` on the organism, colocated.
+if python3 -c "import vllm" 2>/dev/null; then
+  python3 -c "import vllm; print('vllm', vllm.__version__)"
+  timeout 240 python3 -m assay.cli train --engine vllm --model organism:tiny --steps 3 --quiet \
+    --set device=cuda --set prompts_per_step=8 --set group_size=8 --set eval_every=0 \
+    --out "${TMPDIR:-/tmp}/assay-vllm-run" \
+    && python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; print('vllm engine:', len(rows), 'steps, reward', [round(r['reward'],3) for r in rows])" "${TMPDIR:-/tmp}/assay-vllm-run/metrics.jsonl" \
+    || echo "vllm engine: FAILED (see above)"
+else
+  echo "vllm: not importable on this machine; the vLLM engine was not exercised"
+fi

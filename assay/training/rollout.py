@@ -144,24 +144,26 @@ def _cut(row: list[int], eos_id: int) -> Generation:
 
 
 class VLLMEngine(RolloutEngine):
-    """vLLM sampling, with the policy's weights copied in after each update.
+    """vLLM sampling, colocated with training: the policy's weights are copied in after each
+    update (`sync_weights`), and vLLM's prefix cache is reset so that no prompt is read
+    with the keys and values of the old weights.
 
-    Untested here (it needs a GPU and the `vllm` extra); the weight copy uses vLLM's
-    `load_weights`, whose location has moved between vLLM versions.
+    What runs without a GPU is tested (tests/test_vllm_engine.py, against a stand-in for
+    the `vllm` module): the engine's construction arguments, the sampling parameters, the
+    request batching and the order of results, and the weight-sync calls. vLLM itself has
+    not run on the machines this project is tested on; `bench/gpu.sh` runs `assay train
+    --engine vllm` where vLLM is installed.
     """
 
-    def __init__(self, model_path: str, tokenizer, *, gpu_memory_utilization: float = 0.3):
+    def __init__(self, model_path: str, tokenizer, *, gpu_memory_utilization: float = 0.3,
+                 seed: int = 0, dtype: str = "auto"):
         try:
             from vllm import LLM
         except ImportError:
             raise EngineError(
                 "engine 'vllm' needs the vllm package: pip install 'assay[vllm]' (GPU only)"
             ) from None
-        self.llm = LLM(
-            model=model_path,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enable_prefix_caching=True,
-        )
+        self.llm = LLM(**llm_arguments(model_path, gpu_memory_utilization, seed, dtype))
         self.eos_id = tokenizer.eos_token_id
 
     def generate(
@@ -169,32 +171,93 @@ class VLLMEngine(RolloutEngine):
     ):
         from vllm import SamplingParams
 
-        params = SamplingParams(
-            n=1 if greedy else n,
-            temperature=0.0 if greedy else temperature,
-            top_p=top_p,
-            max_tokens=max_new_tokens,
-            seed=seed,
-            stop_token_ids=[self.eos_id],
-        )
+        params = SamplingParams(**sampling_arguments(
+            n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+            greedy=greedy, seed=seed, eos_id=self.eos_id,
+        ))
+        # one request per distinct prompt, n samples each: vLLM returns them in request order
         outputs = self.llm.generate(
-            [{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False
+            [{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False
         )
+        if len(outputs) != len(prompts):
+            raise EngineError(f"vLLM returned {len(outputs)} results for {len(prompts)} prompts")
         result = []
         for out in outputs:
             gens = [Generation(list(c.token_ids), c.finish_reason == "stop") for c in out.outputs]
-            result.append(gens * n if greedy else gens)
+            result.append(gens * n if greedy else gens)  # greedy: one sample stands for all n
         return result
 
     def sync_weights(self, model) -> None:
-        engine = self.llm.llm_engine
-        runner = engine.model_executor.driver_worker.model_runner
-        runner.model.load_weights(model.state_dict().items())
+        weights = [(name, param.detach()) for name, param in model.state_dict().items()]
+        load_into_vllm(self.llm, weights)
+        self.llm.reset_prefix_cache()  # cached prompt keys/values came from the old weights
+
+
+def llm_arguments(model_path: str, gpu_memory_utilization: float, seed: int,
+                  dtype: str) -> dict:
+    """`vllm.LLM(...)` arguments for a colocated engine: a share of the GPU beside training."""
+    if not 0.0 < gpu_memory_utilization < 1.0:
+        raise EngineError("vLLM's gpu_memory_utilization must be in (0, 1): training shares the GPU")
+    return {"model": model_path, "gpu_memory_utilization": gpu_memory_utilization,
+            "enable_prefix_caching": True, "seed": seed, "dtype": dtype}
+
+
+def sampling_arguments(n: int, *, temperature: float, top_p: float, max_new_tokens: int,
+                       greedy: bool, seed: int, eos_id: int) -> dict:
+    """`vllm.SamplingParams(...)` arguments: our sampling settings in vLLM's names. Greedy
+    decoding asks for one sample (all n would be the same)."""
+    return {
+        "n": 1 if greedy else n,
+        "temperature": 0.0 if greedy else temperature,
+        "top_p": 1.0 if greedy else top_p,
+        "max_tokens": max_new_tokens,
+        "seed": seed,
+        "stop_token_ids": [eos_id],
+        "skip_special_tokens": False,
+    }
+
+
+#: where a vLLM engine keeps its model, by version (the in-process engine only)
+_MODEL_PATHS = (
+    ("llm_engine", "model_executor", "driver_worker", "model_runner", "model"),  # v0
+    ("llm_engine", "model_executor", "driver_worker", "worker", "model_runner", "model"),  # v1
+)
+
+
+def load_into_vllm(llm, weights: list) -> None:
+    """Copy (name, tensor) pairs into the model vLLM samples from.
+
+    The model is found in-process where the engine keeps it (TRL's colocate mode reaches
+    it the same way); otherwise through `LLM.apply_model`, which runs a function in each
+    worker. Neither: one clear error naming the vLLM version, not a deep AttributeError.
+    """
+    for path in _MODEL_PATHS:
+        target = llm
+        for attr in path:
+            target = getattr(target, attr, None)
+            if target is None:
+                break
+        if target is not None:
+            target.load_weights(weights)
+            return
+    if hasattr(llm, "apply_model"):
+        llm.apply_model(lambda model: model.load_weights(weights))
+        return
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    raise EngineError(f"cannot reach the model inside this vLLM ({version}) to update its weights")
 
 
 def make_engine(name: str, model, tokenizer, model_path: str) -> RolloutEngine:
     if name == "hf":
         return HFEngine(model, tokenizer)
     if name == "vllm":
-        return VLLMEngine(model_path, tokenizer)
+        engine = VLLMEngine(model_path, tokenizer)
+        # vLLM loads `model_path`; a resumed run's policy is its checkpoint: start from it
+        engine.sync_weights(model)
+        return engine
     raise ValueError(f"unknown engine {name!r} (hf, vllm)")
