@@ -129,6 +129,10 @@ def _read_pairs(env: Environment, path: str) -> list[tuple[Task, str] | Verdict]
 @click.option("-o", "--output", "output_path", default="-", help="Output JSONL (default: stdout).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: cores).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Env option.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              metavar="[ADDRESS]",
+              help="Verify on a Ray cluster (ADDRESS, e.g. auto or ray://host:10001; alone: a "
+                   "local Ray instance). Needs the ray extra; docs/sandbox.md.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def verify_command(
     env_name: str,
@@ -136,6 +140,7 @@ def verify_command(
     output_path: str,
     workers: int | None,
     assignments: tuple[str, ...],
+    ray_address: str | None,
     quiet: bool,
 ) -> None:
     """Verify completions: each input line is {"task": {...}, "completion": "..."}.
@@ -173,13 +178,25 @@ def verify_command(
             disable=not show,
         ) as progress:
             bar = progress.add_task(f"verifying {env_name}", total=len(pairs))
-            verdicts = iter(
-                env.verify_many(
-                    pairs,
-                    workers=workers or os.cpu_count() or 1,
+            if ray_address is not None:
+                from assay.envs.base import parse_assignments
+                from assay.integrations.ray import verify_on_ray
+
+                verdicts = iter(verify_on_ray(
+                    env_name, parse_assignments(assignments), pairs,
+                    address=None if ray_address == "local" else ray_address,
                     on_result=lambda i, v: progress.advance(bar),
+                ))
+            else:
+                verdicts = iter(
+                    env.verify_many(
+                        pairs,
+                        workers=workers or os.cpu_count() or 1,
+                        on_result=lambda i, v: progress.advance(bar),
+                    )
                 )
-            )
+    except AssayError as exc:  # Ray missing or unreachable: one line
+        raise UsageError(_one_line(str(exc))) from None
     finally:  # Ctrl-C included: no worker or jail outlives the command
         env.close()
 

@@ -93,7 +93,8 @@ class CodeOptions:
     all_or_nothing: bool = False  #: score 1 only when every test passes, else 0
     timeout: float = 10.0  #: seconds per program: the whole test run, or one stdin/stdout case
     memory_mb: int = 512  #: address-space limit of each program
-    backend: str = "local"  #: sandbox backend: local (bubblewrap) or docker
+    backend: str = "local"  #: sandbox backend: local (bubblewrap), docker, or ray (a cluster's nodes)
+    ray_address: str = ""  #: backend=ray: the cluster to join ("" = RAY_ADDRESS or a new local instance)
     workers: int = 0  #: sandbox workers; 0 means the `workers` given to verify_many, or the cores
     compare: str = "lines"  #: stdin/stdout: "lines" ignores trailing whitespace; "exact" does not
 
@@ -106,8 +107,8 @@ class CodeOptions:
             raise ValueError("workers must be between 0 and 1024 (0: one per core)")
         if self.compare not in ("lines", "exact"):
             raise ValueError("compare must be 'lines' or 'exact'")
-        if self.backend not in ("local", "docker"):
-            raise ValueError("backend must be 'local' or 'docker'")
+        if self.backend not in ("local", "docker", "ray"):
+            raise ValueError("backend must be 'local', 'docker' or 'ray'")
 
 
 @dataclass
@@ -278,6 +279,10 @@ class CodeEnv(Environment):
         if self._sandbox is None:
             from assay.sandbox import Sandbox
 
+            if self.options.backend == "ray":  # the cluster's CPUs unless workers is set
+                self._sandbox = Sandbox(backend="ray", workers=self.options.workers or None,
+                                        address=self.options.ray_address or None)
+                return self._sandbox
             size = self.options.workers or workers or os.cpu_count() or 1
             self._sandbox = Sandbox(backend=self.options.backend, workers=size)
         return self._sandbox

@@ -10,7 +10,7 @@ from typing import Any
 from assay.sandbox.execution import Execution, Limits, RunRequest, SandboxError
 from assay.sandbox.pool import Backend, WorkerPool
 
-BACKENDS = ("local", "docker")
+BACKENDS = ("local", "docker", "ray")
 _LIMIT_NAMES = {f.name for f in dataclasses.fields(Limits)}
 
 
@@ -34,9 +34,12 @@ class Sandbox:
     ...     box.run("print(input()[::-1])", stdin="abc").stdout
     'cba\\n'
 
-    backend: "local" (bubblewrap, the default) or "docker".
-    workers: parallel workers (default: the number of cores). They start on first
-             use and live until `close()`; a worker that dies is replaced.
+    backend: "local" (bubblewrap, the default), "docker", or "ray" (jobs spread over a
+             Ray cluster's nodes, each running the local bubblewrap sandbox; `address=`
+             joins a cluster, default a local Ray instance; see docs/sandbox.md).
+    workers: parallel workers (default: the number of cores; with "ray", the cluster's
+             CPUs). They start on first use and live until `close()`; a worker that
+             dies is replaced.
     backend_options: `limits=Limits(...)` or any `Limits` field by name
              (`output_bytes=`, `processes=`, ...), plus the backend's own options
              (local: `python`, `ro_binds`, `seccomp`; docker: `image`, `cpus`, ...).
@@ -50,9 +53,18 @@ class Sandbox:
         overrides = {k: backend_options.pop(k) for k in list(backend_options) if k in _LIMIT_NAMES}
         self.limits = dataclasses.replace(limits, **overrides)
         self.backend_name = backend
+        if backend == "ray":
+            from assay.sandbox.ray_pool import RayRuns
+
+            address = backend_options.pop("address", None)
+            self._pool: WorkerPool | RayRuns | None = RayRuns(
+                self.limits, backend_options, workers=workers, address=address
+            )
+            self.workers = len(self._pool.pool.actors)
+            return
         self.workers = workers or os.cpu_count() or 1
         self._backend = make_backend(backend, self.limits, backend_options)
-        self._pool: WorkerPool | None = WorkerPool(self._backend, self.workers, self.limits)
+        self._pool = WorkerPool(self._backend, self.workers, self.limits)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -65,7 +77,8 @@ class Sandbox:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-            self._backend.close()
+            if self.backend_name != "ray":
+                self._backend.close()
 
     def __del__(self) -> None:  # a forgotten sandbox must not leave jails behind
         try:
@@ -73,7 +86,7 @@ class Sandbox:
         except Exception:
             pass
 
-    def _active_pool(self) -> WorkerPool:
+    def _active_pool(self) -> Any:
         if self._pool is None:
             raise SandboxError("this Sandbox is closed")
         return self._pool
@@ -86,6 +99,8 @@ class Sandbox:
         """Per worker, the host pids of the processes in its jail, its fork server first
         (local backend only): how tests check from outside that no run left anything."""
         pool = self._active_pool()
+        if not isinstance(pool, WorkerPool):  # Ray: the jails live on the cluster's nodes
+            return []
         with pool._lock:
             return [w.transport.jail_pids() for w in pool._workers if hasattr(w.transport, "jail_pids")]
 
