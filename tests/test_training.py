@@ -59,7 +59,7 @@ def small_config(out, reward="verifier", steps=2, **sets):
 
 
 def without_timing(rows):
-    return [{k: v for k, v in row.items() if k != "step_time"} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ("step_time", "verify_time")} for row in rows]
 
 
 def test_advantages_by_hand():

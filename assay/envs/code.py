@@ -36,6 +36,14 @@ from assay.envs.code_harness import (
     read_judge_report,
     solution_source,
 )
+from assay.envs.code_synth import (
+    DIFFICULTIES,
+    FAMILIES,
+    PROMPT_STYLES,
+    render_synth_prompt,
+    shown_problem,
+    synth_fields,
+)
 from assay.envs.jsonl import text_problem
 from assay.sandbox.execution import MAX_TIMEOUT, RunRequest
 from assay.verifiers import Verdict
@@ -97,6 +105,11 @@ class CodeOptions:
     ray_address: str = ""  #: backend=ray: the cluster to join ("" = RAY_ADDRESS or a new local instance)
     workers: int = 0  #: sandbox workers; 0 means the `workers` given to verify_many, or the cores
     compare: str = "lines"  #: stdin/stdout: "lines" ignores trailing whitespace; "exact" does not
+    source: str = "humaneval"  #: generated tasks: "humaneval" (164 problems) or "synth" (procedural: code_synth.py)
+    families: tuple[str, ...] = FAMILIES  #: source=synth: the task families drawn in turn
+    min_difficulty: int = 1  #: source=synth: the easiest difficulty drawn (1-3)
+    max_difficulty: int = 3  #: source=synth: the hardest difficulty drawn (1-3)
+    prompt_style: str = "full"  #: tasks with `shown` examples: "full" (instructions) or "compact" (`f(3)=10 f(5)=16:`)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
@@ -109,6 +122,16 @@ class CodeOptions:
             raise ValueError("compare must be 'lines' or 'exact'")
         if self.backend not in ("local", "docker", "ray"):
             raise ValueError("backend must be 'local', 'docker' or 'ray'")
+        if self.source not in ("humaneval", "synth"):
+            raise ValueError("source must be 'humaneval' or 'synth'")
+        self.families = tuple(self.families)
+        unknown = sorted(set(self.families) - set(FAMILIES))
+        if unknown or not self.families:
+            raise ValueError(f"families must be some of {', '.join(FAMILIES)}, got {unknown or 'none'}")
+        if not 1 <= self.min_difficulty <= self.max_difficulty <= max(DIFFICULTIES):
+            raise ValueError("difficulties must satisfy 1 <= min_difficulty <= max_difficulty <= 3")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {self.prompt_style!r}")
 
 
 @dataclass
@@ -137,6 +160,11 @@ class CodeEnv(Environment):
             "entry_point": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
             "setup": {"type": "string"},
             "code_prompt": {"type": "string"},
+            # Procedural tasks (code_synth.py): where they come from and how they are shown.
+            "family": {"type": "string"},
+            "difficulty": {"type": "integer", "minimum": 1},
+            "solution": {"type": "string"},
+            "shown": {"type": "integer", "minimum": 1},
             "io": {
                 "type": "array",
                 "minItems": 1,
@@ -164,7 +192,12 @@ class CodeEnv(Environment):
     # -- making tasks ----------------------------------------------------------------
 
     def generate(self, n: int, seed: int = 0) -> list[Task]:
-        """`n` HumanEval problems in a seeded order (cycling when n > 164)."""
+        """`n` HumanEval problems in a seeded order (cycling when n > 164), or with
+        `source=synth` `n` procedural tasks (code_synth.py)."""
+        if self.options.source == "synth":
+            o = self.options
+            rows = synth_fields(n, seed, o.families, o.min_difficulty, o.max_difficulty)
+            return [self.make_task(fields, id=f"synth-{seed}-{i}") for i, fields in enumerate(rows)]
         problems = humaneval_problems()
         order = list(range(len(problems)))
         seeded_random(seed).shuffle(order)
@@ -178,6 +211,8 @@ class CodeEnv(Environment):
         return tasks
 
     def render_prompt(self, task: Task) -> str:
+        if "shown" in task.fields:  # a procedural task: a few of its cases, as examples
+            return render_synth_prompt(task.fields, self.options.prompt_style, PROMPT_TESTS)
         if "io" in task.fields:
             first = task["io"][0]
             return PROMPT_IO.format(stdin=_with_newline(first["stdin"]), stdout=_with_newline(first["stdout"]))
@@ -185,6 +220,10 @@ class CodeEnv(Environment):
         if code_prompt:
             return PROMPT_FUNCTION.format(code=_with_newline(code_prompt))
         return PROMPT_TESTS.format(entry_point=task["entry_point"], tests=task["tests"].strip())
+
+    def task_problems(self, fields: dict[str, Any]) -> list[str]:
+        problem = shown_problem(fields)
+        return [problem] if problem else []
 
     # -- verifying -------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class StepProgress:
             f"reward {m['reward']:.3f} r-acc {m['reward_accuracy']:.2f} "
             f"gt {m['gt_accuracy']:.2f}{self.val} H {m['entropy']:.2f} "
             f"len {m['completion_length']:.1f} {m['step_time']:.2f}s/step"
+            f" (verify {m.get('verify_time', 0.0):.2f}s)"
         )
         self.progress.update(self.task, completed=m["step"], figures=figures)
 

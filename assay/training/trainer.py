@@ -42,7 +42,7 @@ from assay.training.policy import TokenStats, completion_stats, load_policy, res
 from assay.training.rollout import Generation, HFEngine, make_engine
 from assay.training.rollout_store import RolloutStore, completion_rows
 from assay.training.tracking import MetricsLog, read_metrics
-from assay.verifiers import STATUSES
+from assay.verifiers import STATUSES, Verdict
 
 
 class TrainError(AssayError, RuntimeError):
@@ -183,6 +183,7 @@ class Trainer:
             cfg.collapse_signal, cfg.collapse_threshold, window=collapse_rules.window(cfg.steps)
         )
         self.notes: list[str] = []  # what the command line tells the user before training
+        self._verify_time, self._verified = 0.0, 0  # the latest step's verification (make_groups)
         if found is not None:
             self._restore(found)
         elif resume:  # a run stopped before its first checkpoint: start it over
@@ -312,7 +313,11 @@ class Trainer:
             [g.token_ids for g in batch.completions], skip_special_tokens=True
         )
         # One batch for the whole step: the env runs it in parallel (workers, sandbox).
-        verdicts = self.env.verify_many([(tasks[i // G], text) for i, text in enumerate(texts)])
+        started = time.perf_counter()
+        verdicts, self._verified = verify_distinct(
+            self.env, [(tasks[i // G], text) for i, text in enumerate(texts)]
+        )
+        self._verify_time = time.perf_counter() - started
         judge_calls = iter(range(1, 1_000_000))
         groups = []
         for p, task in enumerate(tasks):
@@ -493,6 +498,8 @@ class Trainer:
         out.update({f"verdicts/{status}": statuses[status] for status in STATUSES})
         out["masked_completions"] = statuses["error"]  # left out of the statistics and loss
         out["skipped_groups"] = int((~used.view(-1, G).any(dim=1)).sum())  # < 2 left
+        out["verify_time"] = self._verify_time  # seconds the step's verification took
+        out["verify_pairs"] = self._verified  # distinct (task, completion) pairs actually checked
         return out
 
     @torch.no_grad()
@@ -516,7 +523,7 @@ class Trainer:
                 for task, gens in zip(self.val_tasks, outputs, strict=True)
                 for g in gens
             ]
-            return float(np.mean([v.correct for v in self.env.verify_many(pairs)]))
+            return float(np.mean([v.correct for v in verify_distinct(self.env, pairs)[0]]))
 
         return {"val_accuracy": accuracy(sampled), "val_greedy_accuracy": accuracy(greedy)}
 
@@ -643,6 +650,29 @@ class Trainer:
             return 1.0
         span = max(1, cfg.steps - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+
+
+def verify_distinct(env: Any, pairs: list[tuple[Task, str]]) -> tuple[list[Verdict], int]:
+    """Verify each distinct (task, completion) pair once and share its verdict.
+
+    A small model repeats itself a lot (a group of G samples often holds the same text
+    several times), and a sandboxed check costs a process and up to its time limit. A
+    verdict is a function of the task and the completion, so checking a repeat again
+    would only spend time. Tasks are compared by identity (the same `Task` object: the G
+    rows of a group share one), never by id, which a task file need not keep unique.
+    Returns the verdicts in input order and how many pairs were actually verified.
+    """
+    first: dict[tuple[int, str], int] = {}  # (id(task), text) -> index into `distinct`
+    distinct: list[tuple[Task, str]] = []
+    slots = []
+    for task, text in pairs:
+        key = (id(task), text)
+        if key not in first:
+            first[key] = len(distinct)
+            distinct.append((task, text))
+        slots.append(first[key])
+    verdicts = env.verify_many(distinct)
+    return [verdicts[slot] for slot in slots], len(distinct)
 
 
 def holds_a_run(out: Path) -> bool:
