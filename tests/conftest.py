@@ -66,3 +66,34 @@ def make_run_folder(folder: Path, metrics: bytes | None, config: bytes | None) -
         (folder / "config.yaml").write_bytes(config)
     return folder
 
+
+
+@pytest.fixture(scope="session")
+def random_model(tmp_path_factory) -> Path:
+    """A randomly initialised tiny Llama in Hugging Face format (2 layers, width 32) with a
+    character tokenizer over printable ASCII and newline: a model folder that reads any
+    env's prompt and answers with noise, for exercising the trainer's plumbing."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from assay.organism.tokenizer import make_tokenizer
+
+    folder = tmp_path_factory.mktemp("random-model")
+    tokenizer = make_tokenizer("".join(chr(c) for c in range(32, 127)) + "\n")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
