@@ -61,6 +61,18 @@ def test_every_rule_has_a_passing_reference_and_rejects_a_constant(code_env):
         assert not verdict.correct and verdict.score < 1.0, (task.id, verdict)
 
 
+def test_the_shown_examples_never_all_agree():
+    """`f([1])=[] f([-3])=[] f([])=[]:` would teach nothing: such draws are drawn again."""
+    for number, rule in enumerate(RULES):
+        rng, drawn = random.Random(number), 0
+        while drawn < 30:
+            fields = make_fields(rule, rng)
+            if fields is not None:
+                drawn += 1
+                outputs = {example.rsplit("=", 1)[1] for example in shown_examples(fields)}
+                assert len(outputs) >= 2, (rule.source, shown_examples(fields))
+
+
 def test_every_family_is_graded_in_difficulty():
     for family in FAMILIES:
         for difficulty in DIFFICULTIES:
