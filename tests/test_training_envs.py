@@ -164,14 +164,15 @@ def test_hostile_completions_cost_their_time_limit_score_zero_and_leave_no_proce
     # One sandbox for the whole run, started once; after each step's verification its jails
     # hold their fork servers and nothing else (the daemon, the fork bomb's children: gone).
     assert len(seen) == 2 and len({s["sandbox"] for s in seen}) == 1
+    assert len({tuple(s["bwrap"]) for s in seen}) == 1  # the same jails, not new ones
     for s in seen:
         assert len(s["jails"]) == WORKERS
         assert all(len(jail) == 1 for jail in s["jails"]), s["jails"]
     # Closed at the end: no jail, no bwrap process left anywhere below us.
-    assert trainer.env._sandbox is None
     pids = {pid for s in seen for pid in s["bwrap"] + [p for jail in s["jails"] for p in jail]}
     assert not survivors(pids)
     assert bwrap_descendants() == before
+    assert trainer.env._sandbox is None
 
     # Every hostile completion scored 0, and none was an `error` (which would mask it).
     with gzip.open(out / "rollouts.jsonl.gz", "rt") as handle:
@@ -213,9 +214,9 @@ def test_the_sandbox_is_closed_on_ctrl_c_and_on_a_crash(tmp_path, random_model, 
     with pytest.raises(ending):
         trainer.train()
     assert set(started) - set(before), "the sandbox never started"
-    assert trainer.env._sandbox is None
-    assert bwrap_descendants() == before
     assert not survivors(started)
+    assert bwrap_descendants() == before
+    assert trainer.env._sandbox is None
 
 
 def test_math_trains_a_random_init_model(tmp_path, random_model):
