@@ -128,3 +128,21 @@ def test_reading_names_what_collapsed():
     assert lines[-1].startswith("As the study found")
     result["sizes"]["32"] = {**entry, "collapsed": True, "collapse_step": 90}
     assert scale.reading(result)[-1].startswith("Unlike the study")
+
+
+def test_measure_on_rows_that_collapse():
+    """Synthetic rows: entropy falls at step 40, validation accuracy falls from 0.3 to 0.1,
+    KL rises; the figures are the label-free rule's and the rows' own."""
+    rows = [{"step": s, "entropy": 1.0 if s < 40 else 0.1, "completion_length": 6.0,
+             "repetition_rate": 0.0, "kl": s / 100, "tokens": 10, "step_time": 0.1,
+             "reward_accuracy": 0.5,
+             **({"val_accuracy": 0.3 if s < 50 else 0.1} if s % 10 == 1 else {})}
+            for s in range(1, 101)]
+    entry = scale.measure(rows, size=32, steps=100, prompts_per_step=16)
+    fired = collapse_rules.label_free(rows)
+    assert fired is not None and entry["collapsed"] and entry["collapse_step"] == fired.step
+    assert entry["collapse_signal"] == "entropy" and 40 < entry["collapse_step"] < 50
+    assert entry["peak_val_accuracy"] == 0.3 and entry["final_val_accuracy"] == 0.1
+    assert entry["final_kl"] == pytest.approx(np.mean([0.96, 0.97, 0.98, 0.99, 1.0]))
+    assert entry["declined"] and entry["study_collapse_step"] is None
+    assert entry["passes_over_data"] == 50.0 and entry["tokens"] == 1000
