@@ -321,6 +321,8 @@ def _plot(curves: dict[str, list[dict[str, Any]]], sizes: dict[str, Any], path: 
         step = sizes[s].get("collapse_step")
         if step is not None:
             kl.axvline(step, color=colour, linestyle=":", linewidth=1)
+    kl.set_yscale("symlog", linthresh=0.1)  # one step's k3 KL can spike 100x: keep the rest visible
+    kl.set_ylim(bottom=0)
     acc.set_title("Validation accuracy (sampled)")
     kl.set_title(f"KL to the initial model (trailing mean of {SMOOTH}; dotted: collapse)")
     for ax in (acc, kl):
