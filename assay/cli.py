@@ -482,6 +482,59 @@ def collapse_step_command(model, env_name, reward, max_steps, seed, assignments,
     )
 
 
+@cli.command("scale")
+@click.option("--sizes", default=None, metavar="N,N,...",
+              help="Training-set sizes, comma separated (default: the preset's, 32,128,512,2048).")
+@click.option("--reward", default="majority_vote", show_default=True, help="The reward of every run.")
+@click.option("--model", default=None,
+              help="organism[:preset] or a local HF model folder (default: the preset's).")
+@click.option("--steps", type=int, default=None,
+              help="Steps of every run (default: the preset's, 201).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every run.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Any `assay train` option, for every run.")
+@click.option("--out", default="runs/scale", show_default=True,
+              help="Output folder: scale.json, report.html and the runs in runs/size-N/.")
+@_preset_option("scale")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def scale_command(sizes, reward, model, steps, seed, assignments, out, preset, quiet) -> None:
+    """Train the same way on training sets of each size, for the same steps; write
+    OUT/scale.json and OUT/report.html (docs/lab.md)."""
+    from assay.envs.base import parse_assignments
+    from assay.lab import scale
+
+    def work() -> dict[str, Any]:
+        size_list = scale.parse_sizes(sizes) if sizes is not None else None
+        return scale.run(sizes=size_list, reward=reward, model=model, steps=steps, seed=seed,
+                         out=out, sets=parse_assignments(assignments), preset=preset,
+                         quiet=quiet)
+
+    run_experiment("scale", out, work, "run the same command again to continue")
+
+
+@cli.command("theory")
+@click.option("--answers", "answers", default="4", show_default=True, metavar="K",
+              help="Answers of the tabular policy (at least 2).")
+@click.option("--group-size", type=int, default=None, help="Samples per group (default 8).")
+@click.option("--steps", type=int, default=None, help="Most steps per run (default 3000).")
+@click.option("--lr", type=float, default=None, help="Learning rate on the logits (default 1.0).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random initial distributions and the sampled runs.")
+@click.option("--out", default="runs/theory", show_default=True,
+              help="Output folder: theory.json, report.html and the plot.")
+def theory_command(answers, group_size, steps, lr, seed, out) -> None:
+    """A tabular policy over K answers trained with majority-vote GRPO from many initial
+    distributions; write OUT/theory.json and OUT/report.html (docs/lab.md)."""
+    from assay.lab import theory
+
+    run_experiment(
+        "theory", out,
+        lambda: theory.run(answers=theory.parse_answers(answers), group_size=group_size,
+                           steps=steps, lr=lr, seed=seed, out=out),
+        "run the same command again (it takes seconds)",
+    )
+
+
 @cli.command("report")
 @click.argument("folder", metavar="DIR")
 def report_command(folder: str) -> None:
