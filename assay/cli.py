@@ -535,6 +535,80 @@ def theory_command(answers, group_size, steps, lr, seed, out) -> None:
     )
 
 
+def _jobs_option() -> Any:
+    return click.option("--jobs", type=int, default=None,
+                        help="Runs trained at once (default: one per core, at most 4, for the "
+                             "organism on CPU; else 1).")
+
+
+@cli.command("sharpen")
+@click.option("--problems", type=int, default=None,
+              help="How many problems, each trained on alone (default: the preset's, 25).")
+@click.option("--steps", type=int, default=None,
+              help="Updates per problem (default: the preset's, 100).")
+@click.option("--model", default=None,
+              help="organism[:preset], a local HF model folder, or a hub id (default: the preset's).")
+@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
+@click.option("--reward", default="majority_vote", show_default=True,
+              help="An intrinsic (label-free) reward.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed (training, and which problems are drawn).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Any `assay train` option, for every problem's run.")
+@click.option("--out", default="runs/sharpen", show_default=True,
+              help="Output folder: sharpen.json, report.html, sharpen.png, runs/<task>/.")
+@_preset_option("sharpen")
+@_jobs_option()
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sharpen_command(problems, steps, model, env_name, reward, seed, assignments, out, preset,
+                    jobs, quiet) -> None:
+    """Train on each problem alone with majority vote and compare its greedy answer before
+    and after; write OUT/sharpen.json and OUT/report.html (docs/lab.md)."""
+    from assay.envs.base import parse_assignments
+    from assay.lab import sharpen
+
+    run_experiment(
+        "sharpen", out,
+        lambda: sharpen.run(model=model, env=env_name, reward=reward, problems=problems,
+                            steps=steps, out=out, seed=seed, preset=preset, jobs=jobs,
+                            sets=parse_assignments(assignments), quiet=quiet),
+        "run the same command again: finished problems are kept",
+    )
+
+
+@cli.command("ttt")
+@click.option("--reward", default="majority_vote", show_default=True,
+              help="An intrinsic (label-free) reward; one that needs labels is refused.")
+@click.option("--steps", type=int, default=None,
+              help="Updates before the final evaluation (default: the preset's, 40).")
+@click.option("--model", default=None,
+              help="organism[:preset], a local HF model folder, or a hub id (default: the preset's).")
+@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Any `assay train` option, for both runs (val_size: the evaluation tasks).")
+@click.option("--out", default="runs/ttt", show_default=True,
+              help="Output folder: ttt.json, report.html, ttt.png, tasks/, runs/ttt, runs/disjoint.")
+@_preset_option("ttt")
+@_jobs_option()
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ttt_command(reward, steps, model, env_name, seed, assignments, out, preset, jobs,
+                quiet) -> None:
+    """Test-time training: train with an intrinsic reward on the evaluation tasks themselves
+    (no labels) and, beside it, on disjoint tasks; accuracy before and after. Writes
+    OUT/ttt.json and OUT/report.html (docs/lab.md)."""
+    from assay.envs.base import parse_assignments
+    from assay.lab import ttt
+
+    run_experiment(
+        "ttt", out,
+        lambda: ttt.run(model=model, env=env_name, reward=reward, steps=steps, out=out,
+                        seed=seed, preset=preset, jobs=jobs,
+                        sets=parse_assignments(assignments), quiet=quiet),
+        "run the same command again: finished runs are kept",
+    )
+
+
 @cli.command("report")
 @click.argument("folder", metavar="DIR")
 def report_command(folder: str) -> None:

@@ -1,0 +1,160 @@
+"""What the experiments made of several `assay train` runs share (`assay sharpen`,
+`assay ttt`): training them at once in worker processes, refusing a reward that needs
+labels or a folder made with other settings, and a policy's greedy replies.
+
+Workers as `assay compare` uses them: on CPU with the organism, one process per core (at most 4),
+each with cores/jobs torch threads, measured faster than one process using every core
+(docs/lab.md, "Measured"); otherwise one run at a time, in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assay.envs import Task
+from assay.lab.compare import cores
+from assay.lab.experiment import ExperimentError
+
+
+def default_jobs(model: str, device: str = "auto") -> int:
+    """Runs at once when `--jobs` is not given (see `assay.lab.compare.default_jobs`)."""
+    import torch
+
+    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if on_gpu or not (model == "organism" or model.startswith("organism:")):
+        return 1
+    return max(1, min(cores(), 4))
+
+
+def _call(fn: Callable[..., Any], kwargs: dict[str, Any], threads: int) -> Any:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return fn(**kwargs)
+
+
+def run_all(
+    fn: Callable[..., Any],
+    calls: list[dict[str, Any]],
+    *,
+    jobs: int,
+    done: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """`fn(**kwargs)` for each of `calls`, `jobs` at a time; the results in call order.
+
+    `fn` must be a module-level function (workers import it by name). `done(i, result)` is
+    called as each finishes. An exception in any call is raised here (the calls already
+    finished keep what they wrote).
+    """
+    jobs = max(1, min(jobs, len(calls) or 1))
+    results: list[Any] = [None] * len(calls)
+    if jobs == 1:
+        for i, kwargs in enumerate(calls):
+            results[i] = fn(**kwargs)
+            if done is not None:
+                done(i, results[i])
+        return results
+    import multiprocessing
+
+    threads = max(1, cores() // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_call, fn, kwargs, threads): i for i, kwargs in enumerate(calls)}
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                if done is not None:
+                    done(i, results[i])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return results
+
+
+# -- what the experiments made of single runs share -------------------------------------
+
+
+def require_intrinsic(reward: str, command: str) -> None:
+    """A one-line `ExperimentError` unless `reward` is intrinsic (label-free)."""
+    from assay.rewards import RewardError, get_reward
+
+    try:
+        kind = get_reward(reward).kind
+    except RewardError as exc:
+        raise ExperimentError(f"{command}: {exc}") from None
+    if kind != "intrinsic":
+        raise ExperimentError(
+            f"{command}: reward {reward!r} is {kind}: {command} trains without labels, so it "
+            "takes an intrinsic reward such as majority_vote or self_certainty"
+        )
+
+
+def check_settings(run: Path, config: Any) -> None:
+    """Refuse to continue a run folder made with other settings (one line)."""
+    import yaml
+
+    saved = run / "config.yaml"
+    if not saved.is_file():
+        return
+    try:
+        before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        before = {}
+    now = config.to_dict()
+    differ = sorted(k for k in now if k not in IGNORED and before.get(k) != now[k])
+    if differ:
+        raise ExperimentError(
+            f"{run} holds a run made with other settings ({', '.join(differ[:4])}); "
+            "choose another --out"
+        )
+
+
+#: settings that may differ between a run and its continuation: where it is (a folder may
+#: be moved) and its task files' paths (the callers check the files' contents themselves)
+IGNORED = ("out", "progress", "train_file", "val_file")
+
+
+@dataclass
+class Greedy:
+    """A policy's greedy reply to one task: the text, the extracted answer, its verdict."""
+
+    completion: str
+    answer: str | None
+    correct: bool
+
+
+def greedy(model_path: str, tasks: list[Task], env: Any, config: Any) -> list[Greedy]:
+    """The greedy reply of the policy at `model_path` to each task, one prompt at a time
+    (as the trainer's validation decodes it: the same engine, no padding between prompts)."""
+    import torch
+
+    from assay.training.policy import load_policy
+    from assay.training.rollout import HFEngine
+
+    device = "cuda" if config.device == "cuda" or (
+        config.device == "auto" and torch.cuda.is_available()) else "cpu"
+    model, tokenizer = load_policy(model_path, device=device, dtype=config.dtype)
+    engine = HFEngine(model, tokenizer)
+    out = []
+    for task in tasks:
+        if config.chat_template:
+            ids = list(tokenizer.apply_chat_template(
+                [{"role": "user", "content": task.prompt}], add_generation_prompt=True,
+                tokenize=True))
+        else:
+            ids = tokenizer(task.prompt)["input_ids"]
+        (gen,), = engine.generate([ids], 1, greedy=True, max_new_tokens=config.max_new_tokens)
+        text = tokenizer.decode(gen.token_ids, skip_special_tokens=True)
+        try:
+            answer = env.extract(text)
+        except Exception:  # noqa: BLE001 - an extractor that breaks on odd text: no answer
+            answer = None
+        out.append(Greedy(text, answer, env.verify(task, text).correct))
+    return out

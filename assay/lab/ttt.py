@@ -1,0 +1,294 @@
+"""`assay ttt`: test-time training, intrinsic-reward training on the evaluation tasks
+themselves (no labels), against the same training on tasks it is not evaluated on.
+
+The study found intrinsic rewards safe and useful at this scale: on a small set of tasks
+the policy overfits locally, stays near its start, and sharpens the answers it already
+favoured on exactly the tasks it is measured on (its Figure 8). Here:
+
+* the evaluation tasks are a generated validation set (`val_size` tasks, the seed the
+  trainer uses for validation), written to `OUT/tasks/eval.jsonl`;
+* run `OUT/runs/ttt/` trains on exactly those tasks (`train_file` = `val_file`);
+* run `OUT/runs/disjoint/` trains on as many generated tasks that share none of their
+  prompts (`OUT/tasks/train.jsonl`), with the same steps, seed and settings;
+* both validate on the evaluation tasks before the first update and after the last
+  counted one (the trainer runs `steps + 1` steps and validates before step
+  `steps + 1`, so `after` measures the policy after exactly `steps` updates).
+
+Labels are never used to train: the reward must be intrinsic. Ground truth only scores
+the validation, as it does in any run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from assay.lab.experiment import (
+    ExperimentError,
+    Section,
+    pick_preset,
+    pyplot,
+    run_progress,
+    train_run,
+    write_report,
+    write_result,
+)
+
+#: `--preset`: model, counted updates and training settings (flags override them)
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"model": "organism:tiny", "steps": 4,
+              "sets": {"val_size": "16", "val_samples": "2", "prompts_per_step": "4",
+                       "group_size": "4", "eval_every": "2"}},
+    "default": {"model": "organism", "steps": 40,
+                "sets": {"val_size": "128", "val_samples": "8", "eval_every": "10"}},
+}
+RUN_SETS = {"save_every": "0", "keep_checkpoints": "1", "progress": "false"}
+#: on countdown, majority vote compares values (`5+1*2` and `2*1+5` agree), as in the presets
+COUNTDOWN_SETS = {"env.vote_key": "value"}
+#: the trainer's own seed offset for generated validation tasks (`Trainer.val_tasks`)
+VAL_SEED = 7_919
+RUNS = ("ttt", "disjoint")
+
+STUDY = (
+    "test-time training with intrinsic rewards (training on the evaluation set itself, "
+    "no labels) is safe and helps: on a small task set the policy overfits locally, stays "
+    "close to its start and does not collapse."
+)
+
+
+def run(
+    *,
+    model: str | None = None,
+    env: str | None = None,
+    reward: str = "majority_vote",
+    steps: int | None = None,
+    out: str | Path = "runs/ttt",
+    seed: int = 0,
+    sets: dict[str, str] | None = None,
+    preset: str = "default",
+    jobs: int | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train both runs; write and return `OUT/ttt.json`."""
+    from assay.envs import OptionError, UnknownEnvError, get_env
+    from assay.lab.runs import check_settings, default_jobs, require_intrinsic, run_all
+    from assay.training import ConfigError, resolve
+    from assay.training.policy import resolve_model_path
+    from assay.training.tracking import read_metrics
+
+    chosen = pick_preset(PRESETS, preset, "ttt")
+    model = model or chosen["model"]
+    steps = chosen["steps"] if steps is None else steps
+    if steps < 1:
+        raise ExperimentError("ttt: --steps must be at least 1")
+    if jobs is not None and jobs < 1:
+        raise ExperimentError("ttt: --jobs must be at least 1")
+    require_intrinsic(reward, "ttt")
+    out = Path(out)
+    run_sets = run_settings(chosen["sets"], steps, sets or {})
+    flags = {"model": model, "env": env, "reward": reward, "steps": steps + 1, "seed": seed}
+    try:
+        config = resolve(sets=run_sets, flags=flags)
+        if config.env == "countdown":
+            run_sets = {**COUNTDOWN_SETS, **run_sets}
+            config = resolve(sets=run_sets, flags=flags)
+        environment = get_env(config.env, **config.env_options)
+    except (ConfigError, UnknownEnvError, OptionError) as exc:
+        raise ExperimentError(f"ttt: {exc}") from None
+    if config.eval_every < 1 or steps % config.eval_every:
+        raise ExperimentError(
+            f"ttt: eval_every ({config.eval_every}) must divide --steps ({steps}), so that "
+            "the last evaluation comes after the last counted update"
+        )
+    try:
+        evaluation, training = task_sets(environment, config.val_size, seed)
+    except NotImplementedError:
+        raise ExperimentError(f"ttt: env {config.env!r} does not generate tasks") from None
+    finally:
+        environment.close()
+    files = {"eval": out / "tasks" / "eval.jsonl", "train": out / "tasks" / "train.jsonl"}
+    for name, tasks in (("eval", evaluation), ("train", training)):
+        write_tasks(files[name], tasks)
+    train_files = {"ttt": files["eval"], "disjoint": files["train"]}
+    calls = []
+    for name in RUNS:
+        run_dir = out / "runs" / name
+        these = {**run_sets, "train_file": str(train_files[name]), "val_file": str(files["eval"])}
+        try:
+            check_settings(run_dir, resolve(sets=these, flags={**flags, "out": str(run_dir)}))
+        except ConfigError as exc:
+            raise ExperimentError(f"ttt: {exc}") from None
+        calls.append({"out": str(run_dir), "flags": flags, "sets": these})
+    resolve_model_path(config.model, config.prior, quiet=quiet)  # built once, here
+    start = time.perf_counter()
+    jobs = jobs or default_jobs(config.model, config.device)
+    with run_progress("ttt", len(calls), enabled=not quiet) as bar:
+        bar.doing(" and ".join(RUNS))
+        run_all(train_one, calls, jobs=jobs, done=lambda i, _: bar.advance(f"{RUNS[i]} done"))
+    curves = {name: evaluations(read_metrics(out / "runs" / name)) for name in RUNS}
+    for name in RUNS:
+        if not curves[name] or curves[name][-1]["updates"] != steps:
+            raise ExperimentError(f"ttt: {out / 'runs' / name} has no evaluation after {steps} updates")
+    result = {
+        "model": config.model,
+        "env": config.env,
+        "reward": reward,
+        "preset": preset,
+        "seed": seed,
+        "steps": steps,
+        "eval_tasks": len(evaluation),
+        "val_samples": config.val_samples,
+        **figures(curves),
+        "curves": curves,
+        "runs": {name: f"runs/{name}" for name in RUNS},
+        "tasks": {"eval": "tasks/eval.jsonl", "train": "tasks/train.jsonl"},
+        "wall_time": round(time.perf_counter() - start, 1),
+    }
+    write_result(out, "ttt", result)
+    write_report(out, "ttt", section(result, out))
+    return result
+
+
+def figures(curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """before (the test-time run's first evaluation), after (its last), after_disjoint
+    (the other run's last), greedy beside each; safe and helped, on the sampled figure."""
+    ttt, disjoint = curves["ttt"], curves["disjoint"]
+    before, after = ttt[0]["val_accuracy"], ttt[-1]["val_accuracy"]
+    return {
+        "before": before,
+        "after": after,
+        "after_disjoint": disjoint[-1]["val_accuracy"],
+        "before_greedy": ttt[0]["val_greedy_accuracy"],
+        "after_greedy": ttt[-1]["val_greedy_accuracy"],
+        "after_disjoint_greedy": disjoint[-1]["val_greedy_accuracy"],
+        "safe": after >= before,
+        "helped": after > before,
+    }
+
+
+def run_settings(preset_sets: dict[str, str], steps: int, sets: dict[str, str]) -> dict[str, str]:
+    """Both runs' `--set` values: ours, the preset's, then the user's. The preset's
+    `eval_every` gives way to `steps` (evaluate before and after only) when it does not
+    divide `steps`; a user's that does not is refused later, in one line."""
+    values = {**RUN_SETS, **preset_sets}
+    every = int(values.get("eval_every") or 0)
+    if every < 1 or steps % every:
+        values["eval_every"] = str(steps)
+    return {**values, **sets}
+
+
+def task_sets(environment: Any, size: int, seed: int) -> tuple[list[Any], list[Any]]:
+    """The evaluation tasks (the trainer's own validation draw) and as many generated
+    training tasks whose prompts none of them share."""
+    evaluation = environment.generate(size, seed=VAL_SEED + seed)
+    seen = {task.prompt for task in evaluation}
+    want = 2 * size
+    while True:
+        drawn = environment.generate(want, seed=seed)
+        training = [task for task in drawn if task.prompt not in seen]
+        if len(training) >= size or want > 64 * size:
+            break
+        want *= 2
+    if len(training) < size:
+        raise ExperimentError(
+            f"ttt: cannot draw {size} training tasks that differ from the evaluation tasks"
+        )
+    return evaluation, training[:size]
+
+
+def write_tasks(path: Path, tasks: list[Any]) -> None:
+    """A JSONL task file; one already there must hold the same tasks."""
+    text = "".join(json.dumps(task.to_dict()) + "\n" for task in tasks)
+    if path.exists() and path.read_text(encoding="utf-8") != text:
+        raise ExperimentError(f"{path} holds other tasks; choose another --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def train_one(out: str, flags: dict[str, Any], sets: dict[str, str]) -> None:
+    """One run (in this process or a worker)."""
+    train_run(out=Path(out), flags=flags, sets=sets)
+
+
+def evaluations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run's validations: before step s, the policy after s − 1 updates."""
+    return [
+        {"step": r["step"], "updates": r["step"] - 1, "val_accuracy": r["val_accuracy"],
+         "val_greedy_accuracy": r["val_greedy_accuracy"]}
+        for r in rows if r.get("val_accuracy") is not None
+    ]
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def section(result: dict[str, Any], out: Path) -> Section:
+    """The report's part: before, after, after on disjoint tasks; the curves plotted."""
+    before, after, other = result["before"], result["after"], result["after_disjoint"]
+    n, k, steps = result.get("eval_tasks"), result.get("val_samples"), result.get("steps")
+    reading = [
+        f"Test-time training ({result.get('reward')} on the {n} evaluation tasks themselves, "
+        f"no labels, {steps} updates) moved sampled accuracy on them (mean over {k} samples "
+        f"per task) from {before:.3f} to {after:.3f} ({after - before:+.3f}); greedy "
+        f"{result.get('before_greedy'):.3f} → {result.get('after_greedy'):.3f}.",
+        f"The same {steps} updates on {n} disjoint training tasks: {other:.3f} "
+        f"({other - before:+.3f}; greedy {result.get('after_disjoint_greedy'):.3f}).",
+    ]
+    if after >= before:
+        verdict = ("safe and helped" if after > before else "safe (level) but did not help")
+        beside = ("more than" if after > other else "no more than") + " training on other tasks"
+        reading.append(f"As measured here, test-time training was {verdict}: "
+                       f"{after - before:+.3f}, {beside} ({other - before:+.3f}).")
+    else:
+        reading.append(f"As measured here, test-time training was not safe: it ended "
+                       f"{before - after:.3f} below where it started.")
+    bg, ag = result.get("before_greedy"), result.get("after_greedy")
+    if bg is not None and ag is not None and ag < bg:
+        reading.append(
+            f"Greedy accuracy fell ({bg:.3f} → {ag:.3f}): sampled accuracy rose toward the "
+            "greedy level as the policy sharpened, while its most likely answer got worse on "
+            "some tasks; the verdict above is on the sampled figure (the study's avg@k)."
+        )
+    figures = [_plot(result, out / "ttt.png")] if result.get("curves") else []
+    rows = [
+        [label, f"{result[a]:.3f}", f"{result[g]:.3f}"]
+        for label, a, g in (("before", "before", "before_greedy"),
+                            (f"after {steps} updates on the evaluation tasks", "after",
+                             "after_greedy"),
+                            (f"after {steps} updates on disjoint tasks", "after_disjoint",
+                             "after_disjoint_greedy"))
+    ]
+    return Section(
+        title="Test-time training",
+        reading=reading,
+        study=STUDY,
+        figures=figures,
+        columns=["", "sampled accuracy", "greedy accuracy"],
+        rows=rows,
+        settings={k: result.get(k) for k in ("model", "env", "reward", "steps", "eval_tasks",
+                                             "val_samples", "seed", "preset", "wall_time")},
+    )
+
+
+def _plot(result: dict[str, Any], path: Path) -> Path:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for name, colour, label in (("ttt", "tab:blue", "on the evaluation tasks (TTT)"),
+                                ("disjoint", "tab:orange", "on disjoint tasks")):
+        curve = result["curves"].get(name) or []
+        xs = [c["updates"] for c in curve]
+        ax.plot(xs, [c["val_accuracy"] for c in curve], color=colour, marker="o",
+                label=f"{label}: sampled")
+        ax.plot(xs, [c["val_greedy_accuracy"] for c in curve], color=colour, linestyle="--",
+                label=f"{label}: greedy")
+    ax.axhline(result["before"], color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("updates")
+    ax.set_ylabel("accuracy on the evaluation tasks")
+    ax.set_title(f"{result.get('reward')}, no labels")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
