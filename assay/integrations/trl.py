@@ -38,6 +38,8 @@ from assay.rewards.base import Completion, Reward, RolloutGroup
 from assay.verifiers import STATUSES
 
 TASK_COLUMN = "assay_task"
+#: a completion's per-token statistics: TRL gives reward functions none
+_NO_STATS: tuple[Any, Any, Any] = ((), (), ())
 
 
 class TRLError(AssayError, ValueError):
@@ -149,9 +151,6 @@ def reward_funcs(
 
     assay_reward.__name__ = f"assay_{reward.name}".replace(" ", "")
     return assay_reward
-
-
-_NO_STATS: tuple[Any, Any, Any] = ((), (), ())  # TRL gives no per-token statistics
 
 
 # -- assay train --backend trl ---------------------------------------------------------
