@@ -145,8 +145,8 @@ class Job:
     member: Member
     folder: Path
     spec: Any  # PriorSpec
-    collapse_sets: dict[str, str]
-    gt_sets: dict[str, str]
+    collapse_sets: dict[str, Any]
+    gt_sets: dict[str, Any]
 
 
 def members_of(preset: str, priors: int | None) -> list[Member]:
@@ -179,7 +179,8 @@ def plan(out: Path, preset: str, priors: int | None, seed: int) -> tuple[dict[st
             spec = organism.make_spec(organism.parse_organism(model), **member.prior)
         except OptionError as exc:
             raise ZooError(f"zoo member {member.name!r}: {exc}") from None
-        prior_sets = {f"prior.{k}": str(v) for k, v in member.prior.items()}
+        # the values as they are (not as text), so each run's config.yaml shows them so
+        prior_sets = {f"prior.{k}": v for k, v in member.prior.items()}
         collapse_sets = {**chosen["sets"], **prior_sets, "collapse_signal": "label_free",
                          "stop_on_collapse": "true", "eval_every": "0"}
         gt_sets = {**chosen["sets"], **prior_sets, "eval_every": str(chosen["eval_every"]),
@@ -320,7 +321,7 @@ def gt_gain(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def delta(key: str) -> float | None:
         if first.get(key) is None or last.get(key) is None:
             return None
-        return round(last[key] - first[key], 6)
+        return last[key] - first[key]
 
     return {"gt_gain": delta("val_accuracy"), "gt_greedy_gain": delta("val_greedy_accuracy"),
             "initial_val_accuracy": first["val_accuracy"],
