@@ -609,6 +609,27 @@ def ttt_command(reward, steps, model, env_name, seed, assignments, out, preset, 
     )
 
 
+@cli.command("zoo")
+@click.option("--priors", type=int, default=None,
+              help="How many of the preset's priors (its first N; at least 2; default: all).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every run.")
+@click.option("--out", default="runs/zoo", show_default=True,
+              help="Output folder: zoo.json, zoo.png, report.html and priors/<name>/.")
+@_preset_option("zoo")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def zoo_command(priors, seed, out, preset, quiet) -> None:
+    """Build organism priors that differ in how well confidence tracks correctness; rank
+    their collapse steps against their gains from ground-truth RL; write OUT/zoo.json and
+    OUT/report.html (docs/lab.md)."""
+    from assay.lab import zoo
+
+    run_experiment(
+        "zoo", out,
+        lambda: zoo.run(preset=preset, priors=priors, out=out, seed=seed, quiet=quiet),
+        "run the same command again to continue (built priors and finished runs are kept)",
+    )
+
+
 @cli.command("report")
 @click.argument("folder", metavar="DIR")
 def report_command(folder: str) -> None:

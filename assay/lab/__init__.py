@@ -4,5 +4,6 @@ self-contained report.html. See docs/lab.md.
 
 Modules: `presets` (budgets), `compare` (the grid), `summary` (metrics.jsonl -> summary
 fields), `collapse` (collapse criteria), `failure` (failure modes), `plots`, `report`,
-`display` (the live view).
+`display` (the live view); the study's experiments share `experiment` and each has its
+own module (`collapse_step`, `zoo`).
 """
