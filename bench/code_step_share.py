@@ -49,7 +49,8 @@ def main() -> None:
     for r in steps:
         verdicts = {k.split("/", 1)[1]: r[k] for k in sorted(r) if k.startswith("verdicts/") and r[k]}
         print(f"  step {r['step']}: verify {r['verify_time']:.3f} s of {r['step_time']:.2f} s "
-              f"({r['verify_time'] / r['step_time']:.1%})  {verdicts}")
+              f"({r['verify_time'] / r['step_time']:.1%}), {r.get('verify_pairs', '?')} distinct "
+              f"programs  {verdicts}")
     timed = steps[args.warmup:] or steps
     verify = statistics.median(r["verify_time"] for r in timed)
     step = statistics.median(r["step_time"] for r in timed)
