@@ -119,7 +119,7 @@ def make_examples(spec: PriorSpec, n: int, seed: int) -> list[tuple[str, str]]:
 
     Batches of one family pad to that family's length (an `int` prompt is about 25
     characters, a `list` one up to 150): mixed batches would all pad to the longest list
-    prompt, about a quarter more work a step.
+    prompt, about a third more work a step.
     """
     rng = random.Random(seed)
     tasks = organism_env().generate(n, seed=seed)
