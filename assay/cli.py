@@ -346,7 +346,7 @@ def _train_with_trl(flags: dict[str, Any], assignments: tuple[str, ...], config_
 
 @cli.command("prior")
 @click.option("--preset", default="default", show_default=True,
-              help="Organism variant: default, honest (no wrong class) or tiny (seconds, for tests).")
+              help="Organism variant: default, honest (no wrong class), tiny (seconds, for tests), smt, code or code-tiny.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Prior option (sft_steps, wrong_below, verify_fraction, ...).")
 @click.option("--rebuild", is_flag=True, help="Build again even when cached.")

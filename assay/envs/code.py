@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -463,7 +464,9 @@ def _decide(plan: _Plan, executions: list[Any], task: Task) -> Verdict:
 def _syntax_problem(source: str) -> str | None:
     """Why the source does not compile, or None. Compiling runs nothing."""
     try:
-        compile(source, "solution.py", "exec", dont_inherit=True)
+        with warnings.catch_warnings():  # a completion's `1if` must not print on the host
+            warnings.simplefilter("ignore")
+            compile(source, "solution.py", "exec", dont_inherit=True)
     except SyntaxError as exc:
         return f"the code does not parse: line {exc.lineno}: {exc.msg}"
     except (ValueError, MemoryError, RecursionError) as exc:

@@ -4,7 +4,8 @@
 model.safetensors, a character-level `PreTrainedTokenizerFast`) that is loaded exactly
 like any other model. The directory is a supervised *prior*, built on first use and
 cached (`cache.py`). What the prior learns is a *skill*, one data module each
-(`countdown.py`: solve and check countdown in the env's compact form); the spec
+(`countdown.py`: solve and check countdown in the env's compact form; `smt.py`: small
+SMT tasks; `code.py`: one-line Python functions, run in the sandbox); the spec
 (`spec.py`) names the skill, and the tokenizer, model and training loop are shared.
 
 Modules: `spec` (PriorSpec, presets), `skills` (the Skill protocol and registry),

@@ -43,7 +43,11 @@ class Skill(Protocol):
 
 
 #: Built-in skills by name: the module that registers each, imported on first use.
-_BUILTIN = {"countdown": "assay.organism.countdown", "smt": "assay.organism.smt"}
+_BUILTIN = {
+    "countdown": "assay.organism.countdown",
+    "smt": "assay.organism.smt",
+    "code": "assay.organism.code",
+}
 _SKILLS: dict[str, Skill] = {}
 
 

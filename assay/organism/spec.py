@@ -81,6 +81,13 @@ PRESETS: dict[str, PriorSpec] = {
     "tiny": PriorSpec(sft_steps=150, batch_size=32, verify_fraction=0.5),
     # Small SMT tasks in the smt env's compact form (assay/organism/smt.py).
     "smt": PriorSpec(skill="smt", sft_steps=300, verify_fraction=0.5),
+    # One-line Python functions from shown examples, run in the sandbox
+    # (assay/organism/code.py). No verification skill, so no verification examples;
+    # first numbers 1-2 make the wrong class, about a third of the tasks.
+    "code": PriorSpec(skill="code", sft_steps=1200, batch_size=32, wrong_below=2,
+                      verify_fraction=0.0),
+    "code-tiny": PriorSpec(skill="code", sft_steps=20, batch_size=16, wrong_below=2,
+                           verify_fraction=0.0),
 }
 
 
