@@ -97,3 +97,17 @@ def random_model(tmp_path_factory) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def hide_module(monkeypatch, name: str) -> None:
+    """Make `import name` (and its submodules) fail, as on a machine without the package."""
+    import builtins
+
+    real = builtins.__import__
+
+    def without(module, *args, **kwargs):
+        if module == name or module.startswith(name + "."):
+            raise ImportError(f"No module named {name!r}")
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without)

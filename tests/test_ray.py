@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import hide_module
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'assay[ray]')")
 
 from assay.envs import get_env  # noqa: E402
-from assay.sandbox import Sandbox  # noqa: E402
+from assay.sandbox import Sandbox, ray_pool  # noqa: E402
 from assay.sandbox.execution import SandboxError  # noqa: E402
 from assay.sandbox.ray_pool import RayPool  # noqa: E402
 
@@ -127,17 +128,6 @@ def test_verify_ray_writes_the_local_output_file(tmp_path):
 
 
 def test_missing_ray_is_one_line(monkeypatch):
-    import builtins
-
-    from assay.sandbox import ray_pool
-
-    real = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("no ray")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+    hide_module(monkeypatch, "ray")
     with pytest.raises(SandboxError, match=r"pip install 'assay\[ray\]'"):
         ray_pool.require_ray()

@@ -12,6 +12,7 @@ from pathlib import Path
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
 import pytest  # noqa: E402
+from conftest import hide_module  # noqa: E402
 
 from assay.envs import get_env  # noqa: E402
 from assay.integrations import trl as trl_backend  # noqa: E402
@@ -133,15 +134,6 @@ def test_train_backend_trl_refuses_token_stat_rewards_in_one_line(tmp_path):
 
 
 def test_missing_trl_is_one_clear_line(monkeypatch):
-    import builtins
-
-    real = builtins.__import__
-
-    def no_trl(name, *args, **kwargs):
-        if name == "trl" or name.startswith("trl."):
-            raise ImportError("no trl")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_trl)
+    hide_module(monkeypatch, "trl")
     with pytest.raises(TRLError, match=r"pip install 'assay\[trl\]'"):
         trl_backend.require_trl()
