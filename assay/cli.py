@@ -515,14 +515,18 @@ def scale_command(sizes, reward, model, steps, seed, assignments, out, preset, q
 @cli.command("theory")
 @click.option("--answers", "answers", default="4", show_default=True, metavar="K",
               help="Answers of the tabular policy (at least 2).")
-@click.option("--group-size", type=int, default=None, help="Samples per group (default 8).")
-@click.option("--steps", type=int, default=None, help="Most steps per run (default 3000).")
+@click.option("--group-size", type=int, default=None,
+              help="Samples per group (default: the preset's, 8).")
+@click.option("--steps", type=int, default=None,
+              help="Most steps per run (default: the preset's, 3000).")
 @click.option("--lr", type=float, default=None, help="Learning rate on the logits (default 1.0).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random initial distributions and the sampled runs.")
 @click.option("--out", default="runs/theory", show_default=True,
               help="Output folder: theory.json, report.html and the plot.")
-def theory_command(answers, group_size, steps, lr, seed, out) -> None:
+@_preset_option("theory")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def theory_command(answers, group_size, steps, lr, seed, out, preset, quiet) -> None:
     """A tabular policy over K answers trained with majority-vote GRPO from many initial
     distributions; write OUT/theory.json and OUT/report.html (docs/lab.md)."""
     from assay.lab import theory
@@ -530,7 +534,8 @@ def theory_command(answers, group_size, steps, lr, seed, out) -> None:
     run_experiment(
         "theory", out,
         lambda: theory.run(answers=theory.parse_answers(answers), group_size=group_size,
-                           steps=steps, lr=lr, seed=seed, out=out),
+                           steps=steps, lr=lr, seed=seed, out=out, preset=preset,
+                           quiet=quiet),
         "run the same command again (it takes seconds)",
     )
 

@@ -135,3 +135,20 @@ def test_report_re_renders_from_the_json(tmp_path, default_result):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "initial majority" in proc.stdout and (out / "report.html").exists()
+
+
+def test_smoke_preset_is_smaller_and_still_converges_to_the_initial_majority(tmp_path):
+    proc = _cli("--preset", "smoke", "--quiet", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "theory.json").read_text())
+    assert result["preset"] == "smoke" and result["settings"]["group_size"] == 4
+    for r in result["runs"]:
+        assert r["converged"] and r["converged_to"] == r["initial_majority"], r["name"]
+
+
+def test_an_unknown_preset_is_one_line(tmp_path):
+    proc = _cli("--preset", "huge", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown preset 'huge'" in lines[0]
+    assert not (tmp_path / "x").exists()

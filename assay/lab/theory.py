@@ -35,7 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from assay.lab.experiment import ExperimentError, Section, pyplot, write_report, write_result
+from assay.lab.experiment import (
+    ExperimentError,
+    Section,
+    pick_preset,
+    pyplot,
+    run_progress,
+    write_report,
+    write_result,
+)
 
 #: a run has converged when one answer holds more than this of the probability mass
 THRESHOLD = 0.99
@@ -209,12 +217,22 @@ def parse_answers(text: str) -> int:
     return int(text)
 
 
+#: `--preset`: group size and step limit (flags override them). `smoke` uses groups of 4,
+#: whose exact update enumerates a few dozen count vectors instead of hundreds.
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"group_size": 4, "steps": 1000},
+    "default": {"group_size": GROUP_SIZE, "steps": STEPS},
+}
+
+
 def run(*, answers: int = 4, group_size: int | None = None, steps: int | None = None,
         lr: float | None = None, groups: int = GROUPS, seed: int = 0,
-        out: str | Path = "runs/theory") -> dict[str, Any]:
+        out: str | Path = "runs/theory", preset: str = "default",
+        quiet: bool = False) -> dict[str, Any]:
     """Every default initial distribution, in both modes; write and return the result."""
-    g = GROUP_SIZE if group_size is None else group_size
-    steps = STEPS if steps is None else steps
+    chosen = pick_preset(PRESETS, preset, "theory")
+    g = chosen["group_size"] if group_size is None else group_size
+    steps = chosen["steps"] if steps is None else steps
     lr = LR if lr is None else lr
     if answers < 2:
         raise ExperimentError(f"--answers must be at least 2, got {answers}")
@@ -227,16 +245,21 @@ def run(*, answers: int = 4, group_size: int | None = None, steps: int | None = 
     expected = ExpectedUpdate(answers, g)
     sampled = SampledUpdate(answers, g, groups)
     modes: dict[str, list[dict[str, Any]]] = {"expected": [], "sampled": []}
-    for i, case in enumerate(initial_distributions(answers, seed)):
-        for mode, update in (("expected", expected), ("sampled", sampled)):
-            rng = np.random.default_rng([seed, i]) if mode == "sampled" else None
-            record = train(case["initial"], update, lr=lr, steps=steps, rng=rng)
-            modes[mode].append({"name": case["name"], "correct": case["correct"], "mode": mode,
-                                **record})
+    cases = initial_distributions(answers, seed)
+    with run_progress("theory", 2 * len(cases), enabled=not quiet) as bar:
+        for i, case in enumerate(cases):
+            for mode, update in (("expected", expected), ("sampled", sampled)):
+                bar.doing(f"{case['name']} ({mode})")
+                rng = np.random.default_rng([seed, i]) if mode == "sampled" else None
+                record = train(case["initial"], update, lr=lr, steps=steps, rng=rng)
+                modes[mode].append({"name": case["name"], "correct": case["correct"],
+                                    "mode": mode, **record})
+                bar.advance()
     result = {
         "runs": modes["expected"],
         "sampled": modes["sampled"],
         "answers": answers,
+        "preset": preset,
         "settings": {"group_size": g, "lr": lr, "max_steps": steps, "threshold": THRESHOLD,
                      "sampled_groups_per_step": groups, "seed": seed,
                      "tie_break": "the tied answer seen first in the group "
