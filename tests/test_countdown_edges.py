@@ -58,3 +58,24 @@ def test_exactly_max_depth_parentheses_are_accepted():
     nested = "(" * MAX_DEPTH + "1" + ")" * MAX_DEPTH
     assert check_countdown(nested, [1], 1).correct
     assert check_countdown("(" + nested + ")", [1], 1).status == "invalid"
+
+
+def test_each_unary_minus_is_one_level_of_depth():
+    """Unary minus nests like any operator: the leaf under MAX_DEPTH - 1 of them sits at
+    MAX_DEPTH (accepted); one more is refused, with no parenthesis to count."""
+    from assay.verifiers.countdown import parse_expression
+
+    assert not isinstance(parse_expression("-" * (MAX_DEPTH - 1) + "1"), str)
+    assert "nested deeper" in parse_expression("-" * MAX_DEPTH + "1")
+    # the same chain as the right operand of a sum, one level further down
+    assert not isinstance(parse_expression("1+" + "-" * (MAX_DEPTH - 2) + "1"), str)
+    assert "nested deeper" in parse_expression("1+" + "-" * (MAX_DEPTH - 1) + "1")
+
+
+@pytest.mark.parametrize("text, reason", [("  \n ", "empty answer"),
+                                          ("1 + 2 = 3", "an equation, not an expression")])
+def test_an_empty_answer_and_an_equation_say_what_they_are(text, reason):
+    """The detail names the problem (a user reads it), not a generic parse failure."""
+    from assay.verifiers.countdown import parse_expression
+
+    assert parse_expression(text).startswith(reason)
