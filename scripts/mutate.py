@@ -70,7 +70,7 @@ TARGETS = (
     Target(
         "code_harness",
         "assay/envs/code_harness.py",
-        ("tests/test_code_judge_edges.py", "tests/test_code_env.py"),
+        ("tests/test_code_harness.py", "tests/test_code_judge_edges.py", "tests/test_code_env.py"),
     ),
     Target("rewards_base", "assay/rewards/base.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),
     Target("rewards_builtin", "assay/rewards/builtin.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),

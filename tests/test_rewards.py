@@ -281,3 +281,18 @@ def test_format_is_one_when_an_answer_was_extracted():
     g = group(["<answer>5+1*2</answer>", "", "<answer>9</answer>", "<answer></answer>"])
     assert get_reward("format")(g) == [1.0, 0.0, 1.0, 0.0]
     assert g.answers[3] == ""  # extracted, but blank: an empty block is no answer
+
+
+def test_self_verify_refuses_a_judge_that_answers_fewer_prompts_than_asked():
+    """Replies are matched to answers by position: a short reply list must not silently
+    leave the last answers unjudged (found by a mutation run)."""
+    with pytest.raises(ValueError):
+        get_reward("self_verify")(group(["5+1*2", "2*1+5"], judge=lambda prompts: prompts[:1]))
+
+
+def test_the_random_control_defaults_to_seed_zero():
+    from assay.rewards.builtin import RandomReward
+
+    texts = [str(i) for i in range(16)]
+    assert RandomReward().score(group(texts)) == RandomReward(seed=0).score(group(texts))
+    assert RandomReward().score(group(texts)) != RandomReward(seed=1).score(group(texts))

@@ -7,6 +7,7 @@ import os
 import tempfile
 
 import numpy as np
+import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubscribed cores
@@ -95,3 +96,56 @@ def test_stop_on_collapse_ends_the_run_and_records_it(tmp_path):
     assert (tmp_path / "checkpoints" / "step-000001").is_dir()
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+# -- found by a full mutation run of diagnostics.py (docs/development.md) ---------------
+
+
+def test_reward_precision_averages_over_prompts_that_promote_something():
+    from assay.training.diagnostics import reward_precision
+
+    rewards = [[1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
+    truth = [[True, False, False, False], [True, True, True, True], [False] * 4]
+    # prompt 1 promotes one right and one wrong (0.5); prompt 2 promotes none (left out);
+    # prompt 3 promotes one wrong (0.0)
+    assert reward_precision(rewards, truth, binary=True) == 0.25
+    assert reward_precision([[0, 0]], [[True, True]], binary=True) is None
+
+
+def test_reward_precision_and_kept_rows_refuse_mismatched_lengths():
+    import torch
+
+    from assay.training.diagnostics import kept_rows, reward_precision
+
+    with pytest.raises(ValueError):
+        reward_precision([[1, 0, 1]], [[True, False]], binary=True)  # 3 rewards, 2 truths
+    with pytest.raises(ValueError):
+        kept_rows([[1, 2], [3]], torch.tensor([True, True, True, False]))  # a short group
+    with pytest.raises(ValueError):
+        reward_precision([[1], [0]], [[True]], binary=True)  # 2 prompts' rewards, 1 truth
+    with pytest.raises(ValueError):
+        kept_rows([[1, 2], [3, 4], [5, 6]], torch.tensor([True] * 4))  # 3 groups, 2 masks
+    assert kept_rows([[1, 2], [3, 4]], torch.tensor([True, False, False, False])) == [[1]]
+    assert kept_rows([[1, 2]], torch.tensor([False, True])) == [[2]]  # a single group
+
+
+def _entropy_rows(n: int, drop_at: int) -> list[dict]:
+    return [{"step": s, "entropy": 1.0 if s < drop_at else 0.05, "completion_length": 6.0,
+             "repetition_rate": 0.0} for s in range(1, n + 1)]
+
+
+def test_label_free_detector_returns_the_collapse_once_and_describes_it():
+    from assay.training import collapse_rules
+    from assay.training.diagnostics import CollapseDetector
+
+    detector = CollapseDetector("label_free")
+    assert detector.window == collapse_rules.WINDOW  # the documented default window
+    fired = [(row["step"], detector.update(row["step"], row)) for row in _entropy_rows(60, 30)]
+    hits = [(step, c) for step, c in fired if c is not None]
+    assert len(hits) == 1  # reported the first time only
+    step, collapse = hits[0]
+    assert collapse is detector.collapse and collapse.step == step
+    assert collapse.signal == "label_free:entropy" and 30 < step < 45
+    assert [r["step"] for r in detector.history] == list(range(1, step + 1))
+    said = collapse.describe()
+    assert said.startswith(f"model collapse at step {step} (label-free)") and "entropy" in said
