@@ -63,18 +63,22 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_jobs(the_plan: Plan) -> int:
+def jobs_for(model: str, device: str = "auto") -> int:
     """Runs at once when `--jobs` is not given: on CPU with the organism, one process per
     core (at most 4; measured faster than one process with all threads, docs/lab.md);
     otherwise 1 (a GPU, or a model of unknown size whose copies might not fit in memory)."""
     import torch
 
-    model = str(the_plan.settings.get("model", ""))
-    device = the_plan.settings.get("training", {}).get("device", "auto")
     on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if on_gpu or not (model == "organism" or model.startswith("organism:")):
         return 1
     return max(1, min(cores(), 4))
+
+
+def default_jobs(the_plan: Plan) -> int:
+    """`jobs_for` the plan's model and device."""
+    return jobs_for(str(the_plan.settings.get("model", "")),
+                    the_plan.settings.get("training", {}).get("device", "auto"))
 
 
 def missing_requirement(spec: str, env: Any) -> str | None:

@@ -1,6 +1,7 @@
 """What the experiments made of several `assay train` runs share (`assay sharpen`,
 `assay ttt`): training them at once in worker processes, refusing a reward that needs
-labels or a folder made with other settings, and a policy's greedy replies.
+labels or a folder made with other settings, resolving the runs' settings once, and a
+policy's greedy replies.
 
 Workers as `assay compare` uses them: on CPU with the organism, one process per core (at most 4),
 each with cores/jobs torch threads, measured faster than one process using every core
@@ -18,16 +19,6 @@ from typing import Any
 from assay.envs import Task
 from assay.lab.compare import cores
 from assay.lab.experiment import ExperimentError
-
-
-def default_jobs(model: str, device: str = "auto") -> int:
-    """Runs at once when `--jobs` is not given (see `assay.lab.compare.default_jobs`)."""
-    import torch
-
-    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if on_gpu or not (model == "organism" or model.startswith("organism:")):
-        return 1
-    return max(1, min(cores(), 4))
 
 
 def _call(fn: Callable[..., Any], kwargs: dict[str, Any], threads: int) -> Any:
@@ -79,6 +70,28 @@ def run_all(
 
 
 # -- what the experiments made of single runs share -------------------------------------
+
+#: on countdown, majority vote compares values (`5+1*2` and `2*1+5` agree), as in the presets
+COUNTDOWN_SETS = {"env.vote_key": "value"}
+
+
+def resolve_runs(
+    command: str, sets: dict[str, str], flags: dict[str, Any]
+) -> tuple[dict[str, str], Any, Any]:
+    """The runs' `--set` values (on countdown, with votes compared by value unless told
+    otherwise), their resolved config and the env; a bad value is one line naming `command`."""
+    from assay.envs import OptionError, UnknownEnvError, get_env
+    from assay.training import ConfigError, resolve
+
+    try:
+        config = resolve(sets=sets, flags=flags)
+        if config.env == "countdown":
+            sets = {**COUNTDOWN_SETS, **sets}
+            config = resolve(sets=sets, flags=flags)
+        return sets, config, get_env(config.env, **config.env_options)
+    except (ConfigError, UnknownEnvError, OptionError) as exc:
+        raise ExperimentError(f"{command}: {exc}") from None
+
 
 
 def require_intrinsic(reward: str, command: str) -> None:

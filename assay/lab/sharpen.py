@@ -51,8 +51,6 @@ RUN_SETS = {
     "keep_checkpoints": "1",
     "progress": "false",
 }
-#: on countdown, majority vote compares values (`5+1*2` and `2*1+5` agree), as in the presets
-COUNTDOWN_SETS = {"env.vote_key": "value"}
 #: the problems are the first `--problems` tasks the env generates with this seed (+ `--seed`):
 #: a fixed draw, not chosen by outcome; the model's own accuracy makes the mix of start states
 PROBLEM_SEED = 2_000
@@ -79,9 +77,8 @@ def run(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train one run per problem; write and return `OUT/sharpen.json`."""
-    from assay.envs import OptionError, UnknownEnvError, get_env
-    from assay.lab.runs import default_jobs, greedy, require_intrinsic, run_all
-    from assay.training import ConfigError, resolve
+    from assay.lab.compare import jobs_for
+    from assay.lab.runs import greedy, require_intrinsic, resolve_runs, run_all
     from assay.training.policy import resolve_model_path
 
     chosen = pick_preset(PRESETS, preset, "sharpen")
@@ -100,14 +97,7 @@ def run(
     # validation before step 1 only (eval_every = steps): the trainer's greedy figure there
     # is the initial one; the final one is decoded from the last checkpoint
     run_sets = {**RUN_SETS, "eval_every": str(steps), **chosen["sets"], **(sets or {})}
-    try:
-        config = resolve(sets=run_sets, flags=flags)
-        if config.env == "countdown":
-            run_sets = {**COUNTDOWN_SETS, **run_sets}
-            config = resolve(sets=run_sets, flags=flags)
-        environment = get_env(config.env, **config.env_options)
-    except (ConfigError, UnknownEnvError, OptionError) as exc:
-        raise ExperimentError(f"sharpen: {exc}") from None
+    run_sets, config, environment = resolve_runs("sharpen", run_sets, flags)
     try:
         tasks = environment.generate(problems, seed=PROBLEM_SEED + seed)
     except NotImplementedError:
@@ -120,7 +110,7 @@ def run(
          "flags": flags, "sets": run_sets}
         for task in tasks
     ]
-    jobs = jobs or default_jobs(config.model, config.device)
+    jobs = jobs or jobs_for(config.model, config.device)
     with run_progress("sharpen", len(calls), enabled=not quiet) as bar:
         bar.doing(f"{min(jobs, len(calls))} at a time")
         finished = run_all(

@@ -45,8 +45,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "sets": {"val_size": "128", "val_samples": "8", "eval_every": "10"}},
 }
 RUN_SETS = {"save_every": "0", "keep_checkpoints": "1", "progress": "false"}
-#: on countdown, majority vote compares values (`5+1*2` and `2*1+5` agree), as in the presets
-COUNTDOWN_SETS = {"env.vote_key": "value"}
 #: the trainer's own seed offset for generated validation tasks (`Trainer.val_tasks`)
 VAL_SEED = 7_919
 RUNS = ("ttt", "disjoint")
@@ -72,8 +70,8 @@ def run(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train both runs; write and return `OUT/ttt.json`."""
-    from assay.envs import OptionError, UnknownEnvError, get_env
-    from assay.lab.runs import check_settings, default_jobs, require_intrinsic, run_all
+    from assay.lab.compare import jobs_for
+    from assay.lab.runs import check_settings, require_intrinsic, resolve_runs, run_all
     from assay.training import ConfigError, resolve
     from assay.training.policy import resolve_model_path
     from assay.training.tracking import read_metrics
@@ -89,14 +87,7 @@ def run(
     out = Path(out)
     run_sets = run_settings(chosen["sets"], steps, sets or {})
     flags = {"model": model, "env": env, "reward": reward, "steps": steps + 1, "seed": seed}
-    try:
-        config = resolve(sets=run_sets, flags=flags)
-        if config.env == "countdown":
-            run_sets = {**COUNTDOWN_SETS, **run_sets}
-            config = resolve(sets=run_sets, flags=flags)
-        environment = get_env(config.env, **config.env_options)
-    except (ConfigError, UnknownEnvError, OptionError) as exc:
-        raise ExperimentError(f"ttt: {exc}") from None
+    run_sets, config, environment = resolve_runs("ttt", run_sets, flags)
     if config.eval_every < 1 or steps % config.eval_every:
         raise ExperimentError(
             f"ttt: eval_every ({config.eval_every}) must divide --steps ({steps}), so that "
@@ -123,7 +114,7 @@ def run(
         calls.append({"out": str(run_dir), "flags": flags, "sets": these})
     resolve_model_path(config.model, config.prior, quiet=quiet)  # built once, here
     start = time.perf_counter()
-    jobs = jobs or default_jobs(config.model, config.device)
+    jobs = jobs or jobs_for(config.model, config.device)
     with run_progress("ttt", len(calls), enabled=not quiet) as bar:
         bar.doing(" and ".join(RUNS))
         run_all(train_one, calls, jobs=jobs, done=lambda i, _: bar.advance(f"{RUNS[i]} done"))
