@@ -220,6 +220,7 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
     from assay.training.checkpoint import write_json
     from assay.training.config import dump_yaml
     from assay.training.policy import load_policy, resolve_model_path
+    from assay.training.trainer import training_tasks
 
     trl = require_trl()
     # transformers' deprecation notices about settings TRL passes, not about the user's
@@ -232,8 +233,7 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
     env = get_env(cfg.env, **cfg.env_options)
     reward = get_reward(cfg.reward)
     check_reward(reward)
-    tasks = env.load(cfg.train_file) if cfg.train_file else env.generate(cfg.train_size,
-                                                                           seed=cfg.seed)
+    tasks = training_tasks(env, cfg.train_file, cfg.train_size, cfg.seed)  # as assay train
     # loaded on the CPU; TRL (accelerate) moves it where GRPOConfig says
     model, tokenizer = load_policy(resolve_model_path(cfg.model, cfg.prior, quiet=quiet))
     out.mkdir(parents=True, exist_ok=True)

@@ -121,8 +121,8 @@ class Trainer:
         self.monitors = Monitors(cfg.monitor)  # logged every step, never trained on
         self.monitors.check_env(self.env)
         # Tasks before the model, so that a bad task file fails at once, not after a model load.
-        self.train_tasks = self._tasks(cfg.train_file, cfg.train_size, cfg.seed)
-        self.val_tasks = self._tasks(cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
+        self.train_tasks = training_tasks(self.env, cfg.train_file, cfg.train_size, cfg.seed)
+        self.val_tasks = training_tasks(self.env, cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
 
         # The run's own checkpoint holds the policy when resuming; the original model stays
         # the KL reference either way.
@@ -611,27 +611,6 @@ class Trainer:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _tasks(self, path: str | None, size: int, seed: int) -> list[Task]:
-        if path:
-            try:
-                tasks = self.env.load(path)
-            except OSError as exc:
-                raise TrainError(f"cannot read task file {path}: {exc.strerror or exc}") from None
-            except TaskFileError as exc:  # one line: the count and the first problem
-                raise TrainError(
-                    f"{len(exc.problems)} bad line(s) in task file {path}; first: {exc.problems[0][:300]}"
-                    f" (see: assay validate {self.env.name} {path})"
-                ) from None
-            if not tasks:
-                raise TrainError(f"task file {path} holds no tasks")
-            return tasks
-        try:
-            return self.env.generate(size, seed=seed)
-        except NotImplementedError:
-            raise TrainError(
-                f"env {self.env.name!r} does not generate tasks; pass train_file and val_file"
-            ) from None
-
     def _micro_batches(self, n: int, whole: bool = False) -> list[slice]:
         size = self.config.micro_batch_size
         if whole or size <= 0 or size >= n:
@@ -673,6 +652,30 @@ def verify_distinct(env: Any, pairs: list[tuple[Task, str]]) -> tuple[list[Verdi
         slots.append(first[key])
     verdicts = env.verify_many(distinct)
     return [verdicts[slot] for slot in slots], len(distinct)
+
+
+def training_tasks(env: Any, path: str | None, size: int, seed: int) -> list[Task]:
+    """The tasks of a task file, or `size` generated with `seed`; a bad file or an env that
+    cannot generate is one line (`TrainError`)."""
+    if path:
+        try:
+            tasks = env.load(path)
+        except OSError as exc:
+            raise TrainError(f"cannot read task file {path}: {exc.strerror or exc}") from None
+        except TaskFileError as exc:  # one line: the count and the first problem
+            raise TrainError(
+                f"{len(exc.problems)} bad line(s) in task file {path}; first: {exc.problems[0][:300]}"
+                f" (see: assay validate {env.name} {path})"
+            ) from None
+        if not tasks:
+            raise TrainError(f"task file {path} holds no tasks")
+        return tasks
+    try:
+        return env.generate(size, seed=seed)
+    except NotImplementedError:
+        raise TrainError(
+            f"env {env.name!r} does not generate tasks; pass train_file and val_file"
+        ) from None
 
 
 def holds_a_run(out: Path) -> bool:
