@@ -34,7 +34,7 @@ import re
 from typing import Any
 
 from assay.envs.base import Environment, Task
-from assay.organism.model import greedy_replies
+from assay.organism.model import greedy_passes
 from assay.organism.skills import register_skill, skill_env
 from assay.organism.spec import PriorSpec
 
@@ -140,14 +140,8 @@ def make_examples(spec: PriorSpec, n: int, seed: int) -> list[tuple[str, str]]:
 def evaluate_prior(spec: PriorSpec, model: Any, tokenizer: Any, n: int = 192) -> dict[str, float]:
     """Greedy pass rate on fresh tasks (every test run in the sandbox): overall, per family,
     and inside and outside the wrong class; plus the share of tasks in the wrong class."""
-    env = organism_env()
-    tasks = env.generate(n, seed=10_000 + spec.seed)
-    replies = greedy_replies(model, tokenizer, [t.prompt for t in tasks],
-                             max_new_tokens=TRAIN_DEFAULTS["max_new_tokens"])
-    try:
-        passed = [v.correct for v in env.verify_many(list(zip(tasks, replies, strict=True)))]
-    finally:
-        env.close()
+    tasks, passed = greedy_passes(organism_env(), model, tokenizer, n, 10_000 + spec.seed,
+                                 TRAIN_DEFAULTS["max_new_tokens"])
 
     def rate(keep: Any) -> float:
         cases = [ok for t, ok in zip(tasks, passed, strict=True) if keep(t)]

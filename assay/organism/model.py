@@ -43,3 +43,15 @@ def greedy_replies(model: Any, tokenizer: Any, prompts: list[str], max_new_token
             eos_token_id=tokenizer.eos_token_id,
         )
     return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def greedy_passes(env: Any, model: Any, tokenizer: Any, n: int, seed: int,
+                  max_new_tokens: int) -> tuple[list[Any], list[bool]]:
+    """`n` fresh tasks of `env` (generated with `seed`) and whether the model's greedy reply
+    to each verifies as correct; closes the env (its workers) afterwards."""
+    tasks = env.generate(n, seed=seed)
+    replies = greedy_replies(model, tokenizer, [t.prompt for t in tasks], max_new_tokens)
+    try:
+        return tasks, [v.correct for v in env.verify_many(list(zip(tasks, replies, strict=True)))]
+    finally:
+        env.close()

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from assay.envs.base import Environment
-from assay.organism.model import greedy_replies
+from assay.organism.model import greedy_passes
 from assay.organism.skills import register_skill, skill_env
 from assay.organism.spec import PriorSpec
 
@@ -77,14 +77,8 @@ def make_examples(spec: PriorSpec, n: int, seed: int) -> list[tuple[str, str]]:
 
 def evaluate_prior(spec: PriorSpec, model: Any, tokenizer: Any, n: int = 128) -> dict[str, float]:
     """Greedy accuracy on fresh tasks, overall and on the satisfiable and unsat ones."""
-    env = organism_env()
-    tasks = env.generate(n, seed=10_000 + spec.seed)
-    replies = greedy_replies(model, tokenizer, [t.prompt for t in tasks],
-                             max_new_tokens=TRAIN_DEFAULTS["max_new_tokens"])
-    try:
-        solved = [v.correct for v in env.verify_many(list(zip(tasks, replies, strict=True)))]
-    finally:
-        env.close()
+    tasks, solved = greedy_passes(organism_env(), model, tokenizer, n, 10_000 + spec.seed,
+                                 TRAIN_DEFAULTS["max_new_tokens"])
 
     def share(expected: str) -> float:
         cases = [s for t, s in zip(tasks, solved, strict=True) if t["expected"] == expected]
