@@ -61,7 +61,11 @@ TARGETS = (
         "assay/verifiers/countdown.py",
         ("tests/test_countdown_edges.py", "tests/test_countdown.py", "tests/test_countdown_properties.py"),
     ),
-    Target("math", "assay/verifiers/math.py", ("tests/test_math_edges.py", "tests/test_math_verifier.py")),
+    Target(
+        "math",
+        "assay/verifiers/math.py",
+        ("tests/test_math_edges.py", "tests/test_math_bounds.py", "tests/test_math_verifier.py"),
+    ),
     Target(
         "code_judge",
         "assay/envs/code_judge.py",
@@ -82,7 +86,12 @@ TARGETS = (
     Target(
         "loss",
         "assay/training/loss.py",
-        ("tests/test_training.py::test_advantages_by_hand", "tests/test_loss_vs_trl.py", "tests/test_learning.py"),
+        (
+            "tests/test_training.py::test_advantages_by_hand",
+            "tests/test_masking.py::test_masked_advantages_by_hand",
+            "tests/test_loss_vs_trl.py",
+            "tests/test_learning.py",
+        ),
     ),
     Target(
         "trainer",
@@ -327,7 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     again = None
     if args.survivors_of:
-        previous = json.loads(args.survivors_of.read_text(encoding="utf-8"))
+        try:
+            previous = json.loads(args.survivors_of.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            parser.error(f"--survivors-of {args.survivors_of}: cannot read a report ({err})")
         again = {m["name"] for m in previous["mutants"] if m["status"] == "survived"}
 
     plan: list[tuple[Target, list[Mutant], int]] = []

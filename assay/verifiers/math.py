@@ -176,7 +176,7 @@ def exact_rational(expr: Any) -> Fraction | None:
     return None
 
 
-def exact_decimals(expr: Basic) -> Basic:
+def exact_decimals(expr: Parsed) -> Parsed:
     """`expr` with each finite decimal replaced by the rational it spells (0.1 -> 1/10)."""
     floats = [f for f in expr.atoms(sympy.Float) if f.is_finite]
     return expr.xreplace({f: sympy.Rational(str(f)) for f in floats})
@@ -374,8 +374,7 @@ def _value_key(value: Any) -> Hashable:
         value = value.rhs
     if isinstance(value, sympy.FiniteSet):
         return ("set", frozenset(_value_key(v) for v in value.args))
-    if isinstance(value, sympy.Basic):  # decimals by their exact value: 3.5 keys as 7/2
-        value = exact_decimals(value)
+    value = exact_decimals(value)  # decimals by their exact value: 3.5 keys as 7/2, in matrices too
     exact = exact_rational(value)
     if exact is not None:
         return ("number", exact)
