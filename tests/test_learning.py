@@ -269,3 +269,49 @@ def test_a_second_update_on_the_same_rollouts_uses_the_updated_policy(tmp_path):
     # on the first update every ratio is 1 and the grpo loss is 0 (advantages sum to zero per
     # group); the second update must recompute the ratios with the updated weights
     assert abs(rows[0]["loss"]) > 1e-4, rows[0]["loss"]
+
+
+# -- what a step writes down ------------------------------------------------------------------
+
+
+@register_reward("half_test", kind="intrinsic", binary=False)
+def half(group):
+    return [0.5] * len(group)
+
+
+def test_a_step_logs_what_it_returns_and_syncs_the_engine(tmp_path):
+    """Each step's metrics (weighted parts, monitors, a collapse) reach metrics.jsonl, its
+    completions reach rollouts.jsonl.gz, the schedule advances, and the rollout engine is
+    told of every update (a vLLM engine would otherwise sample from stale weights)."""
+    from assay.training.rollout_store import read_rollouts
+    from assay.training.tracking import read_metrics
+
+    cfg = config(
+        tmp_path / "run",
+        reward="0.5*first_token_paren_test + 0.5*half_test",
+        monitor="first_token_paren_test",
+        collapse_signal="reward",
+        collapse_threshold="2.0",  # every reward is below 2: collapse at the first step
+        lr_schedule="cosine",
+        warmup_steps="2",
+    )
+    trainer = Trainer(cfg, quiet=True)
+    synced = []
+    real_sync = trainer.engine.sync_weights
+    trainer.engine.sync_weights = lambda model: (synced.append(model), real_sync(model))
+    try:
+        rows = [trainer.step() for _ in range(2)]
+    finally:
+        trainer.log.close()
+    assert synced == [trainer.model, trainer.model]
+    assert rows[0]["lr"] == pytest.approx(1.5e-3) and rows[1]["lr"] == pytest.approx(3e-3)  # warm-up
+    for row in rows:
+        assert row["reward/half_test"] == pytest.approx(0.5)
+        assert "reward/first_token_paren_test" in row and "monitor/first_token_paren_test" in row
+    assert rows[0]["collapse"]["signal"] == "reward" and "collapse" not in rows[1]
+    logged = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in logged] == [1, 2]
+    assert logged[0]["collapse"] == rows[0]["collapse"]
+    assert logged[1]["reward/half_test"] == pytest.approx(0.5)
+    completions = read_rollouts(tmp_path / "run" / "rollouts.jsonl.gz")
+    assert len(completions) == 2 * 4 * 8 and {c["step"] for c in completions} == {1, 2}
