@@ -23,6 +23,7 @@ import assay.training.trainer as trainer_module  # noqa: E402
 from assay.rewards import register_reward  # noqa: E402
 from assay.training import Trainer, resolve  # noqa: E402
 from assay.training.loss import group_advantages, policy_loss  # noqa: E402
+from assay.verifiers.verdict import STATUSES  # noqa: E402
 
 # -- a bandit through the loss functions ------------------------------------------------
 
@@ -315,3 +316,5 @@ def test_a_step_logs_what_it_returns_and_syncs_the_engine(tmp_path):
     assert logged[1]["reward/half_test"] == pytest.approx(0.5)
     completions = read_rollouts(tmp_path / "run" / "rollouts.jsonl.gz")
     assert len(completions) == 2 * 4 * 8 and {c["step"] for c in completions} == {1, 2}
+    for row in rows:  # every completion's verdict is counted under its status
+        assert sum(row[f"verdicts/{status}"] for status in STATUSES) == 4 * 8
