@@ -243,6 +243,14 @@ def test_clipping_binds_only_where_it_can_and_beta_weights_the_kl():
         assert torch.allclose(weighted.loss - plain.loss, beta * per_token_kl.mean(), atol=1e-6)
 
 
+def test_a_loss_type_without_what_it_needs_is_refused_by_name():
+    logps, old, advantages, mask = clipping_inputs()
+    with pytest.raises(ValueError, match="dr_grpo needs max_completion_length"):
+        policy_loss(logps, old, advantages, mask, loss_type="dr_grpo")
+    with pytest.raises(ValueError, match="unknown loss_type 'ppo'"):
+        policy_loss(logps, old, advantages, mask, loss_type="ppo")
+
+
 def test_rollouts_and_validation_sample_with_different_seeds(tmp_path):
     trainer = Trainer(config(tmp_path / "run", eval_every="2", val_samples="2"), quiet=True)
     seeds = []
