@@ -243,6 +243,17 @@ def test_clipping_binds_only_where_it_can_and_beta_weights_the_kl():
         assert torch.allclose(weighted.loss - plain.loss, beta * per_token_kl.mean(), atol=1e-6)
 
 
+def test_a_ratio_exactly_at_the_clip_edge_is_not_counted_as_clipped():
+    """TRL counts ratio < 1 - eps_low and ratio > 1 + eps_high: the edge itself is inside."""
+    logps = torch.tensor([[-1.0, -0.5]])
+    for advantage in (-1.0, 1.0):  # ratio exactly 1 with eps 0: on both edges at once
+        parts = policy_loss(
+            logps, logps, torch.tensor([advantage]), torch.ones(1, 2), loss_type="grpo",
+            epsilon_low=0.0, epsilon_high=0.0,
+        )
+        assert parts.clip_ratio == 0.0, advantage
+
+
 def test_a_loss_type_without_what_it_needs_is_refused_by_name():
     logps, old, advantages, mask = clipping_inputs()
     with pytest.raises(ValueError, match="dr_grpo needs max_completion_length"):
@@ -345,3 +356,23 @@ def test_micro_batches_give_the_update_of_the_whole_batch(tmp_path):
     # Adam's first step moves each weight by about the learning rate (3e-3); summation order
     # leaves differences of about 1e-4 on near-zero gradients
     assert max(float((a - b).abs().max()) for a, b in zip(weights[0], weights[8], strict=True)) < 3e-4
+
+
+def test_kl_is_measured_before_the_first_update_and_clipping_is_counted(tmp_path):
+    """With a reference, step 1's KL is exactly 0 (the policy is the reference until the
+    first update; KL is taken on the first of `updates_per_batch` iterations) and later
+    steps' is positive; the second iteration's ratios leave the clip range and are counted."""
+    trainer = Trainer(
+        config(tmp_path / "run", beta="0.05", updates_per_batch="2", learning_rate="0.02"), quiet=True
+    )
+    try:
+        rows = [trainer.step() for _ in range(2)]
+    finally:
+        trainer.log.close()
+    assert rows[0]["kl"] == 0.0 and rows[1]["kl"] > 0.0
+    assert rows[0]["clip_ratio"] > 0.0
+    without = Trainer(config(tmp_path / "none", log_kl="false"), quiet=True)
+    try:
+        assert without.reference is None and math.isnan(without.step()["kl"])  # no reference, no KL
+    finally:
+        without.log.close()
