@@ -5,6 +5,7 @@ Usage (from the repository root; see docs/development.md, "Mutation testing"):
     python scripts/mutate.py                          # every mutant of every module
     python scripts/mutate.py --max-per-module 30      # a seeded sample of each module
     python scripts/mutate.py --module countdown --list  # show the mutants, run nothing
+    python scripts/mutate.py --resume mutation-report.json --report rest.json  # after an interruption
 
 Each mutant is one small AST edit: a comparison flipped (`<` -> `<=`, `==` -> `!=`), `and`
 <-> `or`, an arithmetic operator swapped (`+` <-> `-`, `*` <-> `/`), a `not` dropped, a
@@ -30,6 +31,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -314,6 +316,38 @@ def write_report(path: Path, summary: dict, results: list[Mutant], equivalents: 
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+def read_report(parser: argparse.ArgumentParser, option: str, path: Path) -> dict:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(report.get("mutants"), list):
+            raise ValueError("no 'mutants' list")
+    except (OSError, ValueError) as err:
+        parser.error(f"{option} {path}: cannot read a report ({err})")
+    return report
+
+
+def module_summary(
+    target: Target, chosen: list[Mutant], total: int, equivalents: dict[str, str], carried: int = 0
+) -> dict:
+    """One module's counts over the mutants run so far (all of `chosen` at the end);
+    `carried` of them were carried over from an earlier report (--resume)."""
+    ran = [m for m in chosen if m.status in ("killed", "survived")]
+    killed = sum(m.status == "killed" for m in ran)
+    marked = sum(1 for name in equivalents if name.startswith(target.path + "::"))
+    return {
+        "path": target.path,
+        "mutants": total,
+        "run": len(ran),
+        "killed": killed,
+        "survived": len(ran) - killed,
+        "equivalent": marked,
+        "score": round(killed / len(ran), 3) if ran else 1.0,
+        "sampled": len(chosen) + marked < total,
+        "complete": len(ran) == len(chosen),
+        "resumed": carried,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", action="append", help="target name (repeatable); default all")
@@ -324,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=REPORT)
     parser.add_argument(
         "--survivors-of", type=Path, metavar="REPORT", help="run only the mutants that survived in REPORT"
+    )
+    parser.add_argument(
+        "--resume", type=Path, metavar="REPORT",
+        help="carry over the outcomes of the mutants already run in REPORT (an interrupted run)",
     )
     args = parser.parse_args(argv)
 
@@ -336,11 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     again = None
     if args.survivors_of:
-        try:
-            previous = json.loads(args.survivors_of.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            parser.error(f"--survivors-of {args.survivors_of}: cannot read a report ({err})")
+        previous = read_report(parser, "--survivors-of", args.survivors_of)
         again = {m["name"] for m in previous["mutants"] if m["status"] == "survived"}
+    done: dict[str, dict] = {}
+    if args.resume:
+        previous = read_report(parser, "--resume", args.resume)
+        done = {m["name"]: m for m in previous["mutants"] if m["status"] in ("killed", "survived")}
 
     plan: list[tuple[Target, list[Mutant], int]] = []
     for target in targets:
@@ -359,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         return 0
 
+    # A `kill` (SIGTERM) unwinds like Ctrl-C, so the temporary copy is removed and the
+    # report written so far stays (resume with --resume).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     summary, results = {}, []
     with tempfile.TemporaryDirectory(prefix="assay-mutate-") as tmp:
         copy_root = Path(tmp)
@@ -374,7 +416,16 @@ def main(argv: list[str] | None = None) -> int:
             timeout = max(60.0, 4 * base_s + 30)
             print(f"== {target.name} ({target.path}): {len(chosen)} mutants, baseline {base_s:.0f}s")
             tree = ast.parse(original)
+            carried = 0
             for n, mutant in enumerate(chosen, 1):
+                if mutant.name in done:  # --resume: run before, keep its outcome
+                    before = done[mutant.name]
+                    mutant.status, mutant.seconds, mutant.detail = (
+                        before["status"], before["seconds"], before["detail"]
+                    )
+                    results.append(mutant)
+                    carried += 1
+                    continue
                 mutated_tree = copy.deepcopy(tree)
                 _apply(mutated_tree, mutant.index, mutant.kind)
                 mutated_path.write_text(ast.unparse(mutated_tree) + "\n", encoding="utf-8")
@@ -387,18 +438,10 @@ def main(argv: list[str] | None = None) -> int:
                 mark = "SURVIVED" if mutant.status == "survived" else "killed  "
                 print(f"  [{n}/{len(chosen)}] {mark} L{mutant.line} {mutant.before} -> {mutant.after}", flush=True)
                 results.append(mutant)
-            killed = sum(m.status == "killed" for m in chosen)
-            marked = sum(1 for name in equivalents if name.startswith(target.path + "::"))
-            summary[target.name] = {
-                "path": target.path,
-                "mutants": total,
-                "run": len(chosen),
-                "killed": killed,
-                "survived": len(chosen) - killed,
-                "equivalent": marked,
-                "score": round(killed / len(chosen), 3) if chosen else 1.0,
-                "sampled": len(chosen) + marked < total,
-            }
+                # after every mutant, so that an interrupted run can be resumed (--resume)
+                summary[target.name] = module_summary(target, chosen, total, equivalents, carried)
+                write_report(args.report, summary, results, equivalents)
+            summary[target.name] = module_summary(target, chosen, total, equivalents, carried)
             write_report(args.report, summary, results, equivalents)
 
     print("\nmodule            run  killed  survived  equivalent  score")
@@ -408,9 +451,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<16} error: {row['error']}")
             below.append(name)
             continue
+        resumed = f" ({row['resumed']} carried over)" if row.get("resumed") else ""
         print(
             f"{name:<16} {row['run']:>4}  {row['killed']:>6}  {row['survived']:>8}  {row['equivalent']:>10}"
-            f"  {row['score']:.0%}{' (sample)' if row['sampled'] else ''}"
+            f"  {row['score']:.0%}{' (sample)' if row['sampled'] else ''}{resumed}"
         )
         if row["score"] < args.goal:
             below.append(name)
