@@ -12,6 +12,7 @@ import math
 import os
 import tempfile
 
+import numpy as np
 import pytest
 import torch
 
@@ -337,6 +338,13 @@ def test_a_step_logs_what_it_returns_and_syncs_the_engine(tmp_path):
     assert len(completions) == 2 * 4 * 8 and {c["step"] for c in completions} == {1, 2}
     for row in rows:  # every completion's verdict is counted under its status
         assert sum(row[f"verdicts/{status}"] for status in STATUSES) == 4 * 8
+    for row in rows:  # the step's figures are those of its stored completions
+        mine = [c for c in completions if c["step"] == row["step"]]
+        assert row["completion_length"] == pytest.approx(np.mean([c["n_tokens"] for c in mine]))
+        assert row["truncated_ratio"] == pytest.approx(np.mean([not c["finished"] for c in mine]))
+        assert row["gt_accuracy"] == pytest.approx(np.mean([c["status"] == "correct" for c in mine]))
+        assert row["answer_rate"] == pytest.approx(np.mean([c["answer"] is not None for c in mine]))
+        assert row["reward"] == pytest.approx(np.mean([c["reward"] for c in mine]))
 
 
 def test_micro_batches_give_the_update_of_the_whole_batch(tmp_path):
