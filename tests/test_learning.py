@@ -255,6 +255,18 @@ def test_a_ratio_exactly_at_the_clip_edge_is_not_counted_as_clipped():
         assert parts.clip_ratio == 0.0, advantage
 
 
+def test_a_batch_of_one_token_or_none_averages_over_what_it_has():
+    """The token counts are floored at 1 only so that an empty mask gives 0, not NaN."""
+    logps = torch.tensor([[-1.0, -2.0]])
+    ref = logps - 0.5
+    one = torch.tensor([[1.0, 0.0]])
+    parts = policy_loss(logps, logps, torch.tensor([1.0]), one, loss_type="dapo", ref_logprobs=ref)
+    assert float(parts.loss) == pytest.approx(-1.0)  # -A * ratio on the one token
+    assert parts.kl == pytest.approx(math.exp(-0.5) + 0.5 - 1)  # k3 on the one token
+    empty = policy_loss(logps, logps, torch.tensor([1.0]), torch.zeros(1, 2), loss_type="dapo", ref_logprobs=ref)
+    assert float(empty.loss) == 0.0 and empty.kl == 0.0 and empty.clip_ratio == 0.0
+
+
 def test_a_loss_type_without_what_it_needs_is_refused_by_name():
     logps, old, advantages, mask = clipping_inputs()
     with pytest.raises(ValueError, match="dr_grpo needs max_completion_length"):
