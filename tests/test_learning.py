@@ -263,6 +263,10 @@ def test_a_batch_of_one_token_or_none_averages_over_what_it_has():
     parts = policy_loss(logps, logps, torch.tensor([1.0]), one, loss_type="dapo", ref_logprobs=ref)
     assert float(parts.loss) == pytest.approx(-1.0)  # -A * ratio on the one token
     assert parts.kl == pytest.approx(math.exp(-0.5) + 0.5 - 1)  # k3 on the one token
+    grpo = policy_loss(logps, logps, torch.tensor([1.0]), one, loss_type="grpo")
+    assert float(grpo.loss) == pytest.approx(-1.0)
+    clipped = policy_loss(logps, logps - 1.0, torch.tensor([1.0]), one, loss_type="dapo")  # ratio e
+    assert clipped.clip_ratio == 1.0
     empty = policy_loss(logps, logps, torch.tensor([1.0]), torch.zeros(1, 2), loss_type="dapo", ref_logprobs=ref)
     assert float(empty.loss) == 0.0 and empty.kl == 0.0 and empty.clip_ratio == 0.0
 
