@@ -91,6 +91,7 @@ TARGETS = (
         (
             "tests/test_training.py::test_advantages_by_hand",
             "tests/test_masking.py::test_masked_advantages_by_hand",
+            "tests/test_masking.py::test_a_group_left_with_two_completions_still_counts",
             "tests/test_loss_vs_trl.py",
             "tests/test_learning.py",
         ),

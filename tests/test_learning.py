@@ -361,6 +361,8 @@ def test_a_step_logs_what_it_returns_and_syncs_the_engine(tmp_path):
         assert row["gt_accuracy"] == pytest.approx(np.mean([c["status"] == "correct" for c in mine]))
         assert row["answer_rate"] == pytest.approx(np.mean([c["answer"] is not None for c in mine]))
         assert row["reward"] == pytest.approx(np.mean([c["reward"] for c in mine]))
+        tokens = sum(c["n_tokens"] for c in mine)  # entropy: the mean over every completion token
+        assert row["entropy"] == pytest.approx(sum(c["mean_entropy"] * c["n_tokens"] for c in mine) / tokens)
 
 
 def test_micro_batches_give_the_update_of_the_whole_batch(tmp_path):

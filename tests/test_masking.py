@@ -35,6 +35,14 @@ def test_masked_advantages_by_hand():
     assert torch.equal(whole, group_advantages(rewards, 4)[0]) and all_used.all()
 
 
+def test_a_group_left_with_two_completions_still_counts():
+    rewards = torch.tensor([1.0, 0.0, 5.0, 5.0])
+    adv, std, used = masked_group_advantages(rewards, torch.tensor([True, True, False, False]), 4)
+    expected, expected_std = group_advantages(torch.tensor([1.0, 0.0]), 2)
+    assert torch.equal(adv[:2], expected) and adv[2:].eq(0).all()
+    assert used.tolist() == [True, True, False, False] and std[0] == expected_std[0]
+
+
 def broken(task_id: str, answer: str, first_task: str) -> bool:
     """Where the flaky verifier raises: every completion of one task (a group that must be
     skipped) and about a third of the others."""
