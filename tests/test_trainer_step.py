@@ -1,0 +1,118 @@
+"""What one trainer step writes down and how it updates: its metrics reach metrics.jsonl
+and agree with the completions it stores, the engine is synced after every update,
+micro-batches make the whole batch's update, and KL is measured before the first update.
+(The trainer's covering tests for scripts/mutate.py, fastest first.)"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubscribed cores
+    torch.set_num_threads(1)
+
+from test_learning import config  # noqa: E402  (the organism with a first-token reward)
+
+from assay.rewards import register_reward  # noqa: E402
+from assay.training import Trainer  # noqa: E402
+from assay.training.rollout_store import read_rollouts  # noqa: E402
+from assay.training.tracking import read_metrics  # noqa: E402
+from assay.verifiers.verdict import STATUSES  # noqa: E402
+
+# -- what a step writes down ------------------------------------------------------------------
+
+
+@register_reward("half_test", kind="intrinsic", binary=False)
+def half(group):
+    return [0.5] * len(group)
+
+
+def test_a_step_logs_what_it_returns_and_syncs_the_engine(tmp_path):
+    """Each step's metrics (weighted parts, monitors, a collapse) reach metrics.jsonl, its
+    completions reach rollouts.jsonl.gz, the schedule advances, and the rollout engine is
+    told of every update (a vLLM engine would otherwise sample from stale weights)."""
+    cfg = config(
+        tmp_path / "run",
+        reward="0.5*first_token_paren_test + 0.5*half_test",
+        monitor="first_token_paren_test",
+        collapse_signal="reward",
+        collapse_threshold="2.0",  # every reward is below 2: collapse at the first step
+        lr_schedule="cosine",
+        warmup_steps="2",
+    )
+    trainer = Trainer(cfg, quiet=True)
+    synced = []
+    real_sync = trainer.engine.sync_weights
+    trainer.engine.sync_weights = lambda model: (synced.append(model), real_sync(model))
+    try:
+        rows = [trainer.step() for _ in range(2)]
+    finally:
+        trainer.log.close()
+    assert synced == [trainer.model, trainer.model]
+    assert rows[0]["lr"] == pytest.approx(1.5e-3) and rows[1]["lr"] == pytest.approx(3e-3)  # warm-up
+    for row in rows:
+        assert row["reward/half_test"] == pytest.approx(0.5)
+        assert "reward/first_token_paren_test" in row and "monitor/first_token_paren_test" in row
+    assert rows[0]["collapse"]["signal"] == "reward" and "collapse" not in rows[1]
+    logged = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in logged] == [1, 2]
+    assert logged[0]["collapse"] == rows[0]["collapse"]
+    assert logged[1]["reward/half_test"] == pytest.approx(0.5)
+    completions = read_rollouts(tmp_path / "run" / "rollouts.jsonl.gz")
+    assert len(completions) == 2 * 4 * 8 and {c["step"] for c in completions} == {1, 2}
+    for row in rows:  # every completion's verdict is counted under its status
+        assert sum(row[f"verdicts/{status}"] for status in STATUSES) == 4 * 8
+    for row in rows:  # the step's figures are those of its stored completions
+        mine = [c for c in completions if c["step"] == row["step"]]
+        assert row["completion_length"] == pytest.approx(np.mean([c["n_tokens"] for c in mine]))
+        assert row["truncated_ratio"] == pytest.approx(np.mean([not c["finished"] for c in mine]))
+        assert row["gt_accuracy"] == pytest.approx(np.mean([c["status"] == "correct" for c in mine]))
+        assert row["answer_rate"] == pytest.approx(np.mean([c["answer"] is not None for c in mine]))
+        assert row["reward"] == pytest.approx(np.mean([c["reward"] for c in mine]))
+        tokens = sum(c["n_tokens"] for c in mine)  # entropy: the mean over every completion token
+        assert row["entropy"] == pytest.approx(sum(c["mean_entropy"] * c["n_tokens"] for c in mine) / tokens)
+
+
+def test_micro_batches_give_the_update_of_the_whole_batch(tmp_path):
+    """Unfused micro-batches (log-probs recomputed, losses summed) and the fused whole batch
+    (the reward pass's graph reused) must make the same update: fusing only saves a pass."""
+    rows, weights = {}, {}
+    for size in (0, 8):
+        trainer = Trainer(config(tmp_path / f"mb{size}", micro_batch_size=str(size)), quiet=True)
+        try:
+            rows[size] = trainer.step()
+        finally:
+            trainer.log.close()
+        weights[size] = [p.detach().clone() for p in trainer.model.parameters()]
+        assert 0.0 < rows[size]["step_time"] < 600.0
+    assert rows[8]["loss"] == pytest.approx(rows[0]["loss"], rel=1e-5)
+    assert rows[8]["grad_norm"] == pytest.approx(rows[0]["grad_norm"], rel=1e-5)
+    # Adam's first step moves each weight by about the learning rate (3e-3); summation order
+    # leaves differences of about 1e-4 on near-zero gradients
+    assert max(float((a - b).abs().max()) for a, b in zip(weights[0], weights[8], strict=True)) < 3e-4
+
+
+def test_kl_is_measured_before_the_first_update_and_clipping_is_counted(tmp_path):
+    """With a reference, step 1's KL is exactly 0 (the policy is the reference until the
+    first update; KL is taken on the first of `updates_per_batch` iterations) and later
+    steps' is positive; the second iteration's ratios leave the clip range and are counted."""
+    trainer = Trainer(
+        config(tmp_path / "run", beta="0.05", updates_per_batch="2", learning_rate="0.02"), quiet=True
+    )
+    try:
+        rows = [trainer.step() for _ in range(2)]
+    finally:
+        trainer.log.close()
+    assert rows[0]["kl"] == 0.0 and rows[1]["kl"] > 0.0
+    assert rows[0]["clip_ratio"] > 0.0
+    without = Trainer(config(tmp_path / "none", log_kl="false"), quiet=True)
+    try:
+        assert without.reference is None and math.isnan(without.step()["kl"])  # no reference, no KL
+    finally:
+        without.log.close()
