@@ -22,7 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubsc
 import assay.training.trainer as trainer_module  # noqa: E402
 from assay.rewards import register_reward  # noqa: E402
 from assay.training import Trainer, resolve  # noqa: E402
-from assay.training.loss import group_advantages, policy_loss  # noqa: E402
+from assay.training.loss import group_advantages, policy_loss, token_mean  # noqa: E402
 
 # -- a bandit through the loss functions ------------------------------------------------
 
@@ -265,6 +265,7 @@ def test_a_batch_of_one_token_or_none_averages_over_what_it_has():
     assert float(grpo.loss) == pytest.approx(-1.0)
     clipped = policy_loss(logps, logps - 1.0, torch.tensor([1.0]), one, loss_type="dapo")  # ratio e
     assert clipped.clip_ratio == 1.0
+    assert token_mean(torch.tensor([[4.0, 9.0]]), one) == 4.0 and token_mean(logps, 0 * one) == 0.0
     empty = policy_loss(logps, logps, torch.tensor([1.0]), torch.zeros(1, 2), loss_type="dapo", ref_logprobs=ref)
     assert float(empty.loss) == 0.0 and empty.kl == 0.0 and empty.clip_ratio == 0.0
 

@@ -61,6 +61,11 @@ def masked_group_advantages(
     return advantages.reshape(-1), std.reshape(-1), used.reshape(-1)  # (N,) each
 
 
+def token_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean of `values` over the tokens `mask` marks (both (N, C)); 0.0 when it marks none."""
+    return float((values * mask).sum() / mask.sum().clamp(min=1.0))
+
+
 @dataclass
 class LossParts:
     loss: torch.Tensor  #: the scalar to backpropagate
@@ -110,7 +115,7 @@ def policy_loss(
     kl_value = 0.0
     if ref_logprobs is not None:
         per_token_kl = k3_kl(logprobs, ref_logprobs)  # (N, C)
-        kl_value = float((per_token_kl.detach() * mask).sum() / mask.sum().clamp(min=1.0))
+        kl_value = token_mean(per_token_kl.detach(), mask)
         if beta != 0.0:
             per_token = per_token + beta * per_token_kl
     if loss_type == "grpo":
@@ -127,5 +132,5 @@ def policy_loss(
     with torch.no_grad():
         low = (ratio < 1 - epsilon_low) & (adv < 0)  # (N, C)
         high = (ratio > 1 + epsilon_high) & (adv > 0)  # (N, C)
-        clip_ratio = float(((low | high).to(mask.dtype) * mask).sum() / mask.sum().clamp(min=1.0))
+        clip_ratio = token_mean((low | high).to(mask.dtype), mask)
     return LossParts(loss, clip_ratio, kl_value)

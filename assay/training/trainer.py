@@ -36,7 +36,7 @@ from assay.training.diagnostics import (
     reward_accuracy,
     reward_precision,
 )
-from assay.training.loss import group_advantages, masked_group_advantages, policy_loss
+from assay.training.loss import group_advantages, masked_group_advantages, policy_loss, token_mean
 from assay.training.monitor import Monitors
 from assay.training.policy import TokenStats, completion_stats, load_policy, resolve_model_path
 from assay.training.rollout import Generation, HFEngine, make_engine
@@ -482,7 +482,7 @@ class Trainer:
             "label_accuracy": label_accuracy(groups, truth),  # the vote over every answer
             "gt_accuracy": float(np.mean(np.concatenate(seen_truth))) if seen_truth else nan,
             # mean over all completion tokens of the batch: (N, C) -> scalar
-            "entropy": float((stats.entropies.detach() * mask).sum() / mask.sum().clamp(min=1)),
+            "entropy": token_mean(stats.entropies.detach(), mask),
             "completion_length": float(lengths.float().mean()),
             "repetition_rate": repetition_rate([g.token_ids for g in batch.completions]),
             "frac_reward_zero_std": float(
