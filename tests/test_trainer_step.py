@@ -45,6 +45,7 @@ def test_a_step_logs_what_it_returns_and_syncs_the_engine(tmp_path):
         collapse_threshold="2.0",  # every reward is below 2: collapse at the first step
         lr_schedule="cosine",
         warmup_steps="2",
+        eval_every="3",  # validation at steps 1, 4, ...
     )
     trainer = Trainer(cfg, quiet=True)
     synced = []
@@ -60,6 +61,7 @@ def test_a_step_logs_what_it_returns_and_syncs_the_engine(tmp_path):
         assert row["reward/half_test"] == pytest.approx(0.5)
         assert "reward/first_token_paren_test" in row and "monitor/first_token_paren_test" in row
     assert rows[0]["collapse"]["signal"] == "reward" and "collapse" not in rows[1]
+    assert "val_accuracy" in rows[0] and "val_accuracy" not in rows[1]
     logged = read_metrics(tmp_path / "run")
     assert [r["step"] for r in logged] == [1, 2]
     assert logged[0]["collapse"] == rows[0]["collapse"]
@@ -76,6 +78,7 @@ def test_a_step_logs_what_it_returns_and_syncs_the_engine(tmp_path):
         assert row["answer_rate"] == pytest.approx(np.mean([c["answer"] is not None for c in mine]))
         assert row["reward"] == pytest.approx(np.mean([c["reward"] for c in mine]))
         tokens = sum(c["n_tokens"] for c in mine)  # entropy: the mean over every completion token
+        assert row["tokens"] > tokens  # completions and their prompts
         assert row["entropy"] == pytest.approx(sum(c["mean_entropy"] * c["n_tokens"] for c in mine) / tokens)
 
 
@@ -116,3 +119,24 @@ def test_kl_is_measured_before_the_first_update_and_clipping_is_counted(tmp_path
         assert without.reference is None and math.isnan(without.step()["kl"])  # no reference, no KL
     finally:
         without.log.close()
+
+
+def test_a_step_with_nothing_to_learn_leaves_the_weights_alone(tmp_path, monkeypatch):
+    """Every verifier call breaks: every completion is masked, every group skipped. The
+    step must report that, and the optimizer must not move a weight (AdamW's decay would,
+    were the gradients zeros instead of none)."""
+    from assay.envs.countdown import CountdownEnv
+
+    def broken(self, task, answer):
+        raise RuntimeError("the verifier broke")
+
+    monkeypatch.setattr(CountdownEnv, "check", broken)
+    trainer = Trainer(config(tmp_path / "run", weight_decay="0.1"), quiet=True)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    try:
+        row = trainer.step()
+    finally:
+        trainer.log.close()
+    assert row["masked_completions"] == 4 * 8 and row["skipped_groups"] == 4
+    assert row["clip_ratio"] == 0.0 and row["grad_norm"] == 0.0 and math.isnan(row["kl"])
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
