@@ -71,7 +71,12 @@ TARGETS = (
     Target(
         "code_judge",
         "assay/envs/code_judge.py",
-        ("tests/test_code_judge_edges.py", "tests/test_code_env.py", "tests/test_hostile.py"),
+        (
+            "tests/test_code_judge_codec.py",
+            "tests/test_code_judge_edges.py",
+            "tests/test_code_env.py",
+            "tests/test_hostile.py",
+        ),
     ),
     Target(
         "code_harness",

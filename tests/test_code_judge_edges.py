@@ -157,3 +157,20 @@ def test_a_slow_call_that_ends_inside_the_budget_counts(env):
     solution = "import time\ndef add(a, b):\n    time.sleep(1.6)\n    return a + b\n"
     verdict = verify(env, "assert add(1, 2) == 3\n", solution)
     assert verdict.correct, verdict
+
+
+def test_a_solution_that_dies_is_seen_at_once_not_at_the_deadline(env):
+    """The judge closes its copies of the candidate's pipe ends, so a death reads as end of
+    file at once; holding them open would leave the judge waiting for its deadline and the
+    verdict would blame the time limit."""
+    verdict = verify(env, "assert f() == 1\nassert f() == 1\n", "import os\ndef f():\n    os._exit(0)\n", "f")
+    assert verdict.status == "incorrect" and verdict.detail == "0/2 tests passed; first failed assert: #1"
+
+
+def test_a_large_call_to_a_solution_that_died_loading_fails_at_once(env):
+    """With the judge's copy of the call pipe's read end closed, writing to a dead candidate
+    fails at once (broken pipe); held open, a call larger than the pipe's buffer would wait
+    for the deadline."""
+    solution = "import os\nos._exit(0)\ndef f(x):\n    return 1\n"
+    verdict = verify(env, "assert f('x' * 1_000_000) == 1\n", solution, "f")
+    assert verdict.status == "incorrect" and verdict.detail == "0/1 tests passed; first failed assert: #1"
