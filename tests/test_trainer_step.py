@@ -122,18 +122,21 @@ def test_kl_is_measured_before_the_first_update_and_clipping_is_counted(tmp_path
 
 
 def test_a_step_with_nothing_to_learn_leaves_the_weights_alone(tmp_path, monkeypatch):
-    """Every verifier call breaks: every completion is masked, every group skipped. The
-    step must report that, and the optimizer must not move a weight (AdamW's decay would,
-    were the gradients zeros instead of none)."""
+    """After a normal step, every verifier call breaks: every completion is masked, every
+    group skipped. The step must report that, and the optimizer must not move a weight:
+    with zeroed gradients instead of none, AdamW's momentum from the first step (and its
+    decay) would move them anyway."""
     from assay.envs.countdown import CountdownEnv
 
-    def broken(self, task, answer):
-        raise RuntimeError("the verifier broke")
-
-    monkeypatch.setattr(CountdownEnv, "check", broken)
     trainer = Trainer(config(tmp_path / "run", weight_decay="0.1"), quiet=True)
-    before = [p.detach().clone() for p in trainer.model.parameters()]
     try:
+        trainer.step()
+
+        def broken(self, task, answer):
+            raise RuntimeError("the verifier broke")
+
+        monkeypatch.setattr(CountdownEnv, "check", broken)
+        before = [p.detach().clone() for p in trainer.model.parameters()]
         row = trainer.step()
     finally:
         trainer.log.close()
