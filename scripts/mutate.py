@@ -44,6 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS = ROOT / "scripts" / "mutation-equivalents.yaml"
 REPORT = ROOT / "mutation-report.json"
+CARRIED = "carried over: "  #: the detail of a mutant's outcome copied in by --resume
 
 
 @dataclass(frozen=True)
@@ -366,8 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         "--survivors-of", type=Path, metavar="REPORT", help="run only the mutants that survived in REPORT"
     )
     parser.add_argument(
-        "--resume", type=Path, metavar="REPORT",
-        help="carry over the outcomes of the mutants already run in REPORT (an interrupted run)",
+        "--resume", type=Path, metavar="REPORT", action="append",
+        help="carry over the outcomes of the mutants already run in REPORT (an interrupted run); "
+        "repeatable, a later report's outcome replacing an earlier one's (a rerun of survivors)",
     )
     args = parser.parse_args(argv)
 
@@ -383,9 +385,14 @@ def main(argv: list[str] | None = None) -> int:
         previous = read_report(parser, "--survivors-of", args.survivors_of)
         again = {m["name"] for m in previous["mutants"] if m["status"] == "survived"}
     done: dict[str, dict] = {}
-    if args.resume:
-        previous = read_report(parser, "--resume", args.resume)
-        done = {m["name"]: m for m in previous["mutants"] if m["status"] in ("killed", "survived")}
+    for path in args.resume or []:
+        previous = read_report(parser, "--resume", path)
+        for m in previous["mutants"]:
+            # a copy carried into a resumed report never replaces an outcome from a real run
+            if m["status"] in ("killed", "survived") and not (
+                m["name"] in done and m["detail"].startswith(CARRIED)
+            ):
+                done[m["name"]] = m
 
     plan: list[tuple[Target, list[Mutant], int]] = []
     for target in targets:
@@ -426,9 +433,9 @@ def main(argv: list[str] | None = None) -> int:
             for n, mutant in enumerate(chosen, 1):
                 if mutant.name in done:  # --resume: run before, keep its outcome
                     before = done[mutant.name]
-                    mutant.status, mutant.seconds, mutant.detail = (
-                        before["status"], before["seconds"], before["detail"]
-                    )
+                    detail = before["detail"]
+                    mutant.status, mutant.seconds = before["status"], before["seconds"]
+                    mutant.detail = detail if detail.startswith(CARRIED) else CARRIED + detail
                     results.append(mutant)
                     carried += 1
                     continue
