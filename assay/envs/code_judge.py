@@ -191,13 +191,11 @@ class Candidate:
         self.pid, self.calls, self.replies, self.deadline = pid, calls, replies, deadline
         self.dead: str | None = None
         self.timed_out = False
-        self.count = 0
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         if self.dead is not None:
             raise CandidateFailure(self.dead)
         message = {"args": [encode(a) for a in args], "kwargs": {k: encode(v) for k, v in kwargs.items()}}
-        self.count += 1
         try:
             _send(self.calls, message, self.deadline)
             reply = _receive(self.replies, self.deadline)
@@ -311,7 +309,6 @@ def main() -> None:
         "outcomes": {str(k): v for k, v in outcomes.items()},
         "problem": problem,
         "timed_out": candidate.timed_out,
-        "calls": candidate.count,
     }
     line = RESULT_PREFIX + json.dumps(report, separators=(",", ":")) + "\n"
     os.write(results_fd, line.encode())
