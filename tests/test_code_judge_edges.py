@@ -174,3 +174,17 @@ def test_a_large_call_to_a_solution_that_died_loading_fails_at_once(env):
     solution = "import os\nos._exit(0)\ndef f(x):\n    return 1\n"
     verdict = verify(env, "assert f('x' * 1_000_000) == 1\n", solution, "f")
     assert verdict.status == "incorrect" and verdict.detail == "0/1 tests passed; first failed assert: #1"
+
+
+def test_a_malformed_reply_is_a_failure_not_a_none(env):
+    """A solution can replace the candidate side's encoder and send the judge garbage; a
+    reply the judge cannot decode must fail the call, never read as returning None."""
+    solution = "import __main__\n__main__.encode = lambda value, depth=0: {'zz': []}\ndef f():\n    return 1\n"
+    verdict = verify(env, "assert f() is None\n", solution, "f")
+    assert verdict.score == 0.0 and verdict.status == "incorrect", verdict
+
+
+def test_a_death_outside_an_assert_is_named_in_the_verdict(env):
+    verdict = verify(env, "x = f()\nassert f() == 1\n", "import os\ndef f():\n    os._exit(0)\n", "f")
+    assert verdict.status == "incorrect", verdict
+    assert "the tests stopped early: CandidateFailure: the solution's process ended" in verdict.detail
