@@ -188,3 +188,10 @@ def test_a_death_outside_an_assert_is_named_in_the_verdict(env):
     verdict = verify(env, "x = f()\nassert f() == 1\n", "import os\ndef f():\n    os._exit(0)\n", "f")
     assert verdict.status == "incorrect", verdict
     assert "the tests stopped early: CandidateFailure: the solution's process ended" in verdict.detail
+
+
+def test_the_candidates_stdin_is_empty(env):
+    """The judge's stdin carries the tests; the candidate's must be an empty file, neither
+    that pipe nor a broken descriptor."""
+    solution = "import sys\ndef f():\n    return sys.stdin.read()\n"
+    assert verify(env, "assert f() == ''\n", solution, "f").correct
