@@ -117,3 +117,24 @@ def test_a_message_that_is_not_an_object_is_refused():
     with pytest.raises(ValueError, match="malformed message"):
         _receive(fd)
     os.close(fd)
+
+
+def wrapped(kind: str, levels: int) -> object:
+    """A value `levels` deep whose outermost container is `kind`, tuples inside (hashable,
+    so that sets and dict keys can hold them)."""
+    inner: object = ()
+    for _ in range(levels - 1):
+        inner = (inner,)
+    return {"list": [inner], "tuple": (inner,), "set": {inner}, "frozenset": frozenset({inner}),
+            "dict key": {inner: 0}, "dict value": {0: inner}}[kind]
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "set", "frozenset", "dict key", "dict value"])
+def test_every_container_counts_one_level_of_nesting(kind):
+    at_cap = wrapped(kind, MAX_DEPTH)
+    assert decode(json.loads(json.dumps(encode(at_cap)))) == at_cap
+    with pytest.raises(ValueError, match="nested too deeply"):
+        encode(wrapped(kind, MAX_DEPTH + 1))
+    data = json.loads(json.dumps(encode(wrapped(kind, MAX_DEPTH))))  # wrap the encoding once more
+    with pytest.raises(ValueError, match="nested too deeply"):
+        decode({"t": [data]})

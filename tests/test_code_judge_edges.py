@@ -195,3 +195,11 @@ def test_the_candidates_stdin_is_empty(env):
     that pipe nor a broken descriptor."""
     solution = "import sys\ndef f():\n    return sys.stdin.read()\n"
     assert verify(env, "assert f() == ''\n", solution, "f").correct
+
+
+def test_a_call_in_the_last_second_of_the_budget_still_runs(env):
+    """The 3 s limit gives the judge a 2.4 s budget; a quick call after 1.4 s of sleeping
+    has under a second left, which is enough."""
+    solution = "import time\ndef f(t):\n    time.sleep(t)\n    return 1\n"
+    verdict = verify(env, "assert f(1.4) == 1\nassert f(0) == 1\n", solution, "f")
+    assert verdict.correct, verdict
