@@ -203,3 +203,9 @@ def test_a_call_in_the_last_second_of_the_budget_still_runs(env):
     solution = "import time\ndef f(t):\n    time.sleep(t)\n    return 1\n"
     verdict = verify(env, "assert f(1.4) == 1\nassert f(0) == 1\n", solution, "f")
     assert verdict.correct, verdict
+
+
+def test_why_the_tests_stopped_is_cut_to_500_characters(env):
+    verdict = verify(env, "assert f() == 1\nraise ValueError('y' * 2000)\n", "def f():\n    return 1\n", "f")
+    why = ("the tests stopped early: ValueError: " + "y" * 2000)[:500]
+    assert verdict.detail == "1/1 tests passed; " + why, verdict.detail[:80]
