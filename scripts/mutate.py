@@ -323,6 +323,12 @@ def write_report(path: Path, summary: dict, results: list[Mutant], equivalents: 
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+def _test_stamps(tests: tuple[str, ...]) -> dict[str, float]:
+    """Modification times of the covering test files (node ids reduced to their file)."""
+    files = {test.split("::")[0] for test in tests}
+    return {f: (ROOT / f).stat().st_mtime for f in sorted(files) if (ROOT / f).exists()}
+
+
 def read_report(parser: argparse.ArgumentParser, option: str, path: Path) -> dict:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -430,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {target.name} ({target.path}): {len(chosen)} mutants, baseline {base_s:.0f}s")
             tree = ast.parse(original)
             carried = 0
+            # A covering test edited mid-run can fail to collect and "kill" mutants it never
+            # tested; say so, so that the run (or --survivors-of a hand-made list) is redone.
+            stamps = _test_stamps(target.tests)
+            edited = False
             for n, mutant in enumerate(chosen, 1):
                 if mutant.name in done:  # --resume: run before, keep its outcome
                     before = done[mutant.name]
@@ -451,10 +461,16 @@ def main(argv: list[str] | None = None) -> int:
                 mark = "SURVIVED" if mutant.status == "survived" else "killed  "
                 print(f"  [{n}/{len(chosen)}] {mark} L{mutant.line} {mutant.before} -> {mutant.after}", flush=True)
                 results.append(mutant)
+                if not edited and _test_stamps(target.tests) != stamps:
+                    edited = True
+                    print(f"  warning: a covering test of {target.name} changed during the run; "
+                          "outcomes from here on may not hold: rerun when the tests settle", flush=True)
                 # after every mutant, so that an interrupted run can be resumed (--resume)
                 summary[target.name] = module_summary(target, chosen, total, equivalents, carried)
+                summary[target.name]["tests_changed_during_run"] = edited
                 write_report(args.report, summary, results, equivalents)
             summary[target.name] = module_summary(target, chosen, total, equivalents, carried)
+            summary[target.name]["tests_changed_during_run"] = edited
             write_report(args.report, summary, results, equivalents)
 
     print("\nmodule            run  killed  survived  equivalent  score")
