@@ -340,10 +340,9 @@ def read_report(parser: argparse.ArgumentParser, option: str, path: Path) -> dic
 
 
 def module_summary(
-    target: Target, chosen: list[Mutant], total: int, equivalents: dict[str, str], carried: int = 0
+    target: Target, chosen: list[Mutant], total: int, equivalents: dict[str, str], tests_changed: bool
 ) -> dict:
-    """One module's counts over the mutants run so far (all of `chosen` at the end);
-    `carried` of them were carried over from an earlier report (--resume)."""
+    """One module's counts over the mutants run so far (all of `chosen` at the end)."""
     ran = [m for m in chosen if m.status in ("killed", "survived")]
     killed = sum(m.status == "killed" for m in ran)
     marked = sum(1 for name in equivalents if name.startswith(target.path + "::"))
@@ -357,7 +356,8 @@ def module_summary(
         "score": round(killed / len(ran), 3) if ran else 1.0,
         "sampled": len(chosen) + marked < total,
         "complete": len(ran) == len(chosen),
-        "resumed": carried,
+        "resumed": sum(m.detail.startswith(CARRIED) for m in ran),  # carried over by --resume
+        "tests_changed_during_run": tests_changed,
     }
 
 
@@ -435,7 +435,6 @@ def main(argv: list[str] | None = None) -> int:
             timeout = max(60.0, 4 * base_s + 30)
             print(f"== {target.name} ({target.path}): {len(chosen)} mutants, baseline {base_s:.0f}s")
             tree = ast.parse(original)
-            carried = 0
             # A covering test edited mid-run can fail to collect and "kill" mutants it never
             # tested; say so, so that the run (or --survivors-of a hand-made list) is redone.
             stamps = _test_stamps(target.tests)
@@ -447,7 +446,6 @@ def main(argv: list[str] | None = None) -> int:
                     mutant.status, mutant.seconds = before["status"], before["seconds"]
                     mutant.detail = detail if detail.startswith(CARRIED) else CARRIED + detail
                     results.append(mutant)
-                    carried += 1
                     continue
                 mutated_tree = copy.deepcopy(tree)
                 _apply(mutated_tree, mutant.index, mutant.kind)
@@ -466,11 +464,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  warning: a covering test of {target.name} changed during the run; "
                           "outcomes from here on may not hold: rerun when the tests settle", flush=True)
                 # after every mutant, so that an interrupted run can be resumed (--resume)
-                summary[target.name] = module_summary(target, chosen, total, equivalents, carried)
-                summary[target.name]["tests_changed_during_run"] = edited
+                summary[target.name] = module_summary(target, chosen, total, equivalents, edited)
                 write_report(args.report, summary, results, equivalents)
-            summary[target.name] = module_summary(target, chosen, total, equivalents, carried)
-            summary[target.name]["tests_changed_during_run"] = edited
+            summary[target.name] = module_summary(target, chosen, total, equivalents, edited)
             write_report(args.report, summary, results, equivalents)
 
     print("\nmodule            run  killed  survived  equivalent  score")
