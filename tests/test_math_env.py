@@ -282,3 +282,32 @@ def test_cli_sample_math_with_kinds(assay):
     tasks = run.jsonl()
     assert len(tasks) == 4 and all(t["kind"] == "quadratic" for t in tasks)
     assert all(json.dumps(t) for t in tasks)
+
+
+def test_last_number_reads_the_final_number_of_plain_prose():
+    from assay.verifiers.latex_answer import last_number
+
+    assert last_number("6 - 29 = -23, so the answer is -23.") == "-23"
+    assert last_number("The total is 1,234 apples") == "1234"
+    assert last_number("3 and 3.5.") == "3.5"
+    assert last_number("<think>9</think> it is 4") == "4"  # a draft is not the answer
+    assert last_number("x2 y7 z") is None  # digits inside words are not numbers
+    assert last_number("no number here") is None
+
+
+def test_answer_format_last_number_checks_the_last_number():
+    env = get_env("math", kinds=["arithmetic"], max_terms=2, answer_format="last_number")
+    task = env.generate(1, seed=1)[0]
+    gold = int(task["answer"])
+    assert env.verify(task, f"First 3, then the sum is {gold}.").status == "correct"
+    assert env.verify(task, f"The sum is {gold}, or maybe {gold + 1}").status == "incorrect"
+    assert env.verify(task, f"\\boxed{{{gold}}}").status == "correct"
+    none = env.verify(task, "I cannot say")
+    assert none.status == "invalid" and "no number" in none.detail
+    # the default reads boxes only: prose is no answer
+    assert get_env("math").verify(task, f"The sum is {gold}.").status == "invalid"
+
+
+def test_an_unknown_answer_format_is_named():
+    with pytest.raises(ValueError, match="answer_format must be one of boxed, last_number"):
+        get_env("math", answer_format="first_number")

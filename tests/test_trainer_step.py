@@ -143,3 +143,30 @@ def test_a_step_with_nothing_to_learn_leaves_the_weights_alone(tmp_path, monkeyp
     assert row["masked_completions"] == 4 * 8 and row["skipped_groups"] == 4
     assert row["clip_ratio"] == 0.0 and row["grad_norm"] == 0.0 and math.isnan(row["kl"])
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_train_layers_updates_only_the_last_layers(tmp_path):
+    """`train_layers=1`: the last decoder layer and the final norm move; the embedding and
+    every lower layer stay as they were, and the optimizer holds state for nothing else."""
+    trainer = Trainer(config(tmp_path / "run", train_layers="1"), quiet=True)
+    layers = trainer.model.get_decoder().layers
+    assert len(layers) >= 2  # there is a layer below to stay frozen
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    try:
+        trainer.step()
+    finally:
+        trainer.log.close()
+    last = f"layers.{len(layers) - 1}."
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(last in n or n.endswith("norm.weight") for n in moved), sorted(moved)
+    assert any(last in n for n in moved)
+    trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+    state = trainer.optimizer.state_dict()["param_groups"][0]["params"]
+    assert len(state) == len(trainable) < len(before)
+
+
+def test_train_layers_beyond_the_model_is_one_line(tmp_path):
+    from assay.training.policy import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="train_layers=99, but the model has"):
+        Trainer(config(tmp_path / "run", train_layers="99"), quiet=True)

@@ -226,6 +226,15 @@ class Environment(ABC):
         """A key under which equivalent answers compare equal; by default the stripped text."""
         return answer.strip()
 
+    def difficulty(self, task: Task) -> str | None:
+        """A label to break evaluation results down by (`assay eval`), or None: by default
+        the task's `difficulty`, `level` or `kind` field, the first one it has."""
+        for field_name in ("difficulty", "level", "kind"):
+            value = task.get(field_name)
+            if value is not None:
+                return f"{field_name} {value}"
+        return None
+
     def close(self) -> None:
         for pool in self.__dict__.pop("_pools", {}).values():
             pool.close()

@@ -177,6 +177,10 @@ class CountdownEnv(Environment):
     def extract(self, completion: str) -> str | None:
         return self.prompt_format.extract(completion)
 
+    def difficulty(self, task: Task) -> str | None:
+        """More numbers make a harder search: the count labels the task."""
+        return f"{len(task['numbers'])} numbers"
+
     # -- self-verification (the `self_verify` reward) ---------------------------------
 
     def verification_prompt(self, task: Task, answer: str) -> str:

@@ -26,11 +26,12 @@ from typing import Any
 from assay.envs.base import Environment, Task, seeded_random
 from assay.verifiers import TimedOut, Verdict, WorkerError, call_with_timeout
 from assay.verifiers.equation import DOMAINS, EquationError, check_equation
-from assay.verifiers.latex_answer import final_answers, plain_text_key
+from assay.verifiers.latex_answer import final_answers, last_number, plain_text_key
 from assay.verifiers.math import FORMS, check_math, warm_up
 from assay.verifiers.math import answer_key as math_answer_key
 
 KINDS = ("arithmetic", "fraction", "linear", "quadratic", "simplify")
+ANSWER_FORMATS = ("boxed", "last_number")
 ANSWER_INSTRUCTION = "Put your final answer in \\boxed{}."
 EQUATION_INSTRUCTION = (
     "Put the solution in \\boxed{}; if there are several, list them all, separated "
@@ -48,8 +49,16 @@ class MathOptions:
     max_denominator: int = 12  #: largest denominator in fraction problems
     max_root: int = 9  #: solutions of equations lie in [-max_root, max_root]
     time_limit: float = 5.0  #: seconds per verification before it is a `timeout`
+    #: where the answer is read: "boxed" (every \\boxed{} or <answer>, the last one counts and
+    #: hedging is caught) or "last_number" (the last number of the text, for models too
+    #: small to box their answer; it cannot see hedging)
+    answer_format: str = "boxed"
 
     def __post_init__(self) -> None:
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(
+                f"answer_format must be one of {', '.join(ANSWER_FORMATS)}; got {self.answer_format!r}"
+            )
         self.kinds = tuple(self.kinds)
         unknown = sorted(set(self.kinds) - set(KINDS))
         if unknown or not self.kinds:
@@ -133,8 +142,15 @@ class MathEnv(Environment):
 
     # -- verifying ------------------------------------------------------------------
 
+    def final_answers(self, completion: str) -> list[str]:
+        """Every final answer of a completion, in order (the last counts)."""
+        if self.options.answer_format == "last_number":
+            number = last_number(completion)
+            return [] if number is None else [number]
+        return final_answers(completion)
+
     def extract(self, completion: str) -> str | None:
-        answers = final_answers(completion)
+        answers = self.final_answers(completion)
         return answers[-1] if answers else None
 
     def check(self, task: Task, answer: str) -> Verdict:
@@ -143,7 +159,10 @@ class MathEnv(Environment):
     def check_completion(self, task: Task, completion: str) -> Verdict:
         """Check every final answer of the completion (hedging is visible only then)."""
         try:
-            return self._check_answers(task, final_answers(completion))
+            answers = self.final_answers(completion)
+            if not answers and self.options.answer_format == "last_number":
+                return Verdict.invalid("no number in the completion")
+            return self._check_answers(task, answers)
         except EquationError as exc:
             return Verdict.error(f"task {task.id}: {exc}"[:500])
         except Exception as exc:

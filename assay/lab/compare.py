@@ -150,10 +150,11 @@ def plan(
         except RewardError as exc:
             raise LabError(str(exc)) from None
     base_sets = dict(chosen.sets)
-    if env not in (None, "countdown"):  # the presets' env options are countdown's
+    if env not in (None, chosen.env or "countdown"):  # the preset's env options are its env's
         base_sets = {k: v for k, v in base_sets.items() if not k.startswith("env.")}
     all_sets = {**base_sets, **(sets or {})}
-    flags = {"env": env, "model": model or chosen.model, "steps": steps or chosen.steps}
+    flags = {"env": env or chosen.env, "model": model or chosen.model,
+             "steps": steps or chosen.steps}
     try:
         first = resolve(sets=all_sets, flags={**flags, "reward": rewards[0], "seed": seeds[0]})
         environment = get_env(first.env, **first.env_options)
@@ -173,8 +174,9 @@ def plan(
         reason = missing_requirement(spec, environment)
         if reason:
             skipped[spec] = reason
-            continue
-        for seed in seeds:
+    # Seed by seed: a comparison stopped part way holds whole seeds, every reward in each.
+    for seed in seeds:
+        for spec in (s for s in rewards if s not in skipped):
             run_out = out / "runs" / folder_name(spec, seed)
             config = resolve(
                 sets=all_sets, flags={**flags, "reward": spec, "seed": seed, "out": str(run_out)}

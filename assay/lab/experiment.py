@@ -23,7 +23,8 @@ from typing import Any
 from assay.errors import AssayError
 
 #: the commands whose result files `assay report` knows, in the order the study tells them
-COMMANDS = ("collapse_step", "zoo", "sharpen", "scale", "ttt", "theory")
+#: (and `assay eval`'s, whose result is `evaluate.json`)
+COMMANDS = ("collapse_step", "zoo", "sharpen", "scale", "ttt", "theory", "evaluate")
 
 
 class ExperimentError(AssayError, ValueError):

@@ -148,21 +148,17 @@ def greedy(model_path: str, tasks: list[Task], env: Any, config: Any) -> list[Gr
     (as the trainer's validation decodes it: the same engine, no padding between prompts)."""
     import torch
 
-    from assay.training.policy import load_policy
+    from assay.training.policy import encode_prompt, load_policy, uses_chat_template
     from assay.training.rollout import HFEngine
 
     device = "cuda" if config.device == "cuda" or (
         config.device == "auto" and torch.cuda.is_available()) else "cpu"
     model, tokenizer = load_policy(model_path, device=device, dtype=config.dtype)
     engine = HFEngine(model, tokenizer)
+    chat = uses_chat_template(tokenizer, config.chat_template)
     out = []
     for task in tasks:
-        if config.chat_template:
-            ids = list(tokenizer.apply_chat_template(
-                [{"role": "user", "content": task.prompt}], add_generation_prompt=True,
-                tokenize=True))
-        else:
-            ids = tokenizer(task.prompt)["input_ids"]
+        ids = encode_prompt(tokenizer, task.prompt, chat)
         (gen,), = engine.generate([ids], 1, greedy=True, max_new_tokens=config.max_new_tokens)
         text = tokenizer.decode(gen.token_ids, skip_special_tokens=True)
         try:

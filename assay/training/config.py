@@ -72,7 +72,9 @@ class TrainConfig:
     top_p: float = 1.0  #: nucleus sampling (1.0 = the full distribution)
     max_new_tokens: int = 512  #: completion length limit
     engine: str = "hf"  #: rollout engine: "hf" (a sampling loop on the training model with its KV cache) or "vllm"
-    chat_template: bool = False  #: wrap prompts in the tokenizer's chat template
+    #: put each prompt to the model as a user message through its tokenizer's chat
+    #: template; none (the default) = whenever the tokenizer has one (the organism has none)
+    chat_template: bool | None = None
     verify_temperature: float = 0.5  #: sampling temperature of `self_verify` judgements
     verify_max_new_tokens: int = 256  #: length limit of a `self_verify` judgement
     #: who answers `self_verify` prompts: "policy" (the model being trained, as in the study)
@@ -97,6 +99,9 @@ class TrainConfig:
     lr_schedule: str = "cosine"  #: "cosine" (to 0 at `steps`) or "constant", after warm-up
     warmup_steps: int = 0  #: linear warm-up steps
     micro_batch_size: int = 0  #: sequences per forward/backward (0 = the whole batch at once)
+    #: train only the last N decoder layers and the final norm, the rest frozen (0 = all):
+    #: the backward pass and the optimizer's state shrink to those layers
+    train_layers: int = 0
     device: str = "auto"  #: "auto" (cuda if available), "cpu" or "cuda"
     dtype: str = "float32"  #: parameter dtype: "float32" or "bfloat16"
 
@@ -187,6 +192,7 @@ class TrainConfig:
             ("max_grad_norm", finite(self.max_grad_norm, 0), "finite and >= 0 (0 = off)"),
             ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
             ("micro_batch_size", self.micro_batch_size >= 0, ">= 0 (0 = the whole batch)"),
+            ("train_layers", self.train_layers >= 0, ">= 0 (0 = every layer)"),
             ("eval_every", self.eval_every >= 0, ">= 0 (0 = never)"),
             ("val_samples", self.val_samples >= 1, ">= 1"),
             ("collapse_threshold", finite(self.collapse_threshold), "a finite number"),
@@ -315,7 +321,10 @@ def model_hints(model: str, prior: dict[str, Any] | None = None) -> dict[str, An
     """
     from assay import organism
     from assay.options import OptionError
+    from assay.training import pretrained
 
+    if pretrained.is_gguf_source(model):  # known without converting the model first
+        return pretrained.hints(model)
     if organism.is_organism(model):
         try:
             skill = organism.skill_of(organism.parse_organism(model), **(prior or {}))

@@ -19,8 +19,10 @@ class ModelLoadError(AssayError, RuntimeError):
 
 
 def resolve_model_path(model: str, prior: dict[str, Any] | None = None, quiet: bool = False) -> str:
-    """A path or hub id for `from_pretrained`: `organism[:preset]` builds or finds its prior."""
+    """A path or hub id for `from_pretrained`: `organism[:preset]` builds or finds its prior;
+    `smollm2` and a `.gguf` file are converted once into a cached folder."""
     from assay import organism
+    from assay.training import pretrained
 
     if organism.is_organism(model):
         preset = organism.parse_organism(model)
@@ -31,7 +33,30 @@ def resolve_model_path(model: str, prior: dict[str, Any] | None = None, quiet: b
         return str(organism.ensure_prior(spec, preset, quiet=quiet))
     if prior:
         raise ModelLoadError(f"prior.* options apply only to --model organism, not {model!r}")
-    return model
+    if pretrained.is_gguf_source(model):
+        try:
+            return str(pretrained.resolve(model, quiet=quiet))
+        except pretrained.PretrainedError as exc:
+            raise ModelLoadError(str(exc)) from None
+    return run_checkpoint(model) or model
+
+
+def run_checkpoint(model: str) -> str | None:
+    """The latest checkpoint of a run named by its folder (`runs/x`) or by
+    `runs/x/checkpoints/last`; None when `model` names neither."""
+    from assay.training import checkpoint
+
+    path = Path(model)
+    if path.name == "last" and path.parent.name == "checkpoints" and not path.exists():
+        run = path.parent.parent
+    elif (path / "checkpoints").is_dir() and not (path / "config.json").is_file():
+        run = path
+    else:
+        return None
+    found = checkpoint.latest(run)
+    if found is None:
+        raise ModelLoadError(f"run {run} has no checkpoint yet")
+    return str(found)
 
 
 def is_local_model(path: str) -> bool:
@@ -51,6 +76,13 @@ def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
     quiet_transformers()
 
     local = is_local_model(path)
+    if local and Path(path).is_dir() and not any(
+        (Path(path) / name).is_file() for name in TOKENIZER_FILES
+    ):
+        raise ModelLoadError(
+            f"model folder {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): "
+            "save the tokenizer beside the model"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
         model = AutoModelForCausalLM.from_pretrained(
@@ -64,9 +96,74 @@ def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
         hint = "" if local else " (a hub id needs network access; pass a local folder instead)"
         raise ModelLoadError(f"cannot load model {path!r}: {first[:300]}{hint}") from None
     if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        if tokenizer.eos_token_id is None:
+            raise ModelLoadError(
+                f"the tokenizer of {path} has neither a pad nor an end-of-sequence token: "
+                "sampling cannot tell where a completion ends"
+            )
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked out: any id serves
     tokenizer.padding_side = "left"
     return model.to(device), tokenizer
+
+
+#: files of which a model folder needs one for `AutoTokenizer` to load its tokenizer
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def uses_chat_template(tokenizer, chat_template: bool | None) -> bool:
+    """Whether prompts go through the tokenizer's chat template: `None` (auto) means
+    whenever it has one; `True` on a tokenizer without one is an error, not a silent off."""
+    has = getattr(tokenizer, "chat_template", None) is not None
+    if chat_template and not has:
+        raise ModelLoadError(
+            "chat_template=true, but this model's tokenizer has no chat template "
+            "(set chat_template=false, or use a chat model)"
+        )
+    return has if chat_template is None else bool(chat_template)
+
+
+def encode_prompt(tokenizer, text: str, chat: bool) -> list[int]:
+    """The token ids of one prompt: as a user message through the chat template (ending
+    with the assistant's turn opened), or as plain text."""
+    if not chat:
+        return list(tokenizer(text)["input_ids"])
+    # tokenize=False, then encode: transformers 5 returns a BatchEncoding from
+    # tokenize=True where 4.x returned a list; the template's text is the same in both.
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )
+    return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The tokens that end a completion: the tokenizer's end token and the model's
+    generation config's (a chat model's end-of-turn token may be only in the latter)."""
+    ids = [tokenizer.eos_token_id]
+    generation = getattr(model, "generation_config", None)
+    extra = getattr(generation, "eos_token_id", None)
+    ids += extra if isinstance(extra, (list, tuple)) else [extra]
+    return sorted({int(i) for i in ids if i is not None})
+
+
+def freeze_below(model, n: int) -> int:
+    """Leave only the last `n` decoder layers and the final norm trainable; return how
+    many parameters stay trainable. The frozen lower layers need no gradients, so the
+    backward pass stops at layer −n and the optimizer keeps no state for them."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise ModelLoadError(
+            f"train_layers: cannot find the decoder layers of {type(model).__name__}"
+        )
+    if n > len(layers):
+        raise ModelLoadError(f"train_layers={n}, but the model has {len(layers)} layers")
+    model.requires_grad_(False)
+    for layer in list(layers)[-n:]:
+        layer.requires_grad_(True)
+    norm = getattr(decoder, "norm", None)
+    if norm is not None:
+        norm.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from assay.errors import AssayError
-from assay.training.policy import cache_argument, prefill
+from assay.training.policy import cache_argument, prefill, stop_token_ids
 
 
 class EngineError(AssayError, RuntimeError):
@@ -64,7 +64,7 @@ class HFEngine(RolloutEngine):
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
-        self.eos_id = tokenizer.eos_token_id
+        self.stop_ids = stop_token_ids(model, tokenizer)  # end of sequence, end of turn
         self.pad_id = tokenizer.pad_token_id
 
     # no_grad rather than inference_mode: a model may refresh a buffer in its forward (dynamic
@@ -96,10 +96,11 @@ class HFEngine(RolloutEngine):
         position = mask.sum(-1, keepdim=True)  # of the next token
         live = torch.arange(len(prompts) * copies, device=device)  # rows still generating
         tokens = torch.full((len(live), max_new_tokens), self.pad_id, device=device)
+        stops = torch.tensor(self.stop_ids, device=device)
         for t in range(max_new_tokens):
             nxt = _draw(logits, temperature, top_p, greedy, generator)
             tokens[live, t] = nxt
-            ended = nxt == self.eos_id
+            ended = torch.isin(nxt, stops)
             if t == max_new_tokens - 1 or bool(ended.all()):
                 break
             if bool(ended.any()):  # ended rows leave the batch, cache included
@@ -116,7 +117,7 @@ class HFEngine(RolloutEngine):
             ).logits[:, -1]
             position = position + 1
         model.train(was_training)
-        rows = [_cut(row, self.eos_id) for row in tokens.tolist()]
+        rows = [_cut(row, self.stop_ids) for row in tokens.tolist()]
         if greedy:
             return [[rows[i]] * n for i in range(len(prompts))]
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
@@ -135,10 +136,10 @@ def _draw(logits, temperature, top_p, greedy, generator) -> torch.Tensor:
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
 
 
-def _cut(row: list[int], eos_id: int) -> Generation:
+def _cut(row: list[int], stop_ids: list[int]) -> Generation:
     """Tokens up to and including the first end token (padding follows it)."""
-    if eos_id in row:
-        end = row.index(eos_id)
+    end = next((i for i, token in enumerate(row) if token in stop_ids), None)
+    if end is not None:
         return Generation(row[: end + 1], True)
     return Generation(row, False)
 

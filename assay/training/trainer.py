@@ -38,7 +38,15 @@ from assay.training.diagnostics import (
 )
 from assay.training.loss import group_advantages, masked_group_advantages, policy_loss, token_mean
 from assay.training.monitor import Monitors
-from assay.training.policy import TokenStats, completion_stats, load_policy, resolve_model_path
+from assay.training.policy import (
+    TokenStats,
+    completion_stats,
+    encode_prompt,
+    freeze_below,
+    load_policy,
+    resolve_model_path,
+    uses_chat_template,
+)
 from assay.training.rollout import Generation, HFEngine, make_engine
 from assay.training.rollout_store import RolloutStore, completion_rows
 from assay.training.tracking import MetricsLog, read_metrics
@@ -147,6 +155,9 @@ class Trainer:
             str(found or self.model_path), device=str(self.device), dtype=cfg.dtype
         )
         self.model.train()
+        if cfg.train_layers:
+            freeze_below(self.model, cfg.train_layers)
+        self.chat = uses_chat_template(self.tokenizer, cfg.chat_template)
         self.reference = None
         if cfg.beta > 0 or cfg.log_kl or cfg.verify_judge == "reference":
             self.reference = (
@@ -162,7 +173,7 @@ class Trainer:
             else self.engine
         )
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            [p for p in self.model.parameters() if p.requires_grad],
             lr=cfg.learning_rate,
             weight_decay=cfg.weight_decay,
             betas=(cfg.adam_beta1, cfg.adam_beta2),
@@ -269,14 +280,7 @@ class Trainer:
     # -- pieces of the step ------------------------------------------------------------
 
     def encode_prompt(self, task: Task) -> list[int]:
-        if self.config.chat_template:
-            messages = [{"role": "user", "content": task.prompt}]
-            return list(
-                self.tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=True
-                )
-            )
-        return self.tokenizer(task.prompt)["input_ids"]
+        return encode_prompt(self.tokenizer, task.prompt, self.chat)
 
     def token_stats(self, batch: RolloutBatch, *, grad: bool) -> TokenStats:
         """Per-token statistics of every completion (with the autograd graph when `grad`)."""

@@ -125,6 +125,20 @@ def final_answers(completion: str) -> list[str]:
     return [content.strip() for _, content in items if content.strip()]
 
 
+#: a number as written in prose: optional sign, digits with thousands commas, decimals
+_NUMBER = re.compile(r"(?<![\w.])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d])|(?<![\w.])[-−]?\d+(?:\.\d+)?")
+
+
+def last_number(completion: str) -> str | None:
+    """The last number in the completion's text outside reasoning blocks (`1,234` is
+    1234, `−5` is -5), or None. The lenient reading of lm-evaluation-harness's "flexible
+    extract", for models too small to follow a format: it cannot see hedging."""
+    found = _NUMBER.findall(outside_reasoning(completion))
+    if not found:
+        return None
+    return found[-1].replace(",", "").replace("−", "-")
+
+
 _MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 # Upright constants that math-verify mis-reads: `\mathrm{e}` ends its extraction early
 # (so `1-\frac{1}{\mathrm{e}}` and `1+\frac{1}{\mathrm{e}}` both became the same
