@@ -83,7 +83,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "real": Preset(
         "real",
-        "about 90 minutes on 2 cores: SmolLM2-135M-Instruct, 2-term arithmetic, verifier "
+        "about 2 hours on 2 idle cores: SmolLM2-135M-Instruct, 2-term arithmetic, verifier "
         "against majority vote, self-certainty and random, 2 seeds x 13 steps",
         model="smollm2",
         env="math",
