@@ -108,6 +108,12 @@ def test_eval_end_to_end_agrees_with_its_completions(assay, tmp_path):
     assert result["pass_at_k"]["3"]["mean"] == pytest.approx(
         sum(c > 0 for c in by_task.values()) / 12)
     assert sum(result["verdicts"]["sampled"].values()) == 36
+    # every sample the verifier judged (correct or incorrect) had an answer, and a task
+    # whose 3 samples are all correct has a correct majority: both need the answer keys
+    judged = sum(r["status"] in ("correct", "incorrect") for r in sampled)
+    assert judged > 0 and result["answer_rate"] >= judged / 36
+    all_right = sum(c == 3 for c in by_task.values())
+    assert result["maj@3"]["mean"] >= all_right / 12
     assert result["verdicts"]["greedy"] == {
         s: sum(r["status"] == s for r in greedy) for s in {r["status"] for r in greedy}}
     for figure in [result["greedy_accuracy"], *result["pass_at_k"].values(), result["maj@3"]]:

@@ -78,7 +78,8 @@ def test_a_second_resolve_reuses_the_cached_folder(converted, tiny_gguf, monkeyp
 def test_a_changed_file_gets_a_folder_of_its_own(tiny_gguf, cache, monkeypatch, tmp_path):
     monkeypatch.setenv("ASSAY_CACHE", str(cache))
     other = write_tiny_gguf(tmp_path / "tiny.gguf", seed=1)  # same name, other weights
-    assert pretrained.cache_folder(other, "tiny") != pretrained.cache_folder(tiny_gguf, "tiny")
+    first, second = (pretrained.file_sha256(f) for f in (tiny_gguf, other))
+    assert pretrained.cache_folder(second, "tiny") != pretrained.cache_folder(first, "tiny")
 
 
 def test_a_failed_conversion_leaves_no_folder(tmp_path, monkeypatch):

@@ -100,6 +100,7 @@ def evaluate(
     from assay.envs import get_env
     from assay.training.config import model_hints, resolve
     from assay.training.policy import (
+        device_name,
         encode_prompt,
         load_policy,
         resolve_model_path,
@@ -118,7 +119,7 @@ def evaluate(
         tasks = training_tasks(environment, tasks_file, n, 7_919 + seed)[:n]
         start = time.perf_counter()
         path = resolve_model_path(config.model, config.prior, quiet=quiet)
-        policy, tokenizer = load_policy(path, device=_device(config.device), dtype=config.dtype)
+        policy, tokenizer = load_policy(path, device=device_name(config.device), dtype=config.dtype)
         chat = uses_chat_template(tokenizer, config.chat_template)
         engine = HFEngine(policy, tokenizer)
         load_seconds = time.perf_counter() - start
@@ -147,10 +148,13 @@ def evaluate(
         verdicts, _ = verify_distinct(environment, pairs)
         verify_seconds = time.perf_counter() - start
         gens = list(greedy) + [g for row in sampled for g in row]
+        # maj@K and the answer rate read the samples' answers; a small model repeats
+        # itself, and an env's answer key may be costly (math's runs under a time limit)
+        keys = answer_keys(environment, pairs[len(tasks):])
         rows = [
-            Sample(text, len(gen.token_ids), gen.finished, v.status, v.correct,
-                   _key(environment, task, text))
-            for (task, text), gen, v in zip(pairs, gens, verdicts, strict=True)
+            Sample(text, len(gen.token_ids), gen.finished, v.status, v.correct, key)
+            for (task, text), gen, v, key in zip(
+                pairs, gens, verdicts, [None] * len(tasks) + keys, strict=True)
         ]
         per_task = [
             (task, rows[i], rows[len(tasks) + i * samples : len(tasks) + (i + 1) * samples])
@@ -180,7 +184,7 @@ def route_sets(sets: dict[str, str]) -> dict[str, str]:
     name, an env option by `env.NAME` or, where no setting has that name, by its own."""
     from assay.training.config import TrainConfig
 
-    fields = {f for f in TrainConfig.__dataclass_fields__}
+    fields = set(TrainConfig.__dataclass_fields__)
     return {(k if k in fields or "." in k else f"env.{k}"): v for k, v in sets.items()}
 
 
@@ -215,34 +219,36 @@ def figures(per_task: list, samples: int, *, brief: bool = False) -> dict[str, A
     }
     if brief:
         return out
-    every = [g for _, g, _ in per_task] + [s for _, _, row in per_task for s in row]
-    out["verdicts"] = {
-        "greedy": dict(Counter(g.status for _, g, _ in per_task)),
-        "sampled": dict(Counter(s.status for _, _, row in per_task for s in row)),
-    }
+    greedy_rows = [g for _, g, _ in per_task]
     sampled = [s for _, _, row in per_task for s in row]
+    out["verdicts"] = {
+        "greedy": dict(Counter(g.status for g in greedy_rows)),
+        "sampled": dict(Counter(s.status for s in sampled)),
+    }
     out["answer_rate"] = sum(s.key is not None for s in sampled) / max(1, len(sampled))
     out["mean_length"] = {
-        "greedy": sum(g.tokens for _, g, _ in per_task) / len(per_task),
+        "greedy": sum(g.tokens for g in greedy_rows) / len(greedy_rows),
         "sampled": sum(s.tokens for s in sampled) / max(1, len(sampled)),
     }
+    every = greedy_rows + sampled
     out["truncated"] = sum(not s.finished for s in every) / len(every)
     return out
 
 
-def _key(env: Any, task: Any, text: str) -> Hashable | None:
-    """The answer's key under the env's equivalence (None: no answer, or one that breaks)."""
-    try:
-        answer = env.extract(text)
-        return None if answer is None else env.answer_key(task, answer)
-    except Exception:  # noqa: BLE001 - an extractor that breaks on odd text: no answer
-        return None
+def answer_keys(env: Any, pairs: list[tuple[Any, str]]) -> list[Hashable | None]:
+    """Each completion's answer under the env's equivalence (None: no answer), computed
+    once per distinct (task, text) pair."""
+    from assay.rewards.base import safe_extract
 
-
-def _device(name: str) -> str:
-    import torch
-
-    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
+    known: dict[tuple[int, str], Hashable | None] = {}
+    for task, text in pairs:
+        if (id(task), text) not in known:
+            answer = safe_extract(env, text)
+            try:
+                known[id(task), text] = None if answer is None else env.answer_key(task, answer)
+            except Exception:  # noqa: BLE001 - a key that breaks on odd text: no answer
+                known[id(task), text] = None
+    return [known[id(task), text] for task, text in pairs]
 
 
 class _progress:

@@ -146,14 +146,12 @@ class Greedy:
 def greedy(model_path: str, tasks: list[Task], env: Any, config: Any) -> list[Greedy]:
     """The greedy reply of the policy at `model_path` to each task, one prompt at a time
     (as the trainer's validation decodes it: the same engine, no padding between prompts)."""
-    import torch
-
-    from assay.training.policy import encode_prompt, load_policy, uses_chat_template
+    from assay.rewards.base import safe_extract
+    from assay.training.policy import device_name, encode_prompt, load_policy, uses_chat_template
     from assay.training.rollout import HFEngine
 
-    device = "cuda" if config.device == "cuda" or (
-        config.device == "auto" and torch.cuda.is_available()) else "cpu"
-    model, tokenizer = load_policy(model_path, device=device, dtype=config.dtype)
+    model, tokenizer = load_policy(model_path, device=device_name(config.device),
+                                   dtype=config.dtype)
     engine = HFEngine(model, tokenizer)
     chat = uses_chat_template(tokenizer, config.chat_template)
     out = []
@@ -161,9 +159,5 @@ def greedy(model_path: str, tasks: list[Task], env: Any, config: Any) -> list[Gr
         ids = encode_prompt(tokenizer, task.prompt, chat)
         (gen,), = engine.generate([ids], 1, greedy=True, max_new_tokens=config.max_new_tokens)
         text = tokenizer.decode(gen.token_ids, skip_special_tokens=True)
-        try:
-            answer = env.extract(text)
-        except Exception:  # noqa: BLE001 - an extractor that breaks on odd text: no answer
-            answer = None
-        out.append(Greedy(text, answer, env.verify(task, text).correct))
+        out.append(Greedy(text, safe_extract(env, text), env.verify(task, text).correct))
     return out

@@ -83,7 +83,7 @@ class RolloutGroup:
     def answers(self) -> list[str | None]:
         """The extracted answer of each completion (None where there is none)."""
         if self._answers is None:
-            self._answers = [_safe_extract(self.env, text) for text in self.texts]
+            self._answers = [safe_extract(self.env, text) for text in self.texts]
         return self._answers
 
     def answer_keys(self) -> list[Hashable | None]:
@@ -104,7 +104,8 @@ class RolloutGroup:
         self._verdicts = list(verdicts)
 
 
-def _safe_extract(env: Environment, text: str) -> str | None:
+def safe_extract(env: Environment, text: str) -> str | None:
+    """The env's answer in `text`, or None (also when the extractor breaks on odd text)."""
     try:
         return env.extract(text)
     except Exception:  # an extractor that breaks on odd text means "no answer"

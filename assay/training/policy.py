@@ -69,6 +69,11 @@ def is_local_model(path: str) -> bool:
     return False
 
 
+def device_name(setting: str) -> str:
+    """The torch device of a `device` setting: "auto" is cuda when a GPU is visible."""
+    return "cuda" if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()) else "cpu"
+
+
 def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
     """(model, tokenizer) through `AutoModelForCausalLM` / `AutoTokenizer`, like any HF model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -72,17 +72,12 @@ def is_gguf_source(model: str) -> bool:
     return model == SMOLLM2 or model.lower().endswith(".gguf")
 
 
-def train_defaults(model: str) -> dict[str, Any]:
-    """The training settings a named model recommends ({} for any other)."""
-    return dict(SMOLLM2_TRAIN_DEFAULTS) if model == SMOLLM2 else {}
-
-
 def hints(model: str) -> dict[str, Any]:
     """What a named model recommends (`assay.json`'s keys: env, env_options, train_defaults)."""
     if model != SMOLLM2:
         return {}
     return {"env": SMOLLM2_ENV, "env_options": dict(SMOLLM2_ENV_OPTIONS),
-            "train_defaults": train_defaults(model)}
+            "train_defaults": dict(SMOLLM2_TRAIN_DEFAULTS)}
 
 
 def resolve(model: str, *, quiet: bool = False) -> Path:
@@ -111,11 +106,12 @@ def smollm2_gguf() -> Path:
     raise PretrainedError(f"--model smollm2 needs the SmolLM2 weights: {INSTALL_HINT}")
 
 
-def cache_folder(gguf: Path, name: str) -> Path:
-    """Where the conversion of `gguf` lives: named by its content, so a new file converts anew."""
+def cache_folder(sha256: str, name: str) -> Path:
+    """Where the conversion of a GGUF file lives: named by its content (`sha256`), so a new
+    file converts anew."""
     from assay.organism import cache_root
 
-    return cache_root().parent / "models" / f"{name}-{file_sha256(gguf)[:12]}"
+    return cache_root().parent / "models" / f"{name}-{sha256[:12]}"
 
 
 def file_sha256(path: Path) -> str:
@@ -134,7 +130,8 @@ def ensure_converted(gguf: Path, name: str, *, quiet: bool = False) -> Path:
     """
     from filelock import FileLock
 
-    folder = cache_folder(gguf, name)
+    sha256 = file_sha256(gguf)
+    folder = cache_folder(sha256, name)
     if (folder / "assay.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +146,7 @@ def ensure_converted(gguf: Path, name: str, *, quiet: bool = False) -> Path:
         try:
             meta = convert_gguf(gguf, tmp)
             meta.update(
-                source=str(gguf), name=name, gguf_sha256=file_sha256(gguf),
+                source=str(gguf), name=name, gguf_sha256=sha256,
                 convert_seconds=round(time.perf_counter() - start, 1),
                 **hints(name),
             )

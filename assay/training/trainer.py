@@ -41,6 +41,7 @@ from assay.training.monitor import Monitors
 from assay.training.policy import (
     TokenStats,
     completion_stats,
+    device_name,
     encode_prompt,
     freeze_below,
     load_policy,
@@ -118,11 +119,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.quiet = quiet
         _seed_everything(cfg.seed)
-        self.device = torch.device(
-            "cuda"
-            if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-            else "cpu"
-        )
+        self.device = torch.device(device_name(cfg.device))
         self.env = get_env(cfg.env, **cfg.env_options)
         self.reward = get_reward(cfg.reward)
         self.reward.check_env(self.env)  # e.g. self_verify on an env it cannot verify with
