@@ -414,7 +414,8 @@ def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quie
 @click.option("--rewards", default=None,
               help="Comma-separated rewards (default: the preset's, every built-in one).")
 @click.option("--model", default=None, help="organism[:preset] or a local HF model folder.")
-@click.option("--preset", default="quick", show_default=True, help="smoke, quick, default or real (SmolLM2; docs/lab.md, Presets).")
+@click.option("--preset", default=None,
+              help="smoke, quick (the default), default or real (SmolLM2; docs/lab.md, Presets).")
 @click.option("--steps", type=int, default=None, help="Steps per run (default: the preset's).")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default: the preset's).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
@@ -430,9 +431,12 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
     """Train one run per (reward, seed) from the same model and tasks; write the report."""
     from assay.envs.base import parse_assignments
     from assay.lab import compare, report
+    from assay.training import folder_lock
 
     try:
-        reward_list = [r.strip() for r in rewards.split(",") if r.strip()] if rewards else None
+        reward_list = None if rewards is None else [r.strip() for r in rewards.split(",") if r.strip()]
+        if reward_list == []:
+            raise compare.LabError(f"--rewards {rewards!r} names no reward (leave it out for the preset's)")
         try:
             seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
         except ValueError:
@@ -441,6 +445,8 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
             raise compare.LabError("--steps must be at least 1")
         if jobs is not None and jobs < 1:
             raise compare.LabError("--jobs must be at least 1")
+        folder_lock.acquire(out, what="comparison")  # before the plan reads the folder
+        click.get_current_context().call_on_close(lambda: folder_lock.release(out, tidy=True))
         plan = compare.plan(out, preset=preset, rewards=reward_list, seeds=seed_list,
                             env=env_name, model=model, steps=steps,
                             sets=parse_assignments(assignments), resume=resume)
@@ -449,8 +455,13 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
     for name, reason in plan.skipped.items():
         click.echo(f"skipping {name}: {reason}", err=True)
     echo = None if quiet else (lambda line: click.echo(line, err=True))
-    meta = compare.execute(plan, jobs=jobs or compare.default_jobs(plan), live=not quiet,
-                           echo=echo)
+    try:
+        meta = compare.execute(plan, jobs=jobs or compare.default_jobs(plan), live=not quiet,
+                               echo=echo)
+    except KeyboardInterrupt:  # 128 + SIGINT, and the way on, as `assay train` says it
+        click.echo(f"assay: interrupted; finish the comparison with assay compare --out {out} "
+                   "--resume", err=True)
+        sys.exit(130)
     try:
         summary = report.render(out)
     except report.ReportError:  # every run failed before its first step
@@ -469,9 +480,14 @@ def run_experiment(command: str, out: str, work: Any, resume_hint: str) -> dict[
     """Run one of the study's experiments: a usage problem is one line and exit 2, Ctrl-C
     says how to go on; then the reading on stdout and the report's path on stderr."""
     from assay.lab import experiment
+    from assay.training import folder_lock
 
     try:
-        result = work()
+        folder_lock.acquire(out, what=command.replace("_", "-"))  # one writer per folder
+        try:
+            result = work()
+        finally:
+            folder_lock.release(out, tidy=True)
         section = experiment.section_of(command)(result, Path(out))
     except AssayError as exc:
         raise UsageError(_one_line(str(exc))) from None
@@ -681,6 +697,9 @@ def report_command(folder: str) -> None:
     from the result file of one of the study's experiments (`assay zoo`, ...)."""
     from assay.lab import experiment, report
 
+    for busy, holder in _writers(Path(folder)):
+        click.echo(f"assay: warning: {busy} is still being written by {holder}; "
+                   "the report shows it as far as it went", err=True)
     command = experiment.experiment_in(Path(folder))
     if command is not None:
         try:
@@ -700,6 +719,16 @@ def report_command(folder: str) -> None:
     click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)
 
 
+def _writers(folder: Path) -> list[tuple[Path, str]]:
+    """The folders at or one level below `folder` (and its `runs/`) that a live command is
+    writing now, with who is writing them."""
+    from assay.training import folder_lock
+
+    places = [folder, *sorted(p for p in folder.glob("*") if p.is_dir()),
+              *sorted(p for p in folder.glob("runs/*") if p.is_dir())]
+    return [(p, holder) for p in places if (holder := folder_lock.writer(p))]
+
+
 # -- trusting a reward: assay rescore, assay audit ------------------------------------
 
 
@@ -715,8 +744,12 @@ def rescore_command(run_dir: str, names: str, output: str | None) -> None:
 
     from assay.audit.plot import draw_rescore
     from assay.audit.rescore import rescore, write
+    from assay.training import folder_lock
 
     try:
+        holder = folder_lock.writer(run_dir)
+        if holder:  # its last rollouts may be half written
+            raise UsageError(f"{run_dir} is being written by {holder}; rescore it when the run ends")
         result = rescore(run_dir, names.split(","))
     except AssayError as exc:
         raise UsageError(str(exc)) from None

@@ -13,3 +13,20 @@ from __future__ import annotations
 
 class AssayError(Exception):
     """Something assay was asked to do cannot be done; the message says what and where."""
+
+
+#: the most characters of a bad value an error message shows
+BRIEF = 200
+
+
+def cut(text: str, limit: int = BRIEF) -> str:
+    """`text` cut to `limit` characters, ending in "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def brief(value: object, limit: int = BRIEF) -> str:
+    """`repr(value)` cut to `limit` characters: an error message names a bad value without
+    printing all of it (a 100,000-character script, a list YAML expanded)."""
+    if isinstance(value, str) and len(value) > 2 * limit:
+        value = value[: 2 * limit]  # no repr of all of a long string
+    return cut(repr(value), limit)

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from assay.errors import AssayError
+from assay.errors import BRIEF, AssayError, brief, cut
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise OptionError(f"--set expects KEY=VALUE, got {item!r}")
+            raise OptionError(f"--set expects KEY=VALUE, got {brief(item)}")
         out[key.strip().replace("-", "_")] = value
     return out
 
@@ -79,14 +79,14 @@ def coerce(value: Any, kind: Any, *, what: str) -> Any:
             return origin(_list_item(v) for v in items)
         if origin is dict:
             if not isinstance(value, Mapping):
-                raise OptionError(f"{what} expects a mapping, got {value!r}")
+                raise OptionError(f"{what} expects a mapping, got {brief(value)}")
             return dict(value)
         return value if isinstance(value, origin) else origin(value)
     except (TypeError, ValueError, OverflowError) as exc:  # float(10**400) overflows
         if isinstance(exc, OptionError):
             raise
         name = "true/false" if origin is bool else getattr(origin, "__name__", str(origin))
-        raise OptionError(f"{what} expects {name}, got {value!r}") from None
+        raise OptionError(f"{what} expects {name}, got {brief(value)}") from None
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -114,12 +114,12 @@ def build_options(cls: type[T], values: Mapping[str, Any], *, owner: str, base: 
     for key, value in values.items():
         if key not in types_:
             names = ", ".join(sorted(types_)) or "none"
-            raise OptionError(f"unknown option {key!r} for {owner} (options: {names})")
+            raise OptionError(f"unknown option {brief(key)} for {owner} (options: {names})")
         kwargs[key] = coerce(value, types_[key], what=f"{owner}: option {key!r}")
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise OptionError(f"{owner}: {exc}") from None
+        raise OptionError(f"{owner}: {cut(str(exc), 2 * BRIEF)}") from None
 
 
 def _is_union(kind: Any) -> bool:

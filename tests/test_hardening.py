@@ -558,7 +558,7 @@ def test_report_a_bad_metrics_line_is_one_line(tmp_path, metrics, words):
         (b"created: 2020-01-01\n", "config.yaml: created: expected"),
         (b"1: 2\n", "config.yaml: option names are text"),
         (b'model: "\\ud800"\n', "config.yaml: model: a lone surrogate"),
-        (b"a: &a [*a]\n", "config.yaml: a: nested too deeply"),
+        (b"a: &a [*a]\n", "config.yaml:1: YAML anchors and aliases are not supported"),  # issue 26
     ],
 )
 def test_report_a_bad_config_yaml_is_one_line(tmp_path, config, words):
@@ -623,3 +623,108 @@ def test_compare_trains_again_a_run_folder_it_cannot_read(tmp_path):
     good = run_folder(tmp_path / "runs", ROW.replace(b'"step": 1', b'"step": 2'), name="good")
     (good / "summary.json").write_text("{}")
     assert finished_runs(tmp_path) == {good.resolve()}
+
+
+# -- issue 26: run folders that cannot be corrupted ----------------------------------------------
+
+BOMB = "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else ', '.join('x' * 9)}]\n"
+               for i in range(10)) + "env: *a9\n"
+
+
+def test_a_yaml_alias_bomb_in_a_train_config_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    line = one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+    assert f"{path}:1: " in line and "aliases are not supported" in line and len(line) < 300
+
+
+def test_yaml_aliases_are_refused_in_a_run_config_read_back(tmp_path):
+    from conftest import make_run_folder  # noqa: F401 - the report's reader of config.yaml
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("e: &e countdown\nenv: *e\n")
+    line = one_line_exit_2(run("rescore", str(folder), "--rewards", "verifier"))
+    assert "config.yaml:1: " in line and "aliases are not supported" in line
+
+
+def test_a_config_file_that_never_ends_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").symlink_to("/dev/zero")
+    line = one_line_exit_2(run("rescore", str(tmp_path / "run"), "--rewards", "verifier"))
+    assert "config.yaml" in line and "larger than" in line
+
+
+LONG = "x" * 5000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sample", "countdown", "--set", f"max_value={LONG}"],
+        ["sample", "countdown", "--set", f"{LONG}=1"],
+        ["sample", "countdown", "--set", LONG],
+        [*TRAIN, "--set", f"steps={LONG}"],
+        [*TRAIN, "--set", f"loss_type={LONG}"],
+        [*TRAIN, "--set", f"env.max_value={LONG}"],
+        [*TRAIN, "--set", f"{LONG}=1"],
+    ],
+)
+def test_an_error_shows_at_most_200_characters_of_a_bad_value(tmp_path, args):
+    line = one_line_exit_2(run(*args, *(["--out", str(tmp_path / "r")] if args[0] == "train" else [])))
+    assert "…" in line and len(line) < 400, line
+
+
+def test_a_long_bad_value_in_a_yaml_config_is_cut(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"env: {{max_value: [{', '.join(['1'] * 3000)}]}}\n")
+    line = one_line_exit_2(run(*TRAIN, "--config", str(path), "--out", str(tmp_path / "r")))
+    assert "max_value" in line and "…" in line and len(line) < 400, line
+
+
+@pytest.mark.parametrize("key", ["name", "self", "options"])
+def test_an_option_called_name_or_self_is_an_unknown_option(tmp_path, key):
+    line = one_line_exit_2(run("sample", "countdown", "--set", f"{key}=x"))
+    assert f"unknown option '{key}' for env 'countdown'" in line
+    (tmp_path / "in.jsonl").write_text("")
+    assert f"unknown option '{key}'" in one_line_exit_2(
+        run("verify", "countdown", str(tmp_path / "in.jsonl"), "--set", f"{key}=x"))
+    assert f"unknown option '{key}'" in one_line_exit_2(run("audit", "countdown", "--set", f"{key}=x"))
+    assert f"unknown option '{key}'" in one_line_exit_2(
+        run(*TRAIN, "--set", f"env.{key}=x", "--out", str(tmp_path / "r")))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"env_options: {{{key}: x}}\n")
+    assert f"unknown option '{key}'" in one_line_exit_2(
+        run(*TRAIN, "--config", str(config), "--out", str(tmp_path / "r")))
+    for env in ("math", "code", "smt", "lean"):
+        with pytest.raises(OptionError, match=f"unknown option '{key}' for env '{env}'"):
+            get_env(env, **{key: "x"})
+
+
+def test_name_and_self_in_other_places_options_arrive(tmp_path):
+    from assay.integrations.verl import compute_score
+
+    with pytest.raises(OptionError, match="unknown option 'name' for env 'countdown'"):
+        compute_score("countdown", "x", {"numbers": [1, 2], "target": 3},
+                      {"env_options": {"name": "x"}})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("env: countdown\nenv_options: {self: 1}\n")
+    assert "unknown option 'self'" in one_line_exit_2(run("rescore", str(run_dir), "--rewards", "verifier"))
+    assert "unknown option 'preset' for organism prior" in one_line_exit_2(
+        run("prior", "--set", "preset=tiny"))
+
+
+def test_a_symlink_loop_in_a_runs_folder_lists_each_run_once(tmp_path):
+    from assay.lab.summary import find_runs
+
+    root = tmp_path / "runs"
+    run_folder(root, name="verifier")
+    run_folder(root / "group", name="majority_vote")
+    (root / "group" / "loop").symlink_to(root)  # runs/group/loop/group/loop/... forever
+    (root / "again").symlink_to(root / "verifier")  # the same run under a second name
+    found = find_runs(root)
+    assert sorted(run.path.name for run in found) == ["majority_vote", "verifier"]
+    result = run("report", str(root))
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads((root / "summary.json").read_text())["runs"]) == 2

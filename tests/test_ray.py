@@ -131,3 +131,16 @@ def test_missing_ray_is_one_line(monkeypatch):
     hide_module(monkeypatch, "ray")
     with pytest.raises(SandboxError, match=r"pip install 'assay\[ray\]'"):
         ray_pool.require_ray()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_verify_ray_at_an_address_nobody_listens_on_fails_fast_in_one_line(tmp_path, address):
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"task": {"numbers": [1, 2], "target": 3}, "completion": "x"}) + "\n")
+    start = time.monotonic()
+    proc = subprocess.run([ASSAY, "verify", "countdown", str(data), "--ray", address],
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"assay: error: cannot reach Ray at {address}")
+    assert time.monotonic() - start < 15

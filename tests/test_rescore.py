@@ -88,3 +88,87 @@ def test_rescore_of_a_folder_without_rollouts_is_one_line(tmp_path):
     (tmp_path / "run" / "rollouts.jsonl.gz").write_bytes(b"not gzip")
     result = CliRunner().invoke(cli, ["rescore", str(tmp_path / "run"), "--rewards", "verifier"])
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+
+
+# -- issue 26: a rollouts file rescore cannot trust is one line, never a partial answer ---------
+
+
+def synthetic_run(folder, steps=3, **changes):
+    """A run folder of `steps` steps of two 2-completion groups, written as the trainer does;
+    `changes` replace fields of the first row of step 2."""
+    from assay.envs import get_env
+    from assay.training.rollout_store import RolloutStore
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text("env: countdown\nreward: verifier\n")
+    task = get_env("countdown").generate(1, seed=0)[0].to_dict()
+    store = RolloutStore(folder)
+    for step in range(1, steps + 1):
+        rows = [{"step": step, "prompt": p, "index": j, "task_id": task["id"], "task": task,
+                 "completion": "<answer>1+2</answer>", "answer": "1+2",
+                 "status": "correct" if j else "incorrect", "score": float(j),
+                 "reward": float(j), "masked": False, "finished": True, "n_tokens": 5,
+                 "sum_logprob": -2.0, "mean_entropy": 0.5, "mean_self_certainty": 1.0}
+                for p in range(2) for j in range(2)]
+        if step == 2:
+            rows[0].update(changes)
+        store.write(rows)
+    return folder
+
+
+def rescore_fails(folder) -> str:
+    result = CliRunner().invoke(cli, ["rescore", str(folder), "--rewards", "verifier,probability"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("assay: error: ") and result.output.count("\n") == 1, result.output
+    return result.output
+
+
+def test_a_synthetic_run_rescores(tmp_path):
+    result = CliRunner().invoke(cli, ["rescore", str(synthetic_run(tmp_path / "run")),
+                                      "--rewards", "verifier,probability"])
+    assert result.exit_code == 0, result.output
+    assert "12 completions over 3 steps" in result.output
+
+
+def test_rescore_stops_at_a_corrupt_member(tmp_path):
+    run = synthetic_run(tmp_path / "run")
+    path = run / "rollouts.jsonl.gz"
+    first = len(path.read_bytes()) // 3  # members are about the same size
+    data = bytearray(path.read_bytes())
+    start = data.find(b"\x1f\x8b\x08", first - 40)
+    data[start + 15] ^= 0x55  # inside member 2's compressed data
+    path.write_bytes(bytes(data))
+    output = rescore_fails(run)
+    assert str(path) in output and "member 2" in output and "last good step 1" in output
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"n_tokens": 10**12}, "n_tokens"),
+        ({"n_tokens": -1}, "n_tokens"),
+        ({"n_tokens": 2.5}, "n_tokens"),
+        ({"n_tokens": True}, "n_tokens"),
+        ({"score": 7.0}, "score"),
+        ({"status": "great"}, "status"),
+        ({"sum_logprob": "x"}, "sum_logprob"),
+        ({"step": "two"}, "step"),
+        ({"task": None}, "task"),
+        ({"completion": 3}, "completion"),
+    ],
+)
+def test_rescore_names_the_line_and_field_of_a_bad_row(tmp_path, change, field):
+    output = rescore_fails(synthetic_run(tmp_path / "run", **change))
+    assert "rollouts.jsonl.gz:5: " in output and f"{field}:" in output
+
+
+@pytest.mark.parametrize("kind", ["link to /dev/zero", "fifo"])
+def test_rescore_refuses_rollouts_that_are_not_a_regular_file(tmp_path, kind):
+    run = synthetic_run(tmp_path / "run")
+    (run / "rollouts.jsonl.gz").unlink()
+    if kind == "fifo":
+        os.mkfifo(run / "rollouts.jsonl.gz")  # opening it would wait for a writer
+    else:
+        (run / "rollouts.jsonl.gz").symlink_to("/dev/zero")
+    output = rescore_fails(run)
+    assert "not a regular file" in output

@@ -77,3 +77,70 @@ def test_a_member_cut_by_a_kill_loses_only_that_step(tmp_path):
     assert [r["step"] for r in read_rollouts(store.path)] == [1, 2]
     store.truncate_after(1)
     assert read_rollouts(store.path) == [{"step": 1, "completion": "a"}]
+
+
+# -- issue 26: a corrupt member is an error naming it, never a silent loss ----------------------
+
+
+def eleven_steps(tmp_path) -> tuple[RolloutStore, list[int]]:
+    """A store of steps 1-11, one member each, and the byte offset where each member starts."""
+    store = RolloutStore(tmp_path)
+    starts = []
+    for step in range(1, 12):
+        starts.append(store.path.stat().st_size if store.path.exists() else 0)
+        store.write([{"step": step, "completion": f"completion {step} " * 20, "index": j}
+                     for j in range(4)])
+    return store, starts
+
+
+def flip(path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", [0, 12, 40])  # the header, the deflate data, near its end
+def test_a_corrupt_member_names_the_file_the_member_and_the_last_good_step(tmp_path, where):
+    from assay.training.rollout_store import RolloutStoreError
+
+    store, starts = eleven_steps(tmp_path)
+    flip(store.path, starts[1] + where)
+    with pytest.raises(RolloutStoreError) as info:
+        read_rollouts(store.path)
+    message = str(info.value)
+    assert "\n" not in message and str(store.path) in message
+    assert "member 2" in message and f"byte {starts[1]}" in message
+    assert "last good step 1" in message
+
+
+def test_resume_never_rewrites_steps_it_could_not_read(tmp_path):
+    from assay.training.rollout_store import RolloutStoreError
+
+    store, starts = eleven_steps(tmp_path)
+    flip(store.path, starts[1] + 12)
+    before = store.path.read_bytes()
+    with pytest.raises(RolloutStoreError, match="member 2"):
+        store.truncate_after(10)
+    assert store.path.read_bytes() == before  # nothing rewritten
+    store.truncate_after(0)  # no checkpoint: every stored step runs again, nothing to read
+    assert read_rollouts(store.path) == []
+
+
+def test_resume_past_a_corrupt_member_drops_only_steps_that_run_again(tmp_path):
+    store, starts = eleven_steps(tmp_path)
+    whole = read_rollouts(store.path)
+    flip(store.path, starts[5] + 12)  # step 6's member: steps 6-11 run again after a resume at 3
+    store.truncate_after(3)
+    assert read_rollouts(store.path) == [r for r in whole if r["step"] <= 3]
+    store.write([{"step": 4, "completion": "again"}])
+    assert [r["step"] for r in read_rollouts(store.path)][-2:] == [3, 4]
+
+
+def test_a_metrics_file_that_is_not_a_regular_file_is_refused(tmp_path):
+    from assay.training.tracking import MetricsLog, TrackerError
+
+    (tmp_path / "metrics.jsonl").symlink_to("/dev/zero")
+    with pytest.raises(TrackerError, match="metrics.jsonl is not a regular file"):
+        MetricsLog(tmp_path).truncate_after(3)  # a resume: it would read forever
+    with pytest.raises(TrackerError, match="metrics.jsonl is not a regular file"):
+        read_metrics(tmp_path)

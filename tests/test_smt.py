@@ -243,3 +243,30 @@ def test_memory_cap_is_a_timeout_never_a_reward():
     finally:
         capped.close()
     assert verdict.status == "timeout" and "memory" in verdict.detail and verdict.score == 0.0, verdict
+
+
+# -- issue 26 ---------------------------------------------------------------------------------
+
+
+def test_a_too_long_script_is_named_not_printed(assay, tmp_path):
+    long = "(declare-const x Int) (assert (> x 1))" * 3000  # more than 100,000 characters
+    path = write_jsonl(tmp_path / "t.jsonl", [{"smtlib": long}])
+    run = assay("validate", "smt", str(path))
+    assert run.returncode == 1, run.stderr
+    [line] = run.stdout.splitlines()
+    assert line.startswith(f"{path}:1: smtlib: ") and "is too long" in line and "…" in line
+    assert len(line) < 400, len(line)
+    pairs = write_jsonl(tmp_path / "in.jsonl", [{"task": {"smtlib": long}, "completion": "x"}])
+    run = assay("verify", "smt", str(pairs))
+    [verdict] = run.jsonl()
+    assert "is too long" in verdict["detail"] and len(verdict["detail"]) < 400
+
+
+def test_everything_after_exit_is_ignored(env):
+    script = parse_script("(declare-const x Int) (assert (> x 1)) (check-sat) (exit) "
+                          "(assert (< x 0)) (declare-const y Int) (push 1) ) \" junk")
+    assert list(script.constants) == ["x"] and script.assertions == ("(> x 1)",)
+    assert statuses(env, "(declare-const x Int) (assert (> x 1)) (exit) (assert (< x 0))",
+                    ["x = 2"]) == ["correct"]
+    with pytest.raises(SmtLibError, match="asserts nothing"):
+        parse_script("(declare-const x Int) (exit) (assert (> x 1))")

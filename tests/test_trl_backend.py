@@ -122,6 +122,16 @@ def test_train_backend_trl_writes_metrics(tmp_path):
                                                   "error")) == 16
         assert row["reward"] == pytest.approx(row["verdicts/correct"] / 16)  # verifier: 1 or 0
     assert json.loads((out / "summary.json").read_text())["backend"] == "trl"
+    # issue 26: --quiet prints no dict of TRL's logs, and the trained model is kept
+    assert "{'" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    last = out / "checkpoints" / "last"
+    assert (last / "config.json").is_file() and (last / "model.safetensors").is_file()
+    assert not (out / "trl").exists()  # no empty folder of TRL's beside it
+    assert json.loads((last / "assay.json").read_text())["env"] == "countdown"
+    evaluated = subprocess.run(
+        [ASSAY, "eval", "--model", str(last), "-n", "2", "--samples", "1", "--quiet",
+         "--set", "max_new_tokens=8"], capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
 
 
 def test_train_backend_trl_refuses_token_stat_rewards_in_one_line(tmp_path):
@@ -137,3 +147,14 @@ def test_missing_trl_is_one_clear_line(monkeypatch):
     hide_module(monkeypatch, "trl")
     with pytest.raises(TRLError, match=r"pip install 'assay\[trl\]'"):
         trl_backend.require_trl()
+
+
+def test_docs_name_every_module_of_assay_that_imports_trl():
+    root = Path(__file__).resolve().parent.parent
+    importers = sorted(str(p.relative_to(root)) for p in (root / "assay").rglob("*.py")
+                       if any(line.strip().startswith(("import trl", "from trl"))
+                              for line in p.read_text().splitlines()))
+    assert importers == ["assay/integrations/trl.py"]
+    text = (root / "docs" / "training.md").read_text()
+    bullet = text[text.index("- `trl` (in `dev`"):].split("\n- ")[0]
+    assert "assay/integrations/trl.py" in bullet and "only the tests" not in bullet

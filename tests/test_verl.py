@@ -116,3 +116,37 @@ def test_data_script_bad_env_is_one_line(tmp_path):
                            str(tmp_path / "x.parquet")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.parquet").exists()
+
+
+# -- issue 26: the data script as docs/integrations.md shows it ------------------------------
+
+
+def data_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "assay.integrations.verl", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_data_script_creates_the_folders_of_out(tmp_path):
+    out = tmp_path / "data" / "countdown" / "train.parquet"  # as docs/integrations.md writes it
+    proc = data_script("countdown", "-n", "4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert len(pq.read_table(out).to_pylist()) == 4
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["-n", "-5"], "-n must be at least 1"),
+        (["-n", "0"], "-n must be at least 1"),
+        (["--seed", "-1"], "--seed must be at least 0"),
+        (["--out", "."], "is a folder"),
+    ],
+)
+def test_data_script_mistakes_are_one_line(tmp_path, args, words):
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "x.parquet")]
+    proc = subprocess.run([sys.executable, "-m", "assay.integrations.verl", "countdown", *args],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr[-2000:]
+    assert lines[0].startswith("assay: error: ") and not (tmp_path / "x.parquet").exists()

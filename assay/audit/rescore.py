@@ -23,15 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from assay.envs import Task, get_env
-from assay.errors import AssayError
+from assay.envs import Environment, Task, get_env
+from assay.errors import AssayError, brief
 from assay.rewards import Completion, Reward, RolloutGroup, get_reward, score_group
+from assay.training.config import read_yaml
 from assay.training.diagnostics import reward_accuracy
-from assay.training.rollout_store import FILENAME, read_rollouts
-from assay.verifiers import Verdict
+from assay.training.rollout_store import FILENAME, numbered_rollouts
+from assay.verifiers import STATUSES, Verdict
 
 #: rewards that need the model and so cannot be recomputed from stored rollouts
 NEEDS_MODEL = ("self_verify",)
+#: the most tokens a stored completion may claim: its per-token arrays are rebuilt at this
+#: length, so a bigger claim is damage, never a reason to allocate it
+MAX_TOKENS = 1_000_000
+#: the largest step, prompt or index read (a float holds every integer up to it exactly)
+MAX_COUNT = 2**53
 
 
 class RescoreError(AssayError, ValueError):
@@ -48,10 +54,10 @@ def rescore(run_dir: str | Path, names: list[str]) -> dict[str, Any]:
         raise RescoreError(
             f"{path} not found: the run stored no rollouts (save_rollouts: false, or an older run)"
         )
-    try:
-        rows = read_rollouts(path)
-    except (OSError, ValueError) as exc:  # not gzip, not JSON
-        raise RescoreError(f"cannot read {path}: {exc}") from None
+    try:  # damage is a RolloutStoreError naming the member or line: never part of the file
+        rows = [check_row(row, f"{path}:{lineno}") for lineno, row in numbered_rollouts(path)]
+    except OSError as exc:
+        raise RescoreError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not rows:
         raise RescoreError(f"{path} holds no rollouts")
     by_step: dict[int, list[tuple[RolloutGroup, list[bool]]]] = defaultdict(list)
@@ -80,6 +86,41 @@ def rescore(run_dir: str | Path, names: list[str]) -> dict[str, Any]:
     return out
 
 
+def check_row(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """One stored row, or a `RescoreError` naming `where` (file:line) and the bad field."""
+
+    def whole(value: Any, high: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high
+
+    def number(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and low <= value <= high)
+
+    checks = (
+        ("step", lambda v: whole(v, MAX_COUNT), "a whole number from 0 to 2**53"),
+        ("prompt", lambda v: whole(v, MAX_COUNT), "a whole number from 0 to 2**53"),
+        ("index", lambda v: whole(v, MAX_COUNT), "a whole number from 0 to 2**53"),
+        ("task", lambda v: isinstance(v, dict), "an object (the task's fields)"),
+        ("completion", lambda v: isinstance(v, str), "text"),
+        ("answer", lambda v: v is None or isinstance(v, str), "text or null"),
+        ("status", lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+        ("score", lambda v: number(v, 0.0, 1.0), "a number in [0, 1]"),
+        ("n_tokens", lambda v: whole(v, MAX_TOKENS), f"a whole number from 0 to {MAX_TOKENS:,}"),
+        ("sum_logprob", lambda v: v is None or number(v), "a finite number or null"),
+        ("mean_entropy", lambda v: v is None or number(v), "a finite number or null"),
+        ("mean_self_certainty", lambda v: v is None or number(v), "a finite number or null"),
+    )
+    for key, good, words in checks:
+        if key not in row:
+            raise RescoreError(f"{where}: {key}: missing")
+        if not good(row[key]):
+            raise RescoreError(f"{where}: {key}: expected {words}, got {brief(row[key], 60)}")
+    for key in ("masked", "finished"):
+        if not isinstance(row.get(key, False), bool):
+            raise RescoreError(f"{where}: {key}: expected true or false, got {brief(row[key], 60)}")
+    return row
+
+
 def write(result: dict[str, Any], path: str | Path) -> None:
     """The result as JSON (NaN, where no completion counted, as null)."""
     Path(path).write_text(json.dumps(_nulls(result), indent=2) + "\n", encoding="utf-8")
@@ -92,21 +133,19 @@ def _figures(values: list[list[float]], truth: list[list[bool]], binary: bool) -
             "accuracy": reward_accuracy(values, truth, binary)}
 
 
-def _run_env(run: Path):
-    import yaml
-
+def _run_env(run: Path) -> Environment:
     config = run / "config.yaml"
     if not run.is_dir():
         raise RescoreError(f"{run} is not a run folder")
-    try:
-        values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except OSError:
-        raise RescoreError(f"{config} not found: {run} is not an `assay train` folder") from None
-    except yaml.YAMLError:
-        raise RescoreError(f"{config}: invalid YAML") from None
-    if not isinstance(values, dict) or not isinstance(values.get("env"), str):
+    if not config.exists():
+        raise RescoreError(f"{config} not found: {run} is not an `assay train` folder")
+    values = read_yaml(str(config))  # a ConfigError names the file and line
+    if not isinstance(values.get("env"), str):
         raise RescoreError(f"{config}: no `env` field")
-    return get_env(values["env"], **(values.get("env_options") or {}))
+    options = values.get("env_options") or {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise RescoreError(f"{config}: env_options: expected a mapping of option names to values")
+    return get_env(values["env"], **options)
 
 
 def _rewards(names: list[str], env) -> list[Reward]:

@@ -81,7 +81,7 @@ class Environment(ABC):
                 f"got {cls.verification!r}"
             )
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, /, **options: Any) -> None:
         self.options = self.make_options(options)
 
     @classmethod

@@ -186,7 +186,7 @@ class CodeEnv(Environment):
         },
     }
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, /, **options: Any) -> None:
         super().__init__(**options)
         self._sandbox: Any = None
 

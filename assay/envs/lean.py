@@ -111,7 +111,7 @@ class LeanEnv(Environment):
         },
     }
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, /, **options: Any) -> None:
         super().__init__(**options)
         self.time_limit = self.options.time_limit
         self._repls: dict[tuple[int, tuple[str, ...]], LeanRepl] = {}

@@ -117,7 +117,7 @@ class MathEnv(Environment):
         "else": {"required": ["answer"]},
     }
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, /, **options: Any) -> None:
         super().__init__(**options)
         self.time_limit = self.options.time_limit
 

@@ -66,7 +66,7 @@ def get_env_class(name: str) -> type[Environment]:
     raise UnknownEnvError(f"unknown env {name!r} (known: {', '.join(env_names())})")
 
 
-def get_env(name: str, **options: Any) -> Environment:
+def get_env(name: str, /, **options: Any) -> Environment:
     """An environment instance by name; options as for `--set KEY=VALUE`."""
     return get_env_class(name)(**options)
 

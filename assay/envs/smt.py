@@ -95,7 +95,7 @@ class SmtEnv(Environment):
         },
     }
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, /, **options: Any) -> None:
         super().__init__(**options)
         self.time_limit = self.options.time_limit
 

@@ -9,7 +9,7 @@ import jsonschema
 
 from assay.envs.jsonl import parse_line, read_lines
 from assay.envs.task import Task
-from assay.errors import AssayError
+from assay.errors import BRIEF, AssayError, brief, cut
 
 if TYPE_CHECKING:
     from assay.envs.base import Environment
@@ -35,11 +35,21 @@ def _field_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) or "(task)"
 
 
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message with the bad value cut (it quotes all of it: a 100,000-character
+    script "is too long")."""
+    shown = repr(error.instance)
+    message = error.message
+    if len(shown) > BRIEF and shown in message:
+        message = message.replace(shown, brief(error.instance))
+    return cut(message, 2 * BRIEF)
+
+
 def validate_fields(env: Environment, fields: Any) -> list[str]:
     """Every schema problem of one task, as `field: message` strings (empty when valid)."""
     validator = jsonschema.Draft202012Validator(env.task_schema)
     errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.absolute_path))
-    found = [f"{_field_path(e)}: {e.message}" for e in errors]
+    found = [f"{_field_path(e)}: {_message(e)}" for e in errors]
     if not found and isinstance(fields, dict):
         found = [str(p).replace("\n", " ")[:1000] for p in env.task_problems(fields)]
     return found

@@ -25,6 +25,8 @@ TRL is imported lazily; without it, one line says how to install it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -155,6 +157,9 @@ def reward_funcs(
 
 # -- assay train --backend trl ---------------------------------------------------------
 
+#: where the trained model goes, under OUT/checkpoints (`--model OUT/checkpoints/last`)
+LAST = "last"
+
 #: TRL's logged names -> assay's metrics.jsonl keys (the ones TRL has)
 METRIC_KEYS = {
     "reward": "reward",
@@ -211,12 +216,15 @@ def grpo_config(cfg: Any, output_dir: str, quiet: bool = False) -> Any:
 
 def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
     """`assay train --backend trl`: TRL's GRPOTrainer on assay's env, reward and model;
-    writes OUT/metrics.jsonl (assay's keys where TRL has them), config.yaml, summary.json."""
+    writes OUT/metrics.jsonl (assay's keys where TRL has them), config.yaml, summary.json
+    and the trained model in OUT/checkpoints/last."""
     import warnings
 
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from assay.envs import get_env
+    from assay.organism import read_metadata
     from assay.training.checkpoint import write_json
     from assay.training.config import dump_yaml
     from assay.training.policy import load_policy, resolve_model_path
@@ -235,7 +243,8 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
     check_reward(reward)
     tasks = training_tasks(env, cfg.train_file, cfg.train_size, cfg.seed)  # as assay train
     # loaded on the CPU; TRL (accelerate) moves it where GRPOConfig says
-    model, tokenizer = load_policy(resolve_model_path(cfg.model, cfg.prior, quiet=quiet))
+    model_path = resolve_model_path(cfg.model, cfg.prior, quiet=quiet)
+    model, tokenizer = load_policy(model_path)
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
     metrics_file = (out / "metrics.jsonl").open("a", encoding="utf-8")
@@ -263,12 +272,37 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
         train_dataset=task_dataset(env, tasks),
         callbacks=[WriteMetrics()],
     )
+    if quiet:  # transformers prints every log dict through one of these two
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     try:
         trainer.train()
     finally:
         metrics_file.close()
         env.close()
+    save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer,
+               out / "checkpoints" / LAST, read_metadata(model_path))
+    if (out / "trl").is_dir() and not any((out / "trl").iterdir()):
+        (out / "trl").rmdir()  # TRL's output_dir, left empty (save_strategy="no")
     summary = {"steps": trainer.state.global_step, "collapse": None, "backend": "trl",
                "trl_version": trl.__version__, "interrupted": False}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def save_model(model: Any, tokenizer: Any, folder: Path, metadata: dict[str, Any]) -> None:
+    """The trained model as a Hugging Face folder (`assay eval --model FOLDER`, `--model` of
+    another run), with the `assay.json` of the model it started from (its env, env options,
+    training defaults); written beside and renamed into place, so a kill leaves no half."""
+    from assay.training.checkpoint import write_json
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if metadata:
+        write_json(tmp / "assay.json", metadata)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)

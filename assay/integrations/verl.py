@@ -19,7 +19,8 @@ import argparse
 import atexit
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from assay.envs import Environment, get_env
 from assay.envs.registry import UnknownEnvError, env_names
@@ -131,13 +132,20 @@ def verl_rows(env_name: str, tasks: list[Any], split: str) -> list[dict[str, Any
 
 
 def write_parquet(rows: list[dict[str, Any]], path: str) -> None:
-    """Write rows with pyarrow (a dependency of `datasets`, which TRL brings)."""
+    """Write rows with pyarrow (a dependency of `datasets`, which TRL brings), making the
+    file's folder first."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise SystemExit("assay: error: writing parquet needs pyarrow (pip install pyarrow)") from None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"assay: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,20 +155,29 @@ def main(argv: list[str] | None = None) -> None:
                     "reward_model.ground_truth, extra_info).",
     )
     parser.add_argument("env")
-    parser.add_argument("--out", required=True, help="Output .parquet file.")
+    parser.add_argument("--out", required=True, help="Output .parquet file (its folders are made).")
     parser.add_argument("-n", type=int, default=1000, help="Generated tasks (default 1000).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", default=None, help="A JSONL task file instead of generating.")
     parser.add_argument("--split", default="train")
     args = parser.parse_args(argv)
+    if args.n < 1:
+        _fail(f"-n must be at least 1, got {args.n}")
+    if args.seed < 0:  # as `assay sample`: a negative seed would repeat another's tasks
+        _fail(f"--seed must be at least 0, got {args.seed}")
+    if Path(args.out).is_dir():
+        _fail(f"--out {args.out} is a folder; name the .parquet file to write")
     try:
         env = get_env(args.env)
         tasks = env.load(args.tasks) if args.tasks else env.generate(args.n, seed=args.seed)
     except Exception as exc:  # one line, exit 2: an unknown env, a bad task file
-        print(f"assay: error: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
-        sys.exit(2)
-    write_parquet(verl_rows(args.env, tasks, args.split), args.out)
-    env.close()
+        _fail(str(exc).splitlines()[0] if str(exc) else repr(exc))
+    try:
+        write_parquet(verl_rows(args.env, tasks, args.split), args.out)
+    except OSError as exc:  # a read-only folder, a full disk, a parent that is a file
+        _fail(f"cannot write {args.out}: {exc.strerror or exc}")
+    finally:
+        env.close()
     print(f"{len(tasks)} {args.env} tasks -> {args.out}", file=sys.stderr)
 
 

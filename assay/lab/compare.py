@@ -16,7 +16,7 @@ import platform
 import re
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 from assay.errors import AssayError
 from assay.lab.presets import get_preset
 from assay.lab.summary import find_runs
+from assay.lab.workers import worker_pool
+from assay.training import folder_lock
 
 
 class LabError(AssayError, ValueError):
@@ -119,7 +121,7 @@ def _check_model(model: str, prior: dict[str, Any]) -> None:
 def plan(
     out: str | Path,
     *,
-    preset: str = "quick",
+    preset: str | None = None,
     rewards: list[str] | None = None,
     seeds: list[int] | None = None,
     env: str | None = None,
@@ -128,16 +130,41 @@ def plan(
     sets: dict[str, str] | None = None,
     resume: bool = False,
 ) -> Plan:
-    """Check everything a comparison needs and make one job per (reward, seed)."""
+    """Check everything a comparison needs and make one job per (reward, seed).
+
+    With `resume`, the plan is the one saved in `OUT/lab.json`: an option given again must
+    have its saved value (else a one-line `LabError` names what differs), one left out
+    keeps it.
+    """
     from assay.envs import OptionError, UnknownEnvError, get_env
     from assay.rewards import RewardError, get_reward
     from assay.training import ConfigError, resolve
 
+    out = Path(out)
+    owned = sorted(set(sets or {}) & OWNED)
+    if owned:
+        raise LabError(
+            f"--set {owned[0]}: compare sets it for every run itself; use --{owned[0]} instead"
+        )
+    saved = saved_plan(out) if resume else None
+    if saved is not None:
+        asked = {"preset": preset, "env": env, "model": model, "rewards": rewards,
+                 "seeds": seeds, "steps": steps}
+        differ = [f"--{key} {value} (saved: {saved[key]})" for key, value in asked.items()
+                  if value is not None and value != saved[key]]
+        differ += [f"--set {key}={value} (saved: {saved['sets'].get(key, 'unset')})"
+                   for key, value in (sets or {}).items() if saved["sets"].get(key) != value]
+        if differ:
+            raise LabError(
+                f"--resume: {out} was planned with other settings: {'; '.join(differ[:4])}; "
+                "resume with the saved plan (leave those options out) or choose another --out"
+            )
+        preset, env, model = saved["preset"], saved["env"], saved["model"]
+        rewards, seeds, steps = saved["rewards"], saved["seeds"], saved["steps"]
     try:
-        chosen = get_preset(preset)
+        chosen = get_preset(preset or "quick")
     except KeyError as exc:
         raise LabError(exc.args[0]) from None
-    out = Path(out)
     rewards = list(rewards or chosen.rewards)
     seeds = list(chosen.seeds if seeds is None else seeds)
     if not rewards or not seeds:
@@ -149,10 +176,15 @@ def plan(
             get_reward(spec)
         except RewardError as exc:
             raise LabError(str(exc)) from None
+    folders: dict[str, str] = {}
+    for spec in rewards:  # `2*verifier` and `2 * verifier` would train into one folder
+        other = folders.setdefault(folder_name(spec, 0), spec)
+        if other != spec:
+            raise LabError(f"rewards {other!r} and {spec!r} are the same reward; list it once")
     base_sets = dict(chosen.sets)
     if env not in (None, chosen.env or "countdown"):  # the preset's env options are its env's
         base_sets = {k: v for k, v in base_sets.items() if not k.startswith("env.")}
-    all_sets = {**base_sets, **(sets or {})}
+    all_sets = dict(saved["sets"]) if saved is not None else {**base_sets, **(sets or {})}
     flags = {"env": env or chosen.env, "model": model or chosen.model,
              "steps": steps or chosen.steps}
     try:
@@ -200,6 +232,24 @@ def plan(
     return Plan(out, jobs, skipped, settings)
 
 
+#: what compare decides for each run itself: `--set` cannot change it
+OWNED = frozenset({"model", "env", "steps", "out", "reward", "seed"})
+
+
+def saved_plan(out: Path) -> dict[str, Any] | None:
+    """The plan saved in `OUT/lab.json` by an earlier `assay compare` (None when there is
+    none: a comparison stopped before it wrote one starts as planned now)."""
+    path = out / "lab.json"
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
+        return {key: settings[key] for key in
+                ("preset", "env", "model", "rewards", "seeds", "steps", "sets")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LabError(f"--resume: cannot read the saved plan {path}: {exc}") from None
+
+
 def _train(config_dict: dict[str, Any], resume: bool, threads: int) -> dict[str, Any]:
     """Train one run (in this process or a worker); returns its wall time or its error."""
     import torch
@@ -229,12 +279,21 @@ def finished_runs(out: Path) -> set[Path]:
 def execute(
     the_plan: Plan, *, jobs: int = 1, live: bool = True, echo: Any = None
 ) -> dict[str, Any]:
-    """Train every job not already finished, `jobs` at a time; returns what happened."""
+    """Train every job not already finished, `jobs` at a time; returns what happened. The
+    folder is locked meanwhile: a second comparison writing there is refused."""
+    out = the_plan.out
+    folder_lock.acquire(out, what="comparison")
+    try:
+        return _execute(the_plan, jobs=jobs, live=live, echo=echo)
+    finally:
+        folder_lock.release(out)
+
+
+def _execute(the_plan: Plan, *, jobs: int, live: bool, echo: Any) -> dict[str, Any]:
     from assay.lab.display import Board
     from assay.lab.display import live as make_live
 
     out = the_plan.out
-    out.mkdir(parents=True, exist_ok=True)
     done = finished_runs(out)
     todo = [job for job in the_plan.jobs if job.out.resolve() not in done]
     jobs = max(1, min(jobs, len(todo) or 1))
@@ -274,10 +333,7 @@ def execute(
                 board.status[job.key] = "running"
                 finish(job, _train(job.config.to_dict(), job.out.exists(), 0))
         else:
-            import multiprocessing
-
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            with worker_pool(jobs) as pool:
                 futures = {}
                 for job in todo:
                     futures[pool.submit(_train, job.config.to_dict(), job.out.exists(),

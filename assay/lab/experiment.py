@@ -54,10 +54,20 @@ def train_run(
     again: an experiment interrupted half way resumes where it stopped.
     """
     from assay.training import Trainer, resolve
+    from assay.training.config import read_yaml, resume_changes
     from assay.training.tracking import read_metrics
 
     flags = {**flags, "out": str(out)}
     config = resolve(sets={"progress": "false", **(sets or {})}, flags=flags)
+    saved = out / "config.yaml"
+    # task files are compared by content by the experiments that write them (ttt), not by path
+    changes = (resume_changes(read_yaml(str(saved)), config, also=("train_file", "val_file"))
+               if saved.is_file() else [])
+    if changes:  # a run made with other settings is neither read back nor continued
+        raise ExperimentError(
+            f"{out} holds a run made with other settings ({'; '.join(changes[:3])}); "
+            "run again with those settings or choose another --out"
+        )
     done = out / "summary.json"
     if done.exists():
         summary = json.loads(done.read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ each with cores/jobs torch threads, measured faster than one process using every
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from assay.envs import Task
 from assay.lab.compare import cores
 from assay.lab.experiment import ExperimentError
+from assay.lab.workers import worker_pool
 
 
 def _call(fn: Callable[..., Any], kwargs: dict[str, Any], threads: int) -> Any:
@@ -50,22 +51,14 @@ def run_all(
             if done is not None:
                 done(i, results[i])
         return results
-    import multiprocessing
-
     threads = max(1, cores() // jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with worker_pool(jobs) as pool:  # an exception or Ctrl-C here kills the workers
         futures = {pool.submit(_call, fn, kwargs, threads): i for i, kwargs in enumerate(calls)}
-        try:
-            for future in as_completed(futures):
-                i = futures[future]
-                results[i] = future.result()
-                if done is not None:
-                    done(i, results[i])
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            if done is not None:
+                done(i, results[i])
     return results
 
 
@@ -111,14 +104,15 @@ def require_intrinsic(reward: str, command: str) -> None:
 
 def check_settings(run: Path, config: Any) -> None:
     """Refuse to continue a run folder made with other settings (one line)."""
-    import yaml
+    from assay.training import ConfigError
+    from assay.training.config import read_yaml
 
     saved = run / "config.yaml"
     if not saved.is_file():
         return
     try:
-        before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        before = read_yaml(str(saved))
+    except ConfigError:  # unreadable: every setting counts as changed
         before = {}
     now = config.to_dict()
     differ = sorted(k for k in now if k not in IGNORED and before.get(k) != now[k])

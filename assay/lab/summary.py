@@ -210,12 +210,22 @@ def find_runs(
     """Every run folder (metrics.jsonl and config.yaml) under `root`, `root` included.
 
     A folder the lab cannot read raises `ReportError`, or, with `on_error`, the error is
-    passed to it and the folder left out.
+    passed to it and the folder left out. Symbolic links are followed, but each folder is
+    visited once (by its resolved path, real folders before links): a link loop ends, and a
+    run reached under two names is one run.
     """
     root = Path(root)
     found: list[Run] = []
+    seen: set[Path] = set()
 
     def visit(folder: Path, level: int) -> None:
+        try:
+            real = folder.resolve()
+        except (OSError, RuntimeError):  # a loop resolve() cannot end (Python < 3.13)
+            return
+        if real in seen:
+            return
+        seen.add(real)
         if (folder / "metrics.jsonl").is_file() and (folder / "config.yaml").is_file():
             try:
                 found.append(load_run(folder))
@@ -227,7 +237,8 @@ def find_runs(
         if level >= depth:
             return
         try:
-            children = sorted(p for p in folder.iterdir() if p.is_dir())
+            children = sorted((p for p in folder.iterdir() if p.is_dir()),
+                              key=lambda p: (p.is_symlink(), p.name))
         except OSError as exc:
             error = ReportError(f"cannot read {folder}: {exc.strerror or exc}")
             if on_error is None:

@@ -91,7 +91,7 @@ PRESETS: dict[str, PriorSpec] = {
 }
 
 
-def make_spec(preset: str = "default", **overrides: Any) -> PriorSpec:
+def make_spec(preset: str = "default", /, **overrides: Any) -> PriorSpec:
     """A `PriorSpec` from a preset name and field overrides (strings are coerced).
 
     An unknown preset, field or skill, or a value that does not fit, is an `OptionError`.
@@ -103,7 +103,7 @@ def make_spec(preset: str = "default", **overrides: Any) -> PriorSpec:
     return spec
 
 
-def skill_of(preset: str = "default", **overrides: Any) -> Skill:
+def skill_of(preset: str = "default", /, **overrides: Any) -> Skill:
     """The skill that `organism:PRESET` (with these prior options) is built with."""
     return get_skill(make_spec(preset, **overrides).skill)
 

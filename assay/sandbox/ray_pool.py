@@ -42,11 +42,33 @@ def require_ray() -> Any:
     return ray
 
 
+#: seconds to wait for a cluster's port to answer before saying it cannot be reached
+PROBE_TIMEOUT = 5.0
+
+
+def probe(address: str) -> None:
+    """Refuse in one line a `host:port` or `ray://host:port` address where nothing answers:
+    Ray itself would retry for minutes, printing each try."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto", or a form Ray reads its own way
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT):
+            pass
+    except OSError as exc:
+        reason = (f"no answer within {PROBE_TIMEOUT:g} s" if isinstance(exc, TimeoutError)
+                  else exc.strerror or exc)
+        raise SandboxError(f"cannot reach Ray at {address}: {reason}") from None
+
+
 def connect(address: str | None) -> Any:
     """Join the cluster at `address` ("auto", "ray://host:10001", ...), or start a local
     Ray instance when None (and none is running)."""
     ray = require_ray()
     if not ray.is_initialized():
+        if address is not None:
+            probe(address)
         try:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
                      include_dashboard=False, configure_logging=False)

@@ -14,6 +14,7 @@ Values are resolved in this order, each overriding the one before:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import typing
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from assay import options
-from assay.errors import AssayError
+from assay.errors import AssayError, brief
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 ENGINES = ("hf", "vllm")
@@ -142,7 +143,7 @@ class TrainConfig:
         for field_name, ok, rule in self._checks():
             if not ok:
                 value = getattr(self, field_name)
-                raise ConfigError(f"option {field_name!r} must be {rule}, got {value!r}")
+                raise ConfigError(f"option {field_name!r} must be {rule}, got {brief(value)}")
 
     def _checks(self) -> list[tuple[str, bool, str]]:
         """(field, holds, the rule in words) for every field with a rule beyond its type."""
@@ -243,7 +244,7 @@ def merge_values(base: dict[str, Any], updates: dict[str, Any], *, where: str) -
             continue
         if key not in _FIELDS:
             raise ConfigError(
-                f"{where}: unknown option {key!r} (see docs/training.md for the list)"
+                f"{where}: unknown option {brief(key)} (see docs/training.md for the list)"
             )
         value = coerce(key, value)
         if isinstance(value, dict):
@@ -253,30 +254,72 @@ def merge_values(base: dict[str, Any], updates: dict[str, Any], *, where: str) -
     return out
 
 
-def read_yaml(path: str) -> dict[str, Any]:
-    """The top-level mapping of a YAML config file, or a `ConfigError` naming the file."""
+#: the largest config file read (bytes): configs are a few hundred; a link to /dev/zero
+#: or a runaway file is refused instead of read into memory
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _YamlAlias(Exception):
+    """An anchor or alias in a config file, at `line` (from 1)."""
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+@functools.cache
+def _loader() -> type:
+    """yaml's SafeLoader without anchors and aliases: ten lines of `&a [*b, *b, ...]` expand
+    to billions of values (an "alias bomb"), and no assay config needs them."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise _YamlAlias(event.start_mark.line + 1)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def load_yaml_text(text: str, where: str) -> Any:
+    """The value of a YAML document from a user's file, or a `ConfigError` naming `where`
+    (the file) and the line: invalid YAML, an anchor or an alias."""
     import yaml
 
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is no key
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = yaml.safe_load(text) or {}
+        return yaml.load(text, Loader=_loader())  # a SafeLoader, less anchors and aliases
+    except _YamlAlias as exc:
+        raise ConfigError(f"{where}:{exc.line}: YAML anchors and aliases are not supported "
+                          "(&name, *name): write the value out") from None
     except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML (nested too deeply)") from None
+        raise ConfigError(f"{where}: invalid YAML (nested too deeply)") from None
     except ValueError as exc:  # an integer of more digits than Python converts
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).split(';')[0][:100]})") from None
+        raise ConfigError(f"{where}: invalid YAML ({str(exc).split(';')[0][:100]})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         reason = str(getattr(exc, "problem", None) or exc).strip().splitlines() or ["?"]
-        raise ConfigError(f"{path}{line}: invalid YAML ({reason[0]})") from None
-    if not isinstance(data, dict):
+        raise ConfigError(f"{where}{line}: invalid YAML ({reason[0][:200]})") from None
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file, or a `ConfigError` naming the file."""
+    try:
+        with open(path, "rb") as handle:  # a pipe (`--config <(...)`) is read too
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a config file")
+    try:
+        text = data.decode("utf-8-sig")  # -sig: a byte-order mark is no key
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    values = load_yaml_text(text, path) or {}
+    if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
-    return data
+    return values
 
 
 def make_config(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
@@ -345,6 +388,36 @@ def model_hints(model: str, prior: dict[str, Any] | None = None) -> dict[str, An
 
 
 def dump_yaml(config: TrainConfig, path: str | Path) -> None:
+    """Write the config as YAML, never with anchors or aliases (`read_yaml` refuses them)."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    class NoAliasDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    text = yaml.dump(config.to_dict(), Dumper=NoAliasDumper, sort_keys=False)
+    Path(path).write_text(text, encoding="utf-8")
+
+
+#: what a resumed run may change: how long it runs, where and how it logs, and how its batch
+#: is cut into micro-batches (the same numbers, less memory). Anything else (a reward, a
+#: model, a learning rate) would change the run half way while config.yaml claimed the new
+#: value for the whole of it, so `--resume` refuses it.
+RESUMABLE = (
+    "steps", "out", "progress", "eval_every", "save_every", "keep_checkpoints", "tensorboard",
+    "wandb", "wandb_project", "micro_batch_size", "device", "monitor", "save_rollouts",
+)
+
+
+def resume_changes(
+    saved: dict[str, Any], now: TrainConfig, *, also: tuple[str, ...] = ()
+) -> list[str]:
+    """The settings `now` changes from a run's saved config, as `key: old -> new` (empty when
+    resuming with `now` is safe). Only `RESUMABLE` keys, and those in `also`, may differ."""
+    before = make_config(saved, where="the run's config.yaml").to_dict()
+    after = now.to_dict()
+    return [
+        f"{key}: {before[key]!r:.60} -> {after[key]!r:.60}"
+        for key in after
+        if key not in RESUMABLE + also and before.get(key) != after[key]
+    ]

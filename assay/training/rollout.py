@@ -66,6 +66,7 @@ class HFEngine(RolloutEngine):
         self.model, self.tokenizer = model, tokenizer
         self.stop_ids = stop_token_ids(model, tokenizer)  # end of sequence, end of turn
         self.pad_id = tokenizer.pad_token_id
+        self.max_positions = learned_positions(model)
 
     # no_grad rather than inference_mode: a model may refresh a buffer in its forward (dynamic
     # RoPE does), and an inference tensor kept in the model would break the training pass.
@@ -77,6 +78,13 @@ class HFEngine(RolloutEngine):
         device = next(model.parameters()).device
         copies = 1 if greedy else n  # one greedy completion per prompt, repeated n times below
         width = max(len(p) for p in prompts)
+        if self.max_positions is not None:  # a table of positions ends; rotary ones do not
+            if width >= self.max_positions:
+                raise EngineError(
+                    f"a prompt of {width} tokens fills the model's {self.max_positions} "
+                    "positions, leaving none for the completion; shorten the prompt"
+                )
+            max_new_tokens = min(max_new_tokens, self.max_positions - width)  # cut: truncated
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):  # left padding: every prompt ends at the same column
@@ -121,6 +129,17 @@ class HFEngine(RolloutEngine):
         if greedy:
             return [[rows[i]] * n for i in range(len(prompts))]
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def learned_positions(model) -> int | None:
+    """How many positions a model with a learned position table (GPT-2's `wpe`, OPT's
+    `embed_positions`) has; None for rotary or relative positions, which have no end.
+    Past the table a forward pass fails with an IndexError deep inside the model."""
+    names = ("wpe", "embed_positions", "position_embeddings")
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in names:
+            return module.num_embeddings
+    return None
 
 
 def _draw(logits, temperature, top_p, greedy, generator) -> torch.Tensor:

@@ -13,7 +13,11 @@ every built-in intrinsic reward (docs/rewards.md).
 
 Each step is appended as its own gzip member and the file is closed after it, so a run
 killed mid-step loses at most that step; a resumed run drops the lines of the steps it
-will run again, so no completion is stored twice.
+will run again, so no completion is stored twice. Any other damage (a corrupt member, a
+line that is not a JSON object, a file that is not a regular file) is a
+`RolloutStoreError` naming the file, the member or line and the last step read before it:
+readers never go on with part of the file, and a resume never rewrites steps it could not
+read.
 """
 
 from __future__ import annotations
@@ -22,16 +26,27 @@ import gzip
 import json
 import math
 import os
+import stat
 import zlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from assay.envs.jsonl import parse_line
+from assay.errors import AssayError
 from assay.rewards import RolloutGroup
 
 FILENAME = "rollouts.jsonl.gz"
+#: bytes read at a time
+CHUNK = 1 << 20
+#: the most one member (one step's rows) may expand to: more is damage, or a gzip bomb
+MAX_MEMBER_BYTES = 256 << 20
+#: how every member the store writes begins (gzip's magic, deflate, no flags)
+_MAGIC = b"\x1f\x8b\x08\x00"
 
 
 def completion_rows(
@@ -70,6 +85,11 @@ def completion_rows(
     return rows
 
 
+class RolloutStoreError(AssayError, ValueError):
+    """A rollouts file that cannot be read whole: one line naming the file, the gzip member
+    (its number and byte offset) or the line, and the last step read before it."""
+
+
 class RolloutStore:
     """Appends each step's rows to `out/rollouts.jsonl.gz` (nothing when not `enabled`)."""
 
@@ -86,37 +106,141 @@ class RolloutStore:
             handle.write(gzip.compress(data, compresslevel=6))
 
     def truncate_after(self, step: int) -> None:
-        """Drop the rows of steps after `step` (a resumed run runs them again)."""
+        """Drop the rows of steps after `step` (a resumed run runs them again).
+
+        Steps are stored in order, so reading stops at the first member holding a later
+        step: a corrupt member past it is dropped with the steps that run again. A corrupt
+        member before it raises `RolloutStoreError` and leaves the file as it was, since
+        rewriting it would lose the completed steps stored after the damage.
+        """
         if not self.path.exists():
             return
-        keep = [row for row in read_rollouts(self.path) if row.get("step", 0) <= step]
+        kept = bytearray()
+        if step >= 1:  # steps start at 1: resuming from step 0 keeps nothing
+            try:
+                for member in _members(self.path):
+                    if all(_step_of(row) <= step for _, row in member.rows):
+                        kept += member.raw  # the member as it was written
+                        continue
+                    keep = [row for _, row in member.rows if _step_of(row) <= step]
+                    if keep:
+                        data = "".join(json.dumps(row) + "\n" for row in keep).encode("utf-8")
+                        kept += gzip.compress(data, compresslevel=6)
+                    break
+            except RolloutStoreError as exc:
+                raise RolloutStoreError(
+                    f"cannot resume: {exc}; the file is left as it was (move it away to resume "
+                    "without the stored rollouts)"
+                ) from None
         tmp = self.path.with_suffix(".tmp")
-        data = "".join(json.dumps(row) + "\n" for row in keep).encode("utf-8")
-        tmp.write_bytes(gzip.compress(data, compresslevel=6) if keep else b"")
+        tmp.write_bytes(bytes(kept))
         os.replace(tmp, self.path)  # all or nothing: a kill here leaves the old file
 
 
 def read_rollouts(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every stored row of a rollouts file; a member cut short by a kill is skipped."""
+    """Every stored row of a rollouts file; a last member cut short by a kill is skipped,
+    any other damage raises `RolloutStoreError`."""
     return list(iter_rollouts(path))
 
 
 def iter_rollouts(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    raw = Path(path).read_bytes()
-    while raw:
-        # One member at a time: a truncated last member (a run killed mid-write) ends the
-        # file rather than losing the steps before it.
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            data = decomp.decompress(raw)
-        except zlib.error:
-            return
-        if not decomp.eof:
-            return
-        raw = decomp.unused_data
-        for line in data.decode("utf-8").splitlines():
-            if line.strip():
-                yield json.loads(line)
+    for _, row in numbered_rollouts(path):
+        yield row
+
+
+def numbered_rollouts(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number from 1, row) for each stored row, lines counted over the whole file."""
+    for member in _members(Path(path)):
+        yield from member.rows
+
+
+@dataclass
+class _Member:
+    raw: bytes  #: the member's compressed bytes, as written
+    rows: list[tuple[int, dict[str, Any]]]  #: (line number, row)
+
+
+def _members(path: Path) -> Iterator[_Member]:
+    """The file's gzip members, read in chunks of `CHUNK` bytes, each decompressed to at
+    most `MAX_MEMBER_BYTES` and parsed. A member cut short at the end of the file (a run
+    killed mid-write) ends the file; any other damage is a `RolloutStoreError`."""
+    number, offset, lineno, last_step = 0, 0, 0, None
+
+    def error(reason: str) -> RolloutStoreError:
+        good = f"last good step {last_step}" if last_step is not None else "no step before it"
+        return RolloutStoreError(f"{path}: gzip member {number} (byte {offset}) is corrupt: "
+                                 f"{reason}; {good}")
+
+    with _open_regular(path) as handle:
+        pending = b""
+        while True:
+            number += 1
+            raw, data = bytearray(), bytearray()
+            decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while not decomp.eof:
+                if not pending:
+                    pending = handle.read(CHUNK)
+                    if not pending:
+                        break
+                try:
+                    data += decomp.decompress(pending, MAX_MEMBER_BYTES + 1 - len(data))
+                except zlib.error as exc:  # "Error -3 while decompressing data: <why>"
+                    raise error(str(exc).rpartition(": ")[2]) from None
+                if len(data) > MAX_MEMBER_BYTES:
+                    raise error(f"it expands past {MAX_MEMBER_BYTES >> 20} MiB")
+                rest = decomp.unused_data if decomp.eof else decomp.unconsumed_tail
+                raw += pending[: len(pending) - len(rest)]
+                pending = rest
+            if not decomp.eof:
+                if raw.find(_MAGIC, 1) >= 0:  # it runs into the next member: not a kill
+                    raise error("it does not end where the next member starts")
+                return  # the end of the file, or a last member cut by a kill
+            rows = []
+            pieces = bytes(data).split(b"\n")
+            if pieces[-1] == b"":
+                pieces.pop()
+            for piece in pieces:
+                lineno += 1
+                row = _row(piece)
+                if isinstance(row, str):
+                    raise RolloutStoreError(f"{path}:{lineno} (gzip member {number}): {row}")
+                rows.append((lineno, row))
+                last_step = row.get("step", last_step)
+            yield _Member(bytes(raw), rows)
+            offset += len(raw)
+
+
+def _row(line: bytes) -> dict[str, Any] | str:
+    """The row of one stored line, or why it is none."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    value, problem = parse_line(text)
+    if problem is not None:
+        return problem
+    if not isinstance(value, dict):
+        return "expected a JSON object (one completion)"
+    return value
+
+
+def _step_of(row: dict[str, Any]) -> float:
+    step = row.get("step", 0)
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else 0
+
+
+@contextmanager
+def _open_regular(path: Path) -> Iterator[BinaryIO]:
+    """`path` opened for reading, refused in one line unless it is a regular file (a link
+    to /dev/zero would never end, a FIFO would block the open)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise RolloutStoreError(f"{path} is not a regular file")
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise RolloutStoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
 
 
 def _finite(row: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,16 @@ from assay.errors import AssayError
 
 
 class TrackerError(AssayError, RuntimeError):
-    """An optional tracker (TensorBoard, W&B) that cannot be used; the message says why."""
+    """An optional tracker (TensorBoard, W&B) that cannot be used, or a metrics file that
+    is not a regular file; the message says why."""
+
+
+def _read_text(path: Path) -> str:
+    """The text of a metrics file, refused in one line unless it is a regular file (a link
+    to /dev/zero would never end, a FIFO would block); a missing one is an `OSError`."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise TrackerError(f"{path} is not a regular file")
+    return path.read_text(encoding="utf-8")
 
 
 def _clean(value: Any) -> Any:
@@ -63,7 +74,7 @@ class MetricsLog:
         if not self.path.exists():
             return
         keep = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in _read_text(self.path).splitlines():
             try:
                 if json.loads(line).get("step", 0) <= step:
                     keep.append(line)
@@ -97,4 +108,4 @@ class MetricsLog:
 def read_metrics(out: str | Path) -> list[dict[str, Any]]:
     """Every row of `out/metrics.jsonl`."""
     path = Path(out) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [json.loads(line) for line in _read_text(path).splitlines() if line]

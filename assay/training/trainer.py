@@ -24,8 +24,8 @@ from assay import organism
 from assay.envs import Task, TaskFileError, get_env
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
-from assay.training import checkpoint, collapse_rules
-from assay.training.config import TrainConfig, dump_yaml
+from assay.training import checkpoint, collapse_rules, folder_lock
+from assay.training.config import RESUMABLE, TrainConfig, dump_yaml, read_yaml, resume_changes
 from assay.training.data import TaskStream
 from assay.training.diagnostics import (
     CollapseDetector,
@@ -129,6 +129,20 @@ class Trainer:
         self.train_tasks = training_tasks(self.env, cfg.train_file, cfg.train_size, cfg.seed)
         self.val_tasks = training_tasks(self.env, cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
 
+        # One writer per run folder: a second command writing here is refused in one line
+        # (folder_lock.py), and the lock is given back when train() ends or setup fails.
+        folder_lock.acquire(self.out, what="run")
+        try:
+            self._open_run(resume)
+        except BaseException:
+            folder_lock.release(self.out, tidy=True)
+            raise
+
+    def _open_run(self, resume: bool) -> None:
+        """Load the policy (from the run's checkpoint when resuming), the reference, the
+        engine, optimizer and logs; the folder is locked."""
+        cfg = self.config
+        quiet = self.quiet
         # The run's own checkpoint holds the policy when resuming; the original model stays
         # the KL reference either way.
         # A folder "holds a run" once a run has written anything of its own there, a
@@ -142,6 +156,14 @@ class Trainer:
         if not resume and holds_run:
             raise TrainError(
                 f"{self.out} already holds a run; pass --resume or choose another --out"
+            )
+        saved = self.out / "config.yaml"
+        changes = resume_changes(read_yaml(str(saved)), cfg) if resume and saved.exists() else []
+        if changes:  # never half-applied: refuse, naming what differs
+            raise TrainError(
+                f"--resume: {self.out} was trained with other settings ({'; '.join(changes[:4])}); "
+                f"a resumed run may change only {', '.join(RESUMABLE[:6])}, ...: "
+                "start a new run with another --out to change the rest"
             )
         if cfg.device == "cuda" and not torch.cuda.is_available():
             why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
@@ -567,6 +589,7 @@ class Trainer:
             finally:
                 self.log.close()
                 self.env.close()
+                folder_lock.release(self.out)
         return summary
 
     def _write_summary(self, last: dict[str, Any], interrupted: bool) -> dict[str, Any]:
@@ -605,8 +628,9 @@ class Trainer:
         self.data.load_state(state["data"])
         self.step_count = state["step"]
         checkpoint.set_rng_state(state["rng"])
-        self.log.truncate_after(self.step_count)
+        # rollouts first: a store it cannot read refuses the resume before anything is cut
         self.rollouts.truncate_after(self.step_count)
+        self.log.truncate_after(self.step_count)
         for row in read_metrics(self.out) if (self.out / "metrics.jsonl").exists() else []:
             self.detector.update(row["step"], row)  # the detector resumes with its history
 

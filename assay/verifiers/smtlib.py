@@ -4,8 +4,9 @@ A task's `smtlib` field is text from a task file, so it is read here with hard c
 its length, its nesting and the size of its numbers before anything reaches z3; only
 the commands that describe a constraint problem are accepted (`declare-const`,
 `declare-fun` with no arguments, `assert`; `set-logic`, `set-info`, `check-sat`,
-`get-model`, `get-value` and `exit` are allowed and dropped). What z3 then parses is
-the script rebuilt from the accepted commands, never the text as it came.
+`get-model`, `get-value` and `exit` are allowed and dropped, and, as in SMT-LIB, nothing
+after `(exit)` is read). What z3 then parses is the script rebuilt from the accepted
+commands, never the text as it came.
 
 An answer is either `unsat` or an assignment `x = 8, y = -3/4, p = true` of every
 declared constant; `parse_assignment` reads it into exact values (`int`, `Fraction`,
@@ -15,6 +16,7 @@ declared constant; `parse_assignment` reads it into exact values (`int`, `Fracti
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -68,29 +70,35 @@ class Script:
 
 def tokens(text: str) -> list[str]:
     """The tokens of `text`, comments and whitespace dropped; a stray character is an error."""
-    out = []
-    pos = 0
+    return list(_tokens(text))
+
+
+def _tokens(text: str) -> Iterator[str]:
+    """`tokens`, one at a time: a reader that stops early reads no further."""
+    pos = count = 0
     while pos < len(text):
         found = _TOKEN.match(text, pos)
         if found is None:
             raise SmtLibError(f"unreadable text at character {pos}: {text[pos:pos + 20]!r}")
         pos = found.end()
         if found.lastgroup is not None:
-            out.append(found.group(found.lastgroup))
-            if len(out) > MAX_TOKENS:
+            count += 1
+            if count > MAX_TOKENS:
                 raise SmtLibError(f"more than {MAX_TOKENS} tokens")
-    return out
+            yield found.group(found.lastgroup)
 
 
-def read_sexprs(text: str) -> list[object]:
+def read_sexprs(text: str, *, until: str | None = None) -> list[object]:
     """The top-level S-expressions of `text` as nested lists of atom strings.
 
-    Iterative, so that deep nesting meets `MAX_DEPTH`, never Python's recursion limit.
+    With `until` (a command name, such as "exit"), reading stops after the first top-level
+    `(until ...)`: what follows is not read at all. Iterative, so that deep nesting meets
+    `MAX_DEPTH`, never Python's recursion limit.
     """
     if len(text) > MAX_SCRIPT_CHARS:
         raise SmtLibError(f"longer than {MAX_SCRIPT_CHARS} characters")
     stack: list[list[object]] = [[]]
-    for token in tokens(text):
+    for token in _tokens(text):
         if token == "(":
             if len(stack) > MAX_DEPTH:
                 raise SmtLibError(f"nested deeper than {MAX_DEPTH} levels")
@@ -100,6 +108,8 @@ def read_sexprs(text: str) -> list[object]:
                 raise SmtLibError("unbalanced ')'")
             done = stack.pop()
             stack[-1].append(done)
+            if until is not None and len(stack) == 1 and done[:1] == [until]:
+                return stack[0]
         else:
             digits = _NUMERAL.fullmatch(token)
             if digits is not None and len(token) > MAX_DIGITS:
@@ -142,7 +152,8 @@ def parse_script(text: str) -> Script:
         raise SmtLibError("expected SMT-LIB text")
     constants: dict[str, str] = {}
     assertions: list[object] = []
-    for index, command in enumerate(read_sexprs(text), start=1):
+    # as in SMT-LIB, where a solver stops at (exit): nothing after it is read
+    for index, command in enumerate(read_sexprs(text, until="exit"), start=1):
         if not isinstance(command, list) or not command or not isinstance(command[0], str):
             raise SmtLibError(f"command {index}: expected (command ...), got {show(command)[:60]!r}")
         head = command[0]
