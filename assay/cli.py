@@ -449,7 +449,7 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
         click.get_current_context().call_on_close(lambda: folder_lock.release(out, tidy=True))
         plan = compare.plan(out, preset=preset, rewards=reward_list, seeds=seed_list,
                             env=env_name, model=model, steps=steps,
-                            sets=parse_assignments(assignments), resume=resume)
+                            sets=parse_assignments(assignments), resume=resume, quiet=quiet)
     except AssayError as exc:
         raise UsageError(str(exc)) from None
     for name, reason in plan.skipped.items():
@@ -472,8 +472,12 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
     failed = f", {len(meta['failed'])} failed" if meta["failed"] else ""
     click.echo(report.reading_text(summary))
     sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
+    for key, error in meta["failed"].items():
+        click.echo(f"{key}: {error}", err=True)
     click.echo(f"{len(plan.jobs)} runs{failed} in {meta['settings']['wall_time']:.0f} s; "
                f"report: {out}/report.html", err=True)
+    if meta["failed"]:  # a script must see it: the report shows only the runs that trained
+        sys.exit(1)
 
 
 def run_experiment(command: str, out: str, work: Any, resume_hint: str) -> dict[str, Any]:

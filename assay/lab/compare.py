@@ -94,7 +94,7 @@ def missing_requirement(spec: str, env: Any) -> str | None:
     return None
 
 
-def _check_model(model: str, prior: dict[str, Any]) -> None:
+def _check_model(model: str, prior: dict[str, Any], *, quiet: bool = True) -> None:
     """A bad model is a one-line `LabError` before anything trains."""
     from assay.training.policy import (
         ModelLoadError,
@@ -104,7 +104,7 @@ def _check_model(model: str, prior: dict[str, Any]) -> None:
     )
 
     try:
-        path = resolve_model_path(model, prior, quiet=True)
+        path = resolve_model_path(model, prior, quiet=quiet)
         local = is_local_model(path)
     except ModelLoadError as exc:
         raise LabError(str(exc)) from None
@@ -129,6 +129,7 @@ def plan(
     steps: int | None = None,
     sets: dict[str, str] | None = None,
     resume: bool = False,
+    quiet: bool = True,
 ) -> Plan:
     """Check everything a comparison needs and make one job per (reward, seed).
 
@@ -196,7 +197,7 @@ def plan(
         path = getattr(first, name)
         if path and not os.access(path, os.R_OK):
             raise LabError(f"cannot read {name} {path}")
-    _check_model(first.model, first.prior)
+    _check_model(first.model, first.prior, quiet=quiet)  # may build the organism's prior
     if not resume and (out / "runs").exists() and any((out / "runs").iterdir()):
         raise LabError(f"{out} already holds a comparison; pass --resume or choose another --out")
 
@@ -292,6 +293,7 @@ def execute(
 def _execute(the_plan: Plan, *, jobs: int, live: bool, echo: Any) -> dict[str, Any]:
     from assay.lab.display import Board
     from assay.lab.display import live as make_live
+    from assay.training.trainer import holds_a_run  # a folder a killed run only created: none
 
     out = the_plan.out
     done = finished_runs(out)
@@ -331,12 +333,12 @@ def _execute(the_plan: Plan, *, jobs: int, live: bool, echo: Any) -> dict[str, A
         if jobs == 1:
             for job in todo:
                 board.status[job.key] = "running"
-                finish(job, _train(job.config.to_dict(), job.out.exists(), 0))
+                finish(job, _train(job.config.to_dict(), holds_a_run(job.out), 0))
         else:
             with worker_pool(jobs) as pool:
                 futures = {}
                 for job in todo:
-                    futures[pool.submit(_train, job.config.to_dict(), job.out.exists(),
+                    futures[pool.submit(_train, job.config.to_dict(), holds_a_run(job.out),
                                         threads)] = job
                     board.status[job.key] = "started"
                 for future in as_completed(futures):

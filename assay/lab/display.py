@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from assay.heartbeat import Heartbeat, clock
+
 
 class Board:
     """A rich renderable over the runs of a comparison; re-reads their metrics when drawn."""
@@ -68,9 +70,31 @@ class Board:
         return table
 
 
+    def describe(self) -> str:
+        """One line for a log: runs done, the runs under way and how far, time left."""
+        done = [job for job in self.jobs if self.status[job.key].startswith("done")]
+        steps = {job.key: self.latest(job.out).get("step") or 0 for job in self.jobs}
+        running = [f"{job.reward} seed {job.seed} step {steps[job.key]}/{job.config.steps}"
+                   for job in self.jobs
+                   if self.status[job.key] in ("running", "started") and steps[job.key]]
+        kept = {job.key for job in self.jobs if self.status[job.key] == "done (kept)"}
+        todo = [job for job in self.jobs if job.key not in kept]
+        total = sum(job.config.steps for job in todo)
+        made = sum(min(steps[job.key], job.config.steps) if not self.status[job.key]
+                   .startswith("done") else job.config.steps for job in todo)
+        elapsed = time.perf_counter() - self.started
+        left = f", about {clock(elapsed * (total - made) / made)} left" if made else ""
+        return (f"compare: {len(done)}/{len(self.jobs)} runs done"
+                + (f"; running {', '.join(running)}" if running else "")
+                + f"; {clock(elapsed)} in{left}")
+
+
 def live(board: Board, enabled: bool) -> AbstractContextManager:
-    """A rich Live on stderr when `enabled` and stderr is a terminal; else nothing."""
+    """A rich Live on stderr when `enabled` and stderr is a terminal; when it is not, a
+    line every 30 s (`assay.heartbeat`); else nothing."""
     console = Console(stderr=True)
-    if not (enabled and console.is_terminal):
+    if not enabled:
         return nullcontext()
+    if not console.is_terminal:
+        return Heartbeat(board.describe)
     return Live(board, console=console, refresh_per_second=2, transient=False)

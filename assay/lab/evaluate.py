@@ -264,10 +264,14 @@ class _progress:
         self.task = self.bar.add_task("eval", total=total)
 
     def __enter__(self):
+        from assay.heartbeat import heartbeat
+
         self.bar.__enter__()
+        self.beat = heartbeat(self.bar, "eval (tasks)").__enter__()  # lines when no terminal
         return lambda k: self.bar.update(self.task, advance=k)
 
     def __exit__(self, *exc):
+        self.beat.__exit__(*exc)
         return self.bar.__exit__(*exc)
 
 

@@ -144,8 +144,10 @@ class RunProgress:
 
 @contextmanager
 def run_progress(command: str, total: int, enabled: bool) -> Iterator[RunProgress]:
+    from assay.heartbeat import heartbeat
+
     bar = RunProgress(command, total, enabled)
-    with bar.progress:
+    with bar.progress, heartbeat(bar.progress, f"{command} (runs)"):
         yield bar
 
 

@@ -75,7 +75,10 @@ def train_prior(spec: PriorSpec, progress: ProgressCallback | None = None) -> tu
 
 def train_prior_with_bar(spec: PriorSpec, name: str, quiet: bool) -> tuple[Any, Any, dict[str, float]]:
     """`train_prior` under a progress bar (loss and time left) unless `quiet`."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from assay.heartbeat import heartbeat
 
     with Progress(
         f"building organism prior '{name}'",
@@ -83,9 +86,10 @@ def train_prior_with_bar(spec: PriorSpec, name: str, quiet: bool) -> tuple[Any, 
         MofNCompleteColumn(),
         "loss {task.fields[loss]:.3f}",
         TimeRemainingColumn(),
+        console=Console(stderr=True),
         disable=quiet,
         transient=True,
-    ) as bar:
+    ) as bar, heartbeat(bar, f"building organism prior '{name}' (supervised steps)"):
         job = bar.add_task("sft", total=spec.sft_steps, loss=float("nan"))
 
         def report(step: int, total: int, loss: float) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -396,7 +397,10 @@ def dump_yaml(config: TrainConfig, path: str | Path) -> None:
             return True
 
     text = yaml.dump(config.to_dict(), Dumper=NoAliasDumper, sort_keys=False)
-    Path(path).write_text(text, encoding="utf-8")
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # whole or not at all: a kill mid-write leaves no half config
 
 
 #: what a resumed run may change: how long it runs, where and how it logs, and how its batch

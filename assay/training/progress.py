@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from assay.heartbeat import heartbeat
+
 
 class StepProgress:
     """A progress bar over steps showing reward, ground truth, validation and entropy."""
@@ -28,9 +30,11 @@ class StepProgress:
 
     def __enter__(self) -> StepProgress:
         self.progress.__enter__()
+        self.beat = heartbeat(self.progress, "train").__enter__()  # lines when no terminal
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.beat.__exit__(*exc)
         self.progress.__exit__(*exc)
 
     def advance(self, m: dict[str, Any]) -> None:
