@@ -59,10 +59,35 @@ def cli() -> None:
 
 
 @cli.command("envs")
-def envs_command() -> None:
-    """List environments with a one-line description each."""
-    for name, description in list_envs().items():
-        click.echo(f"{name:<12} {description}")
+@click.argument("env_name", metavar="[ENV]", required=False)
+@click.option("--all", "show_all", is_flag=True,
+              help="List every member of each family (rg:<dataset> for each dataset).")
+def envs_command(env_name: str | None, show_all: bool) -> None:
+    """List environments with a one-line description each; with ENV, its options.
+
+    A family of envs (reasoning-gym's datasets, rg:<dataset>) is one line unless --all.
+    """
+    if env_name is not None:
+        from assay.envs.registry import get_env_class
+        from assay.options import option_table
+
+        try:
+            cls = get_env_class(env_name)
+        except AssayError as exc:
+            raise UsageError(str(exc)) from None
+        click.echo(f"{env_name}: {cls.description}")
+        rows = option_table(cls.Options)
+        if not rows:
+            click.echo("no options")
+        width = max((len(name) for name, _, _ in rows), default=0)
+        kinds = max((len(kind) for _, kind, _ in rows), default=0)
+        for name, kind, default in rows:
+            click.echo(f"  {name:<{width}}  {kind:<{kinds}}  {default}")
+        return
+    listed = list_envs(expand=show_all)
+    width = max([12, *(len(name) for name in listed)])
+    for name, description in listed.items():
+        click.echo(f"{name:<{width}} {description}")
 
 
 @cli.command("sample")
@@ -87,12 +112,30 @@ def sample_command(env_name: str, count: int, seed: int, assignments: tuple[str,
 
 
 def _read_pairs(env: Environment, path: str) -> list[tuple[Task, str] | Verdict]:
-    """Each input line becomes a (task, completion) pair, or an `error` verdict naming the line."""
+    """Each input line (or Parquet row) becomes a (task, completion) pair, or an `error`
+    verdict naming the line."""
     from assay.envs.jsonl import parse_line, read_lines
+    from assay.envs.parquet import is_parquet, pair_of_row, read_rows
     from assay.envs.taskfile import validate_fields
 
     items: list[tuple[Task, str] | Verdict] = []
     name = "<stdin>" if path == "-" else path
+    if is_parquet(path):
+        try:
+            rows = read_rows(path)
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except AssayError as exc:  # not Parquet, or pyarrow missing
+            raise UsageError(_one_line(str(exc))) from None
+        for rowno, row in enumerate(rows, start=1):
+            fields, completion, problem = pair_of_row(row, env.name)
+            found = validate_fields(env, fields) if problem is None else []
+            if problem is not None or found:
+                problem = problem or f"task.{found[0]}"
+                items.append(Verdict.error(f"{name}:{rowno}: {problem}"[:1000]))
+                continue
+            items.append((env.make_task(fields, id=f"{name}:{rowno}"), completion))
+        return items
     try:
         lines = list(read_lines(path))
     except OSError as exc:
@@ -818,11 +861,20 @@ def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
 
 
 def main() -> None:
+    # Not click's standalone mode: its Ctrl-C is "Aborted!" and exit status 1; ours is the
+    # conventional 130 wherever it lands (commands that can resume print how themselves).
     try:
-        cli.main(prog_name="assay", standalone_mode=True)
+        code = cli.main(prog_name="assay", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("assay: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
     except TaskFileError as exc:  # pragma: no cover - commands catch their own
         click.echo(f"assay: error: {exc}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)  # `--help` and friends return theirs
 
 
 if __name__ == "__main__":

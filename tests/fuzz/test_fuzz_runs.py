@@ -107,7 +107,7 @@ schedules = st.lists(
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
-@settings(fuzz_settings(share=0.25), phases=NO_SHRINK)
+@settings(fuzz_settings(share=0.1), phases=NO_SHRINK)
 @given(schedule=schedules)
 def test_train_killed_and_raced_then_resumed_keeps_every_step_once(schedule):
     tag = uuid.uuid4().hex
@@ -133,7 +133,7 @@ def test_train_killed_and_raced_then_resumed_keeps_every_step_once(schedule):
             proc.kill()
 
 
-@settings(fuzz_settings(share=0.15), phases=NO_SHRINK)
+@settings(fuzz_settings(share=0.1), phases=NO_SHRINK)
 @given(name=st.sampled_from(sorted(SIGNALS)), delay=st.floats(min_value=2.0, max_value=25.0))
 def test_compare_killed_leaves_no_worker_and_resumes_whole(name, delay):
     tag = uuid.uuid4().hex
