@@ -10,6 +10,9 @@ does not fit. This module imports nothing of assay but `assay.errors`.
 from __future__ import annotations
 
 import dataclasses
+import enum
+import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -100,6 +103,47 @@ def field_types(cls: type) -> dict[str, Any]:
         default = f.default if f.default is not dataclasses.MISSING else None
         out[f.name] = hints.get(f.name, type(default) if default is not None else Any)
     return out
+
+
+def option_table(cls: type) -> list[tuple[str, str, str]]:
+    """(name, type, default) of each field of options dataclass `cls`, as text for a table
+    (`assay envs ENV`). A field's `metadata["hint"]` names its type where the annotation
+    is looser (`Any` for a value converted in `__post_init__`)."""
+    kinds = field_types(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        hint = f.metadata.get("hint", kinds[f.name])
+        if isinstance(hint, type) and not typing.get_args(hint):
+            kind = hint.__name__
+        else:  # `list[reasoning_gym.logic.aiw.TaskType]` -> `list[TaskType]`
+            kind = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(hint).replace("typing.", ""))
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        rows.append((f.name, kind, _shown(default)))
+    return rows
+
+
+def _shown(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, enum.Enum):
+            return v.value
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    value = plain(value)
+    if isinstance(value, str):
+        return value if value.strip() == value and value else json.dumps(value)
+    try:
+        return json.dumps(value, default=str)
+    except ValueError:
+        return repr(value)
 
 
 def build_options(cls: type[T], values: Mapping[str, Any], *, owner: str, base: T | None = None) -> T:

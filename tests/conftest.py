@@ -118,3 +118,10 @@ def hide_module(monkeypatch, name: str) -> None:
         return real(module, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", without)
+
+
+def pytest_configure(config):
+    # `make test` leaves these out (-m "not browser"); `make browser-test` runs them.
+    config.addinivalue_line(
+        "markers", "browser: loads a report in headless Chromium (tests/test_browser.py)"
+    )

@@ -98,10 +98,11 @@ class Environment(ABC):
         `seeded_random(seed)`, not `random.Random(seed)`."""
 
     def load(self, path: str | os.PathLike[str]) -> list[Task]:
-        """Load a JSONL task file, validating every line against `task_schema`.
+        """Load a task file (JSONL, or Parquet: assay/envs/parquet.py), validating every
+        task against `task_schema`.
 
-        Raises `TaskFileError` listing `file:line: field: message` for each bad line;
-        the good lines are on the exception's `tasks` so nothing is lost.
+        Raises `TaskFileError` listing `file:line: field: message` for each bad line or
+        row; the good ones are on the exception's `tasks` so nothing is lost.
         """
         from assay.envs.taskfile import load_tasks
 

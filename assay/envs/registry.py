@@ -1,4 +1,5 @@
-"""Finding environments by name: built-ins, `@register_env` and the `assay.envs` entry points."""
+"""Finding environments by name: built-ins, `@register_env`, the `assay.envs` entry points,
+and families of envs named `PREFIX:<member>` (`rg:<dataset>`), each made on first use."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ _BUILTIN = {
 }
 _registered: dict[str, type[Environment]] = {}
 ENTRY_POINT_GROUP = "assay.envs"
+#: prefix -> the module of a family of envs named `prefix:<member>`, imported only when a
+#: name with that prefix is asked for. The module provides `env_class(member)`,
+#: `family_description()`, `available()` and `members()` (name -> description).
+_FAMILIES = {"rg": "assay.envs.rg"}
+#: how each family is named where its members are not listed one by one
+_FAMILY_LABELS = {"rg": "rg:<dataset>"}
 
 
 class UnknownEnvError(AssayError, KeyError):
@@ -48,22 +55,36 @@ def _entry_points() -> dict[str, Any]:
 
 
 def env_names() -> list[str]:
-    """Every known environment name, sorted."""
+    """Every known environment name, sorted; a family's members are not listed (`list_envs`)."""
     return sorted(set(_BUILTIN) | set(_registered) | set(_entry_points()))
 
 
+def _family(name: str) -> tuple[Any, str] | None:
+    """(the family's module, the member) for a name `prefix:member` of a known family."""
+    prefix, sep, member = name.partition(":")
+    if not sep or prefix not in _FAMILIES:
+        return None
+    return importlib.import_module(_FAMILIES[prefix]), member
+
+
 def get_env_class(name: str) -> type[Environment]:
+    """The class of env `name`; an `UnknownEnvError` lists the known names."""
     if name in _registered:
         return _registered[name]
     if name in _BUILTIN:
         return _load(_BUILTIN[name])
+    family = _family(name)
+    if family is not None:
+        module, member = family
+        return module.env_class(member)  # a missing extra is an AssayError naming it
     eps = _entry_points()
     if name in eps:
         cls = eps[name].load()
         if not (isinstance(cls, type) and issubclass(cls, Environment)):
             raise TypeError(f"entry point {name!r} ({eps[name].value}) is not an Environment subclass")
         return cls
-    raise UnknownEnvError(f"unknown env {name!r} (known: {', '.join(env_names())})")
+    families = ", ".join(_FAMILY_LABELS.values())
+    raise UnknownEnvError(f"unknown env {name!r} (known: {', '.join(env_names())}, {families})")
 
 
 def get_env(name: str, /, **options: Any) -> Environment:
@@ -71,12 +92,22 @@ def get_env(name: str, /, **options: Any) -> Environment:
     return get_env_class(name)(**options)
 
 
-def list_envs() -> dict[str, str]:
-    """name -> one-line description, for every environment that can be loaded."""
+def list_envs(*, expand: bool = False) -> dict[str, str]:
+    """name -> one-line description, for every environment that can be loaded.
+
+    Each family is one entry (`rg:<dataset>`) unless `expand`, which lists every member
+    (a family whose extra is not installed stays one entry saying so).
+    """
     out = {}
     for name in env_names():
         try:
             out[name] = get_env_class(name).description
         except Exception as exc:  # a broken plug-in must not hide the others
             out[name] = f"(cannot be loaded: {type(exc).__name__}: {exc})"
+    for prefix, target in _FAMILIES.items():
+        module = importlib.import_module(target)
+        if expand and module.available():
+            out.update(module.members())
+        else:
+            out[_FAMILY_LABELS[prefix]] = module.family_description()
     return out

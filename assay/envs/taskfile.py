@@ -1,13 +1,16 @@
-"""Reading JSONL task files, validating every line against the environment's schema."""
+"""Reading task files (JSONL, or Parquet: parquet.py), validating every task against the
+environment's schema."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
 from assay.envs.jsonl import parse_line, read_lines
+from assay.envs.parquet import is_parquet, read_rows, task_of_row
 from assay.envs.task import Task
 from assay.errors import BRIEF, AssayError, brief, cut
 
@@ -55,25 +58,38 @@ def validate_fields(env: Environment, fields: Any) -> list[str]:
     return found
 
 
-def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
-    """Load and validate a JSONL task file (blank lines and `#` comments are skipped).
+def task_records(env: Environment, path: str) -> Iterator[tuple[int, Any, str | None]]:
+    """(line or row number, task fields, None) or (number, None, `field: problem`) for
+    each task of a file: JSONL (blank lines and `#` comments skipped) or Parquet (one task
+    a row, numbered from 1). Raises OSError, or `ParquetError`, when the file cannot be read."""
+    if is_parquet(path):
+        for rowno, row in enumerate(read_rows(path), start=1):
+            yield rowno, *task_of_row(row, env.name)
+        return
+    for lineno, line in read_lines(path):
+        if line is None:
+            yield lineno, None, "(line): not UTF-8 text"
+            continue
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields, problem = parse_line(line.strip())
+        yield lineno, fields, None if problem is None else f"(line): {problem}"
 
-    Raises `TaskFileError` if any line is bad, after reading the whole file; the good
-    tasks are on the error's `tasks`.
+
+def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
+    """Load and validate a task file: JSONL (blank lines and `#` comments are skipped) or
+    Parquet (`task_records`).
+
+    Raises `TaskFileError` if any line or row is bad, after reading the whole file; the
+    good tasks are on the error's `tasks`.
     """
     path = os.fspath(path)
     tasks: list[Task] = []
     linenos: list[int] = []  # of each good task
     problems: list[tuple[int, str]] = []
-    for lineno, line in read_lines(path):
-        if line is None:
-            problems.append((lineno, f"{path}:{lineno}: (line): not UTF-8 text"))
-            continue
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields, problem = parse_line(line.strip())
+    for lineno, fields, problem in task_records(env, path):
         if problem is not None:
-            problems.append((lineno, f"{path}:{lineno}: (line): {problem}"))
+            problems.append((lineno, f"{path}:{lineno}: {problem}"))
             continue
         found = validate_fields(env, fields)
         if found:

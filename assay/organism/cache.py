@@ -37,10 +37,29 @@ def prior_path(spec: PriorSpec, name: str = "default") -> Path:
     return cache_root() / f"{name}-{spec.key()}"
 
 
+#: priors built once and shipped inside assay, `shipped/<preset>-<spec hash>/`: a first use
+#: copies one into the cache in a second instead of building it (minutes on two cores),
+#: and every machine then starts from the same weights (a build's last bits depend on the
+#: CPU's kernels). `scripts/ship-priors.sh` rebuilds them; tests/test_shipped_priors.py
+#: checks that each still matches its preset's spec and that its recipe reproduces it.
+SHIPPED = Path(__file__).with_name("shipped")
+
+#: torch threads a prior is built with: part of the recipe, since the sums inside a
+#: matrix product are split by thread and float addition is not associative
+BUILD_THREADS = 2
+
+
+def shipped_prior(spec: PriorSpec, name: str) -> Path | None:
+    """The shipped folder of `spec` under preset `name`, or None."""
+    folder = SHIPPED / f"{name}-{spec.key()}"
+    return folder if (folder / "assay.json").is_file() else None
+
+
 def ensure_prior(
     spec: PriorSpec, name: str = "default", *, quiet: bool = False, rebuild: bool = False
 ) -> Path:
-    """The directory of a built prior, building it first if it is not cached.
+    """The directory of a built prior: cached, else copied from the shipped priors, else
+    built (`rebuild` always builds).
 
     Parallel callers (pytest-xdist workers) wait on a file lock; the build happens in a
     temporary folder renamed into place, so no one ever loads a half-written prior.
@@ -55,10 +74,18 @@ def ensure_prior(
     with FileLock(str(path) + ".lock"):
         if (path / "assay.json").exists() and not rebuild:
             return path
+        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+        shipped = None if rebuild else shipped_prior(spec, name)
+        if shipped is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(shipped, tmp)
+            if path.exists():  # a half-written folder of an older build
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+            return path
         skill = get_skill(spec.skill)
         start = time.perf_counter()
-        model, tokenizer, scores = train_prior_with_bar(spec, name, quiet)
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+        model, tokenizer, scores = build_with_threads(spec, name, quiet)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         meta = {
@@ -67,6 +94,7 @@ def ensure_prior(
             "format_version": FORMAT_VERSION,
             "evaluation": scores,
             "build_seconds": round(time.perf_counter() - start, 1),
+            "build_threads": BUILD_THREADS,
             "parameters": sum(p.numel() for p in model.parameters()),
             "env": skill.env_name,
             "env_options": skill.env_options,
@@ -77,6 +105,18 @@ def ensure_prior(
             shutil.rmtree(path)
         os.replace(tmp, path)
     return path
+
+
+def build_with_threads(spec: PriorSpec, name: str, quiet: bool) -> tuple[Any, Any, dict]:
+    """`train_prior_with_bar` on `BUILD_THREADS` torch threads (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        return train_prior_with_bar(spec, name, quiet)
+    finally:
+        torch.set_num_threads(before)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,0 +1,305 @@
+"""reasoning-gym's datasets as `rg:<dataset>` envs: listing, sampling, verifying (through
+the command line), the status of every scorer outcome, options, seeds, task-file round
+trips (JSONL and veRL's Parquet), training and the audit."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from assay.cli import cli
+from assay.envs import OptionError, get_env
+from assay.envs.rg import rg_seed, verdict_of
+from assay.envs.rg_codec import CodecError, decode, encode
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+reasoning_gym = pytest.importorskip("reasoning_gym")
+
+#: datasets whose gold answers are checked: plain text, tuples in metadata (arc), dates,
+#: floats, puzzles with integer keys and a composite of two datasets
+GOLD = ["basic_arithmetic", "chain_sum", "arc_1d", "arc_agi", "word_sorting", "time_intervals",
+        "letter_counting", "complex_arithmetic", "maze", "knights_knaves"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_pairs(path, pairs) -> str:
+    path.write_text("".join(json.dumps({"task": t, "completion": c}) + "\n" for t, c in pairs))
+    return str(path)
+
+
+def scorer_class(name: str = "basic_arithmetic"):
+    return reasoning_gym.factory.DATASETS[name][0]
+
+
+# -- listing ---------------------------------------------------------------------------
+
+
+def test_envs_lists_the_family_in_one_line_and_every_dataset_with_all():
+    short = run("envs")
+    assert short.exit_code == 0, short.output
+    family = [line for line in short.output.splitlines() if line.startswith("rg:")]
+    assert len(family) == 1 and "rg:<dataset>" in family[0]
+    full = run("envs", "--all")
+    names = [line.split()[0] for line in full.output.splitlines() if line.startswith("rg:")]
+    assert len(names) >= 100 and "rg:basic_arithmetic" in names and "rg:<dataset>" not in names
+    assert {"countdown", "math"} <= {line.split()[0] for line in full.output.splitlines()}
+
+
+def test_envs_env_prints_its_option_table():
+    out = run("envs", "rg:basic_arithmetic")
+    assert out.exit_code == 0, out.output
+    rows = {line.split()[0]: line for line in out.output.splitlines()[1:]}
+    assert {"min_terms", "operators", "format_style", "time_limit", "answer_format"} <= set(rows)
+    assert "seed" not in rows and "size" not in rows  # generate(n, seed) sets them
+    schema = get_env("rg:basic_arithmetic").options_schema()["properties"]
+    assert schema["format_style"]["enum"] == ["simple", "natural"]
+    assert schema["operators"]["type"] == "array" and schema["min_terms"]["default"] == 2
+
+
+# -- sample and verify through the command line ------------------------------------------
+
+
+def test_sample_then_verify_round_trip(tmp_path):
+    sampled = run("sample", "rg:basic_arithmetic", "-n", "3", "--seed", "2")
+    assert sampled.exit_code == 0, sampled.output
+    tasks = jsonl(sampled.output)
+    assert len(tasks) == 3
+    for task in tasks:
+        assert {"id", "prompt", "question", "answer", "metadata"} <= set(task)
+        assert task["prompt"].startswith(task["question"]) and "<answer>" in task["prompt"]
+    pairs = []
+    for task in tasks:
+        pairs += [(task, f"<think>hm</think><answer>{task['answer']}</answer>"),
+                  (task, "<answer>not a number</answer>"),
+                  (task, f"<think><answer>{task['answer']}</answer></think>")]
+    source = write_pairs(tmp_path / "pairs.jsonl", pairs)
+    out = tmp_path / "verdicts.jsonl"
+    verified = run("verify", "rg:basic_arithmetic", source, "-o", str(out), "--workers", "2")
+    assert verified.exit_code == 0, verified.output
+    statuses = [v["status"] for v in jsonl(out.read_text())]
+    assert statuses == ["correct", "incorrect", "invalid"] * 3
+    task_file = tmp_path / "tasks.jsonl"
+    task_file.write_text(sampled.output)
+    assert run("validate", "rg:basic_arithmetic", str(task_file)).exit_code == 0
+    other = run("validate", "rg:chain_sum", str(task_file))  # another dataset's tasks
+    assert other.exit_code == 1 and "metadata.source_dataset" in other.output
+
+
+@pytest.mark.parametrize("dataset", GOLD)
+def test_gold_answers_verify_correct_after_a_json_round_trip(dataset):
+    env = get_env(f"rg:{dataset}")
+    try:
+        tasks = env.generate(3, seed=5)
+        back = [env.make_task(json.loads(json.dumps(t.to_dict()))) for t in tasks]
+        assert [b.to_dict() for b in back] == [t.to_dict() for t in tasks]
+        verdicts = env.verify_many([(t, f"<answer>{t['answer']}</answer>") for t in back], workers=1)
+    finally:
+        env.close()
+    assert [v.status for v in verdicts] == ["correct"] * 3, verdicts
+
+
+def test_composite_takes_its_datasets_as_an_option():
+    with pytest.raises(OptionError, match="at least one dataset"):
+        get_env("rg:composite")
+    env = get_env("rg:composite", datasets="basic_arithmetic,chain_sum:2")
+    try:
+        tasks = env.generate(4, seed=0)
+        verdicts = env.verify_many([(t, f"<answer>{t['answer']}</answer>") for t in tasks], workers=1)
+    finally:
+        env.close()
+    assert {t["metadata"]["source_dataset"] for t in tasks} <= {"basic_arithmetic", "chain_sum"}
+    assert all(v.correct for v in verdicts)
+
+
+# -- every scorer outcome has its status ---------------------------------------------------
+
+
+def test_a_raising_scorer_is_an_error_and_the_next_line_is_still_verified(tmp_path, monkeypatch):
+    cls = scorer_class()
+    original = cls.score_answer
+
+    def score(self, answer, entry):
+        if answer == "boom":
+            raise RuntimeError("the scorer broke")
+        return original(self, answer, entry)
+
+    monkeypatch.setattr(cls, "score_answer", score)
+    task = jsonl(run("sample", "rg:basic_arithmetic", "-n", "1").output)[0]
+    source = write_pairs(tmp_path / "pairs.jsonl", [
+        (task, "<answer>boom</answer>"), (task, f"<answer>{task['answer']}</answer>")])
+    out = run("verify", "rg:basic_arithmetic", source, "--workers", "1")
+    assert out.exit_code == 0, out.output
+    first, second = jsonl(out.stdout)
+    assert first["status"] == "error" and "RuntimeError" in first["detail"] and first["score"] == 0
+    assert second["status"] == "correct"
+
+
+def test_a_hanging_scorer_is_a_timeout_at_the_limit(tmp_path, monkeypatch):
+    cls = scorer_class()
+    original = cls.score_answer
+
+    def score(self, answer, entry):
+        if answer == "hang":
+            time.sleep(600)
+        return original(self, answer, entry)
+
+    monkeypatch.setattr(cls, "score_answer", score)
+    env = get_env("rg:basic_arithmetic", time_limit="1")
+    try:
+        task = env.generate(1, seed=0)[0]
+        start = time.monotonic()
+        verdicts = env.verify_many(
+            [(task, "<answer>hang</answer>"), (task, f"<answer>{task['answer']}</answer>")], workers=1)
+        elapsed = time.monotonic() - start
+    finally:
+        env.close()
+    assert [v.status for v in verdicts] == ["timeout", "correct"], verdicts
+    assert elapsed < 15, elapsed
+
+
+@pytest.mark.parametrize("score, status, kept", [
+    (1.0, "correct", 1.0), (1, "correct", 1.0), (0.0, "incorrect", 0.0),
+    (0.25, "incorrect", 0.25), (float("nan"), "error", 0.0), (1.5, "error", 0.0),
+    (-0.1, "error", 0.0), (None, "error", 0.0), ("1", "error", 0.0), (True, "error", 0.0),
+])
+def test_scores_map_to_statuses_with_partial_credit_kept(score, status, kept):
+    verdict = verdict_of(score)
+    assert (verdict.status, verdict.score) == (status, kept)
+
+
+def test_partial_credit_reaches_the_verdict():
+    env = get_env("rg:basic_arithmetic")
+    try:
+        task = env.generate(1, seed=0)[0]
+        # reasoning-gym's default scorer: the gold inside a longer answer earns part
+        verdict = env.verify(task, f"<answer>{task['answer']} or so</answer>")
+    finally:
+        env.close()
+    assert verdict.status == "incorrect" and 0 < verdict.score < 1
+
+
+def test_the_missing_extra_is_one_line_naming_the_pip_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # `import reasoning_gym` fails
+    monkeypatch.setitem(sys.modules, "reasoning_gym.factory", None)
+    for args in (("sample", "rg:basic_arithmetic", "-n", "1"), ("envs", "rg:chain_sum")):
+        out = run(*args)
+        assert out.exit_code == 2, out.output
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pip install 'assay[rg]'" in lines[0], out.stderr
+    listed = run("envs")
+    assert listed.exit_code == 0 and "pip install 'assay[rg]'" in listed.output
+
+
+# -- options, seeds, the codec -------------------------------------------------------------
+
+
+def test_options_come_from_text_and_bad_ones_are_one_line():
+    env = get_env("rg:word_sorting", transformation="uppercase", max_words="4", min_words="2")
+    assert env.options.transformation.value == "uppercase" and env.options.max_words == 4
+    dated = get_env("rg:time_intervals", min_date="2020-01-31", task_types="time,date")
+    assert str(dated.options.min_date) == "2020-01-31" and dated.options.task_types == ["time", "date"]
+    for options, needle in [
+        ({"transformation": "sideways"}, "must be one of"),
+        ({"min_words": "5", "max_words": "3"}, "reasoning-gym refused"),
+        ({"colour": "red"}, "unknown option 'colour'"),
+        ({"time_limit": "0"}, "time_limit"),
+        ({"answer_format": "boxed"}, "answer_format"),
+    ]:
+        with pytest.raises(OptionError, match=needle) as caught:
+            get_env("rg:word_sorting", **options)
+        assert "rg:word_sorting" in str(caught.value) and "\n" not in str(caught.value)
+    out = run("sample", "rg:basic_arithmetic", "--set", "min_terms=nope")
+    assert out.exit_code == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_options_change_the_tasks():
+    env = get_env("rg:basic_arithmetic", min_terms="2", max_terms="2", operators="+")
+    for task in env.generate(5, seed=0):
+        assert task["metadata"]["num_terms"] == 2 and "*" not in task["question"]
+
+
+def test_seeds_repeat_and_differ():
+    env = get_env("rg:chain_sum")
+    a, b = env.generate(20, seed=0), env.generate(20, seed=0)
+    c, d = env.generate(20, seed=1), env.generate(20, seed=-1)
+    assert [t.to_dict() for t in a] == [t.to_dict() for t in b]
+    questions = [{t["question"] for t in tasks} for tasks in (a, c, d)]
+    # reasoning-gym's own seeds s and s + 1 share all but one task; assay's do not
+    assert not (questions[0] & questions[1]) and not (questions[0] & questions[2])
+    assert len({rg_seed(s) for s in range(-50, 50)}) == 100
+
+
+def test_the_codec_keeps_what_json_would_lose():
+    value = {"board": ((1, 2), (3, 4)), "colours": {0: "red", 1: "blue"}, "seen": {3, 1, 2},
+             "frozen": frozenset({"a"}), "nan": float("nan"), "__tuple__": "a real key",
+             "plain": [1, "two", None, True, 2.5]}
+    back = decode(json.loads(json.dumps(encode(value))))
+    assert math.isnan(back.pop("nan")) and math.isnan(value.pop("nan"))
+    assert back == value and isinstance(back["board"][0], tuple)
+    assert json.dumps(encode({"s": {"b", "a", "c"}})) == json.dumps(encode({"s": {"c", "a", "b"}}))
+    with pytest.raises(CodecError, match="x.y"):
+        encode({"x": {"y": object()}})
+    with pytest.raises(CodecError):
+        decode({"__items__": [1, 2]})
+
+
+# -- Parquet, training, the audit -----------------------------------------------------------
+
+
+def test_a_verl_parquet_of_rg_tasks_verifies(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from assay.integrations.verl import main as export
+
+    data = tmp_path / "rg.parquet"
+    export(["rg:arc_1d", "-n", "3", "--out", str(data)])
+    rows = pq.read_table(data).to_pylist()
+    for row in rows:
+        row["completion"] = "<answer>" + json.loads(row["reward_model"]["ground_truth"])["answer"] + "</answer>"
+    pairs = tmp_path / "pairs.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), pairs)
+    assert run("validate", "rg:arc_1d", str(data)).exit_code == 0
+    out = run("verify", "rg:arc_1d", str(pairs), "--workers", "1")
+    assert [v["status"] for v in jsonl(out.stdout)] == ["correct"] * 3, out.output
+
+
+@pytest.mark.slow
+def test_training_two_steps_on_an_rg_env_from_parquet(tmp_path):
+    from assay.integrations.verl import main as export
+
+    data = tmp_path / "train.parquet"
+    export(["rg:basic_arithmetic", "-n", "4", "--out", str(data)])
+    out = run("train", "--env", "rg:basic_arithmetic", "--steps", "2", "--model", "organism:tiny",
+              "--set", "prompts_per_step=2", "--set", "group_size=2", "--set", "max_new_tokens=16",
+              "--set", f"train_file={data}", "--set", f"val_file={data}", "--set", "val_samples=1",
+              "--set", "eval_every=0", "--out", str(tmp_path / "run"), "--quiet")
+    assert out.exit_code == 0, out.output
+    metrics = jsonl((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert [m["step"] for m in metrics if "step" in m][-1] == 2
+
+
+def test_the_audit_finds_no_false_positive_on_basic_arithmetic():
+    from assay.audit.audit import audit, false_positives
+
+    env = get_env("rg:basic_arithmetic")
+    try:
+        result = audit(env, env.generate(6, seed=0))
+    finally:
+        env.close()
+    assert result["reference"]["accepted"] == 6
+    assert false_positives(result) == 0, [p for p in result["probes"] if p["false_positives"]]
