@@ -125,3 +125,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: loads a report in headless Chromium (tests/test_browser.py)"
     )
+    # `make test` leaves these out too; `make check-priors` runs them.
+    config.addinivalue_line(
+        "markers", "prior_rebuild: rebuilds a shipped prior from its recipe (minutes)"
+    )

@@ -1,0 +1,67 @@
+"""The priors shipped inside assay (issue 24): a first use copies them instead of building
+(minutes on two cores), each matches its preset's current spec, and its recipe rebuilds
+it bit for bit on the thread count it names."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+
+import pytest
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+
+from assay.organism import cache  # noqa: E402
+from assay.organism.spec import PRESETS  # noqa: E402
+
+SHIPPED = sorted(p for p in cache.SHIPPED.iterdir() if p.is_dir()) if cache.SHIPPED.is_dir() else []
+
+
+def test_the_tiny_prior_the_tests_use_is_shipped():
+    names = {p.name.rsplit("-", 1)[0] for p in SHIPPED}
+    assert "tiny" in names, names
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_each_shipped_prior_matches_its_presets_spec(folder):
+    preset, _, key = folder.name.rpartition("-")
+    spec = PRESETS[preset]
+    assert key == spec.key(), f"{folder.name}: rebuild it with scripts/ship-priors.sh {preset}"
+    meta = json.loads((folder / "assay.json").read_text())
+    assert meta["spec"] == dataclasses.asdict(spec)
+    assert meta["build_threads"] == cache.BUILD_THREADS
+    assert (folder / "model.safetensors").stat().st_size > 100_000
+
+
+def test_a_first_use_copies_the_shipped_prior_without_building(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSAY_CACHE", str(tmp_path))
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built a prior that is shipped")
+
+    monkeypatch.setattr(cache, "build_with_threads", no_build)
+    path = cache.ensure_prior(PRESETS["tiny"], "tiny", quiet=True)
+    shipped = cache.shipped_prior(PRESETS["tiny"], "tiny")
+    assert path.parent == tmp_path / "organism" and shipped is not None
+    for name in ("model.safetensors", "assay.json", "config.json"):
+        assert (path / name).read_bytes() == (shipped / name).read_bytes()
+
+
+@pytest.mark.prior_rebuild  # minutes: `make check-priors`, which CI runs; not in `make test`
+def test_the_recipe_rebuilds_the_shipped_tiny_prior_bit_for_bit(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("ASSAY_CACHE", str(tmp_path))
+    built = cache.ensure_prior(PRESETS["tiny"], "tiny", quiet=True, rebuild=True)
+    shipped = cache.shipped_prior(PRESETS["tiny"], "tiny")
+    ours, theirs = load_file(built / "model.safetensors"), load_file(shipped / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    differ = [k for k in ours if not bool((ours[k] == theirs[k]).all())]
+    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
+
+
+def test_a_changed_spec_is_not_served_the_shipped_weights():
+    changed = dataclasses.replace(PRESETS["tiny"], sft_steps=PRESETS["tiny"].sft_steps + 1)
+    assert cache.shipped_prior(changed, "tiny") is None
