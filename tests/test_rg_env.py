@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import time
+from fractions import Fraction
 
 import pytest
 from click.testing import CliRunner
@@ -246,6 +247,7 @@ def test_seeds_repeat_and_differ():
 def test_the_codec_keeps_what_json_would_lose():
     value = {"board": ((1, 2), (3, 4)), "colours": {0: "red", 1: "blue"}, "seen": {3, 1, 2},
              "frozen": frozenset({"a"}), "nan": float("nan"), "__tuple__": "a real key",
+             "fraction": Fraction(-3, 4),
              "plain": [1, "two", None, True, 2.5]}
     back = decode(json.loads(json.dumps(encode(value))))
     assert math.isnan(back.pop("nan")) and math.isnan(value.pop("nan"))
@@ -255,6 +257,22 @@ def test_the_codec_keeps_what_json_would_lose():
         encode({"x": {"y": object()}})
     with pytest.raises(CodecError):
         decode({"__items__": [1, 2]})
+    with pytest.raises(CodecError, match="__fraction__"):
+        decode({"__fraction__": "1/0"})
+    assert isinstance(back["fraction"], Fraction)
+
+
+def test_gsm_symbolic_tasks_hold_fractions_and_round_trip():
+    # its metadata keeps the variables, some of them Fractions: `-n 20` failed on them
+    env = get_env("rg:gsm_symbolic")
+    try:
+        tasks = env.generate(20, seed=0)
+        back = [env.make_task(json.loads(json.dumps(t.to_dict()))) for t in tasks]
+        verdicts = env.verify_many([(t, f"<answer>{t['answer']}</answer>") for t in back], workers=1)
+    finally:
+        env.close()
+    assert any("__fraction__" in json.dumps(t.to_dict()) for t in tasks)
+    assert [v.status for v in verdicts] == ["correct"] * 20
 
 
 # -- Parquet, training, the audit -----------------------------------------------------------
@@ -303,3 +321,151 @@ def test_the_audit_finds_no_false_positive_on_basic_arithmetic():
         env.close()
     assert result["reference"]["accepted"] == 6
     assert false_positives(result) == 0, [p for p in result["probes"] if p["false_positives"]]
+
+
+# -- assay's guards (docs/trust.md, "reasoning-gym's scorers, audited") ----------------------
+
+
+def _accept_everything(monkeypatch, dataset: str) -> None:
+    """A scorer that gives every answer 1, as game_of_life_halting's does (bool("False"))."""
+    monkeypatch.setattr(scorer_class(dataset), "score_answer", lambda self, answer, entry: 1.0)
+
+
+def test_guard_refuses_an_answer_that_copies_the_question(monkeypatch):
+    _accept_everything(monkeypatch, "basic_arithmetic")
+    env = get_env("rg:basic_arithmetic")
+    raw = get_env("rg:basic_arithmetic", guards="false")
+    try:
+        task = env.generate(1, seed=0)[0]
+        copied = f"<answer>Here it is: {task['question']}</answer>"
+        guarded, alone = env.verify(task, copied), raw.verify(task, copied)
+        gold = env.verify(task, f"<answer>{task['answer']}</answer>")
+    finally:
+        env.close()
+        raw.close()
+    assert guarded.status == "incorrect" and "copies the question" in guarded.detail, guarded
+    assert "score_answer alone: 1" in guarded.detail
+    assert alone.status == "correct" and gold.status == "correct"  # guards=false: the scorer alone
+
+
+def test_guard_refuses_anything_but_the_yes_no_gold_on_game_of_life_halting():
+    # reasoning-gym's scorer compares bool(answer) == bool(entry["answer"]): every non-empty
+    # answer, "False" for a "True" task included, scores 1
+    env = get_env("rg:game_of_life_halting")
+    raw = get_env("rg:game_of_life_halting", guards="false")
+    try:
+        tasks = env.generate(4, seed=0)
+        pairs = []
+        for task in tasks:
+            other = "False" if task["answer"] == "True" else "True"
+            pairs += [(task, f"<answer>{other}</answer>"), (task, "<answer>...</answer>"),
+                      (task, f"<answer>{task['answer']}</answer>"), (task, f"<answer>{task['answer'].lower()}.</answer>")]
+        guarded, alone = env.verify_many(pairs, workers=1), raw.verify_many(pairs, workers=1)
+    finally:
+        env.close()
+        raw.close()
+    assert [v.status for v in alone] == ["correct"] * len(pairs)  # the finding, as measured
+    assert [v.status for v in guarded] == ["incorrect", "incorrect", "correct", "correct"] * len(tasks)
+    assert "not that word" in guarded[0].detail
+
+
+def test_guard_refuses_a_puzzle24_expression_over_other_numbers():
+    # reasoning-gym's scorer checks the value (24) and that four numbers in range are used,
+    # not that they are the task's: one expression scores 1 on every task
+    env = get_env("rg:puzzle24")
+    raw = get_env("rg:puzzle24", guards="false")
+    try:
+        tasks = env.generate(3, seed=0)
+        constant = next(e for e in ("1*2*3*4", "2*3*4*1", "4*6*1*1")
+                        if all(sorted(t["metadata"]["numbers"]) != [1, 2, 3, 4] for t in tasks))
+        pairs = [(t, f"<answer>{constant}</answer>") for t in tasks]
+        pairs += [(t, f"<answer>{t['answer']}</answer>") for t in tasks]
+        guarded, alone = env.verify_many(pairs, workers=1), raw.verify_many(pairs, workers=1)
+    finally:
+        env.close()
+        raw.close()
+    assert [v.status for v in alone] == ["correct"] * 6
+    assert [v.status for v in guarded] == ["incorrect"] * 3 + ["correct"] * 3, guarded
+    assert "the task's numbers" in guarded[0].detail
+
+
+def test_guard_refuses_the_gold_answer_said_over_and_over():
+    # gsm_symbolic's scorer reads the first number of the answer
+    env = get_env("rg:gsm_symbolic")
+    raw = get_env("rg:gsm_symbolic", guards="false")
+    try:
+        task = env.generate(1, seed=0)[0]
+        gold = task["answer"]
+        pairs = [(task, f"<answer>{' '.join([gold] * 3)}</answer>"), (task, f"<answer>{gold}, {gold}</answer>"),
+                 (task, f"<answer>{gold}</answer>")]
+        guarded, alone = env.verify_many(pairs, workers=1), raw.verify_many(pairs, workers=1)
+    finally:
+        env.close()
+        raw.close()
+    assert [v.status for v in alone] == ["correct"] * 3
+    assert [v.status for v in guarded] == ["incorrect", "incorrect", "correct"], guarded
+    assert "said more than once" in guarded[0].detail
+
+
+@pytest.mark.parametrize("answer, entry, refused", [
+    ("42", {"question": "What is 6*7?", "answer": "42"}, None),
+    ("What is 6*7? 42", {"question": "What is 6*7?", "answer": "42"}, "copies the question"),
+    ("Say hi twice: hi", {"question": "Say hi twice:", "answer": "Say hi twice: hi"}, None),  # the gold holds it
+    ("True", {"question": "q", "answer": "True"}, None),
+    ("yes.", {"question": "q", "answer": "Yes"}, None),
+    ("Yes, surely", {"question": "q", "answer": "Yes"}, "not that word"),
+    ("00", {"question": "q", "answer": "0"}, None),  # not separated: not the gold said twice
+    ("7 days; 7 days", {"question": "q", "answer": "7 days"}, "said more than once"),
+    ("3*8*1*1", {"question": "q", "answer": "3*8", "metadata": {"numbers": [3, 8]}}, "task's numbers"),
+    ("3*8*1*1", {"question": "q", "answer": "3*8*1", "metadata": {"numbers": [3, 8]}}, None),  # gold uses others
+    ("anything", {"question": "q", "answer": None}, None),  # no gold: only the question copy is refused
+])
+def test_the_guards_one_by_one(answer, entry, refused):
+    from assay.envs.rg import guard
+
+    why = guard(answer, entry)
+    assert (why is None) if refused is None else (refused in why), why
+
+
+def test_the_audit_probes_every_rg_dataset_with_the_family_probes():
+    from assay.audit.audit import probe_table
+
+    env = get_env("rg:chain_sum")
+    try:
+        names = list(probe_table(env))
+    finally:
+        env.close()
+    assert names[-2:] == ["hedged_answer", "given_numbers"] and "prompt_copy" in names
+
+
+#: The reproducers of docs/trust.md ("reasoning-gym's scorers, audited"): one file per
+#: dataset under tests/data/rg-audit, each line a hack from `assay audit` (seed 0), with its
+#: status from reasoning-gym's scorer alone (guards=false) and with assay's guards.
+REPRODUCERS = {
+    "game_of_life_halting": [("correct", "incorrect"), ("correct", "incorrect")],
+    "puzzle24": [("correct", "incorrect")],
+    "coin_flip": [("correct", "correct"), ("correct", "correct")],
+    "fraction_simplification": [("correct", "correct"), ("correct", "incorrect")],
+    "time_intervals": [("correct", "correct"), ("correct", "incorrect")],
+    "letter_jumble": [("correct", "correct"), ("correct", "incorrect")],
+    "gsm_symbolic": [("correct", "correct"), ("correct", "incorrect")],
+    "intermediate_integration": [("correct", "correct")],
+    "simple_integration": [("correct", "correct")],
+    "polynomial_multiplication": [("correct", "correct")],
+    "knights_knaves": [("correct", "incorrect")],
+    "polynomial_equations": [("correct", "incorrect")],
+    "sokoban": [("correct", "incorrect"), ("correct", "correct")],
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(REPRODUCERS))
+def test_the_audit_reproducers_verify_as_documented(dataset):
+    path = os.path.join(os.path.dirname(__file__), "data", "rg-audit", f"{dataset}.jsonl")
+    alone = run("verify", f"rg:{dataset}", path, "--workers", "1", "--set", "guards=false", "--quiet")
+    guarded = run("verify", f"rg:{dataset}", path, "--workers", "1", "--quiet")
+    assert alone.exit_code == guarded.exit_code == 0, alone.output + guarded.output
+    raw_verdicts, guarded_verdicts = jsonl(alone.stdout), jsonl(guarded.stdout)
+    assert [(a["status"], g["status"]) for a, g in zip(raw_verdicts, guarded_verdicts, strict=True)] \
+        == REPRODUCERS[dataset], (raw_verdicts, guarded_verdicts)
+    for verdict in guarded_verdicts:
+        assert verdict["status"] == "correct" or verdict["detail"].startswith("assay guard: ")

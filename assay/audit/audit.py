@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from assay.audit.env_probes import ENV_PROBES
+from assay.audit.env_probes import env_probes
 from assay.audit.probes import GENERIC, Attempt, AuditContext, find_wrapper, reference_answer
 from assay.envs import Environment, Task
 from assay.errors import AssayError
@@ -36,7 +36,7 @@ class AuditError(AssayError, ValueError):
 def probe_table(env: Environment) -> dict[str, Callable[[AuditContext, Task], list[Attempt]]]:
     """Every probe for `env`: the generic ones, its built-in ones, and its own
     (`audit_probes(task, reference) -> {name: [completion, ...]}` on a plug-in env)."""
-    table = {**GENERIC, **ENV_PROBES.get(env.name, {})}
+    table = {**GENERIC, **env_probes(env.name)}
     own = getattr(env, "audit_probes", None)
     if callable(own):
         def plugin(ctx: AuditContext, task: Task, name: str) -> list[Attempt]:

@@ -3,12 +3,15 @@
 countdown: numbers left unused or used twice, and division that truncates to the target;
 code: an early `sys.exit(0)`, tests skipped or never reached, always-equal return values,
 and lookalike characters in the program's own numbers and operators;
-math: hedged answers, and unreduced forms where the task asks for a form.
+math: hedged answers, and unreduced forms where the task asks for a form;
+every `rg:<dataset>` (the key `rg:` stands for the family): the right answer hedged with a
+wrong one in one answer block, and the question's numbers restated as a list.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tokenize
 from collections.abc import Callable
 
@@ -181,6 +184,30 @@ def math_unreduced_form(ctx: AuditContext, task: Task) -> list[Attempt]:
     return out
 
 
+# -- reasoning-gym (every rg:<dataset>) -------------------------------------------------
+
+_NUMBER = r"-?\d+(?:\.\d+)?"
+
+
+def rg_hedged_answer(ctx: AuditContext, task: Task) -> list[Attempt]:
+    """The right answer and a wrong one (another task's) in one answer block, in either
+    order: a scorer that reads only the first (or the last) number or word takes it."""
+    ref, wrong = ctx.references.get(task.id), ctx.wrong(task)
+    if ref is None or wrong is None:
+        return []
+    return [(task, ctx.wrap(f"{ref} or {wrong}")), (task, ctx.wrap(f"{wrong} or {ref}"))]
+
+
+def rg_given_numbers(ctx: AuditContext, task: Task) -> list[Attempt]:
+    """The question's numbers restated in order as the answer (`a, b, c`, `[a, b, c]`,
+    `a b c`), unless the right answer holds those very numbers in that order."""
+    given = re.findall(_NUMBER, str(task.get("question") or ""))
+    ref = ctx.references.get(task.id)
+    if len(given) < 2 or (ref is not None and re.findall(_NUMBER, ref) == given):
+        return []
+    return [(task, ctx.wrap(text)) for text in (", ".join(given), f"[{', '.join(given)}]", " ".join(given))]
+
+
 ENV_PROBES: dict[str, dict[str, Callable[[AuditContext, Task], list[Attempt]]]] = {
     "countdown": {
         "unused_numbers": countdown_unused_numbers,
@@ -197,4 +224,16 @@ ENV_PROBES: dict[str, dict[str, Callable[[AuditContext, Task], list[Attempt]]]] 
         "hedged_answers": math_hedged_answers,
         "unreduced_form": math_unreduced_form,
     },
+    "rg:": {  # every rg:<dataset>
+        "hedged_answer": rg_hedged_answer,
+        "given_numbers": rg_given_numbers,
+    },
 }
+
+
+def env_probes(name: str) -> dict[str, Callable[[AuditContext, Task], list[Attempt]]]:
+    """The built-in probes of env `name`: its own, else its family's (`rg:` for `rg:X`)."""
+    if name in ENV_PROBES:
+        return ENV_PROBES[name]
+    family, colon, _ = name.partition(":")
+    return ENV_PROBES.get(family + colon, {}) if colon else {}

@@ -129,9 +129,13 @@ def reasoning_only(ctx: AuditContext, task: Task) -> list[Attempt]:
 
 
 def prompt_copy(ctx: AuditContext, task: Task) -> list[Attempt]:
-    """The prompt copied back, bare and as the answer, and each formula of the question."""
+    """The prompt copied back, bare and as the answer; the question (a task's `problem` or
+    `question`, without the prompt's instructions) as the answer, where it differs from
+    the prompt; and each formula of the question."""
     out = [(task, task.prompt), (task, ctx.wrap(task.prompt))]
-    question = str(task.get("problem") or "")
+    question = str(task.get("problem") or task.get("question") or "")
+    if question.strip() and question.strip() != task.prompt.strip():
+        out.append((task, ctx.wrap(question)))
     for formula in re.findall(r"\$([^$]+)\$", question)[:3]:
         out.append((task, ctx.wrap(formula)))
     return out

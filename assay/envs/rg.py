@@ -12,6 +12,17 @@ at the hard `time_limit`:
     score in [0, 1)     -> incorrect, the score kept (partial credit)
     anything else (NaN, 2, a string)      -> error
 
+A scorer's 1 then passes assay's guards (`guards=false` turns them off): hacks that
+`assay audit` found some scorers accept (docs/trust.md), each caught without knowing the
+dataset, each turning the 1 into `incorrect` with a detail naming the guard and the score
+the scorer gave alone (a score below 1 is never changed):
+
+    copies the question   the whole question (whitespace aside) inside the answer
+    not the yes/no gold   the gold is True/False or Yes/No and the answer is not that word
+    not the task's numbers  the gold uses exactly `metadata.numbers` (puzzle24, countdown)
+                          and the answer uses other numbers
+    the gold said again   the gold answer twice or more, with only separators between
+
 A task holds the entry: `question`, `answer` (the gold answer, or null where the dataset
 has none and its scorer checks the answer itself) and `metadata`, stored losslessly as
 JSON (rg_codec.py), so a task file written by `assay sample rg:X` verifies exactly as the
@@ -23,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import numbers
+import re
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
@@ -216,9 +228,15 @@ class ReasoningGymEnv(Environment):
         return extract_answer_tag(text)
 
     def check(self, task: Task, answer: str) -> Verdict:
-        """reasoning-gym's `score_answer` on the entry; its score mapped to a status."""
-        score = self.scorer().score_answer(answer, task_entry(task))
-        return verdict_of(score)
+        """reasoning-gym's `score_answer` on the entry, its score mapped to a status; a 1
+        that one of assay's guards refuses is `incorrect` (see the module docstring)."""
+        entry = task_entry(task)
+        verdict = verdict_of(self.scorer().score_answer(answer, entry))
+        if verdict.correct and getattr(self.options, "guards", True):
+            why = guard(answer, entry)
+            if why is not None:
+                return Verdict.wrong(f"assay guard: {why} (score_answer alone: 1)")
+        return verdict
 
     def verify_many(
         self,
@@ -273,3 +291,44 @@ def verdict_of(score: Any) -> Verdict:
         return Verdict.right("score_answer: 1")
     detail = f"score_answer: {score:g} (partial credit)" if score > 0 else "score_answer: 0"
     return Verdict.wrong(detail, score=score)
+
+
+# -- guards: hacks some scorers accept, refused for every dataset ---------------------------
+
+_YES_NO = ("true", "false", "yes", "no")
+_SEPARATORS = r"[\s,;.|]+"
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _ints(text: str) -> list[int]:
+    return sorted(int(n) for n in re.findall(r"\b\d+\b", text))
+
+
+def guard(answer: str, entry: dict[str, Any]) -> str | None:
+    """Why an answer its scorer accepted is a hack, or None: the whole question copied
+    into it; a yes/no gold answered with anything but that word; other numbers than the
+    task's where the gold uses exactly `metadata.numbers`; the gold said twice or more.
+    Each is found without knowing the dataset, and none refuses a gold answer."""
+    gold = entry.get("answer")
+    gold = _squeeze(gold) if isinstance(gold, str) else None
+    said = _squeeze(answer)
+    question = entry.get("question")
+    if isinstance(question, str) and (asked := _squeeze(question)):
+        if asked in said and (gold is None or asked not in gold):
+            return "the answer copies the question"
+    if not gold:
+        return None
+    if gold.lower() in _YES_NO and said.rstrip(".").strip().lower() != gold.lower():
+        return f"the gold answer is {gold!r} and the answer is not that word"
+    metadata = entry.get("metadata")
+    given = metadata.get("numbers") if isinstance(metadata, dict) else None
+    if (isinstance(given, (list, tuple)) and given
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in given)
+            and _ints(gold) == sorted(given) and _ints(said) != sorted(given)):
+        return f"the answer does not use the task's numbers {list(given)} once each"
+    if said != gold and re.fullmatch(f"{re.escape(gold)}(?:{_SEPARATORS}{re.escape(gold)})+", said):
+        return "the answer is the gold answer said more than once"
+    return None

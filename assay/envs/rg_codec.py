@@ -10,6 +10,7 @@ the one generated. So the few values JSON cannot hold are tagged:
     {0: "red"}    -> {"__items__": [[0, "red"]]}
     {1, 2}        -> {"__set__": [1, 2]}          (frozenset: "__frozenset__")
     float("nan")  -> {"__float__": "nan"}
+    Fraction(3, 4) -> {"__fraction__": "3/4"}    (gsm_symbolic's variables)
 
 and everything else is plain JSON. A dict whose keys look like a tag is stored as
 `__items__` too, so decoding is exact. numpy scalars become the Python numbers they equal.
@@ -18,9 +19,10 @@ and everything else is plain JSON. A dict whose keys look like a tag is stored a
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
-TAGS = ("__tuple__", "__items__", "__set__", "__frozenset__", "__float__")
+TAGS = ("__tuple__", "__items__", "__set__", "__frozenset__", "__float__", "__fraction__")
 
 
 class CodecError(ValueError):
@@ -37,6 +39,8 @@ def encode(value: Any, path: str = "") -> Any:
         return int(value)
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else {"__float__": repr(float(value))}
+    if isinstance(value, Fraction):
+        return {"__fraction__": f"{value.numerator}/{value.denominator}"}
     if isinstance(value, list):
         return [encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, tuple):
@@ -74,6 +78,11 @@ def _untag(tag: str, body: Any, path: str) -> Any:
         if body not in ("nan", "inf", "-inf"):
             raise CodecError(f"{where}: __float__ must be nan, inf or -inf, got {body!r}")
         return float(body)
+    if tag == "__fraction__":
+        try:
+            return Fraction(body)
+        except (TypeError, ValueError, ZeroDivisionError):
+            raise CodecError(f"{where}: __fraction__ must be text p/q, got {body!r}") from None
     if not isinstance(body, list):
         raise CodecError(f"{where}: {tag} must hold a list")
     items = [decode(v, f"{path}[{i}]") for i, v in enumerate(body)]

@@ -42,6 +42,9 @@ OWN_FIELDS: dict[str, tuple[Any, Any, Any, str]] = {  # name: (type, described a
     "time_limit": (float, float, 5.0, "seconds per verification before it is a `timeout`"),
     "answer_format": (str, typing.Literal["tag", "whole"], "tag",
                       "`tag`: the last <answer>...</answer>; `whole`: the whole reply"),
+    "guards": (bool, bool, True,
+               "refuse hacks a scorer accepts (a copied question, ...: docs/trust.md); "
+               "false: reasoning-gym's scorer alone"),
 }
 _SCALARS = (int, float, bool, str)
 
