@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
-from assay.cli import cli  # noqa: E402
+from test_hardening import one_line_exit_2, run  # noqa: E402 - the same CLI helpers
+
 from assay.training import folder_lock  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,20 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ["train", "--model", "organism:tiny", "--quiet", "--set", "prompts_per_step=2",
          "--set", "group_size=2", "--set", "val_size=2", "--set", "val_samples=1",
          "--set", "train_size=8", "--set", "eval_every=0", "--set", "max_new_tokens=8"]
-
-
-def run(*args: str):
-    result = CliRunner().invoke(cli, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def one_line_exit_2(result) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("assay: error: "), result.stderr
-    return lines[0]
 
 
 def hold_lock(folder: Path) -> subprocess.Popen:

@@ -25,8 +25,6 @@ TRL is imported lazily; without it, one line says how to install it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -294,15 +292,6 @@ def save_model(model: Any, tokenizer: Any, folder: Path, metadata: dict[str, Any
     """The trained model as a Hugging Face folder (`assay eval --model FOLDER`, `--model` of
     another run), with the `assay.json` of the model it started from (its env, env options,
     training defaults); written beside and renamed into place, so a kill leaves no half."""
-    from assay.training.checkpoint import write_json
+    from assay.training.checkpoint import write_model
 
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if metadata:
-        write_json(tmp / "assay.json", metadata)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    write_model(folder, model, tokenizer, metadata)

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,20 +61,38 @@ def save(
     would silently fall back to the env's defaults.
     """
     final = checkpoint_dir(out, step)
-    tmp = final.with_name(final.name + ".tmp")
+    write_model(
+        final, model, tokenizer, metadata,
+        extra=lambda tmp: torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE_FILE),
+    )
+    for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def write_model(
+    folder: Path,
+    model,
+    tokenizer,
+    metadata: dict[str, Any] | None = None,
+    *,
+    extra: Callable[[Path], None] | None = None,
+) -> None:
+    """A Hugging Face model folder (safetensors, tokenizer, `assay.json` when `metadata`,
+    whatever `extra(tmp)` adds), written beside and renamed into place: a kill leaves
+    the previous folder whole, never half a new one."""
+    tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     if metadata:
         write_json(tmp / "assay.json", metadata)
-    torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE_FILE)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    if extra is not None:
+        extra(tmp)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
 
 
 def write_json(path: Path, data: Any) -> None:
