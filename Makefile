@@ -9,7 +9,7 @@ demo: setup
 
 test: setup
 	@bash scripts/setup-system.sh --sandbox
-	.venv/bin/pytest -n auto -m "not browser and not prior_rebuild"
+	.venv/bin/pytest -n auto -m "not browser and not prior_rebuild" --durations=30
 
 # The reports in headless Chromium (tests/test_browser.py), apart from `make test`: installing
 # Chromium (1.5 min) would push it past its 10 minutes. CI runs both. See docs/development.md.

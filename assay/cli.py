@@ -766,6 +766,54 @@ def report_command(folder: str) -> None:
     click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)
 
 
+def _seed_list(text: str, option: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{option}: expected seeds separated by commas, e.g. 0,1,2; got {text!r}") from None
+    if not seeds:
+        raise UsageError(f"{option}: no seeds given")
+    return seeds
+
+
+@cli.command("detector-eval")
+@click.argument("folders", metavar="DIR...", nargs=-1, required=True)
+@click.option("--choose-seeds", default="0,1,2", show_default=True,
+              help="Seeds whose runs choose the candidate criterion's threshold.")
+@click.option("--report-seeds", default="3,4", show_default=True,
+              help="Seeds whose runs the table reports (never the choose seeds).")
+@click.option("--json", "json_path", default=None, help="Also write the table as JSON here.")
+def detector_eval_command(folders: tuple[str, ...], choose_seeds: str, report_seeds: str,
+                          json_path: str | None) -> None:
+    """The collapse criteria measured as detectors over the runs under DIR...: detection
+    rate over runs that declined, false-alarm rate over runs that improved, lead time
+    (docs/lab.md, "The detector measured")."""
+    from assay.lab import detector_eval
+    from assay.lab.summary import ReportError, find_runs
+
+    runs = []
+    try:
+        for folder in folders:
+            if not Path(folder).is_dir():
+                raise UsageError(f"{folder}: no such folder")
+            runs += find_runs(folder)
+    except ReportError as exc:
+        raise UsageError(_one_line(str(exc))) from None
+    if not runs:
+        raise UsageError(f"no run folders (metrics.jsonl + config.yaml) under {', '.join(folders)}")
+    try:
+        result = detector_eval.evaluate(runs, _seed_list(choose_seeds, "--choose-seeds"),
+                                        _seed_list(report_seeds, "--report-seeds"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    click.echo(detector_eval.render(result))
+    if json_path:
+        from assay.training.checkpoint import write_json
+
+        write_json(Path(json_path), result)
+        click.echo(f"detector table: {json_path}", err=True)
+
+
 def _writers(folder: Path) -> list[tuple[Path, str]]:
     """The folders at or one level below `folder` (and its `runs/`) that a live command is
     writing now, with who is writing them."""

@@ -68,6 +68,26 @@ def test_smoke_summary_has_every_field(smoke):
         assert set(entry["collapse_steps"]) == set(collapse.CRITERIA)
         # the top level is the mean over seeds: with one seed, the seed's own figures
         assert entry["final_val_accuracy"] == entry["seeds"]["0"]["final_val_accuracy"]
+        # every accuracy carries its 95% interval, and the interval holds the figure
+        for level in (entry, entry["seeds"]["0"]):
+            for key in ("initial_val_accuracy", "peak_val_accuracy", "final_val_accuracy",
+                        "initial_greedy_accuracy", "final_greedy_accuracy", "val_change"):
+                low, high = level["intervals"][key]
+                assert low - 1e-9 <= level[key] <= high + 1e-9, key
+
+
+def test_smoke_validation_rows_carry_the_per_task_figures_behind_their_means(smoke):
+    for reward in SMOKE_REWARDS:
+        metrics = smoke / "runs" / f"{reward}-seed0" / "metrics.jsonl"
+        evals = [r for r in map(json.loads, metrics.read_text().splitlines())
+                 if r.get("val_accuracy") is not None]
+        assert len(evals) == 2
+        for row in evals:
+            tasks, greedy = row["val_task_accuracy"], row["val_task_greedy"]
+            assert len(tasks) == len(greedy) == 16  # the smoke preset's val_size
+            assert sum(tasks) / len(tasks) == pytest.approx(row["val_accuracy"], abs=1e-6)
+            assert sum(greedy) / len(greedy) == pytest.approx(row["val_greedy_accuracy"])
+            assert set(greedy) <= {0, 1}
 
 
 def test_smoke_run_folders_are_assay_train_folders(smoke):

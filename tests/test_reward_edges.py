@@ -205,6 +205,7 @@ def test_which_builtin_rewards_are_binary():
         "semantic_entropy": False,
         "random": True,
         "format": True,
+        "incorrect_label": True,
     }
 
 
@@ -220,7 +221,7 @@ def test_the_builtin_rewards_by_kind():
     from assay.rewards.builtin import CONTROL, EXTERNAL, INTRINSIC
 
     assert set(EXTERNAL) == {"verifier", "self_verify", "ground_truth"}
-    assert set(CONTROL) == {"random", "format"}
+    assert set(CONTROL) == {"random", "format", "incorrect_label"}
     assert set(INTRINSIC) == set(BUILTIN) - set(EXTERNAL) - set(CONTROL)
 
 

@@ -141,6 +141,8 @@ def test_each_reward_varies_with_its_input(name):
     ent = [[0.1, 0.2], [0.1, 0.2], [2.0, 1.0, 1.5], [0.4, 0.4], [0.9]]
     cert = [[5.0, 4.0], [5.0, 4.0], [0.5, 1.0, 0.2], [2.0, 2.0], [3.0]]
     texts = TEXTS[:-1] + [""] if name == "format" else TEXTS  # compact: "" has no answer
+    if name == "incorrect_label":
+        texts = TEXTS[:-1] + ["5+2-1"]  # the task's fixed wrong target is 6
     values = get_reward(name)(group(texts, lp, ent, cert, judge=judge))
     assert len(set(values)) > 1, f"{name} gave {values}"
 
@@ -208,6 +210,7 @@ def test_every_reward_declares_its_kind():
         "semantic_entropy": "intrinsic",
         "random": "control",
         "format": "control",
+        "incorrect_label": "control",
     }
     with pytest.raises(RewardError, match="must declare its kind"):
         register_reward("kindless_test")(lambda group: [0.0] * len(group))
@@ -296,3 +299,46 @@ def test_the_random_control_defaults_to_seed_zero():
     texts = [str(i) for i in range(16)]
     assert RandomReward().score(group(texts)) == RandomReward(seed=0).score(group(texts))
     assert RandomReward().score(group(texts)) != RandomReward(seed=1).score(group(texts))
+
+
+# -- incorrect_label: the wrong-signal control ---------------------------------------------
+
+
+def test_incorrect_label_rewards_the_fixed_wrong_target_only():
+    wrong = ENV.wrong_label(TASK)
+    assert wrong.fields["target"] == 6 and TASK.fields["target"] == 7  # the task is unchanged
+    assert ENV.wrong_label(TASK).fields == wrong.fields  # fixed: the same every time
+    values, parts = get_reward("incorrect_label").score_parts(group(["5+1*2", "5+2-1", "5)"]))
+    assert values == [0.0, 1.0, 0.0]  # right for the true target earns nothing
+    assert parts["incorrect_label_failed"] == [0.0, 0.0, 0.0]
+
+
+def test_label_offsets_are_nonzero_small_and_spread():
+    from assay.envs import label_offset
+
+    tasks = ENV.generate(300, seed=3)
+    offsets = [label_offset(t) for t in tasks]
+    assert set(offsets) == {-3, -2, -1, 1, 2, 3}
+    assert [label_offset(t) for t in tasks] == offsets
+
+
+def test_math_wrong_labels_for_numbers_fractions_and_expressions():
+    math_env = get_env("math")
+    for gold, check in ((12, lambda w: isinstance(w, int) and w != 12 and abs(w - 12) <= 3),
+                        ("3/4", lambda w: w != "3/4" and "/" in w),
+                        ("\\sqrt{2}", lambda w: w.startswith("(\\sqrt{2})"))):
+        task = math_env.make_task({"problem": "p", "answer": gold})
+        wrong = math_env.wrong_label(task)
+        assert check(wrong.fields["answer"]), wrong.fields
+        right = str(gold) if not isinstance(gold, str) else gold
+        assert math_env.verify(task, f"\\boxed{{{right}}}").correct
+        assert not math_env.verify(wrong, f"\\boxed{{{right}}}").correct  # the gold is wrong now
+    equation = math_env.make_task({"equation": "x + 1 = 2"})
+    g = group(["x = 1"], env=math_env, task=equation)
+    with pytest.raises(RewardError, match="incorrect_label.*equation task has no label"):
+        get_reward("incorrect_label")(g)
+
+
+def test_incorrect_label_refuses_an_env_without_wrong_labels():
+    with pytest.raises(RewardError, match="incorrect_label.*wrong_label"):
+        get_reward("incorrect_label").check_env(get_env("sorting"))

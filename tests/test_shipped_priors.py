@@ -1,6 +1,6 @@
-"""The priors shipped inside assay (issue 24): a first use copies them instead of building
-(minutes on two cores), each matches its preset's current spec, and its recipe rebuilds
-it bit for bit on the thread count it names."""
+"""The priors shipped inside assay: a first use copies them instead of building (minutes
+on two cores), each matches its preset's current spec, and its recipe rebuilds it bit for
+bit on the thread count it names."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from assay.organism.spec import PRESETS  # noqa: E402
 SHIPPED = sorted(p for p in cache.SHIPPED.iterdir() if p.is_dir()) if cache.SHIPPED.is_dir() else []
 
 
-def test_the_tiny_prior_the_tests_use_is_shipped():
+def test_the_priors_of_the_tests_and_of_make_demo_are_shipped():
     names = {p.name.rsplit("-", 1)[0] for p in SHIPPED}
-    assert "tiny" in names, names
+    assert {"tiny", "default"} <= names, names
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
@@ -50,12 +50,14 @@ def test_a_first_use_copies_the_shipped_prior_without_building(tmp_path, monkeyp
 
 
 @pytest.mark.prior_rebuild  # minutes: `make check-priors`, which CI runs; not in `make test`
-def test_the_recipe_rebuilds_the_shipped_tiny_prior_bit_for_bit(tmp_path, monkeypatch):
+@pytest.mark.timeout(1800)  # default: about 10 minutes on 2 idle cores
+@pytest.mark.parametrize("preset", sorted({p.name.rsplit("-", 1)[0] for p in SHIPPED}))
+def test_the_recipe_rebuilds_each_shipped_prior_bit_for_bit(preset, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     monkeypatch.setenv("ASSAY_CACHE", str(tmp_path))
-    built = cache.ensure_prior(PRESETS["tiny"], "tiny", quiet=True, rebuild=True)
-    shipped = cache.shipped_prior(PRESETS["tiny"], "tiny")
+    built = cache.ensure_prior(PRESETS[preset], preset, quiet=True, rebuild=True)
+    shipped = cache.shipped_prior(PRESETS[preset], preset)
     ours, theirs = load_file(built / "model.safetensors"), load_file(shipped / "model.safetensors")
     assert ours.keys() == theirs.keys()
     differ = [k for k in ours if not bool((ours[k] == theirs[k]).all())]

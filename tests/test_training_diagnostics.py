@@ -21,6 +21,7 @@ from assay.training import Trainer, resolve  # noqa: E402
 from assay.training.diagnostics import (  # noqa: E402
     CollapseDetector,
     label_accuracy,
+    majority_ratio,
     repetition_rate,
     reward_accuracy,
     said_correct,
@@ -52,6 +53,16 @@ def test_label_accuracy_follows_the_vote():
     silent = group(["", "", ""])  # no answer, no label
     truth = [[v.correct for v in g.verdicts] for g in (right, wrong, silent)]
     assert label_accuracy([right, wrong, silent], truth) == 1 / 3
+
+
+def test_majority_ratio_is_the_share_of_the_most_common_answer_over_the_whole_group():
+    agree = group(["5+1*2", "5+1*2", "5+1*2", "5+1+2"])  # 3 of 4 agree
+    spread = group(["5+1*2", "5+1+2", "2*5-1", ""])  # all differ; one gives no answer
+    silent = group(["", "", "", ""])
+    assert majority_ratio([agree]) == 0.75
+    assert majority_ratio([spread]) == 0.25  # the blank counts in G, never in the majority
+    assert majority_ratio([silent]) == 0.0
+    assert majority_ratio([agree, spread]) == 0.5
 
 
 def test_repetition_rate():

@@ -5,6 +5,8 @@ from assay.envs.base import (
     Environment,
     OptionError,
     SelfVerifying,
+    WrongLabelled,
+    label_offset,
     parse_assignments,
     seeded_random,
 )
@@ -17,6 +19,8 @@ __all__ = [
     "Environment",
     "OptionError",
     "SelfVerifying",
+    "WrongLabelled",
+    "label_offset",
     "Task",
     "TaskFileError",
     "UnknownEnvError",

@@ -265,3 +265,31 @@ class SelfVerifying(Protocol):
     def parse_verification(self, reply: str) -> bool | None:
         """The judgement in a reply to that prompt: True, False, or None if there is none."""
         ...
+
+
+@runtime_checkable
+class WrongLabelled(Protocol):
+    """An environment that can restate a task with a fixed wrong label.
+
+    The `incorrect_label` control needs it: it rewards completions that are right for the
+    wrong label (as "Spurious Rewards", 2025, did with incorrect answers), so a user can see
+    how much of a reward's gain even a wrong signal gives. The wrong label is a function of
+    the task alone: the same task always gets the same wrong label.
+    """
+
+    def wrong_label(self, task: Task) -> Task:
+        """`task` with its label replaced by a fixed wrong one (a new Task; `task` unchanged)."""
+        ...
+
+
+def label_offset(task: Task) -> int:
+    """A fixed nonzero offset in {-3, -2, -1, 1, 2, 3} drawn from the task's fields (not its
+    id, which a task file need not keep unique): the distance of a wrong label from the
+    right one."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(
+        json.dumps(task.fields, sort_keys=True, default=str).encode("utf-8")
+    ).digest()
+    return (1 + digest[0] % 3) * (1 if digest[1] % 2 else -1)

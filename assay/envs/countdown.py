@@ -13,7 +13,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from assay.envs.base import Environment, OptionError, Task, seeded_random
+from assay.envs.base import Environment, OptionError, Task, label_offset, seeded_random
 
 # `compact_prompt` and `extract_answer_tag` stay importable from here, where they used to live.
 from assay.envs.countdown_formats import (  # noqa: F401
@@ -195,6 +195,12 @@ class CountdownEnv(Environment):
         return check_countdown(
             answer, list(task["numbers"]), task["target"], format_score=self.options.format_score
         )
+
+    def wrong_label(self, task: Task) -> Task:
+        """The task with its target moved by 1 to 3 (`label_offset`): a near miss the
+        numbers can often still reach, so the wrong label can be learned."""
+        target = task["target"] + label_offset(task)
+        return Task(task.id, task.prompt, {**task.fields, "target": target})
 
     def answer_key(self, task: Task, answer: str) -> Hashable:
         if self.options.vote_key == "value":

@@ -23,7 +23,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from assay.envs.base import Environment, Task, seeded_random
+from assay.envs.base import Environment, Task, label_offset, seeded_random
 from assay.verifiers import TimedOut, Verdict, WorkerError, call_with_timeout
 from assay.verifiers.equation import DOMAINS, EquationError, check_equation
 from assay.verifiers.latex_answer import final_answers, last_number, plain_text_key
@@ -187,6 +187,23 @@ class MathEnv(Environment):
     ) -> list[Verdict]:
         warm_up()  # before the workers fork, so that a fresh worker starts warm
         return super().verify_many(pairs, workers=workers, on_result=on_result)
+
+    def wrong_label(self, task: Task) -> Task:
+        """The task with its gold answer moved by 1 to 3 (`label_offset`): a number
+        becomes another number, an expression `(answer) + k`. An equation task (no gold
+        answer) cannot be given a wrong one: ValueError."""
+        if "answer" not in task.fields:
+            raise ValueError(f"task {task.id}: an equation task has no label to make wrong")
+        gold, k = task["answer"], label_offset(task)
+        if isinstance(gold, (int, float)) and not isinstance(gold, bool):
+            wrong: Any = gold + k
+        else:
+            text = _gold_text(gold)
+            try:
+                wrong = str(Fraction(text.replace(" ", "")) + k)
+            except (ValueError, ZeroDivisionError):
+                wrong = f"({text}) + {k}" if k > 0 else f"({text}) - {-k}"
+        return Task(task.id, task.prompt, {**task.fields, "answer": wrong})
 
     def answer_key(self, task: Task, answer: str) -> Hashable:
         """Equivalent answers share a key (`0.5`, `\\frac12`, `x = 1/2`); computed under

@@ -1,7 +1,9 @@
 """Failure modes, classified from a run's metrics (never from what a reward "should" do).
 
-A run failed when its final validation accuracy is at least `DECLINE` below its initial
-one. A failed run's mode is read from how its own statistics moved between the start and
+A run failed when its final validation accuracy is below its initial one beyond noise:
+the 95% interval of the paired change (end - start, over the same validation tasks) lies
+below zero. A run logged without per-task figures falls back to a fixed rule: at least
+`DECLINE` below. A failed run's mode is read from how its own statistics moved between the start and
 the end window (see `assay.lab.collapse` for the windows):
 
 - "repetition": the 4-gram repetition rate rose by more than `collapse.REPETITION_RISE`;
@@ -37,9 +39,10 @@ def drift(rows: Sequence[dict], key: str) -> tuple[float, float] | None:
     return float(values[:w].mean()), float(values[-w:].mean())
 
 
-def classify(rows: Sequence[dict]) -> str | None:
-    """None (no failure), "repetition", "length" or "gradual"."""
-    if not failed(rows):
+def classify(rows: Sequence[dict], declined: bool | None = None) -> str | None:
+    """None (no failure), "repetition", "length" or "gradual". `declined`: whether the
+    run's paired interval says it declined; None reads the fixed `DECLINE` rule instead."""
+    if not (failed(rows) if declined is None else declined):
         return None
     repetition = drift(rows, "repetition_rate")
     if repetition and repetition[1] - repetition[0] > collapse.REPETITION_RISE:

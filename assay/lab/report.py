@@ -154,12 +154,25 @@ def _f(value: Any, digits: int = 2) -> str:
 
 
 def trend(entry: dict[str, Any]) -> str:
-    """"kept improving", "rose, then fell", "declined" or "stayed level"."""
+    """"kept improving", "rose, then fell back part-way", "rose, then fell", "declined" or
+    "within noise", decided on the 95% intervals of the paired changes (end - start,
+    peak - start, peak - end) where the run logged per-task figures; else "... stayed
+    level" and the rest on the fixed MOVE and RISE (runs written before per-task figures)."""
     start, peak, end = (
         entry["initial_val_accuracy"], entry["peak_val_accuracy"], entry["final_val_accuracy"]
     )
     if start is None or end is None:
         return "has no validation figures"
+    ranges = entry.get("intervals")
+    if ranges and ranges.get("val_change"):
+        change, rise, fall = ranges["val_change"], ranges["val_rise"], ranges["val_fall"]
+        if change[0] > 0:  # end above start beyond noise
+            return "kept improving" if fall[0] <= 0 else "rose, then fell back part-way"
+        if rise[0] > 0 and fall[0] > 0:  # a real rise, then a real fall to (or below) the start
+            return "rose, then fell"
+        if change[1] < 0:
+            return "declined"
+        return "within noise"
     if end >= start + MOVE:
         return "kept improving" if end >= peak - MOVE else "rose, then fell back part-way"
     if peak >= start + RISE and end <= peak - MOVE:
@@ -189,6 +202,21 @@ def _collapse_words(entry: dict[str, Any]) -> str:
     return text + "."
 
 
+def _ci(entry: dict[str, Any], key: str) -> str:
+    """A figure and, where the run has one, its 95% interval: `0.331 [0.29, 0.37]`."""
+    low_high = (entry.get("intervals") or {}).get(key)
+    text = _f(entry.get(key))
+    return f"{text} [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else text
+
+
+def _change(entry: dict[str, Any]) -> str:
+    """`, change +0.052 [-0.01, +0.11]` (end - start, paired), or nothing without intervals."""
+    low_high = (entry.get("intervals") or {}).get("val_change")
+    if not low_high or entry.get("val_change") is None:
+        return ""
+    return f", change {entry['val_change']:+.3f} [{low_high[0]:+.2f}, {low_high[1]:+.2f}]"
+
+
 def reading(summary: dict[str, Any]) -> list[str]:
     """Plain-language sentences, each generated from the summary's numbers."""
     lines = []
@@ -198,20 +226,25 @@ def reading(summary: dict[str, Any]) -> list[str]:
         by_trend.setdefault(words, []).append(label)
         nseeds = len(entry["seeds"])
         seeds = f", mean of {nseeds} seeds" if nseeds > 1 else ""
+        over = " over seeds and tasks" if nseeds > 1 else " over tasks"
         sentence = (
             f"<b>{html.escape(label)}</b> ({entry['kind']}{seeds}) {words}: validation accuracy "
-            f"{_f(entry['initial_val_accuracy'])} → {_f(entry['final_val_accuracy'])} "
-            f"(peak {_f(entry['peak_val_accuracy'])} at step {_f(entry['peak_step'], 0)}; "
-            f"greedy {_f(entry['initial_greedy_accuracy'])} → "
-            f"{_f(entry['final_greedy_accuracy'])}). "
+            f"{_ci(entry, 'initial_val_accuracy')} → {_ci(entry, 'final_val_accuracy')}"
+            f"{_change(entry)} "
+            f"(peak {_ci(entry, 'peak_val_accuracy')} at step {_f(entry['peak_step'], 0)}; "
+            f"greedy {_ci(entry, 'initial_greedy_accuracy')} → "
+            f"{_ci(entry, 'final_greedy_accuracy')}"
+            + (f"; 95% intervals{over}" if entry.get("intervals")
+               else f"; no per-task validation figures, so judged on a fixed move of {MOVE}")
+            + "). "
         )
         if entry["failure_mode"]:
             sentence += f"Failure mode: {MODES[entry['failure_mode']]}. "
         sentence += _collapse_words(entry)
         lines.append(sentence)
     overview = []
-    for words in ("kept improving", "rose, then fell", "declined", "stayed level",
-                  "rose, then fell back part-way"):
+    for words in ("kept improving", "rose, then fell", "declined", "within noise",
+                  "stayed level", "rose, then fell back part-way"):
         if by_trend.get(words):
             overview.append(f"{words[0].upper()}{words[1:]}: "
                             + ", ".join(html.escape(x) for x in by_trend[words]) + ".")
@@ -231,6 +264,7 @@ COLUMNS = (
     ("peak_val_accuracy", "val peak", 3),
     ("peak_step", "peak step", 0),
     ("final_val_accuracy", "val end", 3),
+    ("val_change", "end − start", 3),
     ("initial_greedy_accuracy", "greedy start", 3),
     ("final_greedy_accuracy", "greedy end", 3),
     ("collapse_step", "collapse step", 0),
@@ -260,16 +294,23 @@ def _image(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _cell(entry: dict[str, Any], key: str, digits: int) -> str:
+    """A table cell: the figure, and below it its 95% interval where the entry has one."""
+    value = entry.get(key)
+    text = html.escape(_f(value, digits) if isinstance(value, float) else _f(value))
+    low_high = (entry.get("intervals") or {}).get(key)
+    if low_high:
+        text += f"<br><span class='note'>[{low_high[0]:.2f}, {low_high[1]:.2f}]</span>"
+    return f"<td>{text}</td>"
+
+
 def _table(summary: dict[str, Any]) -> str:
-    head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in COLUMNS)
+    head = "<th>verdict</th>" + "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in COLUMNS)
     head += "".join(f"<th>{html.escape(collapse.LABELS[k])}</th>" for k in collapse.CRITERIA)
     rows = []
     for label, entry in summary["runs"].items():
-        cells = [f"<td>{html.escape(label)}</td>"]
-        for key, _, digits in COLUMNS:
-            value = entry.get(key)
-            text = _f(value, digits) if isinstance(value, float) else _f(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
+        cells = [f"<td>{html.escape(label)}</td>", f"<td>{html.escape(trend(entry))}</td>"]
+        cells += [_cell(entry, key, digits) for key, _, digits in COLUMNS]
         for k in collapse.CRITERIA:
             cells.append(f"<td>{_f(entry['collapse_steps'].get(k), 0)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -281,17 +322,21 @@ def _seed_table(summary: dict[str, Any]) -> str:
     for label, entry in summary["runs"].items():
         for seed, s in entry["seeds"].items():
             criterion = s.get("collapse_criterion")
+            figures = "".join(_cell(s, key, 3) for key in (
+                "initial_val_accuracy", "peak_val_accuracy", "final_val_accuracy", "val_change"))
+            law = s.get("entropy_law")
+            figures += f"<td>{_f(law['ceiling'], 3) if law else '–'}</td>"
             rows.append(
                 f"<tr><td>{html.escape(label)}</td><td>{seed}</td>"
-                f"<td>{_f(s['initial_val_accuracy'], 3)}</td><td>{_f(s['peak_val_accuracy'], 3)}"
-                f"</td><td>{_f(s['final_val_accuracy'], 3)}</td><td>{_f(s['collapse_step'])}</td>"
+                f"<td>{html.escape(trend(s))}</td>{figures}<td>{_f(s['collapse_step'])}</td>"
                 f"<td>{html.escape(collapse.LABELS.get(criterion, '–'))}</td>"
                 f"<td>{_f(s['failure_mode'])}</td><td>{_f(s['steps'])}</td></tr>"
             )
     return (
-        "<table><tr><th>reward</th><th>seed</th><th>val start</th><th>val peak</th>"
-        "<th>val end</th><th>collapse step</th><th>first criterion</th><th>failure mode</th>"
-        f"<th>steps</th></tr>{''.join(rows)}</table>"
+        "<table><tr><th>reward</th><th>seed</th><th>verdict</th><th>val start</th>"
+        "<th>val peak</th><th>val end</th><th>end − start</th><th>entropy-law ceiling</th>"
+        "<th>collapse step</th>"
+        f"<th>first criterion</th><th>failure mode</th><th>steps</th></tr>{''.join(rows)}</table>"
     )
 
 
@@ -335,7 +380,10 @@ def html_page(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         "completions that are correct); label-free: a trailing mean of entropy below "
         f"{collapse.ENTROPY_FLOOR:.0%} of its start, length moved by more than "
         f"{collapse.LENGTH_DRIFT:.0%}, or repetition up by more than "
-        f"{collapse.REPETITION_RISE}. See docs/lab.md.</p>"
+        f"{collapse.REPETITION_RISE}. Brackets hold 95% bootstrap intervals over the "
+        "validation tasks (over seeds and tasks for a mean of seeds); a verdict is decided on "
+        "the paired interval of the change, and \"within noise\" means it crosses zero. "
+        "See docs/lab.md.</p>"
     )
     parts += ["<h2>Summary</h2>", _table(summary), "<h3>Per seed</h3>", _seed_table(summary)]
     parts += [

@@ -16,7 +16,7 @@ import numpy as np
 
 from assay.envs.jsonl import MAX_DEPTH, parse_line, read_lines
 from assay.errors import AssayError
-from assay.lab import collapse, failure
+from assay.lab import collapse, entropy_law, failure
 
 #: the per-run fields, in the order of summary.json and the report's table
 FIELDS = (
@@ -109,7 +109,26 @@ def check_row(row: Any, where: str) -> dict[str, Any]:
             # NaN fails both comparisons; inf and huge integers the second
             if value is not None and not (_is_number(value) and low <= value <= high):
                 raise ReportError(f"{where}: {key}: expected {words} or null, got {_show(value)}")
+    _check_per_task(row, where)
     return row
+
+
+#: per-task validation figures (the trainer writes them beside each validation's means)
+PER_TASK = ("val_task_accuracy", "val_task_greedy")
+
+
+def _check_per_task(row: dict[str, Any], where: str) -> None:
+    for key in PER_TASK:
+        value = row.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise ReportError(f"{where}: {key}: expected a list of numbers in [0, 1], got {_show(value)}")
+        bad = next((i for i, v in enumerate(value) if not (_is_number(v) and 0 <= v <= 1)), None)
+        if bad is not None:
+            raise ReportError(
+                f"{where}: {key}[{bad}]: expected a number in [0, 1], got {_show(value[bad])}"
+            )
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -257,9 +276,60 @@ def _final(rows: list[dict], key: str) -> float | None:
     return float(np.mean(values[-FINAL_WINDOW:])) if values else None
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The summary fields of one run, plus each collapse criterion's firing."""
+#: summary field -> the `intervals.curve_replicates` figure that gives its interval
+INTERVAL_OF = {
+    "initial_val_accuracy": "start",
+    "peak_val_accuracy": "peak",
+    "final_val_accuracy": "end",
+    "initial_greedy_accuracy": "greedy_start",
+    "final_greedy_accuracy": "greedy_end",
+    "val_change": "change",  # end - start, paired over the same tasks
+    "val_rise": "rise",  # peak - start
+    "val_fall": "fall",  # peak - end
+    "greedy_change": "greedy_change",
+}
+
+
+def replicates(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, np.ndarray] | None:
+    """Bootstrap replicates of one run's validation figures (`intervals.curve_replicates`),
+    or None when its metrics carry no per-task figures (runs written before they were
+    logged) or when they differ in length between validations."""
+    from assay.lab.intervals import curve_replicates
+
     evals = [r for r in rows if r.get("val_accuracy") is not None]
+    sampled = [r.get("val_task_accuracy") for r in evals]
+    if not evals or any(not s for s in sampled) or len({len(s) for s in sampled}) != 1:
+        return None
+    greedy = [r.get("val_task_greedy") for r in evals]
+    usable = all(g and len(g) == len(sampled[0]) for g in greedy)
+    return curve_replicates(
+        np.asarray(sampled, dtype=float),  # (S, T)
+        np.asarray(greedy, dtype=float) if usable else None,
+        seed=seed,
+    )
+
+
+def interval_fields(reps: dict[str, np.ndarray] | None) -> dict[str, list[float] | None] | None:
+    """`{summary field: [low, high]}` from replicates; None without them."""
+    from assay.lab.intervals import percentile_interval
+
+    if reps is None:
+        return None
+    return {key: percentile_interval(reps[name]) if name in reps else None
+            for key, name in INTERVAL_OF.items()}
+
+
+def summarize(
+    rows: list[dict[str, Any]], seed: int = 0, reps: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """The summary fields of one run, plus each collapse criterion's firing. With per-task
+    validation figures, `intervals` holds a 95% interval for each accuracy and for the
+    paired changes (end - start, peak - start, peak - end); `seed` seeds the bootstrap,
+    so that two runs of one seed (which share validation tasks) are resampled alike;
+    `reps`, when given, are those replicates already computed."""
+    evals = [r for r in rows if r.get("val_accuracy") is not None]
+    intervals = interval_fields(replicates(rows, seed) if reps is None else reps)
+    declined = None if intervals is None else intervals["val_change"][1] < 0
     greedy = [r for r in evals if r.get("val_greedy_accuracy") is not None]
     peak = max(evals, key=lambda r: r["val_accuracy"]) if evals else None  # first max wins
     fired = collapse.criteria(rows)
@@ -272,7 +342,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "initial_greedy_accuracy": greedy[0]["val_greedy_accuracy"] if greedy else None,
         "final_greedy_accuracy": greedy[-1]["val_greedy_accuracy"] if greedy else None,
         "collapse_step": first.step if first else None,
-        "failure_mode": failure.classify(rows),
+        "failure_mode": failure.classify(rows, declined=declined),
         "final_kl": _final(rows, "kl"),
         "final_entropy": _final(rows, "entropy"),
         "final_completion_length": _final(rows, "completion_length"),
@@ -283,11 +353,21 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if first
         else None,
         "collapse": {k: (f.to_dict() if f else None) for k, f in fired.items()},
+        "val_change": evals[-1]["val_accuracy"] - evals[0]["val_accuracy"] if evals else None,
+        "val_tasks": len(evals[0].get("val_task_accuracy") or []) if evals else 0,
+        "intervals": intervals,
+        "entropy_law": entropy_law.predict(rows),  # the ceiling its first half predicts
     }
 
 
-def mean_over_seeds(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def mean_over_seeds(
+    per_seed: dict[str, dict[str, Any]], reps: list[dict[str, np.ndarray] | None] | None = None
+) -> dict[str, Any]:
     """The top level of a reward's entry: numbers averaged over the seeds that have them.
+
+    `reps` (each seed's bootstrap replicates, in `per_seed`'s order) gives the mean's
+    `intervals`, over seeds and tasks (`intervals.over_seeds`); without them for every
+    seed, `intervals` is None.
 
     Steps are rounded to integers. `collapse_step` (and each criterion's step) is the mean
     over the seeds where it fired, None when it fired in none; `collapsed_seeds` says in how many it fired. `failure_mode`
@@ -311,6 +391,15 @@ def mean_over_seeds(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for name in collapse.CRITERIA:
         steps = [s["collapse"][name]["step"] for s in seeds if s["collapse"].get(name)]
         out["collapse_steps"][name] = int(round(float(np.mean(steps)))) if steps else None
+    values = [s["val_change"] for s in seeds if s.get("val_change") is not None]
+    out["val_change"] = float(np.mean(values)) if values else None
+    out["intervals"] = None
+    if reps and all(r is not None for r in reps):
+        from assay.lab.intervals import over_seeds
+
+        combined = {name: over_seeds([r[name] for r in reps]) for name in reps[0]
+                    if all(name in r for r in reps)}
+        out["intervals"] = interval_fields(combined)
     out["seeds"] = per_seed
     return out
 
@@ -359,10 +448,11 @@ def build_summary(
     """The whole `summary.json`: settings and, per reward, the mean and each seed."""
     runs = {}
     for label, members in groups.items():
-        per_seed = {}
+        per_seed, reps = {}, []
         for run in members:
-            run.summary = summarize(run.rows)
+            reps.append(replicates(run.rows, seed=run.seed))
+            run.summary = summarize(run.rows, seed=run.seed, reps=reps[-1])
             per_seed[str(run.seed)] = run.summary
-        entry = mean_over_seeds(per_seed)
+        entry = mean_over_seeds(per_seed, reps)
         runs[label] = {"kind": reward_kind(members[0].reward), **entry}
     return {"settings": settings, "runs": runs}

@@ -1,5 +1,5 @@
 """The built-in rewards: external (verifier, self_verify, ground_truth), intrinsic, and
-the controls (random, format).
+the controls (random, format, incorrect_label).
 
 Formulas: docs/rewards.md (usage: docs/training.md). Intrinsic rewards
 read only the policy's own signals; external ones read the environment's verdict or
@@ -13,8 +13,8 @@ from collections import Counter
 
 import numpy as np
 
-from assay.envs import Environment, SelfVerifying
-from assay.rewards.base import Reward, RewardError, RolloutGroup
+from assay.envs import Environment, SelfVerifying, WrongLabelled
+from assay.rewards.base import Reward, RewardError, RolloutGroup, check_values
 
 # -- external --------------------------------------------------------------------------
 
@@ -224,6 +224,46 @@ class FormatReward(Reward):
         return [0.0 if a is None or not a.strip() else 1.0 for a in group.answers]
 
 
+class IncorrectLabelReward(Reward):
+    """1 when the completion is right for a fixed *wrong* label of its task, else 0.
+
+    The control for "a wrong signal also helps": the env restates each task with a wrong
+    label (`wrong_label`: countdown's target, math's answer, moved by 1 to 3) and its own
+    verifier checks the completion against it. Gains a reward shares with this one come
+    from the update itself (format, sharpening), not from knowing what is correct. A check
+    against the wrong label that fails (`error` or `timeout`) scores 0 and is counted: the
+    run logs its share as `reward/incorrect_label_failed` (the run's own verdicts, on the
+    right label, still mask errors as for every reward).
+    """
+
+    name = "incorrect_label"
+    kind = "control"
+    binary = True
+
+    def check_env(self, env: Environment) -> None:
+        if not isinstance(env, WrongLabelled):
+            raise RewardError(
+                f"reward 'incorrect_label' needs env {env.name!r} to define wrong_label() "
+                "(countdown and math do)"
+            )
+
+    def _verdicts(self, group: RolloutGroup) -> list:
+        try:
+            wrong = group.env.wrong_label(group.task)
+        except ValueError as exc:
+            raise RewardError(f"reward 'incorrect_label': {exc}") from None
+        return group.env.verify_many([(wrong, text) for text in group.texts])
+
+    def score(self, group: RolloutGroup) -> list[float]:
+        return [1.0 if v.correct else 0.0 for v in self._verdicts(group)]
+
+    def score_parts(self, group: RolloutGroup) -> tuple[list[float], dict[str, list[float]]]:
+        verdicts = self._verdicts(group)
+        values = check_values(self.name, [1.0 if v.correct else 0.0 for v in verdicts], len(group))
+        failed = [1.0 if v.status in ("error", "timeout") else 0.0 for v in verdicts]
+        return values, {self.name: values, f"{self.name}_failed": failed}
+
+
 BUILTIN: dict[str, type[Reward]] = {
     cls.name: cls
     for cls in (
@@ -238,6 +278,7 @@ BUILTIN: dict[str, type[Reward]] = {
         SemanticEntropyReward,
         RandomReward,
         FormatReward,
+        IncorrectLabelReward,
     )
 }
 #: Names of the built-in rewards of each kind (a registered reward declares its own).

@@ -35,7 +35,7 @@ SCHEDULES = ("cosine", "constant")
 COLLAPSE_SIGNALS = (
     "reward", "reward_std", "reward_accuracy", "label_accuracy", "gt_accuracy", "entropy",
     "completion_length", "repetition_rate", "frac_reward_zero_std", "truncated_ratio",
-    "answer_rate", "distinct_answers", "tokens", "loss", "grad_norm", "clip_ratio", "kl", "lr",
+    "answer_rate", "distinct_answers", "majority_ratio", "tokens", "loss", "grad_norm", "clip_ratio", "kl", "lr",
     "val_accuracy", "val_greedy_accuracy", "masked_completions", "skipped_groups",
 )
 _VERDICT_SIGNALS = tuple(

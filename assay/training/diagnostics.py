@@ -104,6 +104,17 @@ def distinct_answers(groups: Sequence[RolloutGroup]) -> float:
     )
 
 
+def majority_ratio(groups: Sequence[RolloutGroup]) -> float:
+    """Mean share of each group's completions that give its most common answer (TTRL's
+    majority ratio): 1/G when all differ, 1 when all agree; a completion without an answer
+    counts in G but never in the majority. A label-free gauge of self-agreement."""
+    shares = []
+    for g in groups:
+        counts = Counter(k for k in g.answer_keys() if k is not None)
+        shares.append(max(counts.values(), default=0) / max(len(g), 1))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
 @dataclass
 class Collapse:
     """The Model Collapse Step: when, on which signal, at what value."""

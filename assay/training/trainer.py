@@ -32,6 +32,7 @@ from assay.training.diagnostics import (
     distinct_answers,
     kept_rows,
     label_accuracy,
+    majority_ratio,
     repetition_rate,
     reward_accuracy,
     reward_precision,
@@ -514,6 +515,7 @@ class Trainer:
             "truncated_ratio": float(np.mean([not g.finished for g in batch.completions])),
             "answer_rate": float(np.mean([a is not None for g in groups for a in g.answers])),
             "distinct_answers": distinct_answers(groups),
+            "majority_ratio": majority_ratio(groups),
             "tokens": int(batch.prompt_tokens + lengths.sum()),
         }
         # A failing verifier is counted, never a silent 0: one count per verdict status.
@@ -526,8 +528,11 @@ class Trainer:
         return out
 
     @torch.no_grad()
-    def validate(self, step: int) -> dict[str, float]:
-        """Greedy accuracy and mean accuracy over `val_samples` samples on the validation set."""
+    def validate(self, step: int) -> dict[str, Any]:
+        """Greedy accuracy and mean accuracy over `val_samples` samples on the validation set,
+        with the per-task figures behind them (`val_task_accuracy`: each task's share of
+        correct samples; `val_task_greedy`: 1 or 0), so that the lab can put an interval on
+        every accuracy and compare two steps task by task."""
         cfg = self.config
         ids = [self.encode_prompt(t) for t in self.val_tasks]
         greedy = self.engine.generate(ids, 1, greedy=True, max_new_tokens=cfg.max_new_tokens)
@@ -540,15 +545,22 @@ class Trainer:
             seed=self._seed(step, 1),
         )
 
-        def accuracy(outputs: list[list[Generation]]) -> float:
+        def per_task(outputs: list[list[Generation]]) -> np.ndarray:
             pairs = [
                 (task, self.tokenizer.decode(g.token_ids, skip_special_tokens=True))
                 for task, gens in zip(self.val_tasks, outputs, strict=True)
                 for g in gens
             ]
-            return float(np.mean([v.correct for v in verify_distinct(self.env, pairs)[0]]))
+            correct = [v.correct for v in verify_distinct(self.env, pairs)[0]]
+            return np.asarray(correct, dtype=float).reshape(len(self.val_tasks), -1)  # (T, n)
 
-        return {"val_accuracy": accuracy(sampled), "val_greedy_accuracy": accuracy(greedy)}
+        tasks_sampled, tasks_greedy = per_task(sampled), per_task(greedy)
+        return {
+            "val_accuracy": float(tasks_sampled.mean()),
+            "val_greedy_accuracy": float(tasks_greedy.mean()),
+            "val_task_accuracy": [round(float(x), 6) for x in tasks_sampled.mean(axis=1)],
+            "val_task_greedy": [int(x) for x in tasks_greedy[:, 0]],
+        }
 
     # -- the run -----------------------------------------------------------------------
 
@@ -599,7 +611,8 @@ class Trainer:
         summary = {
             "steps": self.step_count,
             "collapse": None if collapse is None else vars(collapse),
-            "last": last,
+            # the last step's figures; per-task lists stay in metrics.jsonl
+            "last": {k: v for k, v in last.items() if not isinstance(v, list)},
             "interrupted": interrupted,
         }
         checkpoint.write_json(self.out / "summary.json", summary)

@@ -1,0 +1,109 @@
+"""`assay detector-eval`: the collapse criteria scored as detectors on labelled runs, the
+majority-ratio candidate's threshold chosen on one set of seeds and reported on another."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from assay.lab import detector_eval
+from assay.lab.summary import Run
+
+ASSAY = str(Path(sys.executable).parent / "assay")
+TASKS = np.random.default_rng(0).choice([0.1, 0.4, 0.7], size=120)  # (T,)
+
+
+def metrics(shift: list[float], *, collapse_at: int | None, majority: float = 0.4) -> list[dict]:
+    """100 steps, a validation every 10 (per-task figures: TASKS + shift[i] on every task);
+    entropy falls to a tenth at `collapse_at` (the label-free rule fires), the majority
+    ratio jumps to 0.95 there."""
+    rows = []
+    for step in range(1, 101):
+        late = collapse_at is not None and step >= collapse_at
+        row = {"step": step, "entropy": 0.1 if late else 1.0, "completion_length": 6.0,
+               "repetition_rate": 0.0, "reward_accuracy": 0.5, "reward_precision": 0.5,
+               "majority_ratio": 0.95 if late else majority}
+        if (step - 1) % 10 == 0:
+            tasks = np.clip(TASKS + shift[(step - 1) // 10], 0, 1)
+            row.update(val_accuracy=float(tasks.mean()), val_greedy_accuracy=float(tasks.mean()),
+                       val_task_accuracy=[float(x) for x in tasks],
+                       val_task_greedy=[int(x > 0.5) for x in tasks])
+        rows.append(row)
+    return rows
+
+
+RISE_FALL = [0.0, 0.02, 0.04, 0.04, 0.0, -0.05, -0.1, -0.1, -0.1, -0.1]  # below the start at 51
+RISING = [0.01 * i for i in range(10)]
+
+
+def runs(seed: int) -> list[Run]:
+    return [
+        Run(Path(f"/x/collapsed-{seed}"), {"reward": "majority_vote", "seed": seed},
+            metrics(RISE_FALL, collapse_at=40)),
+        Run(Path(f"/x/missed-{seed}"), {"reward": "self_certainty", "seed": seed},
+            metrics(RISE_FALL, collapse_at=None)),
+        Run(Path(f"/x/healthy-{seed}"), {"reward": "verifier", "seed": seed},
+            metrics(RISING, collapse_at=None)),
+        Run(Path(f"/x/alarm-{seed}"), {"reward": "verifier", "seed": seed},
+            metrics(RISING, collapse_at=None, majority=0.8)),
+    ]
+
+
+def test_labels_from_the_paired_interval():
+    declined, improved = runs(0)[0], runs(0)[2]
+    from assay.lab.summary import summarize
+
+    assert detector_eval.label(summarize(declined.rows)) == "declined"
+    assert detector_eval.label(summarize(improved.rows)) == "improved"
+    flat = Run(Path("/x/flat"), {"seed": 0}, metrics([0.0] * 10, collapse_at=None))
+    assert detector_eval.label(summarize(flat.rows)) == "within noise"
+    assert detector_eval.label({"intervals": None}) is None
+    assert detector_eval.fall_step(declined.rows) == 51  # the first validation below the start
+
+
+def test_detection_false_alarms_and_lead_time_per_criterion():
+    result = detector_eval.evaluate(runs(0) + runs(1) + runs(3), [0, 1], [3])
+    rows = {r["criterion"]: r for r in result["reported_on"]}
+    label_free = rows["label_free"]
+    assert (label_free["detected"], label_free["declined"]) == (1, 2)
+    assert label_free["detection_rate"] == 0.5
+    assert (label_free["false_alarms"], label_free["improved"]) == (0, 2)
+    # the entropy floor needs a trailing window below it: it fires after step 40, before 51
+    assert 0 < label_free["lead_median"] <= 11
+    assert result["labels"]["reported_on"] == {"declined": 2, "improved": 2, "within noise": 0}
+    # the candidate's threshold is chosen on seeds 0 and 1: above the alarm run's 0.8
+    assert result["majority_threshold"] > 0.8
+    candidate = next(r for r in result["reported_on"] if r["criterion"].startswith("majority_ratio"))
+    assert candidate["false_alarms"] == 0 and candidate["detected"] == 1
+    text = detector_eval.render(result)
+    assert "| label_free | 1 / 2 | 0.50 | 0 / 2 | 0.00 |" in text
+
+
+def test_a_seed_both_chosen_on_and_reported_on_is_refused():
+    with pytest.raises(ValueError, match=r"seeds \[1\] are both chosen on and reported on"):
+        detector_eval.evaluate(runs(1), [0, 1], [1, 2])
+
+
+def test_the_command_reads_run_folders_and_writes_its_table(tmp_path):
+    for run in runs(0) + runs(3):
+        folder = tmp_path / run.path.name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump(run.config))
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in run.rows))
+    out = tmp_path / "detector.json"
+    proc = subprocess.run([ASSAY, "detector-eval", str(tmp_path), "--choose-seeds", "0",
+                           "--report-seeds", "3", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| label_free | 1 / 2 |" in proc.stdout
+    assert json.loads(out.read_text())["report_seeds"] == [3]
+    bad = subprocess.run([ASSAY, "detector-eval", str(tmp_path), "--choose-seeds", "0,x"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--choose-seeds: expected seeds" in bad.stderr
+    assert bad.stderr.count("\n") <= 2
