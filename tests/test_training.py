@@ -81,6 +81,7 @@ REWARD_RANGE = {
     "probability": (0.0, 1.0),
     "random": (0.0, 1.0),
     "format": (0.0, 1.0),
+    "incorrect_label": (0.0, 1.0),
     "self_certainty": (0.0, math.inf),
     "token_entropy": (-math.inf, 0.0),
     "trajectory_entropy": (-math.inf, 0.0),
@@ -121,6 +122,8 @@ def test_every_reward_trains_the_organism(tmp_path):
     )
     assert len({round(firsts[n], 6) for n in intrinsic}) == len(intrinsic), firsts
     assert firsts["verifier"] == firsts["ground_truth"]  # countdown: no partial credit by default
+    # the wrong-label control pays for other completions than the verifier on the same rollouts
+    assert firsts["incorrect_label"] != firsts["verifier"], firsts
 
 
 def test_same_seed_same_metrics_and_another_seed_differs(tmp_path):
