@@ -19,7 +19,8 @@ ASSAY = str(Path(sys.executable).parent / "assay")
 TASKS = np.random.default_rng(0).choice([0.1, 0.4, 0.7], size=120)  # (T,)
 
 
-def metrics(shift: list[float], *, collapse_at: int | None, majority: float = 0.4) -> list[dict]:
+def metrics(shift: list[float], *, collapse_at: int | None, majority: float = 0.4,
+            late_majority: float = 0.95) -> list[dict]:
     """100 steps, a validation every 10 (per-task figures: TASKS + shift[i] on every task);
     entropy falls to a tenth at `collapse_at` (the label-free rule fires), the majority
     ratio jumps to 0.95 there."""
@@ -28,7 +29,7 @@ def metrics(shift: list[float], *, collapse_at: int | None, majority: float = 0.
         late = collapse_at is not None and step >= collapse_at
         row = {"step": step, "entropy": 0.1 if late else 1.0, "completion_length": 6.0,
                "repetition_rate": 0.0, "reward_accuracy": 0.5, "reward_precision": 0.5,
-               "majority_ratio": 0.95 if late else majority}
+               "majority_ratio": late_majority if late else majority}
         if (step - 1) % 10 == 0:
             tasks = np.clip(TASKS + shift[(step - 1) // 10], 0, 1)
             row.update(val_accuracy=float(tasks.mean()), val_greedy_accuracy=float(tasks.mean()),
@@ -83,6 +84,20 @@ def test_detection_false_alarms_and_lead_time_per_criterion():
     assert candidate["false_alarms"] == 0 and candidate["detected"] == 1
     text = detector_eval.render(result)
     assert "| label_free | 1 / 2 | 0.50 | 0 / 2 | 0.00 |" in text
+
+
+def test_the_threshold_comes_from_the_choose_seeds_only():
+    def pair(seed: int, late: float, alarm: float) -> list[Run]:
+        return [Run(Path(f"/x/c{seed}"), {"seed": seed},
+                    metrics(RISE_FALL, collapse_at=40, late_majority=late)),
+                Run(Path(f"/x/a{seed}"), {"seed": seed}, metrics(RISING, collapse_at=None, majority=alarm))]
+
+    # chosen on seed 0: declines reach 0.8, an improving run sits at 0.6 -> 0.8 (ties: higher);
+    # seed 1 alone would choose 0.9 or more
+    result = detector_eval.evaluate(pair(0, 0.8, 0.6) + pair(1, 0.95, 0.85), [0], [1])
+    assert result["majority_threshold"] == 0.8
+    candidate = next(r for r in result["reported_on"] if r["criterion"].startswith("majority_ratio"))
+    assert (candidate["detected"], candidate["false_alarms"]) == (1, 1)  # 0.85 >= 0.8: an alarm
 
 
 def test_a_seed_both_chosen_on_and_reported_on_is_refused():
