@@ -141,7 +141,7 @@ def evaluate(runs: Sequence[Run], choose_seeds: Sequence[int],
         s = score("", majority_rule(threshold), choose)
         hit = s.detected / s.declined if s.declined else 0.0
         alarm = s.alarms / s.improved if s.improved else 0.0
-        return hit - alarm, -threshold  # ties: the higher threshold (fewer alarms)
+        return hit - alarm, threshold  # ties: the higher threshold (fewer alarms)
 
     best = max(MAJORITY_GRID, key=margin)
     rules = {name: lab_rule(name) for name in collapse.CRITERIA}
