@@ -8,6 +8,8 @@ docs/define-an-environment.md and examples/.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 from abc import ABC, abstractmethod
@@ -286,9 +288,6 @@ def label_offset(task: Task) -> int:
     """A fixed nonzero offset in {-3, -2, -1, 1, 2, 3} drawn from the task's fields (not its
     id, which a task file need not keep unique): the distance of a wrong label from the
     right one."""
-    import hashlib
-    import json
-
     digest = hashlib.sha256(
         json.dumps(task.fields, sort_keys=True, default=str).encode("utf-8")
     ).digest()

@@ -46,13 +46,22 @@ def below(
 ) -> Fired | None:
     """The first step at which `key` (or, with `smooth`, its trailing mean over a window)
     is below `threshold`."""
+    return _first(rows, key, smooth, lambda value: value < threshold)
+
+
+def at_or_above(rows: Sequence[dict], key: str, threshold: float, smooth: bool = False) -> Fired | None:
+    """The first step at which `key` (or its trailing mean) is at or above `threshold`."""
+    return _first(rows, key, smooth, lambda value: value >= threshold)
+
+
+def _first(rows: Sequence[dict], key: str, smooth: bool, fires) -> Fired | None:
     steps, values = _series(rows, key)
     if smooth and len(values):
         w = window(len(values))
         trailing = np.convolve(values, np.ones(w) / w, mode="valid")
         steps, values = steps[w - 1 :], trailing
     for step, value in zip(steps, values, strict=True):
-        if value < threshold:
+        if fires(value):
             return Fired(step, key, float(value))
     return None
 

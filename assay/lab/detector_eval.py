@@ -57,26 +57,36 @@ def fall_step(rows: Sequence[dict[str, Any]]) -> int | None:
     return next((s for s, v in evals[peak + 1:] if v < start), evals[-1][0])
 
 
-def majority_rule(threshold: float) -> Callable[[Sequence[dict]], int | None]:
+@dataclass
+class Labelled:
+    """A run, what its validation accuracy did, and its summary (computed once)."""
+
+    run: Run
+    kind: str
+    summary: dict[str, Any]
+
+
+#: a criterion: the step at which it fired on a run, or None
+Rule = Callable[[Labelled], int | None]
+
+
+def majority_rule(threshold: float) -> Rule:
     """The candidate: the first step at which the trailing mean of `majority_ratio` (one
     window, as the label-free rule) reaches `threshold`."""
 
-    def fired(rows: Sequence[dict]) -> int | None:
-        steps, values = collapse._series(rows, "majority_ratio")
-        if not len(values):
-            return None
-        w = collapse.window(len(values))
-        trailing = np.convolve(values, np.ones(w) / w, mode="valid")  # (S - w + 1,)
-        hit = np.nonzero(trailing >= threshold)[0]
-        return int(steps[w - 1 + hit[0]]) if len(hit) else None
+    def fired(item: Labelled) -> int | None:
+        hit = collapse.at_or_above(item.run.rows, "majority_ratio", threshold, smooth=True)
+        return None if hit is None else hit.step
 
     return fired
 
 
-def lab_rule(name: str) -> Callable[[Sequence[dict]], int | None]:
-    def fired(rows: Sequence[dict]) -> int | None:
-        f = collapse.criteria(rows)[name]
-        return None if f is None else f.step
+def lab_rule(name: str) -> Rule:
+    """One of the lab's criteria, as the run's summary recorded its firing."""
+
+    def fired(item: Labelled) -> int | None:
+        hit = item.summary["collapse"][name]
+        return None if hit is None else hit["step"]
 
     return fired
 
@@ -106,19 +116,18 @@ class Score:
         }
 
 
-def score(name: str, rule: Callable[[Sequence[dict]], int | None],
-          runs: Sequence[tuple[Run, str]]) -> Score:
+def score(name: str, rule: Rule, runs: Sequence[Labelled]) -> Score:
     out = Score(name)
-    for run, kind in runs:
-        fired = rule(run.rows)
-        if kind == "declined":
+    for item in runs:
+        fired = rule(item)
+        if item.kind == "declined":
             out.declined += 1
             if fired is not None:
                 out.detected += 1
-                fall = fall_step(run.rows)
+                fall = fall_step(item.run.rows)
                 if fall is not None:
                     out.leads.append(fall - fired)
-        elif kind == "improved":
+        elif item.kind == "improved":
             out.improved += 1
             out.alarms += fired is not None
     return out
@@ -131,11 +140,14 @@ def evaluate(runs: Sequence[Run], choose_seeds: Sequence[int],
     overlap = set(choose_seeds) & set(report_seeds)
     if overlap:
         raise ValueError(f"seeds {sorted(overlap)} are both chosen on and reported on")
-    labelled = [(run, label(summarize(run.rows, seed=run.seed))) for run in runs]
-    unlabelled = [str(run.path) for run, kind in labelled if kind is None]
-    labelled = [(run, kind) for run, kind in labelled if kind is not None]
-    choose = [(r, k) for r, k in labelled if r.seed in set(choose_seeds)]
-    report = [(r, k) for r, k in labelled if r.seed in set(report_seeds)]
+    every = []  # (run, its summary, its label): each run summarized once
+    for run in runs:
+        summary = summarize(run.rows, seed=run.seed)
+        every.append((run, summary, label(summary)))
+    unlabelled = [str(run.path) for run, _, kind in every if kind is None]
+    labelled = [Labelled(run, kind, summary) for run, summary, kind in every if kind is not None]
+    choose = [item for item in labelled if item.run.seed in set(choose_seeds)]
+    report = [item for item in labelled if item.run.seed in set(report_seeds)]
 
     def margin(threshold: float) -> tuple[float, float]:
         s = score("", majority_rule(threshold), choose)
@@ -153,8 +165,8 @@ def evaluate(runs: Sequence[Run], choose_seeds: Sequence[int],
         "report_seeds": sorted(report_seeds),
         "majority_threshold": best,
         "labels": {
-            "chosen_on": {k: sum(kind == k for _, kind in choose) for k in LABELS},
-            "reported_on": {k: sum(kind == k for _, kind in report) for k in LABELS},
+            "chosen_on": {k: sum(item.kind == k for item in choose) for k in LABELS},
+            "reported_on": {k: sum(item.kind == k for item in report) for k in LABELS},
         },
         "unlabelled": unlabelled,
         **table,

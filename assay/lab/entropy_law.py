@@ -58,12 +58,12 @@ def predict(rows: Sequence[dict[str, Any]], share: float = FIT_SHARE) -> dict[st
         return None
     last = max(r["step"] for r in rows)
     upto = max(1, int(last * share))
-    params = fit(*points(rows, upto))
+    h, seen = points(rows, upto)
+    params = fit(h, seen)
     if params is None:
         return None
     a, b = params
     _, achieved = points(rows)
-    _, seen = points(rows, upto)
     ceiling = float(np.clip(b - a, 0.0, 1.0))
     return {
         "a": round(a, 6),

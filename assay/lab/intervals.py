@@ -30,9 +30,13 @@ def bootstrap_interval(
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, x.size, size=(resamples, x.size))  # (R, T) task indices
-    means = x[picks].mean(axis=1)  # (R,)
+    return _middle(x[picks].mean(axis=1), level)  # the means of the resamples: (R,)
+
+
+def _middle(replicates: np.ndarray, level: float) -> tuple[float, float]:
+    """The percentile interval: the middle `level` of the replicates."""
     tail = (1.0 - level) / 2
-    low, high = np.quantile(means, [tail, 1.0 - tail])
+    low, high = np.quantile(replicates, [tail, 1.0 - tail])
     return float(low), float(high)
 
 
@@ -45,16 +49,12 @@ def mean_with_interval(values: Sequence[float], *, seed: int = 0) -> dict[str, f
 
 # -- a run's validation curve: paired intervals over the same tasks ------------------------
 
-#: what `curve_replicates` returns, per name: the start, peak and end of the sampled
-#: accuracy, greedy start and end, and the paired differences the lab's verdicts read
-CURVE_FIGURES = ("start", "peak", "end", "greedy_start", "greedy_end",
-                 "change", "rise", "fall", "greedy_change")
-
-
 def curve_replicates(
     sampled: np.ndarray, greedy: np.ndarray | None, *, seed: int = 0, resamples: int = RESAMPLES
 ) -> dict[str, np.ndarray]:
-    """Bootstrap replicates of a run's validation figures: `{name: (R,)}` for CURVE_FIGURES.
+    """Bootstrap replicates of a run's validation figures, `{name: (R,)}`: the sampled
+    accuracy's start, peak and end, and with `greedy` its start and end, plus the paired
+    differences the lab's verdicts read.
 
     `sampled` is (S, T): each validation step's per-task accuracy, the same T tasks at
     every step; `greedy` the same shape or None. One resample of the tasks serves every
@@ -89,7 +89,6 @@ def over_seeds(per_seed: list[np.ndarray], *, seed: int = 0) -> np.ndarray:
 
 
 def percentile_interval(replicates: np.ndarray, level: float = LEVEL) -> list[float]:
-    """[low, high]: the middle `level` of bootstrap replicates."""
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(replicates, [tail, 1.0 - tail])
-    return [round(float(low), 4), round(float(high), 4)]
+    """[low, high]: the middle `level` of bootstrap replicates, to 4 decimals."""
+    low, high = _middle(replicates, level)
+    return [round(low, 4), round(high, 4)]

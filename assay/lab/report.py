@@ -202,19 +202,25 @@ def _collapse_words(entry: dict[str, Any]) -> str:
     return text + "."
 
 
+def _bracket(entry: dict[str, Any], key: str, sign: str = "") -> str:
+    """`[0.29, 0.37]`, the 95% interval of `key` (`sign="+"`: `[-0.01, +0.11]`), or ""
+    where the entry has none."""
+    low_high = (entry.get("intervals") or {}).get(key)
+    return f"[{low_high[0]:{sign}.2f}, {low_high[1]:{sign}.2f}]" if low_high else ""
+
+
 def _ci(entry: dict[str, Any], key: str) -> str:
     """A figure and, where the run has one, its 95% interval: `0.331 [0.29, 0.37]`."""
-    low_high = (entry.get("intervals") or {}).get(key)
-    text = _f(entry.get(key))
-    return f"{text} [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else text
+    bracket = _bracket(entry, key)
+    return f"{_f(entry.get(key))} {bracket}" if bracket else _f(entry.get(key))
 
 
 def _change(entry: dict[str, Any]) -> str:
     """`, change +0.052 [-0.01, +0.11]` (end - start, paired), or nothing without intervals."""
-    low_high = (entry.get("intervals") or {}).get("val_change")
-    if not low_high or entry.get("val_change") is None:
+    bracket = _bracket(entry, "val_change", sign="+")
+    if not bracket or entry.get("val_change") is None:
         return ""
-    return f", change {entry['val_change']:+.3f} [{low_high[0]:+.2f}, {low_high[1]:+.2f}]"
+    return f", change {entry['val_change']:+.3f} {bracket}"
 
 
 def reading(summary: dict[str, Any]) -> list[str]:
@@ -298,9 +304,9 @@ def _cell(entry: dict[str, Any], key: str, digits: int) -> str:
     """A table cell: the figure, and below it its 95% interval where the entry has one."""
     value = entry.get(key)
     text = html.escape(_f(value, digits) if isinstance(value, float) else _f(value))
-    low_high = (entry.get("intervals") or {}).get(key)
-    if low_high:
-        text += f"<br><span class='note'>[{low_high[0]:.2f}, {low_high[1]:.2f}]</span>"
+    bracket = _bracket(entry, key)
+    if bracket:
+        text += f"<br><span class='note'>{bracket}</span>"
     return f"<td>{text}</td>"
 
 

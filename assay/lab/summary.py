@@ -375,7 +375,7 @@ def mean_over_seeds(
     """
     seeds = list(per_seed.values())
     out: dict[str, Any] = {}
-    for key in (*FIELDS, "steps"):
+    for key in (*FIELDS, "steps", "val_change"):
         if key == "failure_mode":
             modes = Counter(s["failure_mode"] for s in seeds)
             best = max(modes.values())
@@ -391,8 +391,6 @@ def mean_over_seeds(
     for name in collapse.CRITERIA:
         steps = [s["collapse"][name]["step"] for s in seeds if s["collapse"].get(name)]
         out["collapse_steps"][name] = int(round(float(np.mean(steps)))) if steps else None
-    values = [s["val_change"] for s in seeds if s.get("val_change") is not None]
-    out["val_change"] = float(np.mean(values)) if values else None
     out["intervals"] = None
     if reps and all(r is not None for r in reps):
         from assay.lab.intervals import over_seeds
