@@ -122,3 +122,12 @@ def test_the_command_reads_run_folders_and_writes_its_table(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--choose-seeds: expected seeds" in bad.stderr
     assert bad.stderr.count("\n") <= 2
+
+
+def test_the_majority_rule_fires_at_its_threshold_not_only_above_it():
+    from assay.lab import collapse
+
+    rows = [{"step": s, "majority_ratio": 0.25 if s < 5 else 0.5} for s in range(1, 9)]
+    assert collapse.at_or_above(rows, "majority_ratio", 0.5).step == 5  # exactly 0.5 counts
+    assert collapse.at_or_above(rows, "majority_ratio", 0.75) is None
+    assert collapse.below(rows, "majority_ratio", 0.5).step == 1
