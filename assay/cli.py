@@ -718,20 +718,25 @@ def ttt_command(reward, steps, model, env_name, seed, assignments, out, preset, 
 @cli.command("zoo")
 @click.option("--priors", type=int, default=None,
               help="How many of the preset's priors (its first N; at least 2; default: all).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every run.")
+@click.option("--seeds", default=None,
+              help="Seeds of the runs, e.g. 0,1,2 (default: the preset's: 0, or 0,1,2 for "
+                   "capacity); several put each seed's zoo in OUT/seed-<S>/.")
 @click.option("--out", default="runs/zoo", show_default=True,
               help="Output folder: zoo.json, zoo.png, report.html and priors/<name>/.")
-@_preset_option("zoo")
+@click.option("--preset", default="default", show_default=True,
+              help="smoke (seconds, for tests), default (confidence against correctness) or "
+                   "capacity (width, depth and SFT budget, 3 seeds); see docs/lab.md#zoo.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def zoo_command(priors, seed, out, preset, quiet) -> None:
-    """Build organism priors that differ in how well confidence tracks correctness; rank
-    their collapse steps against their gains from ground-truth RL; write OUT/zoo.json and
-    OUT/report.html (docs/lab.md)."""
+def zoo_command(priors, seeds, out, preset, quiet) -> None:
+    """Build organism priors that differ in how well confidence tracks correctness (or in
+    capacity); rank their collapse steps against their gains from ground-truth RL; write
+    OUT/zoo.json and OUT/report.html (docs/lab.md)."""
     from assay.lab import zoo
 
+    chosen = None if seeds is None else _seed_list(seeds, "--seeds")
     run_experiment(
         "zoo", out,
-        lambda: zoo.run(preset=preset, priors=priors, out=out, seed=seed, quiet=quiet),
+        lambda: zoo.run(preset=preset, priors=priors, out=out, seeds=chosen, quiet=quiet),
         "run the same command again to continue (built priors and finished runs are kept)",
     )
 

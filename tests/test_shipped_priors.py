@@ -64,6 +64,28 @@ def test_the_recipe_rebuilds_each_shipped_prior_bit_for_bit(preset, tmp_path, mo
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
 
 
+@pytest.mark.prior_rebuild  # `make check-priors`: the other skills' builders, twice each
+@pytest.mark.timeout(900)  # about 1 min (code-tiny) and 3 min (smt) on 2 idle cores
+@pytest.mark.parametrize("preset", ["code-tiny", "smt"])
+def test_two_builds_of_a_skills_prior_are_bit_for_bit_equal(preset, tmp_path, monkeypatch):
+    # The shipped priors are countdown's; the code and SMT skills make their data and
+    # evaluate in their own modules (the code skill's evaluation runs in the sandbox), so
+    # each is built twice here from nothing and compared.
+    from safetensors.torch import load_file
+
+    builds = []
+    for n in range(2):
+        monkeypatch.setenv("ASSAY_CACHE", str(tmp_path / str(n)))
+        path = cache.ensure_prior(PRESETS[preset], preset, quiet=True, rebuild=True)
+        meta = json.loads((path / "assay.json").read_text())
+        builds.append((load_file(path / "model.safetensors"), meta["evaluation"]))
+    (first, scores), (second, scores_again) = builds
+    assert first.keys() == second.keys()
+    differ = [k for k in first if not bool((first[k] == second[k]).all())]
+    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
+    assert scores == scores_again
+
+
 def test_a_changed_spec_is_not_served_the_shipped_weights():
     changed = dataclasses.replace(PRESETS["tiny"], sft_steps=PRESETS["tiny"].sft_steps + 1)
     assert cache.shipped_prior(changed, "tiny") is None

@@ -89,6 +89,61 @@ def test_default_zoo_is_chosen_on_the_prior():
         assert (preset["steps"] - 1) % preset["eval_every"] == 0
 
 
+def test_capacity_zoo_varies_size_and_budget_only():
+    preset = zoo.PRESETS["capacity"]
+    members = preset["members"]
+    assert len(preset["seeds"]) >= 3 and len({m.name for m in members}) == len(members)
+    specs = [organism.make_spec("default", **m.prior) for m in members]
+    # the study's axis: width/depth and the supervised budget, nothing about confidence
+    assert {k for m in members for k in m.prior} <= {"hidden_size", "layers",
+                                                     "intermediate_size", "sft_steps"}
+    assert len({(s.hidden_size, s.layers) for s in specs}) >= 4
+    assert len({s.sft_steps for s in specs}) >= 3
+    assert {s.wrong_below for s in specs} == {organism.make_spec("default").wrong_below}
+
+
+def _seed_zoo(seed: int, steps: list[float], gains: list[float]) -> dict:
+    models = [{"name": f"p{i}", "prior": {}, "varies": "", "spec": {}, "prior_evaluation": {},
+               "collapse_step": s, "collapsed": s < 301, "gt_gain": g,
+               "initial_val_accuracy": 0.2, "final_val_accuracy": 0.2 + g,
+               "tokens_collapse_step": 100 * (i + 1), "tokens_gt_gain": 1000}
+              for i, (s, g) in enumerate(zip(steps, gains, strict=True))]
+    return zoo.summarise(models, {"preset": "x", "model": "organism", "seed": seed,
+                                  "max_steps": 301})
+
+
+def test_over_seeds_ranks_the_means_and_resamples_seeds():
+    runs = [_seed_zoo(0, [40, 80, 120, 301], [0.10, 0.05, 0.20, 0.30]),
+            _seed_zoo(1, [90, 70, 150, 200], [0.12, 0.09, 0.10, 0.26]),
+            _seed_zoo(2, [50, 90, 100, 250], [0.05, 0.07, 0.18, 0.20])]
+    result = zoo.over_seeds(runs)
+    assert result["seeds"] == [0, 1, 2]
+    means = [sum(r["models"][i]["collapse_step"] for r in runs) / 3 for i in range(4)]
+    gains = [sum(r["models"][i]["gt_gain"] for r in runs) / 3 for i in range(4)]
+    assert [m["collapse_step"] for m in result["models"]] == pytest.approx(means, abs=0.01)
+    assert [m["gt_gain"] for m in result["models"]] == pytest.approx(gains, abs=1e-6)
+    assert result["spearman"] == pytest.approx(_spearman(means, gains), abs=1e-6)
+    assert [r["spearman"] for r in result["per_seed"]] == [r["spearman"] for r in runs]
+    # p0 collapsed on every seed; p3 never did on seed 0
+    assert result["never_collapsed"] == ["p3"] and result["models"][0]["collapsed"]
+    assert result["tokens_collapse_step"] == 3 * (100 + 200 + 300 + 400)
+    low, high = result["spearman_interval"]
+    assert -1 <= low <= high <= 1
+    # the interval is the spread of rho over resampled seeds: it holds each seed's own
+    # rho when every draw takes one seed three times (those draws are among the 2,000)
+    assert low <= min(r["spearman"] for r in runs) and high >= max(r["spearman"] for r in runs)
+    # two seeds: a draw is seed 0 twice, seed 1 twice (a quarter each) or one of each, so
+    # the interval runs from the least to the most of those three rhos
+    two = zoo.over_seeds(runs[:2])
+    rhos = [runs[0]["spearman"], runs[1]["spearman"], two["spearman"]]
+    assert two["spearman_interval"] == pytest.approx([min(rhos), max(rhos)], abs=1e-4)
+    # seeds in agreement give an interval that is a point
+    same = zoo.over_seeds([_seed_zoo(s, [1, 2, 3], [0.1, 0.2, 0.3]) for s in range(3)])
+    assert same["spearman"] == pytest.approx(1.0) and same["spearman_interval"] == [1.0, 1.0]
+    with pytest.raises(zoo.ZooError, match="different priors"):
+        zoo.over_seeds([runs[0], _seed_zoo(1, [1, 2], [0.1, 0.2])])
+
+
 # -- end to end ------------------------------------------------------------------------
 
 
@@ -163,7 +218,25 @@ def test_zoo_smoke_end_to_end(tmp_path):
     assert (out / "report.html").exists()
 
 
+def test_zoo_over_two_seeds_end_to_end(tmp_path):
+    out = tmp_path / "zoo"
+    members = zoo.PRESETS["smoke"]["members"][:2]
+    proc = _assay("zoo", "--preset", "smoke", "--quiet", "--priors", "2", "--seeds", "0,1",
+                  "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    per_seed = [check_against_runs(out / f"seed-{s}", members) for s in (0, 1)]
+    assert [r["seed"] for r in per_seed] == [0, 1]
+    result = json.loads((out / "zoo.json").read_text())
+    assert result["seeds"] == [0, 1] and not (out / "priors").exists()
+    for i, entry in enumerate(result["models"]):
+        assert entry["gt_gains"] == [r["models"][i]["gt_gain"] for r in per_seed]
+        assert entry["collapse_steps"] == [r["models"][i]["collapse_step"] for r in per_seed]
+    assert "Each seed alone gave rho" in proc.stdout and (out / "report.html").exists()
+
+
 @pytest.mark.parametrize("args, words", [
+    (["--seeds", "0,0"], ["--seeds", "distinct"]),
+    (["--seeds", "a"], ["--seeds", "expected seeds"]),
     (["--priors", "1"], ["--priors", "at least", "2"]),
     (["--priors", "99"], ["--priors", "between"]),
     (["--preset", "huge"], ["unknown preset", "smoke"]),

@@ -2,12 +2,17 @@
 
 The study trained 7 models with an intrinsic reward until their Model Collapse Step and
 found that the step ranked them like their gain from ground-truth RL (GT gain), at 5.6x
-fewer tokens. Here the models are organism priors that differ in how well their
-confidence aligns with correctness: the share of problems taught a confidently wrong
-answer (`wrong_below`), the share of randomly corrupted answers (`answer_noise`) and the
-length of supervised training (`sft_steps`). Each member of the zoo is `organism` with
-`prior.KEY=V` overrides (`Member`); the prior cache keys them by the spec's hash, so a
-second run builds nothing.
+fewer tokens. Here the models are organism priors. Two zoos, two axes:
+
+- `default`: how well the prior's confidence aligns with correctness: the share of
+  problems taught a confidently wrong answer (`wrong_below`), the share of randomly
+  corrupted answers (`answer_noise`) and the length of supervised training (`sft_steps`).
+  The study did not vary this.
+- `capacity`: the study's axis, models that differ in size and training budget: width and
+  depth (`hidden_size`, `layers`) and `sft_steps`, on 3 seeds.
+
+Each member of a zoo is `organism` with `prior.KEY=V` overrides (`Member`); the prior
+cache keys them by the spec's hash, so a second run builds nothing.
 
 For every member, into `OUT/priors/<name>/`:
 
@@ -20,7 +25,10 @@ For every member, into `OUT/priors/<name>/`:
   sampled validation, the same tasks for every prior).
 
 `OUT/zoo.json` holds the figures, `OUT/zoo.png` the scatter and `OUT/report.html` the
-report. `token_ratio` = the tokens of every GT run / the tokens of every collapse-step run
+report. With several seeds each seed is a whole zoo in `OUT/seed-<S>/` (priors built once,
+the runs per seed) and `OUT/zoo.json` holds each member's mean over the seeds, Spearman's
+rho of those means with a bootstrap interval over seeds, and each seed's own rho.
+`token_ratio` = the tokens of every GT run / the tokens of every collapse-step run
 (each a sum of metrics.jsonl `tokens`: prompts and completions of the training rollouts).
 """
 
@@ -31,7 +39,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +94,27 @@ DEFAULT_ZOO = (
            "400 SFT steps: a weak prior, unsure of right and wrong alike"),
 )
 
+#: The study's axis, chosen before any of it was trained: models that differ in capacity
+#: (width and depth: about 0.13M to 2.4M parameters, feed-forward 4x the width) at one
+#: supervised budget, and in supervised budget at the default's size. Everything else is
+#: the default prior's (a third confidently wrong, 15% answer noise).
+CAPACITY_ZOO = (
+    Member("h64-l2", {"sft_steps": 1200, "hidden_size": 64, "layers": 2,
+                      "intermediate_size": 256},
+           "width 64, 2 layers (about 0.13M parameters), 1,200 SFT steps"),
+    Member("h96-l3", {"sft_steps": 1200, "hidden_size": 96, "layers": 3,
+                      "intermediate_size": 384},
+           "width 96, 3 layers (about 0.44M parameters), 1,200 SFT steps"),
+    Member("h128-l4", {"sft_steps": 1200},
+           "the default's size: width 128, 4 layers (about 1.05M parameters), 1,200 SFT steps"),
+    Member("h192-l4", {"sft_steps": 1200, "hidden_size": 192, "intermediate_size": 768},
+           "width 192, 4 layers (about 2.4M parameters), 1,200 SFT steps"),
+    Member("h128-l4-400", {"sft_steps": 400},
+           "the default's size, 400 SFT steps: a smaller supervised budget"),
+    Member("h128-l4-3000", {},
+           "the default prior: the default's size, 3,000 SFT steps"),
+)
+
 #: The training settings of both kinds of run (the organism's defaults fill the rest: lr
 #: 1e-4 constant, 16 prompts x 8 completions, at most 12 new tokens).
 _SHARED = {
@@ -94,9 +123,9 @@ _SHARED = {
     "keep_checkpoints": "1",
 }
 
-#: `--preset`: the organism the zoo is built from, its members, the steps of every run
-#: (GT runs exactly; collapse-step runs at most), the GT runs' validation and the settings
-#: both kinds of run share. `steps` is 1 + a multiple of `eval_every`, so the GT run's last
+#: `--preset`: the organism the zoo is built from, its members, the seeds it runs on, the
+#: steps of every run (GT runs exactly; collapse-step runs at most), the GT runs'
+#: validation and the settings both kinds of run share. `steps` is 1 + a multiple of `eval_every`, so the GT run's last
 #: validation measures the policy after steps - 1 updates.
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -108,6 +137,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             Member("tiny-wrong-9", {"sft_steps": 60, "wrong_below": 9},
                    "60 SFT steps, every problem confidently wrong"),
         ),
+        "seeds": (0,),
         "steps": 11,
         "eval_every": 10,
         "val_size": 16,
@@ -117,7 +147,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "model": "organism",
         "members": DEFAULT_ZOO,
+        "seeds": (0,),
         "steps": 301,
+        "eval_every": 50,
+        "val_size": 256,
+        "sets": dict(_SHARED),
+    },
+    # 3 seeds of 6 priors is 36 runs: 151 steps (150 updates) each keeps it near an hour
+    # on 2 cores; the default zoo's priors collapsed at steps 35-124 of 301
+    "capacity": {
+        "model": "organism",
+        "members": CAPACITY_ZOO,
+        "seeds": (0, 1, 2),
+        "steps": 151,
         "eval_every": 50,
         "val_size": 256,
         "sets": dict(_SHARED),
@@ -216,23 +258,50 @@ def run(
     preset: str = "default",
     priors: int | None = None,
     out: str | Path = "runs/zoo",
-    seed: int = 0,
+    seeds: Sequence[int] | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Build each prior, measure its collapse step and GT gain; write and return the result.
+    """Build each prior, measure its collapse step and GT gain on each seed (the preset's
+    seeds by default); write and return the result.
 
-    Finished runs in `out` are read back, not trained again: an interrupted zoo continues.
+    One seed: the zoo is `out` itself. Several: each seed's zoo is `out/seed-<S>/` and
+    `out/zoo.json` holds the members' means over the seeds (`over_seeds`). Finished runs
+    are read back, not trained again: an interrupted zoo continues.
     """
+    out = Path(out)
+    seeds = list(pick_preset(PRESETS, preset, "zoo")["seeds"] if seeds is None else seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ZooError(f"--seeds must name distinct seeds, got {seeds}")
+    for seed in seeds:  # every problem before anything trains
+        plan(_seed_folder(out, seed, seeds), preset, priors, seed)
+    if len(seeds) == 1:
+        return run_seed(preset=preset, priors=priors, out=out, seed=seeds[0], quiet=quiet)
+    start = time.perf_counter()
+    results = [run_seed(preset=preset, priors=priors, out=_seed_folder(out, seed, seeds),
+                        seed=seed, quiet=quiet) for seed in seeds]
+    result = over_seeds(results)
+    result["wall_time"] = round(time.perf_counter() - start, 1)
+    write_result(out, "zoo", result)
+    write_report(out, "zoo", section(result, out))
+    return result
+
+
+def _seed_folder(out: Path, seed: int, seeds: list[int]) -> Path:
+    return out if len(seeds) == 1 else out / f"seed-{seed}"
+
+
+def run_seed(*, preset: str, priors: int | None, out: Path, seed: int,
+             quiet: bool = False) -> dict[str, Any]:
+    """One seed's zoo in `out`: every member's prior, collapse-step run and GT run."""
     from assay import organism
 
-    out = Path(out)
     settings, jobs = plan(out, preset, priors, seed)
     model = settings["model"]
     name = organism.parse_organism(model)
     flags = {"model": model, "steps": settings["max_steps"], "seed": seed}
     start = time.perf_counter()
     models = []
-    with run_progress("zoo", 3 * len(jobs), enabled=not quiet) as bar:
+    with run_progress(f"zoo, seed {seed}", 3 * len(jobs), enabled=not quiet) as bar:
         for job in jobs:
             who = job.member.name
             job.folder.mkdir(parents=True, exist_ok=True)
@@ -429,6 +498,59 @@ def summarise(models: list[dict[str, Any]], settings: dict[str, Any]) -> dict[st
     }
 
 
+def over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """zoo.json over several seeds' zoos (the same members, in order): each member's mean
+    collapse step and GT gain over the seeds, Spearman's rho of those means with its exact
+    p-value, a 95% bootstrap interval of that rho over seeds, and each seed's own rho."""
+    import numpy as np
+
+    from assay.lab.intervals import RESAMPLES, percentile_interval
+
+    names = [m["name"] for m in results[0]["models"]]
+    if any([m["name"] for m in r["models"]] != names for r in results):
+        raise ZooError("the seeds' zoos hold different priors; run them with the same --priors")
+    steps = np.array([[m["collapse_step"] for m in r["models"]] for r in results], float)  # (S, M)
+    gains = np.array([[m["gt_gain"] for m in r["models"]] for r in results], float)  # (S, M)
+    models = []
+    for i, first in enumerate(results[0]["models"]):
+        per_seed = [r["models"][i] for r in results]
+        models.append({
+            **{k: first[k] for k in ("name", "prior", "varies", "spec", "prior_evaluation")},
+            "collapse_step": round(float(steps[:, i].mean()), 2),
+            "collapse_steps": [m["collapse_step"] for m in per_seed],
+            "collapsed": all(m["collapsed"] for m in per_seed),
+            "gt_gain": round(float(gains[:, i].mean()), 6),
+            "gt_gains": [m["gt_gain"] for m in per_seed],
+            **{k: round(float(np.mean([m[k] for m in per_seed])), 6)
+               for k in ("initial_val_accuracy", "final_val_accuracy")},
+            **{k: int(sum(m[k] for m in per_seed))
+               for k in ("tokens_collapse_step", "tokens_gt_gain")},
+        })
+    settings = {k: v for k, v in results[0].items()
+                if k not in ("models", "seed", "wall_time", "work_seconds", *_FIGURES)}
+    result = summarise(models, settings)
+    # Resample the seeds with replacement, the same draw for every prior (a seed fixes the
+    # tasks every prior trains and is validated on), and recompute rho of the means.
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, len(results), size=(RESAMPLES, len(results)))  # (R, S)
+    rhos = [spearman(list(steps[d].mean(axis=0)), list(gains[d].mean(axis=0))) for d in draws]
+    defined = np.array([r for r in rhos if r is not None])
+    result.update({
+        "seeds": [r["seed"] for r in results],
+        "spearman_interval": percentile_interval(defined) if len(defined) else None,
+        "per_seed": [{"seed": r["seed"],
+                      **{k: r[k] for k in ("spearman", "spearman_p", "token_ratio")}}
+                     for r in results],
+        "work_seconds": round(sum(r.get("work_seconds") or 0 for r in results), 1),
+    })
+    return result
+
+
+#: summarise's figures (recomputed over seeds, never copied from one seed's zoo)
+_FIGURES = ("spearman", "spearman_p", "token_ratio", "tokens_gt_gain", "tokens_collapse_step",
+            "never_collapsed")
+
+
 # -- the report ----------------------------------------------------------------------
 
 
@@ -447,6 +569,17 @@ def section(result: dict[str, Any], out: Path) -> Section:
                 + f": it {met} the study's bar of {STUDY_SPEARMAN}. A positive rho means the "
                 "priors that collapsed later gained more from ground-truth training.")
     reading = [said]
+    seeds = result.get("seeds") or []
+    if len(seeds) > 1:
+        interval = result.get("spearman_interval")
+        each = ", ".join(f"{r['spearman']:+.2f}" if r.get("spearman") is not None else "undefined"
+                         for r in result.get("per_seed") or [])
+        reading.append(
+            f"Each prior's collapse step and GT gain are its means over seeds "
+            f"{', '.join(map(str, seeds))}"
+            + (f"; the 95% interval of rho, resampling the seeds, is [{interval[0]:+.2f}, "
+               f"{interval[1]:+.2f}]" if interval else "")
+            + f". Each seed alone gave rho {each}.")
     if ratio is not None:
         met = "above" if ratio > STUDY_TOKEN_RATIO else "not above"
         reading.append(
@@ -473,9 +606,11 @@ def section(result: dict[str, Any], out: Path) -> Section:
         rows.append([
             m["name"], m.get("varies", ""), "—" if acc is None else f"{acc:.2f}",
             "—" if wrong is None else f"{wrong:.2f}",
-            str(m["collapse_step"]) + ("" if m.get("collapsed", True) else " (never)"),
+            _step_cell(m),
             f"{m['initial_val_accuracy']:.3f} → {m['final_val_accuracy']:.3f} "
-            f"({m['gt_gain']:+.3f})",
+            f"({m['gt_gain']:+.3f})" + ("" if "gt_gains" not in m else
+                                         " per seed " + ", ".join(f"{g:+.3f}"
+                                                                  for g in m["gt_gains"])),
             f"{m['tokens_collapse_step']:,}", f"{m['tokens_gt_gain']:,}",
         ])
     return Section(
@@ -487,10 +622,19 @@ def section(result: dict[str, Any], out: Path) -> Section:
                  "its wrong class's accuracy", "collapse step",
                  "GT validation accuracy (gain)", "tokens to collapse", "tokens of GT run"],
         rows=rows,
-        settings={k: result.get(k) for k in ("preset", "model", "seed", "reward", "gt_reward",
+        settings={k: result.get(k) for k in ("preset", "model", "seed", "seeds", "reward",
+                                             "gt_reward",
                                              "max_steps", "gt_steps", "eval_every",
                                              "val_size", "sets", "wall_time")},
     )
+
+
+def _step_cell(m: dict[str, Any]) -> str:
+    """A collapse step, or over seeds their mean and each seed's (a seed that never
+    collapsed is marked)."""
+    if "collapse_steps" not in m:
+        return str(m["collapse_step"]) + ("" if m.get("collapsed", True) else " (never)")
+    return f"{m['collapse_step']:g} (" + ", ".join(map(str, m["collapse_steps"])) + ")"
 
 
 def _plot(models: list[dict[str, Any]], max_steps: int | None, rho: float | None,
