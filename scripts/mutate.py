@@ -109,12 +109,13 @@ TARGETS = (
     Target("detector_eval", "assay/lab/detector_eval.py", ("tests/test_detector_eval.py",),
            functions=("label", "fall_step", "majority_rule", "score", "evaluate")),
     Target("entropy_law", "assay/lab/entropy_law.py", ("tests/test_run_intervals.py",)),
-    Target("zoo_figures", "assay/lab/zoo.py",
+    Target("rank_correlation", "assay/lab/rank_correlation.py",
            tuple(f"tests/test_zoo.py::{t}" for t in (
                "test_ranks_share_ties", "test_spearman", "test_permutation_p",
-               "test_over_seeds_ranks_the_means_and_resamples_seeds")),
-           functions=("ranks", "_pearson", "spearman", "permutation_p", "summarise",
-                      "over_seeds")),
+               "test_over_seeds_ranks_the_means_and_resamples_seeds"))),
+    Target("zoo_seeds", "assay/lab/zoo.py",
+           ("tests/test_zoo.py::test_over_seeds_ranks_the_means_and_resamples_seeds",),
+           functions=("summarise", "over_seeds")),
     Target(
         "run_summary",
         "assay/lab/summary.py",

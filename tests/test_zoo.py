@@ -15,7 +15,7 @@ import yaml
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
 from assay import organism  # noqa: E402
-from assay.lab import zoo  # noqa: E402
+from assay.lab import rank_correlation, zoo  # noqa: E402
 from assay.training import collapse_rules  # noqa: E402
 
 ASSAY = str(Path(sys.executable).parent / "assay")
@@ -50,22 +50,22 @@ def _spearman(x: list[float], y: list[float]) -> float:
 
 
 def test_ranks_share_ties():
-    assert zoo.ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0] == _ranks([3, 1, 3, 2])
+    assert rank_correlation.ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0] == _ranks([3, 1, 3, 2])
 
 
 def test_spearman():
-    assert zoo.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert zoo.spearman([1, 2, 3, 4], [0.4, 0.3, 0.2, 0.1]) == pytest.approx(-1.0)
-    assert zoo.spearman([1, 2, 3], [5, 5, 5]) is None  # a variable that does not vary
-    assert zoo.spearman([1], [2]) is None
+    assert rank_correlation.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert rank_correlation.spearman([1, 2, 3, 4], [0.4, 0.3, 0.2, 0.1]) == pytest.approx(-1.0)
+    assert rank_correlation.spearman([1, 2, 3], [5, 5, 5]) is None  # a variable that does not vary
+    assert rank_correlation.spearman([1], [2]) is None
     x, y = [300, 58, 89, 300, 120, 40, 75], [0.12, 0.01, 0.05, 0.09, 0.02, -0.03, 0.05]
-    assert zoo.spearman(x, y) == pytest.approx(_spearman(x, y))
+    assert rank_correlation.spearman(x, y) == pytest.approx(_spearman(x, y))
 
 
 def test_permutation_p():
     # 3 points in order: 2 of the 6 orderings reach |rho| = 1
-    assert zoo.permutation_p([1, 2, 3], [1, 2, 3]) == pytest.approx(2 / 6)
-    assert zoo.permutation_p(list(range(10)), list(range(10))) is None  # too many orderings
+    assert rank_correlation.permutation_p([1, 2, 3], [1, 2, 3]) == pytest.approx(2 / 6)
+    assert rank_correlation.permutation_p(list(range(10)), list(range(10))) is None  # too many orderings
 
 
 def test_gt_gain_is_last_validation_minus_first():

@@ -22,6 +22,7 @@ from assay.envs.countdown_formats import (  # noqa: F401
     compact_prompt,
     extract_answer_tag,
 )
+from assay.envs.tools import PythonTool, ToolOptions
 from assay.verifiers import Verdict
 from assay.verifiers.countdown import (
     check_countdown,
@@ -84,8 +85,9 @@ def _strip_outer(expr: str) -> str:
 
 
 @dataclass
-class CountdownOptions:
-    """Knobs of the countdown generator and verifier (`--set KEY=VALUE`)."""
+class CountdownOptions(ToolOptions):
+    """Knobs of the countdown generator and verifier (`--set KEY=VALUE`); the Python tool's
+    (`tools`, `max_turns`, ...: assay/envs/tools.py) come first."""
 
     min_numbers: int = 3  #: fewest numbers in a task
     max_numbers: int = 4  #: most numbers in a task (up to 6 keeps the solver fast)
@@ -101,6 +103,7 @@ class CountdownOptions:
     vote_key: str = "text"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {self.prompt_style!r}")
         if self.vote_key not in VOTE_KEYS:
@@ -118,7 +121,7 @@ class CountdownOptions:
             raise ValueError(f"format_score must be a finite number in [0, 1], got {self.format_score!r}")
 
 
-class CountdownEnv(Environment):
+class CountdownEnv(PythonTool, Environment):
     """Countdown: numbers and a target; answer an expression in <answer> tags."""
 
     name = "countdown"
@@ -172,7 +175,7 @@ class CountdownEnv(Environment):
         return PROMPT_FORMATS[self.options.prompt_style]
 
     def render_prompt(self, task: Task) -> str:
-        return self.prompt_format.render(task)
+        return self.tool_prompt(self.prompt_format.render(task))
 
     def extract(self, completion: str) -> str | None:
         return self.prompt_format.extract(completion)

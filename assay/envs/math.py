@@ -24,6 +24,7 @@ from fractions import Fraction
 from typing import Any
 
 from assay.envs.base import Environment, Task, label_offset, seeded_random
+from assay.envs.tools import PythonTool, ToolOptions
 from assay.verifiers import TimedOut, Verdict, WorkerError, call_with_timeout
 from assay.verifiers.equation import DOMAINS, EquationError, check_equation
 from assay.verifiers.latex_answer import final_answers, last_number, plain_text_key
@@ -40,8 +41,9 @@ EQUATION_INSTRUCTION = (
 
 
 @dataclass
-class MathOptions:
-    """Knobs of the math generators and verifier (`--set KEY=VALUE`)."""
+class MathOptions(ToolOptions):
+    """Knobs of the math generators and verifier (`--set KEY=VALUE`); the Python tool's
+    (`tools`, `max_turns`, ...: assay/envs/tools.py) come first."""
 
     kinds: tuple[str, ...] = KINDS  #: generators to draw from, in turn
     max_operand: int = 30  #: largest integer operand in arithmetic problems
@@ -55,6 +57,7 @@ class MathOptions:
     answer_format: str = "boxed"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.answer_format not in ANSWER_FORMATS:
             raise ValueError(
                 f"answer_format must be one of {', '.join(ANSWER_FORMATS)}; got {self.answer_format!r}"
@@ -89,7 +92,7 @@ class MathOptions:
             raise ValueError(f"time_limit must be a number of seconds in (0, 3600], got {self.time_limit!r}")
 
 
-class MathEnv(Environment):
+class MathEnv(PythonTool, Environment):
     """Math problems with a gold answer, or equations checked by substitution."""
 
     name = "math"
@@ -136,9 +139,11 @@ class MathEnv(Environment):
     def render_prompt(self, task: Task) -> str:
         if "equation" in task.fields:
             variable = task.get("variable", "x")
-            return f"Solve for ${variable}$: ${task['equation']}$.\n\n{EQUATION_INSTRUCTION}"
-        problem = task.get("problem")
-        return f"{problem}\n\n{ANSWER_INSTRUCTION}" if problem else ANSWER_INSTRUCTION
+            prompt = f"Solve for ${variable}$: ${task['equation']}$.\n\n{EQUATION_INSTRUCTION}"
+        else:
+            problem = task.get("problem")
+            prompt = f"{problem}\n\n{ANSWER_INSTRUCTION}" if problem else ANSWER_INSTRUCTION
+        return self.tool_prompt(prompt)
 
     # -- verifying ------------------------------------------------------------------
 

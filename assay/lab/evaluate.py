@@ -98,6 +98,7 @@ def evaluate(
     """Evaluate `model` on `n` tasks of `env` with `samples` samples each; return the
     result (and write it, the completions and a report into `out` when given)."""
     from assay.envs import get_env
+    from assay.envs.episode import require_single_turn
     from assay.training.config import model_hints, resolve
     from assay.training.policy import (
         device_name,
@@ -115,6 +116,7 @@ def evaluate(
         env = model_hints(model).get("env")
     config = resolve(sets=route_sets(sets or {}), flags={"model": model, "env": env})
     environment = get_env(config.env, **config.env_options)
+    require_single_turn(environment, "assay eval")
     try:
         tasks = training_tasks(environment, tasks_file, n, 7_919 + seed)[:n]
         start = time.perf_counter()

@@ -22,6 +22,7 @@ import torch
 
 from assay import organism
 from assay.envs import Task, TaskFileError, get_env
+from assay.envs.episode import require_single_turn
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.training import checkpoint, collapse_rules, folder_lock
@@ -122,6 +123,7 @@ class Trainer:
         _seed_everything(cfg.seed)
         self.device = torch.device(device_name(cfg.device))
         self.env = get_env(cfg.env, **cfg.env_options)
+        require_single_turn(self.env, "assay train")
         self.reward = get_reward(cfg.reward)
         self.reward.check_env(self.env)  # e.g. self_verify on an env it cannot verify with
         self.monitors = Monitors(cfg.monitor)  # logged every step, never trained on
