@@ -24,10 +24,16 @@ class EngineError(AssayError, RuntimeError):
 
 @dataclass
 class Generation:
-    """One sampled completion: its token ids (the end token included when it finished)."""
+    """One sampled completion: its token ids (the end token included when it finished).
+
+    A multi-turn episode's completion also holds the environment's observations between
+    the model's replies; `model_mask` then marks each token 1 (the model's) or 0 (an
+    observation's, never trained on). None: every token is the model's.
+    """
 
     token_ids: list[int]
     finished: bool
+    model_mask: list[int] | None = None
 
 
 class RolloutEngine(ABC):

@@ -101,8 +101,10 @@ class RolloutBatch:
             attn[i, width_p - len(p) : width_p + len(g.token_ids)] = 1
             if g.token_ids:  # completion: right-padded to C
                 ids[i, width_p : width_p + len(g.token_ids)] = torch.tensor(g.token_ids)
-            if g.finished or not mask_truncated:
-                loss_mask[i, : len(g.token_ids)] = 1.0
+            if g.finished or not mask_truncated:  # observations in an episode: never
+                loss_mask[i, : len(g.token_ids)] = (
+                    1.0 if g.model_mask is None else torch.tensor(g.model_mask, dtype=torch.float32)
+                )
         prompt_tokens = sum(len(p) for p, _ in rows)
         return cls(ids, attn, loss_mask, [g for _, g in rows], prompt_tokens)
 

@@ -1,0 +1,109 @@
+"""Episodes as token sequences: the model's replies and the observations between them,
+with a mask that keeps observations out of the loss."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from gguf_fixture import write_tiny_gguf
+
+from assay.envs.registry import get_env
+from assay.organism.tokenizer import make_tokenizer
+from assay.training.episodes import observation_ids, play_episodes
+from assay.training.rollout import Generation
+from assay.training.trainer import RolloutBatch
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+
+#: every printable ASCII character and the newline: a plain tokenizer for any text here
+PLAIN = make_tokenizer("".join(chr(c) for c in range(32, 127)) + "\n")
+
+
+def _ids(text: str) -> list[int]:
+    return list(PLAIN(text, add_special_tokens=False)["input_ids"])
+
+
+def _scripted(replies: list[str], seen: list):
+    """A stand-in engine: turn t's reply is replies[t] (ended by the end token)."""
+    def sample(contexts, n, turn):
+        seen.append((turn, [list(c) for c in contexts], n))
+        ids = _ids(replies[turn]) + [PLAIN.eos_token_id]
+        return [[Generation(list(ids), True) for _ in range(n)] for _ in contexts]
+    return sample
+
+
+def test_an_episode_is_its_replies_and_observations_with_only_replies_trained():
+    env = get_env("countdown", tools="python")
+    task = env.make_task({"numbers": [3, 4, 5], "target": 17})
+    prompt = _ids(task.prompt)
+    replies = ["<python>print(3*4+5)</python>", "<answer>3*4+5</answer>"]
+    seen: list = []
+    try:
+        generations, episodes = play_episodes(env, PLAIN, [task], [prompt], 2,
+                                              _scripted(replies, seen), chat=False)
+    finally:
+        env.close()
+    assert len(generations) == 1 and len(generations[0]) == 2 and len(episodes) == 2
+    first = _ids(replies[0]) + [PLAIN.eos_token_id]
+    shown = _ids(episodes[0].observations[0])
+    second = _ids(replies[1]) + [PLAIN.eos_token_id]
+    assert "17" in episodes[0].observations[0] and episodes[0].replies == replies
+    for g in generations[0]:
+        assert g.token_ids == first + shown + second and g.finished
+        assert g.model_mask == [1] * len(first) + [0] * len(shown) + [1] * len(second)
+    # turn 0 samples the group from the prompt; turn 1 continues each episode on its own
+    assert seen[0] == (0, [prompt], 2)
+    assert seen[1] == (1, [prompt + first + shown] * 2, 1)
+
+    # the loss mask is the model mask: observation tokens are never trained on
+    batch = RolloutBatch.build([prompt], generations, PLAIN.pad_token_id)
+    mask = torch.tensor(generations[0][0].model_mask, dtype=torch.float32)
+    assert torch.equal(batch.loss_mask[0, : len(mask)], mask)
+    assert batch.loss_mask.sum() == 2 * (len(first) + len(second))
+
+
+def test_a_single_turn_env_plays_one_reply_with_every_token_trained():
+    env = get_env("countdown")
+    task = env.make_task({"numbers": [3, 4, 5], "target": 17})
+    seen: list = []
+    generations, episodes = play_episodes(env, PLAIN, [task], [_ids(task.prompt)], 3,
+                                          _scripted(["<python>print(1)</python>"], seen),
+                                          chat=False)
+    assert len(seen) == 1 and all(e.turns == 1 and e.done for e in episodes)
+    g = generations[0][0]
+    assert g.model_mask == [1] * len(g.token_ids)
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer(tmp_path_factory):
+    from assay.training.policy import load_policy, resolve_model_path
+
+    gguf = write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+    with pytest.MonkeyPatch.context() as patch:  # the conversion lands in a cache of its own
+        patch.setenv("ASSAY_CACHE", str(tmp_path_factory.mktemp("cache")))
+        _, tokenizer = load_policy(str(Path(resolve_model_path(str(gguf), quiet=True))))
+    return tokenizer
+
+
+@pytest.mark.parametrize("ended", [True, False])
+def test_an_observation_reads_as_the_chat_template_shows_it(chat_tokenizer, ended):
+    from assay.training.policy import encode_prompt
+
+    tok = chat_tokenizer
+    prompt = encode_prompt(tok, "What is 6 * 7?", chat=True)
+    reply = list(tok("<python>print(6*7)</python>", add_special_tokens=False)["input_ids"])
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    if ended:  # the model closed its turn itself; otherwise it was cut at the length limit
+        reply.append(end)
+    shown = observation_ids(tok, "<output>42</output>", chat=True,
+                            ended_with=end if ended else None)
+    as_template = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 6 * 7?"},
+         {"role": "assistant", "content": "<python>print(6*7)</python>"},
+         {"role": "user", "content": "<output>42</output>"}],
+        add_generation_prompt=True, tokenize=False)
+    assert tok.decode(prompt + reply + shown) == as_template
