@@ -221,9 +221,16 @@ def test_zoo_smoke_end_to_end(tmp_path):
 def test_zoo_over_two_seeds_end_to_end(tmp_path):
     out = tmp_path / "zoo"
     members = zoo.PRESETS["smoke"]["members"][:2]
+    # seed 1 run alone into its place first (as side-by-side processes would), then both
+    alone = _assay("zoo", "--preset", "smoke", "--quiet", "--priors", "2", "--seeds", "1",
+                   "--out", str(out / "seed-1"))
+    assert alone.returncode == 0, alone.stderr
+    before = {p: p.stat().st_mtime_ns for p in (out / "seed-1").glob("priors/*/*/**/metrics.jsonl")}
     proc = _assay("zoo", "--preset", "smoke", "--quiet", "--priors", "2", "--seeds", "0,1",
                   "--out", str(out))
     assert proc.returncode == 0, proc.stderr
+    # the gathering read seed 1's runs back and trained only seed 0's
+    assert before and all(p.stat().st_mtime_ns == t for p, t in before.items())
     per_seed = [check_against_runs(out / f"seed-{s}", members) for s in (0, 1)]
     assert [r["seed"] for r in per_seed] == [0, 1]
     result = json.loads((out / "zoo.json").read_text())

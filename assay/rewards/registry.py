@@ -5,12 +5,17 @@ A reward spec is a name (`majority_vote`) or a weighted sum of names
 `Reward` subclass with `@register_reward` to make it available by name everywhere,
 including `assay train --reward NAME`. Every reward declares its kind, "external" or
 "intrinsic", so that the lab can group it with its peers.
+
+An installed package offers rewards through the `assay.rewards` entry-point group: each
+entry names a `Reward` subclass, or a function its module registers with
+`@register_reward` (the module is imported when the name is first asked for).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from typing import Any, TypeVar, overload
 
 from assay.rewards.base import (
@@ -25,6 +30,7 @@ from assay.rewards.builtin import BUILTIN
 
 _registered: dict[str, Callable[[], Reward]] = {}
 F = TypeVar("F")
+ENTRY_POINT_GROUP = "assay.rewards"
 
 _TERM = re.compile(r"^\s*(?:(-?\d*\.?\d+(?:[eE]-?\d+)?)\s*\*\s*)?([A-Za-z_]\w*)\s*$")
 
@@ -70,9 +76,13 @@ def register_reward(target: Any = None, *, kind: str | None = None, binary: bool
     return register(target, None)
 
 
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def reward_names() -> list[str]:
-    """Every reward name known right now, sorted."""
-    return sorted(set(BUILTIN) | set(_registered))
+    """Every reward name known right now (plug-ins' included), sorted."""
+    return sorted(set(BUILTIN) | set(_registered) | set(_entry_points()))
 
 
 def get_reward(spec: str | Reward | Sequence[tuple[float, str | Reward]]) -> Reward:
@@ -103,7 +113,27 @@ def _by_name(name: str) -> Reward:
         return _registered[name]()
     if name in BUILTIN:
         return BUILTIN[name]()
+    eps = _entry_points()
+    if name in eps:
+        return _plug_in(name, eps[name])
     raise RewardError(f"unknown reward {name!r} (known: {', '.join(reward_names())})")
+
+
+def _plug_in(name: str, ep: Any) -> Reward:
+    """The reward an `assay.rewards` entry point names, registered on first use."""
+    try:
+        obj = ep.load()  # its module may register the name itself (@register_reward)
+    except Exception as exc:
+        raise RewardError(f"reward {name!r}: its entry point {ep.value!r} cannot be loaded "
+                          f"({type(exc).__name__}: {exc})") from None
+    if name not in _registered:
+        if not (isinstance(obj, type) and issubclass(obj, Reward)):
+            raise RewardError(
+                f"reward {name!r}: its entry point {ep.value!r} is neither a Reward subclass "
+                "nor a function its module registers with @register_reward"
+            )
+        register_reward(name)(obj)
+    return _registered[name]()
 
 
 def score_group(
