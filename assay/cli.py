@@ -914,6 +914,13 @@ def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
 
 
 def main() -> None:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a command
+    # that seems stuck is waiting, without stopping it.
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     # Not click's standalone mode: its Ctrl-C is "Aborted!" and exit status 1; ours is the
     # conventional 130 wherever it lands (commands that can resume print how themselves).
     try:
