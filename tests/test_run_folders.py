@@ -12,6 +12,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -183,18 +184,23 @@ def test_workers_die_with_their_parent(tmp_path, sig):
     workers = _children(parent.pid)
     assert workers, "compare --jobs 2 started no worker process"
     os.kill(parent.pid, sig)
-    # The property is that no worker outlives the parent, so the parent gets time to exit;
-    # twice under CI's load a SIGINT took over 60 s (unexplained: 1.3-2.4 s when tried
-    # alone, with other comparisons or CPU burners beside it). If it is still running, its
+    # The property is that no worker outlives the parent, so the parent gets time to exit.
+    # In the full suite a SIGINT has taken 60-180 s (unexplained: 1.3-2.4 s when tried
+    # alone, beside other comparisons or CPU burners, or in this file alone): a slow exit is
+    # a warning in every run's summary until it is found; still running after 300 s, its
     # threads' stacks (SIGUSR1, assay.cli.main) go into the failure message.
+    signalled = time.time()
     try:
-        parent.wait(timeout=180)
+        parent.wait(timeout=300)
     except subprocess.TimeoutExpired:
         os.kill(parent.pid, signal.SIGUSR1)
         time.sleep(2)
         os.killpg(parent.pid, signal.SIGKILL)
-        pytest.fail(f"compare still running 180 s after {sig.name}; its stacks:\n"
+        pytest.fail(f"compare still running 300 s after {sig.name}; its stacks:\n"
                     + log.read_text()[-6000:])
+    if time.time() - signalled > 30:
+        warnings.warn(f"compare took {time.time() - signalled:.0f} s to exit after {sig.name}",
+                      stacklevel=1)
     deadline = time.time() + 15
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.2)
