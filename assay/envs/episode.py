@@ -80,8 +80,8 @@ def require_single_turn(env: Environment, command: str) -> None:
     if max_turns(env) > 1:
         raise EpisodeError(
             f"{command}: env {env.name!r} is set for episodes of up to {max_turns(env)} turns "
-            "(env.tools / env.max_turns), and multi-turn training and evaluation are not built "
-            "yet; assay.envs.episode.run_episodes plays such episodes from Python"
+            f"(env.tools / env.max_turns), and {command} plays one turn per task; "
+            "assay train (the default backend) plays whole episodes"
         )
 
 

@@ -100,3 +100,18 @@ def play_episodes(
     generations = [[Generation(tokens[i], finished[i], model_mask=masks[i])
                     for i in range(p * G, (p + 1) * G)] for p in range(len(tasks))]
     return generations, episodes
+
+
+def episode_metrics(episodes: Sequence[Episode], batch: Any) -> dict[str, float]:
+    """Per-step figures of a multi-turn batch: mean turns and tool calls per episode,
+    the tool runs that failed or timed out (counts), and the mean tokens of an episode
+    after its prompt (the model's and the observations')."""
+    n = max(len(episodes), 1)
+    return {
+        "turns": sum(e.turns for e in episodes) / n,
+        "tool_calls": sum(e.tool_calls for e in episodes) / n,
+        "tool_errors": sum(e.tool_errors for e in episodes),
+        "tool_timeouts": sum(e.tool_timeouts for e in episodes),
+        "tool_seconds": sum(e.tool_seconds for e in episodes),
+        "episode_tokens": sum(len(g.token_ids) for g in batch.completions) / n,
+    }

@@ -22,7 +22,7 @@ import torch
 
 from assay import organism
 from assay.envs import Task, TaskFileError, get_env
-from assay.envs.episode import require_single_turn
+from assay.envs.episode import Episode, max_turns
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.training import checkpoint, collapse_rules, folder_lock
@@ -38,6 +38,7 @@ from assay.training.diagnostics import (
     reward_accuracy,
     reward_precision,
 )
+from assay.training.episodes import Sampler, episode_metrics, play_episodes
 from assay.training.loss import group_advantages, masked_group_advantages, policy_loss, token_mean
 from assay.training.monitor import Monitors
 from assay.training.policy import (
@@ -125,7 +126,6 @@ class Trainer:
         _seed_everything(cfg.seed)
         self.device = torch.device(device_name(cfg.device))
         self.env = get_env(cfg.env, **cfg.env_options)
-        require_single_turn(self.env, "assay train")
         self.reward = get_reward(cfg.reward)
         self.reward.check_env(self.env)  # e.g. self_verify on an env it cannot verify with
         self.monitors = Monitors(cfg.monitor)  # logged every step, never trained on
@@ -238,17 +238,28 @@ class Trainer:
         if cfg.eval_every and (step - 1) % cfg.eval_every == 0:
             metrics.update(self.validate(step))  # the policy that samples this step's rollouts
 
-        # 1. Rollout: G completions for each prompt of the batch.
+        # 1. Rollout: G completions for each prompt of the batch; with a multi-turn env,
+        # G whole episodes, replies and observations (only replies are trained on).
         tasks = self.data.next(cfg.prompts_per_step)
         prompt_ids = [self.encode_prompt(task) for task in tasks]
-        generations = self.engine.generate(
-            prompt_ids,
-            cfg.group_size,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-            seed=self._seed(step, 0),
-        )
+
+        def sample(contexts: list[list[int]], n: int, turn: int) -> list[list[Generation]]:
+            return self.engine.generate(
+                contexts,
+                n,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                seed=self._seed(step, 0 if turn == 0 else 100 + turn),
+            )
+
+        episodes = None
+        if max_turns(self.env) > 1:
+            generations, episodes = play_episodes(
+                self.env, self.tokenizer, tasks, prompt_ids, cfg.group_size, sample, chat=self.chat
+            )
+        else:
+            generations = sample(prompt_ids, cfg.group_size, 0)
         batch = RolloutBatch.build(
             prompt_ids, generations, self.tokenizer.pad_token_id, mask_truncated=cfg.mask_truncated
         ).to(self.device)
@@ -258,7 +269,7 @@ class Trainer:
         # the loss below: one forward per step instead of two.
         fused = cfg.micro_batch_size == 0 or cfg.micro_batch_size >= len(batch.completions)
         stats = self.token_stats(batch, grad=fused)
-        groups = self.make_groups(tasks, batch, stats, step)
+        groups = self.make_groups(tasks, batch, stats, step, episodes)
         rewards, reward_parts = self.score(groups)
         monitored = self.monitors.score(groups)  # the same groups; not in the loss
         truth = [[v.correct for v in group.verdicts] for group in groups]
@@ -288,6 +299,8 @@ class Trainer:
         metrics.update(self.step_metrics(batch, stats, groups, rewards, truth, group_std, used))
         metrics.update(reward_parts)
         metrics.update(self.monitors.metrics(monitored, groups, used))
+        if episodes is not None:
+            metrics.update(episode_metrics(episodes, batch))
         metrics["step_time"] = time.perf_counter() - start
         self.step_count = step
         collapse = self.detector.update(step, metrics)
@@ -298,7 +311,10 @@ class Trainer:
                 "threshold": collapse.threshold,
             }
         self.log.write(metrics)
-        self.rollouts.write(completion_rows(step, groups, rewards, (~keep).tolist()))
+        rows = completion_rows(step, groups, rewards, (~keep).tolist())
+        for row, episode in zip(rows, episodes or [], strict=False):  # every turn is kept
+            row["turns"] = {"replies": episode.replies, "observations": episode.observations}
+        self.rollouts.write(rows)
         return metrics
 
     # -- pieces of the step ------------------------------------------------------------
@@ -329,17 +345,27 @@ class Trainer:
         )
 
     def make_groups(
-        self, tasks: list[Task], batch: RolloutBatch, stats: TokenStats, step: int
+        self,
+        tasks: list[Task],
+        batch: RolloutBatch,
+        stats: TokenStats,
+        step: int,
+        episodes: list[Episode] | None = None,
     ) -> list[RolloutGroup]:
-        """One `RolloutGroup` per prompt, with texts, per-token arrays and verdicts."""
+        """One `RolloutGroup` per prompt, with texts, per-token arrays and verdicts. An
+        episode's completion is its last reply (what is verified and voted on) with the
+        per-token arrays of every token the model wrote in it (observations left out)."""
         G = self.config.group_size
         arrays = [
             t.detach().float().cpu().numpy()
             for t in (stats.logprobs, stats.entropies, stats.self_certainty)
         ]
-        texts = self.tokenizer.batch_decode(
-            [g.token_ids for g in batch.completions], skip_special_tokens=True
-        )
+        if episodes is None:
+            texts = self.tokenizer.batch_decode(
+                [g.token_ids for g in batch.completions], skip_special_tokens=True
+            )
+        else:
+            texts = [e.final_reply for e in episodes]
         # One batch for the whole step: the env runs it in parallel (workers, sandbox).
         started = time.perf_counter()
         verdicts, self._verified = verify_distinct(
@@ -351,15 +377,17 @@ class Trainer:
         for p, task in enumerate(tasks):
             completions = []
             for i in range(p * G, (p + 1) * G):
-                n = len(batch.completions[i].token_ids)
+                g = batch.completions[i]
+                n = len(g.token_ids)
+                mine = np.ones(n, dtype=bool) if g.model_mask is None else np.array(g.model_mask, dtype=bool)
                 completions.append(
                     Completion(
                         text=texts[i],
-                        token_ids=batch.completions[i].token_ids,
-                        logprobs=arrays[0][i, :n],
-                        entropies=arrays[1][i, :n],
-                        self_certainty=arrays[2][i, :n],
-                        finished=batch.completions[i].finished,
+                        token_ids=[t for t, m in zip(g.token_ids, mine, strict=True) if m],
+                        logprobs=arrays[0][i, :n][mine],
+                        entropies=arrays[1][i, :n][mine],
+                        self_certainty=arrays[2][i, :n][mine],
+                        finished=g.finished,
                     )
                 )
             group = RolloutGroup(
@@ -539,26 +567,35 @@ class Trainer:
         every accuracy and compare two steps task by task."""
         cfg = self.config
         ids = [self.encode_prompt(t) for t in self.val_tasks]
-        greedy = self.engine.generate(ids, 1, greedy=True, max_new_tokens=cfg.max_new_tokens)
-        sampled = self.engine.generate(
-            ids,
-            cfg.val_samples,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-            seed=self._seed(step, 1),
-        )
 
-        def per_task(outputs: list[list[Generation]]) -> np.ndarray:
-            pairs = [
-                (task, self.tokenizer.decode(g.token_ids, skip_special_tokens=True))
-                for task, gens in zip(self.val_tasks, outputs, strict=True)
-                for g in gens
-            ]
+        def greedy(contexts: list[list[int]], n: int, turn: int) -> list[list[Generation]]:
+            return self.engine.generate(contexts, n, greedy=True, max_new_tokens=cfg.max_new_tokens,
+                                        seed=turn)
+
+        def sampled(contexts: list[list[int]], n: int, turn: int) -> list[list[Generation]]:
+            return self.engine.generate(
+                contexts,
+                n,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                seed=self._seed(step, 1) + turn,
+            )
+
+        def per_task(sample: Sampler, n: int) -> np.ndarray:
+            if max_turns(self.env) > 1:  # whole episodes; their last replies are verified
+                _, episodes = play_episodes(
+                    self.env, self.tokenizer, self.val_tasks, ids, n, sample, chat=self.chat
+                )
+                texts = [e.final_reply for e in episodes]
+            else:
+                texts = [self.tokenizer.decode(g.token_ids, skip_special_tokens=True)
+                         for gens in sample(ids, n, 0) for g in gens]
+            pairs = [(self.val_tasks[i // n], text) for i, text in enumerate(texts)]
             correct = [v.correct for v in verify_distinct(self.env, pairs)[0]]
             return np.asarray(correct, dtype=float).reshape(len(self.val_tasks), -1)  # (T, n)
 
-        tasks_sampled, tasks_greedy = per_task(sampled), per_task(greedy)
+        tasks_sampled, tasks_greedy = per_task(sampled, cfg.val_samples), per_task(greedy, 1)
         return {
             "val_accuracy": float(tasks_sampled.mean()),
             "val_greedy_accuracy": float(tasks_greedy.mean()),
@@ -727,13 +764,18 @@ def holds_a_run(out: Path) -> bool:
 
 
 def _completion_mask(batch: RolloutBatch) -> torch.Tensor:
-    """1 on every generated token (finished or not), whatever the loss mask says."""
+    """1 on every token the model generated (finished or not), whatever the loss mask
+    says; an episode's observations are 0."""
     lengths = torch.tensor(
         [len(g.token_ids) for g in batch.completions], device=batch.loss_mask.device
     )  # (N,)
-    return (  # (1, C) < (N, 1) -> (N, C)
+    mask = (  # (1, C) < (N, 1) -> (N, C)
         torch.arange(batch.completion_len, device=lengths.device)[None, :] < lengths[:, None]
     ).float()
+    for i, g in enumerate(batch.completions):
+        if g.model_mask is not None:
+            mask[i, : len(g.model_mask)] = torch.tensor(g.model_mask, dtype=mask.dtype)
+    return mask
 
 
 def _grad_norm(model, max_norm: float) -> float:
