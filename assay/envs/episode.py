@@ -56,16 +56,6 @@ class Episode:
                 out.append({"role": "user", "content": self.observations[i]})
         return out
 
-    def transcript(self) -> str:
-        """Replies and observations as one text, in order (what the model wrote and read
-        after its prompt)."""
-        parts = []
-        for i, reply in enumerate(self.replies):
-            parts.append(reply)
-            if i < len(self.observations):
-                parts.append(self.observations[i])
-        return "".join(parts)
-
     @property
     def final_reply(self) -> str:
         return self.replies[-1] if self.replies else ""

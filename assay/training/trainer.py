@@ -13,6 +13,7 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,16 +244,7 @@ class Trainer:
         tasks = self.data.next(cfg.prompts_per_step)
         prompt_ids = [self.encode_prompt(task) for task in tasks]
 
-        def sample(contexts: list[list[int]], n: int, turn: int) -> list[list[Generation]]:
-            return self.engine.generate(
-                contexts,
-                n,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                max_new_tokens=cfg.max_new_tokens,
-                seed=self._seed(step, 0 if turn == 0 else 100 + turn),
-            )
-
+        sample = self.sampler(lambda turn: self._seed(step, 0 if turn == 0 else 100 + turn))
         episodes = None
         if max_turns(self.env) > 1:
             generations, episodes = play_episodes(
@@ -318,6 +310,20 @@ class Trainer:
         return metrics
 
     # -- pieces of the step ------------------------------------------------------------
+
+    def sampler(self, seed: Callable[[int], int], *, greedy: bool = False) -> Sampler:
+        """The rollout engine with the run's sampling settings, as `play_episodes` calls it:
+        `seed(turn)` seeds each turn's call."""
+        cfg = self.config
+
+        def sample(contexts: list[list[int]], n: int, turn: int) -> list[list[Generation]]:
+            if greedy:
+                return self.engine.generate(contexts, n, greedy=True,
+                                            max_new_tokens=cfg.max_new_tokens, seed=seed(turn))
+            return self.engine.generate(contexts, n, temperature=cfg.temperature, top_p=cfg.top_p,
+                                        max_new_tokens=cfg.max_new_tokens, seed=seed(turn))
+
+        return sample
 
     def encode_prompt(self, task: Task) -> list[int]:
         return encode_prompt(self.tokenizer, task.prompt, self.chat)
@@ -568,19 +574,8 @@ class Trainer:
         cfg = self.config
         ids = [self.encode_prompt(t) for t in self.val_tasks]
 
-        def greedy(contexts: list[list[int]], n: int, turn: int) -> list[list[Generation]]:
-            return self.engine.generate(contexts, n, greedy=True, max_new_tokens=cfg.max_new_tokens,
-                                        seed=turn)
-
-        def sampled(contexts: list[list[int]], n: int, turn: int) -> list[list[Generation]]:
-            return self.engine.generate(
-                contexts,
-                n,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                max_new_tokens=cfg.max_new_tokens,
-                seed=self._seed(step, 1) + turn,
-            )
+        greedy = self.sampler(lambda turn: turn, greedy=True)
+        sampled = self.sampler(lambda turn: self._seed(step, 1) + turn)
 
         def per_task(sample: Sampler, n: int) -> np.ndarray:
             if max_turns(self.env) > 1:  # whole episodes; their last replies are verified
