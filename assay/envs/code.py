@@ -22,12 +22,12 @@ import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from assay.envs.base import Environment, Task, seeded_random
+from assay.envs.code_feedback import FEEDBACK, TestFeedback
 from assay.envs.code_harness import (
     JUDGE_SOURCE,
     TestsError,
@@ -36,6 +36,7 @@ from assay.envs.code_harness import (
     outputs_match,
     read_judge_report,
     solution_source,
+    syntax_problem,
 )
 from assay.envs.code_synth import (
     DIFFICULTIES,
@@ -111,6 +112,10 @@ class CodeOptions:
     min_difficulty: int = 1  #: source=synth: the easiest difficulty drawn (1-3)
     max_difficulty: int = 3  #: source=synth: the hardest difficulty drawn (1-3)
     prompt_style: str = "full"  #: tasks with `shown` examples: "full" (instructions) or "compact" (`f(3)=10 f(5)=16:`)
+    #: "none" (one submission per task) or "tests" (a failed submission is shown the visible
+    #: tests it failed and may be followed by another: code_feedback.py)
+    feedback: str = "none"
+    max_turns: int = 0  #: most submissions per episode (0: 3 with feedback=tests, else 1)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
@@ -131,6 +136,14 @@ class CodeOptions:
             raise ValueError(f"families must be some of {', '.join(FAMILIES)}, got {unknown or 'none'}")
         if not 1 <= self.min_difficulty <= self.max_difficulty <= max(DIFFICULTIES):
             raise ValueError("difficulties must satisfy 1 <= min_difficulty <= max_difficulty <= 3")
+        if self.feedback not in FEEDBACK:
+            raise ValueError(f"feedback must be one of {FEEDBACK}, got {self.feedback!r}")
+        if self.max_turns == 0:
+            self.max_turns = 3 if self.feedback == "tests" else 1
+        if not 1 <= self.max_turns <= 16:
+            raise ValueError(f"max_turns must be in 1..16, got {self.max_turns}")
+        if self.max_turns > 1 and self.feedback == "none":
+            raise ValueError("max_turns > 1 needs feedback=tests: nothing else answers a submission")
         if self.prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {self.prompt_style!r}")
 
@@ -143,7 +156,7 @@ class _Plan:
     decide: Callable[[list[Any]], Verdict]
 
 
-class CodeEnv(Environment):
+class CodeEnv(TestFeedback, Environment):
     """Code: Python functions checked by assert tests, or programs by stdin/stdout cases."""
 
     name = "code"
@@ -346,7 +359,7 @@ class CodeEnv(Environment):
         return self._plan_asserts(task, answer)
 
     def _plan_io(self, task: Task, answer: str) -> _Plan | Verdict:
-        problem = _syntax_problem(answer)
+        problem = syntax_problem(answer)
         if problem:
             return Verdict.invalid(problem)
         cases = task["io"]
@@ -383,7 +396,7 @@ class CodeEnv(Environment):
             return Verdict.error(f"task {task.id}: {exc}")
         code_prompt = self._code_prompt(task)
         source = solution_source(answer, code_prompt)
-        problem = _syntax_problem(source)
+        problem = syntax_problem(source)
         if problem:
             return Verdict.invalid(problem)
         setup = task.get("setup") or code_prompt
@@ -459,19 +472,6 @@ def _decide(plan: _Plan, executions: list[Any], task: Task) -> Verdict:
         return plan.decide(executions)
     except Exception as exc:
         return _broken(task, exc)
-
-
-def _syntax_problem(source: str) -> str | None:
-    """Why the source does not compile, or None. Compiling runs nothing."""
-    try:
-        with warnings.catch_warnings():  # a completion's `1if` must not print on the host
-            warnings.simplefilter("ignore")
-            compile(source, "solution.py", "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        return f"the code does not parse: line {exc.lineno}: {exc.msg}"
-    except (ValueError, MemoryError, RecursionError) as exc:
-        return f"the code cannot be compiled: {type(exc).__name__}"
-    return None
 
 
 def _with_newline(text: str) -> str:

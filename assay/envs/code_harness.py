@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,16 @@ def _normalise(text: str) -> list[str]:
     while lines and not lines[-1]:
         lines.pop()
     return lines
+
+
+def syntax_problem(source: str) -> str | None:
+    """Why the source does not compile, or None. Compiling runs nothing."""
+    try:
+        with warnings.catch_warnings():  # a completion's `1if` must not print on the host
+            warnings.simplefilter("ignore")
+            compile(source, "solution.py", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"the code does not parse: line {exc.lineno}: {exc.msg}"
+    except (ValueError, MemoryError, RecursionError) as exc:
+        return f"the code cannot be compiled: {type(exc).__name__}"
+    return None

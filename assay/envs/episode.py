@@ -70,7 +70,7 @@ def require_single_turn(env: Environment, command: str) -> None:
     if max_turns(env) > 1:
         raise EpisodeError(
             f"{command}: env {env.name!r} is set for episodes of up to {max_turns(env)} turns "
-            f"(env.tools / env.max_turns), and {command} plays one turn per task; "
+            f"(env.tools, env.feedback, env.max_turns), and {command} plays one turn per task; "
             "assay train (the default backend) plays whole episodes"
         )
 

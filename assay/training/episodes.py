@@ -57,11 +57,16 @@ def play_episodes(
     sample: Sampler,
     *,
     chat: bool,
+    positions: int | None = None,
 ) -> tuple[list[list[Generation]], list[Episode]]:
     """`group_size` episodes per task, played to their ends a turn at a time: every
     active episode's next reply in one `sample` call, every observation of a turn in one
     `respond_many` call. Returns the generations (per task, in the engine's layout; each
-    with its `model_mask`) and the episodes, row by row, their last replies unverified."""
+    with its `model_mask`) and the episodes, row by row, their last replies unverified.
+
+    `positions`: the model's context length, when it has one (a table of learned
+    positions). An episode whose context and next observation would leave no room for a
+    reply ends there, its last reply final, as when it reaches `max_turns`."""
     G, n = group_size, len(tasks) * group_size
     episodes = [Episode(tasks[i // G]) for i in range(n)]
     tokens: list[list[int]] = [[] for _ in range(n)]  # everything after the prompt
@@ -84,9 +89,13 @@ def play_episodes(
             if observation is None:
                 episodes[i].done = True
                 continue
-            episodes[i].observations.append(observation)
             ended = tokens[i][-1] if finished[i] and tokens[i] else None
             ids = observation_ids(tokenizer, observation, chat=chat, ended_with=ended)
+            context = len(prompt_ids[i // G]) + len(tokens[i]) + len(ids)
+            if positions is not None and context >= positions - 1:  # no room to reply
+                episodes[i].done = True
+                continue
+            episodes[i].observations.append(observation)
             tokens[i] += ids
             masks[i] += [0] * len(ids)
             going.append(i)

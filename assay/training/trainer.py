@@ -248,7 +248,8 @@ class Trainer:
         episodes = None
         if max_turns(self.env) > 1:
             generations, episodes = play_episodes(
-                self.env, self.tokenizer, tasks, prompt_ids, cfg.group_size, sample, chat=self.chat
+                self.env, self.tokenizer, tasks, prompt_ids, cfg.group_size, sample,
+                chat=self.chat, positions=getattr(self.engine, "max_positions", None),
             )
         else:
             generations = sample(prompt_ids, cfg.group_size, 0)
@@ -580,7 +581,8 @@ class Trainer:
         def per_task(sample: Sampler, n: int) -> np.ndarray:
             if max_turns(self.env) > 1:  # whole episodes; their last replies are verified
                 _, episodes = play_episodes(
-                    self.env, self.tokenizer, self.val_tasks, ids, n, sample, chat=self.chat
+                    self.env, self.tokenizer, self.val_tasks, ids, n, sample,
+                    chat=self.chat, positions=getattr(self.engine, "max_positions", None),
                 )
                 texts = [e.final_reply for e in episodes]
             else:

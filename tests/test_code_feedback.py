@@ -1,0 +1,170 @@
+"""Test feedback for the code env (`feedback=tests`): a failed submission is shown the
+visible tests it failed, never a hidden one; the hidden tests decide the verdict. Real
+sandbox runs throughout."""
+
+from __future__ import annotations
+
+import pytest
+
+from assay.envs.code_feedback import visible_tests
+from assay.envs.episode import Episode, max_turns, run_episodes
+from assay.envs.registry import get_env
+from assay.training.episodes import play_episodes
+from assay.training.rollout import Generation
+
+#: 2 shown examples of x -> 3x, 3 hidden ones
+TESTS = ("assert f(1) == 3\nassert f(2) == 6\n"
+         "assert f(5) == 15\nassert f(7) == 21\nassert f(0) == 0\n")
+TASK = {"entry_point": "f", "tests": TESTS, "shown": 2}
+WRONG = "```python\ndef f(x):\n    return 2 * x\n```"  # passes only f(0) (hidden)
+RIGHT = "```python\ndef f(x):\n    return 3 * x\n```"
+#: passes both shown examples and no hidden one but f(0)... by table
+MEMORISED = "```python\ndef f(x):\n    return {1: 3, 2: 6}.get(x, -1)\n```"
+
+
+def _scripted(*turns: str):
+    def generate(episodes: list[Episode]) -> list[str]:
+        return [turns[min(e.turns, len(turns) - 1)] for e in episodes]
+    return generate
+
+
+@pytest.fixture
+def env():
+    env = get_env("code", feedback="tests", timeout=2.0)
+    yield env
+    env.close()
+
+
+def test_visible_tests_are_what_the_prompt_shows():
+    code = get_env("code")
+    synth = code.make_task(TASK)
+    assert [t["tests"] for t in visible_tests(synth)] == ["assert f(1) == 3\n",
+                                                          "assert f(2) == 6\n"]
+    listed = code.make_task({"entry_point": "f", "tests": TESTS})  # the prompt lists all
+    assert len(visible_tests(listed)) == 5
+    io = code.make_task({"io": [{"stdin": "1\n", "stdout": "2\n"}, {"stdin": "2\n", "stdout": "3\n"}]})
+    assert [t["io"] for t in visible_tests(io)] == [[{"stdin": "1\n", "stdout": "2\n"}]]
+    humaneval = code.make_task({"code_prompt": "def f(x):\n", "test": "def check(c): pass",
+                                "entry_point": "f"})
+    assert visible_tests(humaneval) == []
+
+
+def test_a_failed_submission_sees_the_failed_visible_tests_and_no_hidden_one(env):
+    task = env.make_task(TASK)
+    (episode,) = run_episodes(env, [task], _scripted(WRONG, RIGHT))
+    assert episode.turns == 2 and episode.verdict.correct
+    seen = episode.observations[0]
+    assert "failed 2 of the 2 visible tests" in seen
+    assert "assert f(1) == 3" in seen and "assert f(2) == 6" in seen
+    for hidden in ("f(5)", "f(7)", "f(0)"):
+        assert hidden not in seen
+    assert episode.tool_calls == 2  # both submissions checked: the second passed, and ended it
+
+
+def test_the_hidden_tests_decide_after_the_visible_ones_pass(env):
+    task = env.make_task(TASK)
+    (episode,) = run_episodes(env, [task], _scripted(MEMORISED, RIGHT))
+    # the visible tests pass: the episode ends, and the hidden tests fail the submission
+    assert episode.turns == 1 and episode.observations == []
+    assert not episode.verdict.correct and episode.verdict.detail.startswith("2/5 tests passed")
+
+
+def test_up_to_max_turns_submissions_then_the_last_is_verified():
+    env = get_env("code", feedback="tests", max_turns=4, timeout=2.0)
+    try:
+        assert max_turns(env) == 4
+        (episode,) = run_episodes(env, [env.make_task(TASK)], _scripted(WRONG))
+        assert episode.turns == 4 and len(episode.observations) == 3
+        assert episode.verdict.score == pytest.approx(1 / 5)  # f(0) == 0 passes
+    finally:
+        env.close()
+
+
+def test_code_that_does_not_parse_is_told_so(env):
+    (episode,) = run_episodes(env, [env.make_task(TASK)], _scripted("def f(x) return", RIGHT))
+    assert "not a program that runs" in episode.observations[0] and "line 1" in episode.observations[0]
+    assert episode.verdict.correct
+
+
+def test_compact_prompts_get_the_failed_examples_as_a_compact_prompt():
+    env = get_env("code", feedback="tests", prompt_style="compact", timeout=2.0)
+    try:
+        task = env.make_task(TASK)
+        assert task.prompt == "f(1)=3 f(2)=6:"
+        half = "def f(x): return 3 if x == 1 else 0"
+        (episode,) = run_episodes(env, [task], _scripted(half, RIGHT))
+        assert episode.observations == ["f(2)=6:"]
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("code", [
+    "import os\nwhile True:\n    os.fork()",  # fork bomb
+    "print('x' * 10_000_000)",  # output flood
+    "import time\ntime.sleep(60)",  # sleeping past the limit
+])
+def test_hostile_submissions_are_failed_tests_not_errors(env, code):
+    hostile = f"```python\n{code}\ndef f(x):\n    return 2 * x\n```"
+    (episode,) = run_episodes(env, [env.make_task(TASK)], _scripted(hostile, RIGHT))
+    assert episode.turns == 2 and "failed 2 of the 2 visible tests" in episode.observations[0]
+    assert len(episode.observations[0]) < 300  # what the program printed is not shown
+    assert episode.tool_errors == 0 and episode.verdict.correct
+    if "sleep" in code:
+        assert episode.tool_timeouts == 1
+
+
+def test_nothing_a_submission_writes_reaches_the_next_episode(env):
+    writes = ("```python\nopen('/tmp/note', 'w').write('x'); open('note', 'w').write('x')\n"
+              "def f(x):\n    return 0\n```")
+    reads = ("```python\nimport os\nSEEN = os.path.exists('/tmp/note') or os.path.exists('note')\n"
+             "def f(x):\n    return 3 * x + SEEN\n```")
+    task = env.make_task(TASK)
+    run_episodes(env, [task], _scripted(writes, writes))
+    (episode,) = run_episodes(env, [task], _scripted(reads))
+    assert episode.turns == 1 and episode.verdict.correct  # it saw no note: SEEN is False
+
+
+def test_all_submissions_of_a_turn_go_to_the_sandbox_as_one_batch(env):
+    batches = []
+    check = env._verify_answers
+
+    def counting(pairs, **kw):
+        batches.append(len(pairs))
+        return check(pairs, **kw)
+
+    env._verify_answers = counting
+    tasks = [env.make_task(TASK) for _ in range(3)]
+    run_episodes(env, tasks, _scripted(WRONG, WRONG, RIGHT), verify=False)
+    assert batches == [6, 6]  # 3 episodes x 2 visible tests, on each of 2 turns
+
+
+@pytest.mark.parametrize("options", [{"feedback": "hints"}, {"max_turns": 17, "feedback": "tests"},
+                                     {"max_turns": 2}])
+def test_bad_feedback_options_are_refused_by_name(options):
+    with pytest.raises(ValueError) as info:
+        get_env("code", **options)
+    assert next(iter(options)) in str(info.value) or "feedback" in str(info.value)
+
+
+def test_an_episode_ends_where_the_model_has_no_room_to_reply(env):
+    """A model with a table of positions: an observation that would fill the context
+    ends the episode instead of overflowing it."""
+    task = env.make_task(TASK)
+    prompt = [1] * 20
+
+    def sample(contexts, n, turn):
+        return [[Generation([5] * 10, True) for _ in range(n)] for _ in contexts]
+
+    class Chars:  # a character per token
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [7] * len(text)}
+
+        def decode(self, ids, skip_special_tokens=True):
+            return WRONG
+
+    _, (episode,) = play_episodes(env, Chars(), [task], [prompt], 1, sample, chat=False,
+                                  positions=20 + 10 + 60)
+    assert episode.turns == 1 and episode.observations == []  # the feedback is ~130 chars
+    _, (episode,) = play_episodes(env, Chars(), [task], [prompt], 1, sample, chat=False,
+                                  positions=None)
+    assert episode.turns == 3
