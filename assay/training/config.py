@@ -413,13 +413,23 @@ RESUMABLE = (
 )
 
 
+def _as_saved(value: Any) -> Any:
+    """`value` as config.yaml gives it back: tuples (an env option such as the code
+    organism's `families`) read back as lists, and must compare equal to them."""
+    if isinstance(value, dict):
+        return {k: _as_saved(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_saved(v) for v in value]
+    return value
+
+
 def resume_changes(
     saved: dict[str, Any], now: TrainConfig, *, also: tuple[str, ...] = ()
 ) -> list[str]:
     """The settings `now` changes from a run's saved config, as `key: old -> new` (empty when
     resuming with `now` is safe). Only `RESUMABLE` keys, and those in `also`, may differ."""
-    before = make_config(saved, where="the run's config.yaml").to_dict()
-    after = now.to_dict()
+    before = _as_saved(make_config(saved, where="the run's config.yaml").to_dict())
+    after = _as_saved(now.to_dict())
     return [
         f"{key}: {before[key]!r:.60} -> {after[key]!r:.60}"
         for key in after
