@@ -378,9 +378,6 @@ def _train_with_trl(flags: dict[str, Any], assignments: tuple[str, ...], config_
         trl_backend.check_reward(get_reward(config.reward))
         environment = get_env(config.env, **config.env_options)
         environment.check_available()
-        from assay.envs.episode import require_single_turn
-
-        require_single_turn(environment, "assay train --backend trl")
         trl_backend.require_trl()
         summary = trl_backend.train(config, quiet=quiet)
     except AssayError as exc:

@@ -158,3 +158,73 @@ def test_docs_name_every_module_of_assay_that_imports_trl():
     text = (root / "docs" / "training.md").read_text()
     bullet = text[text.index("- `trl` (in `dev`"):].split("\n- ")[0]
     assert "assay/integrations/trl.py" in bullet and "only the tests" not in bullet
+
+
+# -- multi-turn envs through TRL's rollout hook (trl_episodes.py) -------------------------------
+
+
+def test_the_episode_rollout_masks_observations_and_hands_over_the_last_reply():
+    """The rollout TRL calls: one completion per prompt it was given (a prompt's copies
+    side by side), observations masked out, and the last reply for the reward."""
+    from types import SimpleNamespace
+
+    from assay.integrations.trl_episodes import episode_rollout
+    from assay.training.policy import load_policy, resolve_model_path
+
+    model, tokenizer = load_policy(resolve_model_path("organism:code-tiny", None, quiet=True))
+    env = get_env("code", feedback="tests", max_turns=2, source="synth", prompt_style="compact",
+                  families=("int",), timeout=2.0)
+    tasks = env.generate(2, seed=0)
+    logged = []
+    trainer = SimpleNamespace(
+        processing_class=tokenizer, model=model,
+        args=SimpleNamespace(temperature=1.0, top_p=1.0, max_completion_length=48),
+        accelerator=SimpleNamespace(unwrap_model=lambda m: m),
+        _log_metric=lambda name, value: logged.append(name))
+    try:
+        rollout = episode_rollout(env, tasks, seed=0)
+        prompts = [tasks[0].prompt] * 3 + [tasks[1].prompt] * 3
+        out = rollout(prompts, trainer)
+    finally:
+        env.close()
+    assert len(out["completion_ids"]) == len(out["env_mask"]) == len(out["prompt_ids"]) == 6
+    assert out["prompt_ids"][0] == list(tokenizer(tasks[0].prompt)["input_ids"])
+    assert {"turns", "tool_calls"} <= set(logged)
+    two_turns = 0
+    for ids, mask, last in zip(out["completion_ids"], out["env_mask"], out["assay_final_reply"],
+                               strict=True):
+        assert len(ids) == len(mask) and mask[0] == 1
+        if 0 in mask:  # a second turn: the observation is masked, the reply after it trained
+            two_turns += 1
+            assert mask[-1] == 1
+            after = ids[len(mask) - mask[::-1].index(0):]  # the last reply's tokens
+            assert tokenizer.decode(after, skip_special_tokens=True) == last
+    assert two_turns > 0  # the tiny prior fails visible tests: feedback was given
+
+
+def test_train_backend_trl_plays_whole_episodes(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [ASSAY, "train", "--backend", "trl", "--model", "organism:code-tiny", "--env", "code",
+         "--steps", "2", "--quiet", "--out", str(out), "--set", "env.feedback=tests",
+         "--set", "env.max_turns=2", "--set", "prompts_per_step=2", "--set", "group_size=4"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert 1 < row["turns"] <= 2 and row["tool_calls"] > 0
+        assert sum(row[f"verdicts/{s}"] for s in ("correct", "incorrect", "invalid", "timeout",
+                                                  "error")) == 8
+
+
+def test_a_multi_turn_rollout_is_rewarded_on_its_last_reply():
+    env = get_env("countdown")
+    a = env.make_task({"numbers": [2, 3], "target": 5})
+    func = reward_funcs(env, "verifier", num_generations=2)
+    # the transcripts end in a right and a wrong answer; the last replies say the opposite
+    out, _ = call(func, [a, a], ["<answer>2*3</answer> ... <answer>2+3</answer>",
+                                 "<answer>2+3</answer> ... <answer>2*3</answer>"],
+                  assay_final_reply=["<answer>2*3</answer>", "<answer>2+3</answer>"])
+    assert out == [0.0, 1.0]

@@ -25,6 +25,7 @@ TRL is imported lazily; without it, one line says how to install it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,12 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from assay.envs import Environment, Task
+from assay.envs.episode import max_turns
 from assay.errors import AssayError
 from assay.rewards import get_reward
 from assay.rewards.base import Completion, Reward, RolloutGroup
 from assay.verifiers import STATUSES
 
 TASK_COLUMN = "assay_task"
+#: the column a multi-turn rollout (trl_episodes.py) fills with each episode's last reply:
+#: the reply verified, where the completion holds the whole episode
+FINAL_REPLY = "assay_final_reply"
 #: a completion's per-token statistics: TRL gives reward functions none
 _NO_STATS: tuple[Any, Any, Any] = ((), (), ())
 
@@ -119,7 +124,8 @@ def reward_funcs(
         else:  # the env's task fields as columns of their own
             names = [k for k in columns if k in env.task_schema.get("properties", {})]
             fields = [{k: columns[k][i] for k in names} for i in range(len(prompts))]
-        texts = [_text(c) for c in completions]
+        texts = [str(t) for t in columns[FINAL_REPLY]] if FINAL_REPLY in columns else \
+            [_text(c) for c in completions]
         runs = _groups([json.dumps(f, sort_keys=True) for f in fields])
         if groupwise and num_generations:
             for run in runs:
@@ -171,6 +177,7 @@ METRIC_KEYS = {
     "grad_norm": "grad_norm",
     "learning_rate": "lr",
     "gt_accuracy": "gt_accuracy",
+    **{name: name for name in ("turns", "tool_calls", "tool_errors", "tool_timeouts")},
     **{f"verdicts/{s}": f"verdicts/{s}" for s in STATUSES},
 }
 
@@ -262,6 +269,12 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
             metrics_file.write(json.dumps(row) + "\n")
             metrics_file.flush()
 
+    rollout = None
+    if max_turns(env) > 1:  # whole episodes, through TRL's rollout hook (trl_episodes.py)
+        from assay.integrations.trl_episodes import episode_rollout
+
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # the hook is documented here
+        rollout = episode_rollout(env, tasks, seed=cfg.seed, chat_template=cfg.chat_template)
     trainer = trl.GRPOTrainer(
         model=model,
         processing_class=tokenizer,
@@ -269,6 +282,7 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
         args=grpo_config(cfg, str(out / "trl"), quiet),
         train_dataset=task_dataset(env, tasks),
         callbacks=[WriteMetrics()],
+        rollout_func=rollout,
     )
     if quiet:  # transformers prints every log dict through one of these two
         trainer.remove_callback(PrinterCallback)
