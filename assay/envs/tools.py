@@ -10,6 +10,12 @@ is reported as such in the observation and counted in `tool_errors`.
 An environment gets the tool by mixing `PythonTool` into its class and adding the
 `ToolOptions` fields to its options (`--set env.tools=python`); its prompt then says how
 to call the tool, and `respond_many` answers each reply that calls it.
+
+With the compact prompts of the organisms (`prompt_style=compact`) the call is compact
+too, for a model of 64 positions: a reply `#EXPR` evaluates the Python expression EXPR
+(in the same jail) and the model reads `=VALUE`, the first line of what it printed, at
+most 8 characters, a whole float printed as an integer (`#6/3` reads `=2`); a call that
+fails, times out or prints nothing reads `=?`. Any other reply is the answer.
 """
 
 from __future__ import annotations
@@ -91,6 +97,33 @@ def observation(execution: Any, limit: int) -> str:
     return "\n".join(p for p in parts if p) + "\n"
 
 
+#: the compact form: a reply that starts with this calls the tool on the rest
+COMPACT_CALL = "#"
+#: the most characters of a compact call's value the model reads
+COMPACT_VALUE_CHARS = 8
+
+
+def compact_code(reply: str) -> str | None:
+    """The program of a compact call (`#EXPR` prints EXPR's value), or None for an answer."""
+    text = reply.strip()
+    if not text.startswith(COMPACT_CALL):
+        return None
+    expression = text[len(COMPACT_CALL):].strip()
+    return (f"v = ({expression})\n"
+            "print(int(v) if isinstance(v, float) and v.is_integer() else v)")
+
+
+def compact_value(printed: str) -> str:
+    """What the model reads of a compact call that printed `printed` (exit 0): `=VALUE`."""
+    lines = printed.strip().splitlines()
+    return "=" + lines[0][:COMPACT_VALUE_CHARS] if lines and lines[0] else "=?"
+
+
+def compact_observation(execution: Any) -> str:
+    """A compact call's observation: its value, or `=?` when it did not print one."""
+    return compact_value(execution.stdout) if execution.status == "ok" else "=?"
+
+
 class PythonTool:
     """Mixin for an `Environment` whose options include `ToolOptions`: with
     `tools=python`, a reply that calls the tool and gives no answer gets the tool's
@@ -100,8 +133,25 @@ class PythonTool:
     _tool_sandbox: Any = None
 
     def tool_prompt(self, prompt: str) -> str:
-        """The prompt, with how to call the tool when the tool is on."""
-        return prompt + TOOL_INSTRUCTIONS if self.options.tools == "python" else prompt
+        """The prompt, with how to call the tool when the tool is on (a compact prompt has
+        no room for words: the compact call is learned, not told)."""
+        if self.options.tools != "python" or self._compact:
+            return prompt
+        return prompt + TOOL_INSTRUCTIONS
+
+    @property
+    def _compact(self) -> bool:
+        return getattr(self.options, "prompt_style", "") == "compact"
+
+    def _call(self, reply: str) -> str | None:
+        """The code a reply runs, or None when it is an answer (which ends the episode)."""
+        if self._compact:
+            return compact_code(reply)
+        code = tool_call(reply)
+        outside = _CALL.sub(" ", reply)  # an answer is read outside the code
+        if code is None or self.extract(outside) is not None:  # type: ignore[attr-defined]
+            return None
+        return code
 
     def respond_many(self, episodes: Sequence[Episode]) -> list[str | None]:
         o = self.options
@@ -110,13 +160,12 @@ class PythonTool:
         answers: list[str | None] = [None] * len(episodes)
         jobs, owners = [], []
         for i, episode in enumerate(episodes):
-            reply = episode.final_reply
-            code = tool_call(reply)
-            outside = _CALL.sub(" ", reply)  # an answer is read outside the code
-            if code is None or self.extract(outside) is not None:  # type: ignore[attr-defined]
+            code = self._call(episode.final_reply)
+            if code is None:
                 continue  # an answer (or nothing to run) ends the episode
             if episode.tool_calls >= o.tool_calls or episode.tool_seconds >= o.tool_seconds:
-                answers[i] = "<output status=\"refused\">no tool runs left: answer now</output>\n"
+                answers[i] = "=?" if self._compact else (
+                    "<output status=\"refused\">no tool runs left: answer now</output>\n")
                 continue
             timeout = min(o.tool_timeout, o.tool_seconds - episode.tool_seconds)
             jobs.append({"code": code, "timeout": max(timeout, 0.05), "memory_mb": o.tool_memory_mb})
@@ -129,7 +178,8 @@ class PythonTool:
                 episode.tool_timeouts += execution.status == "timeout"
                 episode.tool_errors += execution.status in ("error", "memory", "killed",
                                                             "sandbox_error")
-                answers[i] = observation(execution, o.tool_output_chars)
+                answers[i] = (compact_observation(execution) if self._compact
+                              else observation(execution, o.tool_output_chars))
         return answers
 
     def _tool_runs(self, jobs: list[dict[str, Any]]) -> list[Any]:

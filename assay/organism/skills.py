@@ -47,6 +47,7 @@ _BUILTIN = {
     "countdown": "assay.organism.countdown",
     "smt": "assay.organism.smt",
     "code": "assay.organism.code",
+    "tool": "assay.organism.tool",
 }
 _SKILLS: dict[str, Skill] = {}
 

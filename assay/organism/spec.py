@@ -50,6 +50,9 @@ class PriorSpec:
     #: leaves the prior less sharp
     final_lr_fraction: float = 0.1
     seed: int = 0
+    #: the tool skill only: fraction of problems taught as a tool episode (call the tool
+    #: on the candidate answer, read its value, then answer) instead of a direct answer
+    tool_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sft_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -62,6 +65,8 @@ class PriorSpec:
             raise ValueError("verify_fraction must be in [0, 1)")
         if not 0.0 <= self.answer_noise < 1.0 or not 0.0 <= self.final_lr_fraction <= 1.0:
             raise ValueError("answer_noise must be in [0, 1) and final_lr_fraction in [0, 1]")
+        if not 0.0 <= self.tool_fraction < 1.0:
+            raise ValueError("tool_fraction must be in [0, 1)")
 
     def key(self) -> str:
         """A short hash of the format version and every field: the cache folder's suffix."""
@@ -70,6 +75,8 @@ class PriorSpec:
         # field; leaving the default out keeps their folders (no rebuild for anyone).
         if fields["skill"] == DEFAULT_SKILL:
             del fields["skill"]
+        if fields["tool_fraction"] == 0.0:  # likewise every prior built before the tool skill
+            del fields["tool_fraction"]
         blob = json.dumps({"v": FORMAT_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -88,6 +95,11 @@ PRESETS: dict[str, PriorSpec] = {
                       verify_fraction=0.0),
     "code-tiny": PriorSpec(skill="code", sft_steps=20, batch_size=16, wrong_below=2,
                            verify_fraction=0.0),
+    # Countdown with the Python tool (assay/organism/tool.py): a quarter of the problems
+    # taught as a call of the tool on the candidate answer, then the answer.
+    "tool": PriorSpec(skill="tool", sft_steps=1500, verify_fraction=0.0, tool_fraction=0.25),
+    "tool-tiny": PriorSpec(skill="tool", sft_steps=150, batch_size=32, verify_fraction=0.0,
+                           tool_fraction=0.25),
 }
 
 
