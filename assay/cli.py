@@ -481,10 +481,7 @@ def compare_command(env_name, rewards, model, preset, steps, seeds, assignments,
         reward_list = None if rewards is None else [r.strip() for r in rewards.split(",") if r.strip()]
         if reward_list == []:
             raise compare.LabError(f"--rewards {rewards!r} names no reward (leave it out for the preset's)")
-        try:
-            seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
-        except ValueError:
-            raise compare.LabError(f"--seeds expects integers like 0,1,2, got {seeds!r}") from None
+        seed_list = _seed_list(seeds, "--seeds") if seeds else None
         if steps is not None and steps < 1:
             raise compare.LabError("--steps must be at least 1")
         if jobs is not None and jobs < 1:

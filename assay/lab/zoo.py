@@ -272,13 +272,14 @@ def run(
     seeds = list(pick_preset(PRESETS, preset, "zoo")["seeds"] if seeds is None else seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ZooError(f"--seeds must name distinct seeds, got {seeds}")
-    for seed in seeds:  # every problem before anything trains
-        plan(_seed_folder(out, seed, seeds), preset, priors, seed)
+    # every seed planned (and every problem found) before anything trains
+    plans = {seed: plan(_seed_folder(out, seed, seeds), preset, priors, seed) for seed in seeds}
     if len(seeds) == 1:
-        return run_seed(preset=preset, priors=priors, out=out, seed=seeds[0], quiet=quiet)
+        return run_seed(preset=preset, priors=priors, out=out, seed=seeds[0], quiet=quiet,
+                        planned=plans[seeds[0]])
     start = time.perf_counter()
     results = [run_seed(preset=preset, priors=priors, out=_seed_folder(out, seed, seeds),
-                        seed=seed, quiet=quiet) for seed in seeds]
+                        seed=seed, quiet=quiet, planned=plans[seed]) for seed in seeds]
     result = over_seeds(results)
     result["wall_time"] = round(time.perf_counter() - start, 1)
     write_result(out, "zoo", result)
@@ -290,12 +291,13 @@ def _seed_folder(out: Path, seed: int, seeds: list[int]) -> Path:
     return out if len(seeds) == 1 else out / f"seed-{seed}"
 
 
-def run_seed(*, preset: str, priors: int | None, out: Path, seed: int,
-             quiet: bool = False) -> dict[str, Any]:
-    """One seed's zoo in `out`: every member's prior, collapse-step run and GT run."""
+def run_seed(*, preset: str, priors: int | None, out: Path, seed: int, quiet: bool = False,
+             planned: tuple[dict[str, Any], list[Job]] | None = None) -> dict[str, Any]:
+    """One seed's zoo in `out`: every member's prior, collapse-step run and GT run
+    (`planned`: this seed's `plan`, when the caller has made it)."""
     from assay import organism
 
-    settings, jobs = plan(out, preset, priors, seed)
+    settings, jobs = planned or plan(out, preset, priors, seed)
     model = settings["model"]
     name = organism.parse_organism(model)
     flags = {"model": model, "steps": settings["max_steps"], "seed": seed}
