@@ -46,6 +46,7 @@ def test_a_tool_call_is_run_and_its_output_read_before_the_answer():
             "Let me check.\n<python>print(3 * 4 + 5)</python>", "<answer>3*4+5</answer>"))
         assert episode.turns == 2 and episode.tool_calls == 1
         assert "17" in episode.observations[0] and 'status="exit 0"' in episode.observations[0]
+        assert 0 < episode.env_seconds < 30  # the wall time of the turn that ran the call
         assert episode.verdict.correct
         # the model saw the prompt, its call, the output, then answered
         roles = [m["role"] for m in episode.messages()]

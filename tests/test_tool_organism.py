@@ -111,3 +111,4 @@ def test_train_plays_tool_episodes_on_the_tool_organism(tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:  # about a quarter of the episodes call the tool, then answer
         assert 1.05 < row["turns"] < 1.6 and 0.05 < row["tool_calls"] < 0.6
+        assert 0 < row["env_time"] < row["step_time"]  # the tool runs' share of the step

@@ -16,6 +16,7 @@ next reply is generated in one call and every observation of a turn is made in o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,9 @@ class Episode:
     tool_errors: int = 0  #: tool runs that ended in an error, a crash or out of memory
     tool_timeouts: int = 0
     tool_seconds: float = 0.0  #: the sandbox's wall time of every tool run, summed
+    #: this episode's share of the wall time the environment took to answer its turns (a
+    #: turn's answers are made in one batch; each episode of the batch carries 1/n of it)
+    env_seconds: float = 0.0
     verdict: Verdict | None = None
 
     @property
@@ -87,7 +91,11 @@ def respond(env: Environment, episodes: Sequence[Episode]) -> list[str | None]:
     answer = getattr(env, "respond_many", None)
     if answer is None or max_turns(env) == 1:
         return [None] * len(episodes)
+    start = time.perf_counter()
     observations = list(answer(episodes))
+    share = (time.perf_counter() - start) / max(len(episodes), 1)
+    for episode in episodes:
+        episode.env_seconds += share
     if len(observations) != len(episodes):
         raise RuntimeError(f"{type(env).__name__}.respond_many answered {len(observations)} "
                            f"of {len(episodes)} episodes")

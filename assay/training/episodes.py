@@ -113,8 +113,9 @@ def play_episodes(
 
 def episode_metrics(episodes: Sequence[Episode], batch: Any) -> dict[str, float]:
     """Per-step figures of a multi-turn batch: mean turns and tool calls per episode,
-    the tool runs that failed or timed out (counts), and the mean tokens of an episode
-    after its prompt (the model's and the observations')."""
+    the tool runs that failed or timed out (counts), the mean tokens of an episode
+    after its prompt (the model's and the observations'), and `env_time`: the wall
+    seconds the environment took to answer every turn (tool runs, test feedback)."""
     n = max(len(episodes), 1)
     return {
         "turns": sum(e.turns for e in episodes) / n,
@@ -123,4 +124,5 @@ def episode_metrics(episodes: Sequence[Episode], batch: Any) -> dict[str, float]
         "tool_timeouts": sum(e.tool_timeouts for e in episodes),
         "tool_seconds": sum(e.tool_seconds for e in episodes),
         "episode_tokens": sum(len(g.token_ids) for g in batch.completions) / n,
+        "env_time": sum(e.env_seconds for e in episodes),
     }
