@@ -168,3 +168,18 @@ def test_an_episode_ends_where_the_model_has_no_room_to_reply(env):
     _, (episode,) = play_episodes(env, Chars(), [task], [prompt], 1, sample, chat=False,
                                   positions=None)
     assert episode.turns == 3
+    # the run's token budget: a turn whose observation and reply could cross it is not played
+    observed = len(episode.observations[0])
+    for budget, turns in ((10 + observed + 10, 2), (10 + observed + 9, 1)):
+        _, (episode,) = play_episodes(env, Chars(), [task], [prompt], 1, sample, chat=False,
+                                      max_tokens=budget, reply_tokens=10)
+        assert episode.turns == turns, budget
+
+
+def test_the_episode_token_budget_must_leave_room_for_a_reply():
+    from assay.training import resolve
+    from assay.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match="max_episode_tokens"):
+        resolve(sets={"max_episode_tokens": "8", "max_new_tokens": "12"},
+                flags={"model": "organism:tiny"})

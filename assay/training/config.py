@@ -72,7 +72,11 @@ class TrainConfig:
     group_size: int = 8  #: completions per prompt (G)
     temperature: float = 1.0  #: sampling temperature (log-probs use the same)
     top_p: float = 1.0  #: nucleus sampling (1.0 = the full distribution)
-    max_new_tokens: int = 512  #: completion length limit
+    max_new_tokens: int = 512  #: completion length limit (of each reply, in a multi-turn episode)
+    #: multi-turn episodes: the most tokens after the prompt, replies and observations
+    #: together; a turn that could cross it is not played, the last reply is final (0 = no
+    #: limit but max_turns)
+    max_episode_tokens: int = 0
     engine: str = "hf"  #: rollout engine: "hf" (a sampling loop on the training model with its KV cache) or "vllm"
     #: put each prompt to the model as a user message through its tokenizer's chat
     #: template; none (the default) = whenever the tokenizer has one (the organism has none)
@@ -180,6 +184,9 @@ class TrainConfig:
             ("temperature", finite(self.temperature) and self.temperature > 0, "finite and > 0"),
             ("top_p", finite(self.top_p) and 0 < self.top_p <= 1, "in (0, 1]"),
             ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"),
+            ("max_episode_tokens", self.max_episode_tokens == 0
+             or self.max_episode_tokens >= self.max_new_tokens,
+             "0 (no limit) or >= max_new_tokens (room for the first reply)"),
             ("verify_temperature", finite(self.verify_temperature) and self.verify_temperature > 0,
              "finite and > 0"),
             ("verify_max_new_tokens", self.verify_max_new_tokens >= 1, ">= 1"),

@@ -58,6 +58,8 @@ def play_episodes(
     *,
     chat: bool,
     positions: int | None = None,
+    max_tokens: int = 0,
+    reply_tokens: int = 0,
 ) -> tuple[list[list[Generation]], list[Episode]]:
     """`group_size` episodes per task, played to their ends a turn at a time: every
     active episode's next reply in one `sample` call, every observation of a turn in one
@@ -92,8 +94,9 @@ def play_episodes(
             ended = tokens[i][-1] if finished[i] and tokens[i] else None
             ids = observation_ids(tokenizer, observation, chat=chat, ended_with=ended)
             context = len(prompt_ids[i // G]) + len(tokens[i]) + len(ids)
-            if positions is not None and context >= positions - 1:  # no room to reply
-                episodes[i].done = True
+            over_budget = max_tokens and len(tokens[i]) + len(ids) + reply_tokens > max_tokens
+            if over_budget or (positions is not None and context >= positions - 1):
+                episodes[i].done = True  # no room for another reply
                 continue
             episodes[i].observations.append(observation)
             tokens[i] += ids

@@ -249,7 +249,7 @@ class Trainer:
         if max_turns(self.env) > 1:
             generations, episodes = play_episodes(
                 self.env, self.tokenizer, tasks, prompt_ids, cfg.group_size, sample,
-                chat=self.chat, positions=getattr(self.engine, "max_positions", None),
+                **self._episode_limits(),
             )
         else:
             generations = sample(prompt_ids, cfg.group_size, 0)
@@ -325,6 +325,13 @@ class Trainer:
                                         max_new_tokens=cfg.max_new_tokens, seed=seed(turn))
 
         return sample
+
+    def _episode_limits(self) -> dict[str, Any]:
+        """How `play_episodes` bounds an episode here: the chat template, the model's
+        positions (when it has a table of them) and the run's token budget."""
+        return {"chat": self.chat, "positions": getattr(self.engine, "max_positions", None),
+                "max_tokens": self.config.max_episode_tokens,
+                "reply_tokens": self.config.max_new_tokens}
 
     def encode_prompt(self, task: Task) -> list[int]:
         return encode_prompt(self.tokenizer, task.prompt, self.chat)
@@ -582,7 +589,7 @@ class Trainer:
             if max_turns(self.env) > 1:  # whole episodes; their last replies are verified
                 _, episodes = play_episodes(
                     self.env, self.tokenizer, self.val_tasks, ids, n, sample,
-                    chat=self.chat, positions=getattr(self.engine, "max_positions", None),
+                    **self._episode_limits(),
                 )
                 texts = [e.final_reply for e in episodes]
             else:
