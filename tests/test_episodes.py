@@ -156,6 +156,12 @@ def test_math_reads_its_answer_outside_the_code():
 def test_observation_and_tool_call_parsing():
     assert tool_call("a <python>x=1</python> b <python>\nprint(2)\n</python>") == "print(2)"
     assert tool_call("no code") is None
+    # a tool-calling chat template's JSON form, for the tool `python` only
+    hermes = '<tool_call>\n{"name": "python", "arguments": {"code": "print(7)"}}\n</tool_call>'
+    assert tool_call("Let me run it. " + hermes) == "print(7)"
+    assert tool_call(hermes + " then <python>print(8)</python>") == "print(8)"  # the last
+    assert tool_call('<tool_call>{"name": "search", "arguments": {"code": "x"}}</tool_call>') is None
+    assert tool_call("<tool_call>{not json}</tool_call>") is None
     flood = Execution("ok", 0, "a" * 1000, "", 0.1, stdout_truncated=True)
     shown = observation(flood, 100)
     assert shown.splitlines()[1].count("a") == 100 and "[cut]" in shown
@@ -195,3 +201,15 @@ def test_eval_refuses_multi_turn_envs_in_one_line():
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "one turn per task" in lines[0] and "env.tools" in lines[0], \
         proc.stderr
+
+
+def test_a_chat_templates_json_tool_call_runs_like_a_python_block():
+    env, task = _countdown()
+    call = '<tool_call>{"name": "python", "arguments": {"code": "print(3 * 4 + 5)"}}</tool_call>'
+    try:
+        (episode,) = run_episodes(env, [task], _scripted(call, "<answer>3*4+5</answer>"))
+        assert episode.turns == 2 and "17" in episode.observations[0] and episode.verdict.correct
+        (episode,) = run_episodes(env, [task], _scripted(call + " <answer>3*4+5</answer>"))
+        assert episode.turns == 1 and episode.tool_calls == 0  # an answer beside it ends it
+    finally:
+        env.close()

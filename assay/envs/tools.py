@@ -20,6 +20,7 @@ fails, times out or prints nothing reads `=?`. Any other reply is the answer.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from assay.envs.episode import Episode
 TOOLS = ("none", "python")
 #: a tool call: the last `<python>` block of a reply
 _CALL = re.compile(r"<python>(.*?)</python>", re.DOTALL)
+#: a tool call in the JSON form of tool-calling chat templates (Hermes, Qwen 2.5 and their
+#: kin): `<tool_call>{"name": "python", "arguments": {"code": "..."}}</tool_call>`
+_JSON_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
 TOOL_INSTRUCTIONS = (
     "\nYou may run Python before you answer: write code between <python> and </python> "
@@ -73,9 +77,25 @@ class ToolOptions:
 
 
 def tool_call(reply: str) -> str | None:
-    """The code of a reply's last `<python>` block, or None when it calls no tool."""
-    calls = _CALL.findall(reply)
-    return calls[-1].strip("\n") if calls else None
+    """The code of a reply's last tool call, or None when it calls no tool: a `<python>`
+    block, or a chat template's JSON call of the tool `python` (its `code` argument; a
+    call of another tool, or JSON that does not parse, is no call)."""
+    calls = [(m.start(), m.group(1).strip("\n")) for m in _CALL.finditer(reply)]
+    for m in _JSON_CALL.finditer(reply):
+        try:
+            call = json.loads(m.group(1))
+        except ValueError:
+            continue
+        arguments = call.get("arguments") if isinstance(call, dict) else None
+        if call.get("name") == "python" and isinstance(arguments, dict) \
+                and isinstance(arguments.get("code"), str):
+            calls.append((m.start(), arguments["code"]))
+    return max(calls)[1] if calls else None
+
+
+def outside_calls(reply: str) -> str:
+    """The reply with its tool calls blanked: where its answer is read."""
+    return _JSON_CALL.sub(" ", _CALL.sub(" ", reply))
 
 
 def observation(execution: Any, limit: int) -> str:
@@ -148,8 +168,7 @@ class PythonTool:
         if self._compact:
             return compact_code(reply)
         code = tool_call(reply)
-        outside = _CALL.sub(" ", reply)  # an answer is read outside the code
-        if code is None or self.extract(outside) is not None:  # type: ignore[attr-defined]
+        if code is None or self.extract(outside_calls(reply)) is not None:  # type: ignore[attr-defined]
             return None
         return code
 
