@@ -123,6 +123,12 @@ TARGETS = (
         functions=("_check_per_task", "replicates", "interval_fields", "summarize",
                    "mean_over_seeds"),
     ),
+    Target("code_feedback", "assay/envs/code_feedback.py", ("tests/test_code_feedback.py",)),
+    Target("tools", "assay/envs/tools.py",
+           ("tests/test_episodes.py", "tests/test_tool_organism.py::test_a_compact_call_reads_the_value_python_printed",
+            "tests/test_tool_organism.py::test_a_direct_answer_is_one_turn_and_a_second_call_is_refused")),
+    Target("play_episodes", "assay/training/episodes.py",
+           ("tests/test_episode_rollouts.py", "tests/test_code_feedback.py")),
     Target(
         "trainer",
         "assay/training/trainer.py",
