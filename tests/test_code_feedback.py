@@ -183,3 +183,19 @@ def test_the_episode_token_budget_must_leave_room_for_a_reply():
     with pytest.raises(ConfigError, match="max_episode_tokens"):
         resolve(sets={"max_episode_tokens": "8", "max_new_tokens": "12"},
                 flags={"model": "organism:tiny"})
+
+
+def test_a_function_prompt_hides_its_tests_and_io_feedback_names_input_and_output(env):
+    # a task shown as a signature (code_prompt) keeps every test hidden, `tests` or not
+    signature = env.make_task({"code_prompt": "def f(x):\n", "tests": TESTS, "entry_point": "f"})
+    assert visible_tests(signature) == []
+    io = env.make_task({"io": [{"stdin": "3\n", "stdout": "6\n"}, {"stdin": "5\n", "stdout": "10\n"}]})
+    (episode,) = run_episodes(env, [io], _scripted("print(0)", "print(int(input()) * 2)"))
+    assert 'input "3\\n", expected output "6\\n"' in episode.observations[0]
+    assert "5" not in episode.observations[0] and episode.verdict.correct
+
+
+def test_an_empty_submission_is_told_there_is_no_code(env):
+    (episode,) = run_episodes(env, [env.make_task(TASK)], _scripted("   ", RIGHT))
+    assert "no code found" in episode.observations[0] and episode.verdict.correct
+    assert episode.tool_calls == 1  # the empty one ran nothing; the second was checked

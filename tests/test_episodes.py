@@ -181,6 +181,15 @@ def test_bad_tool_options_are_refused_by_name(option, value):
         get_env("countdown", **{option: value})
 
 
+def test_no_tool_runs_at_all_is_a_budget_like_any_other():
+    env, task = _countdown(tool_calls=0)
+    try:
+        (episode,) = run_episodes(env, [task], _scripted("<python>print(1)</python>", "<answer>1</answer>"))
+        assert episode.tool_calls == 0 and "no tool runs left" in episode.observations[0]
+    finally:
+        env.close()
+
+
 def test_max_turns_needs_a_tool_and_defaults_by_it():
     assert max_turns(get_env("countdown")) == 1
     assert max_turns(get_env("math", tools="python")) == 3
