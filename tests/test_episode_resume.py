@@ -27,7 +27,7 @@ def config(out, steps=3, reward="verifier", **sets):
 
 
 def _figures(metrics):
-    return [{k: v for k, v in m.items() if k not in ("step_time", "verify_time", "tool_seconds")}
+    return [{k: v for k, v in m.items() if k not in ("step_time", "verify_time", "tool_seconds", "env_time")}
             for m in metrics]
 
 
