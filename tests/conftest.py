@@ -106,6 +106,14 @@ def random_model(tmp_path_factory) -> Path:
     return folder
 
 
+def scripted(*turns: str):
+    """A stand-in model for `run_episodes`: reply number t of every episode is turns[t]
+    (the last one repeated once the script runs out)."""
+    def generate(episodes: list) -> list[str]:
+        return [turns[min(e.turns, len(turns) - 1)] for e in episodes]
+    return generate
+
+
 def hide_module(monkeypatch, name: str) -> None:
     """Make `import name` (and its submodules) fail, as on a machine without the package."""
     import builtins

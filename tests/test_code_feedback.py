@@ -5,9 +5,10 @@ sandbox runs throughout."""
 from __future__ import annotations
 
 import pytest
+from conftest import scripted
 
 from assay.envs.code_feedback import visible_tests
-from assay.envs.episode import Episode, max_turns, run_episodes
+from assay.envs.episode import max_turns, run_episodes
 from assay.envs.registry import get_env
 from assay.training.episodes import play_episodes
 from assay.training.rollout import Generation
@@ -18,14 +19,9 @@ TESTS = ("assert f(1) == 3\nassert f(2) == 6\n"
 TASK = {"entry_point": "f", "tests": TESTS, "shown": 2}
 WRONG = "```python\ndef f(x):\n    return 2 * x\n```"  # passes only f(0) (hidden)
 RIGHT = "```python\ndef f(x):\n    return 3 * x\n```"
-#: passes both shown examples and no hidden one but f(0)... by table
+#: passes the two shown examples (by table) and none of the three hidden ones
 MEMORISED = "```python\ndef f(x):\n    return {1: 3, 2: 6}.get(x, -1)\n```"
 
-
-def _scripted(*turns: str):
-    def generate(episodes: list[Episode]) -> list[str]:
-        return [turns[min(e.turns, len(turns) - 1)] for e in episodes]
-    return generate
 
 
 @pytest.fixture
@@ -51,7 +47,7 @@ def test_visible_tests_are_what_the_prompt_shows():
 
 def test_a_failed_submission_sees_the_failed_visible_tests_and_no_hidden_one(env):
     task = env.make_task(TASK)
-    (episode,) = run_episodes(env, [task], _scripted(WRONG, RIGHT))
+    (episode,) = run_episodes(env, [task], scripted(WRONG, RIGHT))
     assert episode.turns == 2 and episode.verdict.correct
     seen = episode.observations[0]
     assert "failed 2 of the 2 visible tests" in seen
@@ -63,7 +59,7 @@ def test_a_failed_submission_sees_the_failed_visible_tests_and_no_hidden_one(env
 
 def test_the_hidden_tests_decide_after_the_visible_ones_pass(env):
     task = env.make_task(TASK)
-    (episode,) = run_episodes(env, [task], _scripted(MEMORISED, RIGHT))
+    (episode,) = run_episodes(env, [task], scripted(MEMORISED, RIGHT))
     # the visible tests pass: the episode ends, and the hidden tests fail the submission
     assert episode.turns == 1 and episode.observations == []
     assert not episode.verdict.correct and episode.verdict.detail.startswith("2/5 tests passed")
@@ -73,7 +69,7 @@ def test_up_to_max_turns_submissions_then_the_last_is_verified():
     env = get_env("code", feedback="tests", max_turns=4, timeout=2.0)
     try:
         assert max_turns(env) == 4
-        (episode,) = run_episodes(env, [env.make_task(TASK)], _scripted(WRONG))
+        (episode,) = run_episodes(env, [env.make_task(TASK)], scripted(WRONG))
         assert episode.turns == 4 and len(episode.observations) == 3
         assert episode.verdict.score == pytest.approx(1 / 5)  # f(0) == 0 passes
     finally:
@@ -81,7 +77,7 @@ def test_up_to_max_turns_submissions_then_the_last_is_verified():
 
 
 def test_code_that_does_not_parse_is_told_so(env):
-    (episode,) = run_episodes(env, [env.make_task(TASK)], _scripted("def f(x) return", RIGHT))
+    (episode,) = run_episodes(env, [env.make_task(TASK)], scripted("def f(x) return", RIGHT))
     assert "not a program that runs" in episode.observations[0] and "line 1" in episode.observations[0]
     assert episode.verdict.correct
 
@@ -92,7 +88,7 @@ def test_compact_prompts_get_the_failed_examples_as_a_compact_prompt():
         task = env.make_task(TASK)
         assert task.prompt == "f(1)=3 f(2)=6:"
         half = "def f(x): return 3 if x == 1 else 0"
-        (episode,) = run_episodes(env, [task], _scripted(half, RIGHT))
+        (episode,) = run_episodes(env, [task], scripted(half, RIGHT))
         assert episode.observations == ["f(2)=6:"]
     finally:
         env.close()
@@ -105,7 +101,7 @@ def test_compact_prompts_get_the_failed_examples_as_a_compact_prompt():
 ])
 def test_hostile_submissions_are_failed_tests_not_errors(env, code):
     hostile = f"```python\n{code}\ndef f(x):\n    return 2 * x\n```"
-    (episode,) = run_episodes(env, [env.make_task(TASK)], _scripted(hostile, RIGHT))
+    (episode,) = run_episodes(env, [env.make_task(TASK)], scripted(hostile, RIGHT))
     assert episode.turns == 2 and "failed 2 of the 2 visible tests" in episode.observations[0]
     assert len(episode.observations[0]) < 300  # what the program printed is not shown
     assert episode.tool_errors == 0 and episode.verdict.correct
@@ -119,8 +115,8 @@ def test_nothing_a_submission_writes_reaches_the_next_episode(env):
     reads = ("```python\nimport os\nSEEN = os.path.exists('/tmp/note') or os.path.exists('note')\n"
              "def f(x):\n    return 3 * x + SEEN\n```")
     task = env.make_task(TASK)
-    run_episodes(env, [task], _scripted(writes, writes))
-    (episode,) = run_episodes(env, [task], _scripted(reads))
+    run_episodes(env, [task], scripted(writes, writes))
+    (episode,) = run_episodes(env, [task], scripted(reads))
     assert episode.turns == 1 and episode.verdict.correct  # it saw no note: SEEN is False
 
 
@@ -134,7 +130,7 @@ def test_all_submissions_of_a_turn_go_to_the_sandbox_as_one_batch(env):
 
     env._verify_answers = counting
     tasks = [env.make_task(TASK) for _ in range(3)]
-    run_episodes(env, tasks, _scripted(WRONG, WRONG, RIGHT), verify=False)
+    run_episodes(env, tasks, scripted(WRONG, WRONG, RIGHT), verify=False)
     assert batches == [6, 6]  # 3 episodes x 2 visible tests, on each of 2 turns
 
 
@@ -190,12 +186,12 @@ def test_a_function_prompt_hides_its_tests_and_io_feedback_names_input_and_outpu
     signature = env.make_task({"code_prompt": "def f(x):\n", "tests": TESTS, "entry_point": "f"})
     assert visible_tests(signature) == []
     io = env.make_task({"io": [{"stdin": "3\n", "stdout": "6\n"}, {"stdin": "5\n", "stdout": "10\n"}]})
-    (episode,) = run_episodes(env, [io], _scripted("print(0)", "print(int(input()) * 2)"))
+    (episode,) = run_episodes(env, [io], scripted("print(0)", "print(int(input()) * 2)"))
     assert 'input "3\\n", expected output "6\\n"' in episode.observations[0]
     assert "5" not in episode.observations[0] and episode.verdict.correct
 
 
 def test_an_empty_submission_is_told_there_is_no_code(env):
-    (episode,) = run_episodes(env, [env.make_task(TASK)], _scripted("   ", RIGHT))
+    (episode,) = run_episodes(env, [env.make_task(TASK)], scripted("   ", RIGHT))
     assert "no code found" in episode.observations[0] and episode.verdict.correct
     assert episode.tool_calls == 1  # the empty one ran nothing; the second was checked

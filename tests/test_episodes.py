@@ -6,19 +6,12 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from conftest import scripted
 
-from assay.envs.episode import Episode, max_turns, run_episodes
+from assay.envs.episode import max_turns, run_episodes
 from assay.envs.registry import get_env
 from assay.envs.tools import observation, tool_call
 from assay.sandbox.execution import Execution
-
-
-def _scripted(*turns: str):
-    """A stand-in model: reply number t of every episode is turns[t] (formatted with the
-    episode's observations so far, so a test can check what the model was shown)."""
-    def generate(episodes: list[Episode]) -> list[str]:
-        return [turns[min(e.turns, len(turns) - 1)] for e in episodes]
-    return generate
 
 
 def _countdown(**options):
@@ -31,7 +24,7 @@ def test_single_turn_envs_are_unchanged():
     env = get_env("countdown")
     task = env.make_task({"numbers": [3, 4, 5], "target": 17})
     assert "<python>" not in task.prompt
-    (episode,) = run_episodes(env, [task], _scripted("<python>print(1)</python>",
+    (episode,) = run_episodes(env, [task], scripted("<python>print(1)</python>",
                                                      "<answer>3*4+5</answer>"))
     # no tool: the first reply ends the episode and is verified as it always was
     assert episode.turns == 1 and episode.observations == [] and episode.tool_calls == 0
@@ -42,7 +35,7 @@ def test_a_tool_call_is_run_and_its_output_read_before_the_answer():
     env, task = _countdown()
     try:
         assert "<python>" in task.prompt and max_turns(env) == 3
-        (episode,) = run_episodes(env, [task], _scripted(
+        (episode,) = run_episodes(env, [task], scripted(
             "Let me check.\n<python>print(3 * 4 + 5)</python>", "<answer>3*4+5</answer>"))
         assert episode.turns == 2 and episode.tool_calls == 1
         assert "17" in episode.observations[0] and 'status="exit 0"' in episode.observations[0]
@@ -58,7 +51,7 @@ def test_a_tool_call_is_run_and_its_output_read_before_the_answer():
 def test_an_answer_ends_the_episode_even_beside_code():
     env, task = _countdown()
     try:
-        (episode,) = run_episodes(env, [task], _scripted(
+        (episode,) = run_episodes(env, [task], scripted(
             "<python>print(1)</python> <answer>3*4+5</answer>"))
         assert episode.turns == 1 and episode.tool_calls == 0 and episode.verdict.correct
     finally:
@@ -68,7 +61,7 @@ def test_an_answer_ends_the_episode_even_beside_code():
 def test_budgets_bound_tool_runs_and_turns():
     env, task = _countdown(tool_calls=1, max_turns=4)
     try:
-        (episode,) = run_episodes(env, [task], _scripted("<python>print(2)</python>"))
+        (episode,) = run_episodes(env, [task], scripted("<python>print(2)</python>"))
         # one run, then refusals; the episode stops at max_turns with no answer
         assert episode.turns == 4 and episode.tool_calls == 1
         assert len(episode.observations) == 3  # nothing answers the last turn: it is verified
@@ -78,7 +71,7 @@ def test_budgets_bound_tool_runs_and_turns():
         env.close()
     env, task = _countdown(tool_seconds=0.6, tool_timeout=0.5, tool_calls=5, max_turns=4)
     try:
-        (episode,) = run_episodes(env, [task], _scripted(
+        (episode,) = run_episodes(env, [task], scripted(
             "<python>import time\ntime.sleep(30)</python>"))
         # the per-episode time runs out after the first timeout: the rest are refused
         assert episode.tool_timeouts >= 1 and episode.tool_seconds <= 0.6 + 0.5 + 1.0
@@ -97,7 +90,7 @@ def test_budgets_bound_tool_runs_and_turns():
 def test_hostile_tool_calls_are_observations(code, status):
     env, task = _countdown(tool_timeout=2.0, tool_output_chars=200)
     try:
-        (episode,) = run_episodes(env, [task], _scripted(f"<python>{code}</python>",
+        (episode,) = run_episodes(env, [task], scripted(f"<python>{code}</python>",
                                                          "<answer>1</answer>"))
         seen = episode.observations[0]
         assert episode.turns == 2 and episode.tool_calls == 1
@@ -114,8 +107,8 @@ def test_nothing_a_tool_call_writes_reaches_the_next_episode():
         writes = "<python>open('/tmp/note', 'w').write('secret'); open('note', 'w').write('s')</python>"
         reads = ("<python>import os\nprint(os.path.exists('/tmp/note'), os.path.exists('note'))"
                  "</python>")
-        run_episodes(env, [task], _scripted(writes, "<answer>1</answer>"))
-        (episode,) = run_episodes(env, [task], _scripted(reads, "<answer>1</answer>"))
+        run_episodes(env, [task], scripted(writes, "<answer>1</answer>"))
+        (episode,) = run_episodes(env, [task], scripted(reads, "<answer>1</answer>"))
         assert "False False" in episode.observations[0]
     finally:
         env.close()
@@ -132,7 +125,7 @@ def test_the_tool_calls_of_a_turn_run_as_one_batch():
 
     env._tool_runs = counting
     try:
-        episodes = run_episodes(env, [task] * 5, _scripted("<python>print(6)</python>",
+        episodes = run_episodes(env, [task] * 5, scripted("<python>print(6)</python>",
                                                            "<answer>3*4+5</answer>"))
         assert batches == [5] and all(e.verdict.correct for e in episodes)
     finally:
@@ -144,7 +137,7 @@ def test_math_reads_its_answer_outside_the_code():
     task = env.make_task({"problem": "What is 6 * 7?", "answer": "42"})
     try:
         # the code holds numbers, but no answer stands outside it: the tool runs
-        (episode,) = run_episodes(env, [task], _scripted("<python>print(6 * 7)</python>",
+        (episode,) = run_episodes(env, [task], scripted("<python>print(6 * 7)</python>",
                                                          "It is 42."))
         assert episode.tool_calls == 1 and "42" in episode.observations[0]
         assert episode.verdict.correct
@@ -184,7 +177,7 @@ def test_bad_tool_options_are_refused_by_name(option, value):
 def test_no_tool_runs_at_all_is_a_budget_like_any_other():
     env, task = _countdown(tool_calls=0)
     try:
-        (episode,) = run_episodes(env, [task], _scripted("<python>print(1)</python>", "<answer>1</answer>"))
+        (episode,) = run_episodes(env, [task], scripted("<python>print(1)</python>", "<answer>1</answer>"))
         assert episode.tool_calls == 0 and "no tool runs left" in episode.observations[0]
     finally:
         env.close()
@@ -216,9 +209,9 @@ def test_a_chat_templates_json_tool_call_runs_like_a_python_block():
     env, task = _countdown()
     call = '<tool_call>{"name": "python", "arguments": {"code": "print(3 * 4 + 5)"}}</tool_call>'
     try:
-        (episode,) = run_episodes(env, [task], _scripted(call, "<answer>3*4+5</answer>"))
+        (episode,) = run_episodes(env, [task], scripted(call, "<answer>3*4+5</answer>"))
         assert episode.turns == 2 and "17" in episode.observations[0] and episode.verdict.correct
-        (episode,) = run_episodes(env, [task], _scripted(call + " <answer>3*4+5</answer>"))
+        (episode,) = run_episodes(env, [task], scripted(call + " <answer>3*4+5</answer>"))
         assert episode.turns == 1 and episode.tool_calls == 0  # an answer beside it ends it
     finally:
         env.close()

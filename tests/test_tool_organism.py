@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import scripted
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
@@ -23,11 +24,6 @@ from assay.organism.tool import ENV_OPTIONS, episode_examples, make_examples, py
 
 ASSAY = str(Path(sys.executable).parent / "assay")
 
-
-def _scripted(*turns: str):
-    def generate(episodes: list[Episode]) -> list[str]:
-        return [turns[min(e.turns, len(turns) - 1)] for e in episodes]
-    return generate
 
 
 @pytest.fixture
@@ -42,16 +38,16 @@ def env():
 def test_a_compact_call_reads_the_value_python_printed(env, call, seen):
     task = env.make_task({"numbers": [5, 1, 2], "target": 7})
     assert task.prompt == "5 1 2>007:"  # no instructions: the call is learned, not told
-    (episode,) = run_episodes(env, [task], _scripted(call, "5+1*2"))
+    (episode,) = run_episodes(env, [task], scripted(call, "5+1*2"))
     assert episode.observations == [seen] and episode.turns == 2 and episode.verdict.correct
     assert episode.tool_calls == 1 and episode.tool_errors == (seen == "=?")
 
 
 def test_a_direct_answer_is_one_turn_and_a_second_call_is_refused(env):
     task = env.make_task({"numbers": [5, 1, 2], "target": 7})
-    (episode,) = run_episodes(env, [task], _scripted("5+1*2"))
+    (episode,) = run_episodes(env, [task], scripted("5+1*2"))
     assert episode.turns == 1 and episode.tool_calls == 0 and episode.verdict.correct
-    (episode,) = run_episodes(env, [task], _scripted("#5", "#7", "5+1*2"))
+    (episode,) = run_episodes(env, [task], scripted("#5", "#7", "5+1*2"))
     assert episode.observations == ["=5", "=?"] and episode.tool_calls == 1  # tool_calls=1
     assert episode.turns == 3 and episode.verdict.correct
 

@@ -35,18 +35,11 @@ from typing import Any
 from assay.envs import Environment, Task
 from assay.envs.episode import Episode
 from assay.errors import AssayError
-from assay.integrations.trl import FINAL_REPLY
+from assay.integrations.trl import FINAL_REPLY, _text  # a prompt reads like a completion
 
 
 class EpisodeRolloutError(AssayError, ValueError):
     """A prompt TRL handed over that is not one of the tasks' prompts: one line."""
-
-
-def _text(prompt: Any) -> str:
-    """A dataset prompt's text: a string, or the last message of a conversation."""
-    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
-        return str(prompt[-1].get("content", ""))
-    return str(prompt)
 
 
 def episode_rollout(
@@ -101,7 +94,7 @@ def episode_rollout(
             for prompt, group in zip(ids, gens, strict=True):
                 generations += [(prompt, g) for g in group]
             episodes += eps
-        figures = episode_metrics(episodes, _Lengths([g for _, g in generations]))
+        figures = episode_metrics(episodes, [g for _, g in generations])
         log = getattr(trainer, "_log_metric", None)
         if callable(log):
             for name in ("turns", "tool_calls", "tool_errors", "tool_timeouts"):
@@ -116,9 +109,3 @@ def episode_rollout(
 
     return rollout
 
-
-class _Lengths:
-    """What `episode_metrics` reads of a batch: its completions' token ids."""
-
-    def __init__(self, completions: list[Any]) -> None:
-        self.completions = completions

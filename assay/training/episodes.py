@@ -114,7 +114,7 @@ def play_episodes(
     return generations, episodes
 
 
-def episode_metrics(episodes: Sequence[Episode], batch: Any) -> dict[str, float]:
+def episode_metrics(episodes: Sequence[Episode], completions: Sequence[Generation]) -> dict[str, float]:
     """Per-step figures of a multi-turn batch: mean turns and tool calls per episode,
     the tool runs that failed or timed out (counts), the mean tokens of an episode
     after its prompt (the model's and the observations'), and `env_time`: the wall
@@ -126,6 +126,6 @@ def episode_metrics(episodes: Sequence[Episode], batch: Any) -> dict[str, float]
         "tool_errors": sum(e.tool_errors for e in episodes),
         "tool_timeouts": sum(e.tool_timeouts for e in episodes),
         "tool_seconds": sum(e.tool_seconds for e in episodes),
-        "episode_tokens": sum(len(g.token_ids) for g in batch.completions) / n,
+        "episode_tokens": sum(len(g.token_ids) for g in completions) / n,
         "env_time": sum(e.env_seconds for e in episodes),
     }

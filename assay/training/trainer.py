@@ -293,7 +293,7 @@ class Trainer:
         metrics.update(reward_parts)
         metrics.update(self.monitors.metrics(monitored, groups, used))
         if episodes is not None:
-            metrics.update(episode_metrics(episodes, batch))
+            metrics.update(episode_metrics(episodes, batch.completions))
         metrics["step_time"] = time.perf_counter() - start
         self.step_count = step
         collapse = self.detector.update(step, metrics)
