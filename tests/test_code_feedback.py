@@ -135,11 +135,27 @@ def test_all_submissions_of_a_turn_go_to_the_sandbox_as_one_batch(env):
 
 
 @pytest.mark.parametrize("options", [{"feedback": "hints"}, {"max_turns": 17, "feedback": "tests"},
-                                     {"max_turns": 2}])
+                                     {"max_turns": 2}, {"turn_discount": 0.5},
+                                     {"turn_discount": 0, "feedback": "tests"},
+                                     {"turn_discount": 1.5, "feedback": "tests"},
+                                     {"turn_discount": float("nan"), "feedback": "tests"}])
 def test_bad_feedback_options_are_refused_by_name(options):
     with pytest.raises(ValueError) as info:
         get_env("code", **options)
-    assert next(iter(options)) in str(info.value) or "feedback" in str(info.value)
+    assert next(iter(options)) in str(info.value)  # the field at fault is named
+
+
+def test_a_turn_discount_lowers_a_later_submissions_score_but_not_its_status():
+    env = get_env("code", feedback="tests", max_turns=3, turn_discount=0.5, timeout=2.0)
+    try:
+        first, second, never = (run_episodes(env, [env.make_task(TASK)], scripted(*script))[0]
+                                for script in [(RIGHT,), (WRONG, RIGHT), (WRONG,)])
+    finally:
+        env.close()
+    assert first.turns == 1 and first.verdict.score == 1.0
+    assert second.turns == 2 and second.verdict.correct and second.verdict.score == 0.5
+    assert never.turns == 3 and never.verdict.status == "incorrect"
+    assert never.verdict.score == pytest.approx(1 / 5 * 0.25)  # f(0) == 0, two turns late
 
 
 def test_an_episode_ends_where_the_model_has_no_room_to_reply(env):

@@ -58,3 +58,22 @@ def test_a_multi_turn_run_is_rescored_as_it_was_trained(tmp_path):
     for got, m in zip(result["rewards"]["self_certainty"]["per_step"], trained, strict=True):
         assert got["mean"] == pytest.approx(m["reward"], rel=1e-4)
     assert result["completions"] == 2 * 16
+
+
+def test_the_turn_discount_is_in_the_reward_trained_on_and_the_rows_stored(tmp_path):
+    from assay.verifiers import Verdict
+
+    trainer = Trainer(config(tmp_path, steps=2, eval_every=0, **{"env.turn_discount": 0.5}),
+                      quiet=True)
+    # The tiny prior is rarely right: every last reply is judged right here, so that the
+    # discount is all that separates the scores (the feedback turns still run the sandbox)
+    trainer.env.verify_many = lambda pairs, **_: [Verdict.right()] * len(pairs)
+    trainer.train()
+    rows = read_rollouts(tmp_path / FILENAME)
+    turns = [len(r["turns"]["replies"]) for r in rows]
+    assert max(turns) > 1  # some episodes were discounted
+    for row, n in zip(rows, turns, strict=True):
+        assert row["status"] == "correct"  # a late right answer is still right
+        assert row["score"] == 0.5 ** (n - 1)
+        if not row.get("masked"):
+            assert row["reward"] == row["score"]

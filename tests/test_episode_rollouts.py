@@ -107,3 +107,52 @@ def test_an_observation_reads_as_the_chat_template_shows_it(chat_tokenizer, ende
          {"role": "user", "content": "<output>42</output>"}],
         add_generation_prompt=True, tokenize=False)
     assert tok.decode(prompt + reply + shown) == as_template
+
+
+def test_a_tool_output_is_a_tool_message_where_the_template_has_that_role(chat_tokenizer):
+    tok, out = chat_tokenizer, "<output>42</output>"
+    conversation = [{"role": "user", "content": "x"},
+                    {"role": "assistant", "content": "<python>print(6*7)</python>"}]
+
+    def template(role):
+        return tok.apply_chat_template(conversation + [{"role": role, "content": out}],
+                                       add_generation_prompt=True, tokenize=False)
+
+    reply = list(tok(conversation[1]["content"], add_special_tokens=False)["input_ids"])
+    from assay.training.policy import encode_prompt
+
+    start = encode_prompt(tok, "x", chat=True)
+    shown = observation_ids(tok, out, chat=True, ended_with=None, role="tool")
+    assert tok.decode(start + reply + shown) == template("tool")
+    assert "<|im_start|>tool\n" in tok.decode(shown)
+
+    # a template that knows no tool role (it raises on it) shows the output as a user's
+    ours = tok.chat_template
+    loop = "{% for message in messages %}"
+    tok.chat_template = ours.replace(loop, loop + "{% if message['role'] not in ['user', "
+                                     "'assistant'] %}{{ raise_exception('no such role') }}{% endif %}")
+    try:
+        assert "raise_exception" in tok.chat_template
+        shown = observation_ids(tok, out, chat=True, ended_with=None, role="tool")
+        assert tok.decode(start + reply + shown) == template("user")
+    finally:
+        tok.chat_template = ours
+
+
+def test_a_tool_env_shows_its_outputs_as_tool_messages_and_feedback_as_user_ones():
+    from assay.envs.episode import run_episodes
+
+    tools = get_env("countdown", tools="python")
+    feedback = get_env("code", feedback="tests", timeout=2.0)
+    try:
+        (call,) = run_episodes(tools, [tools.make_task({"numbers": [3, 4, 5], "target": 17})],
+                               lambda eps: ["<python>print(17)</python>" if e.turns == 0
+                                            else "<answer>3*4+5</answer>" for e in eps])
+        (fix,) = run_episodes(feedback, [feedback.make_task({"entry_point": "f", "shown": 1,
+                                                             "tests": "assert f(1) == 2\n"})],
+                              lambda eps: ["```python\ndef f(x):\n    return x\n```"] * len(eps))
+    finally:
+        tools.close()
+        feedback.close()
+    assert [m["role"] for m in call.messages()] == ["user", "assistant", "tool", "assistant"]
+    assert [m["role"] for m in fix.messages()][:3] == ["user", "assistant", "user"]

@@ -116,6 +116,10 @@ class CodeOptions:
     #: tests it failed and may be followed by another: code_feedback.py)
     feedback: str = "none"
     max_turns: int = 0  #: most submissions per episode (0: 3 with feedback=tests, else 1)
+    #: feedback=tests: the last verdict's score is multiplied by this once for every
+    #: submission before it, so a program right at once earns more than one right on the
+    #: third try (1: no discount; accuracy counts a late right answer as right either way)
+    turn_discount: float = 1.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
@@ -144,6 +148,11 @@ class CodeOptions:
             raise ValueError(f"max_turns must be in 1..16, got {self.max_turns}")
         if self.max_turns > 1 and self.feedback == "none":
             raise ValueError("max_turns > 1 needs feedback=tests: nothing else answers a submission")
+        if not (math.isfinite(self.turn_discount) and 0 < self.turn_discount <= 1):
+            raise ValueError(f"turn_discount must be in (0, 1], got {self.turn_discount!r}")
+        if self.turn_discount < 1 and self.max_turns == 1:
+            raise ValueError("turn_discount < 1 needs more than one submission (feedback=tests): "
+                             "with one there is no earlier turn to discount")
         if self.prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {self.prompt_style!r}")
 

@@ -7,7 +7,8 @@ model's first reply, which is then verified as always. An environment that decla
 reads before its next turn: the output of the Python it ran (`assay/envs/tools.py`), the
 visible tests its program failed. The episode ends when the environment answers `None`
 or after `max_turns` replies; its verdict is the environment's verdict on the last reply
-(`Environment.verify_many`, as for one turn).
+(`Environment.verify_many`, as for one turn), its score discounted per earlier reply where
+the env has a `turn_discount` option (`discounted`).
 
 `run_episodes` drives whole groups of episodes turn by turn: every active episode's
 next reply is generated in one call and every observation of a turn is made in one
@@ -16,6 +17,7 @@ next reply is generated in one call and every observation of a turn is made in o
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +48,8 @@ class Episode:
     #: turn's answers are made in one batch; each episode of the batch carries 1/n of it)
     env_seconds: float = 0.0
     verdict: Verdict | None = None
+    #: the chat role its observations take: "tool" for a tool's output, "user" otherwise
+    observation_role: str = "user"
 
     @property
     def turns(self) -> int:
@@ -57,7 +61,7 @@ class Episode:
         for i, reply in enumerate(self.replies):
             out.append({"role": "assistant", "content": reply})
             if i < len(self.observations):
-                out.append({"role": "user", "content": self.observations[i]})
+                out.append({"role": self.observation_role, "content": self.observations[i]})
         return out
 
     @property
@@ -83,6 +87,22 @@ def max_turns(env: Environment) -> int:
     """How many replies an episode of `env` may have: its `max_turns` option, else 1."""
     value = getattr(env.options, "max_turns", 1)
     return value if isinstance(value, int) and value >= 1 else 1
+
+
+def discounted(env: Environment, episodes: Sequence[Episode], verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """Each episode's verdict with its score multiplied by the env's `turn_discount` once
+    for every reply before the last (the status is kept: a late right answer is still
+    right). The verdicts unchanged where the env has no discount."""
+    discount = getattr(env.options, "turn_discount", 1.0)
+    if discount == 1.0:
+        return list(verdicts)
+    return [v if e.turns <= 1 else dataclasses.replace(v, score=v.score * discount ** (e.turns - 1))
+            for e, v in zip(episodes, verdicts, strict=True)]
+
+
+def observation_role(env: Environment) -> str:
+    """The chat role of `env`'s observations: its `observation_role`, else "user"."""
+    return getattr(env, "observation_role", "user")
 
 
 def respond(env: Environment, episodes: Sequence[Episode]) -> list[str | None]:
@@ -114,7 +134,8 @@ def run_episodes(
     `generate(episodes)` returns the next reply of each episode given to it (the active
     ones, in order); `episode.messages()` is what the model has seen so far.
     """
-    episodes = [Episode(task) for task in tasks]
+    role = observation_role(env)
+    episodes = [Episode(task, observation_role=role) for task in tasks]
     limit = max_turns(env)
     for turn in range(limit):
         active = [e for e in episodes if not e.done]
@@ -134,6 +155,7 @@ def run_episodes(
                 episode.observations.append(observation)
     if verify:
         verdicts = env.verify_many([(e.task, e.final_reply) for e in episodes])
+        verdicts = discounted(env, episodes, verdicts)
         for episode, verdict in zip(episodes, verdicts, strict=True):
             episode.verdict = verdict
     return episodes

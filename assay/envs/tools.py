@@ -151,6 +151,8 @@ class PythonTool:
 
     options: Any
     _tool_sandbox: Any = None
+    #: a tool's output is a `tool` message in a chat template that has the role
+    observation_role = "tool"
 
     def tool_prompt(self, prompt: str) -> str:
         """The prompt, with how to call the tool when the tool is on (a compact prompt has

@@ -7,8 +7,9 @@ token 1 (the model's) or 0 (an observation's), and `RolloutBatch.build` takes it
 mask from it.
 
 An observation reaches the model as its chat template would show it: the end of the
-model's turn, the observation as a user message, the assistant's next turn opened. A
-model without a template reads the observation's text as it is.
+model's turn, the observation as a message, the assistant's next turn opened. A tool's
+output is a `tool` message where the template has that role (Qwen's, Llama's), a test
+report a user message. A model without a template reads the observation's text as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from assay.envs.episode import Episode, max_turns, respond
+from assay.envs.episode import Episode, max_turns, observation_role, respond
 from assay.envs.task import Task
 from assay.training.rollout import Generation
 
@@ -29,23 +30,42 @@ Sampler = Callable[[list[list[int]], int, int], list[list[Generation]]]
 
 
 def observation_ids(tokenizer: Any, observation: str, *, chat: bool,
-                    ended_with: int | None) -> list[int]:
+                    ended_with: int | None, role: str = "user") -> list[int]:
     """The tokens that follow a reply to show `observation` and open the model's next
     turn. `ended_with` is the reply's last token when the reply ended itself (its
-    end-of-turn token is then already in place), None when it was cut off."""
+    end-of-turn token is then already in place), None when it was cut off. `role` is the
+    message's role in the chat template: a tool's output goes in as `tool` where the
+    template renders that role, else as a user message."""
     if not chat:
         return list(tokenizer(observation, add_special_tokens=False)["input_ids"])
-    rendered = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "x"}, {"role": "assistant", "content": _REPLY},
-         {"role": "user", "content": observation}],
-        add_generation_prompt=True, tokenize=False,
-    )
+    rendered = _render(tokenizer, observation, role)
+    if rendered is None and role != "user":
+        rendered = _render(tokenizer, observation, "user")
+    if rendered is None:
+        raise ValueError(f"the chat template does not show an observation as a {role} message")
     after = rendered[rendered.index(_REPLY) + len(_REPLY):]  # the turn's end, the message
     if ended_with is not None:
         end = tokenizer.decode([ended_with])
         if end and after.startswith(end):
             after = after[len(end):]
     return list(tokenizer(after, add_special_tokens=False)["input_ids"])
+
+
+def _render(tokenizer: Any, observation: str, role: str) -> str | None:
+    """The template's text of a one-reply conversation followed by `observation` as a
+    `role` message; None when the template refuses the role or leaves the message out
+    (a template without a tool role may raise, or drop what it does not know)."""
+    try:
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": _REPLY},
+             {"role": role, "content": observation}],
+            add_generation_prompt=True, tokenize=False,
+        )
+    except Exception:  # jinja's raise_exception, or a template that indexes a missing key
+        return None
+    if _REPLY not in rendered or observation not in rendered[rendered.index(_REPLY):]:
+        return None
+    return rendered
 
 
 def play_episodes(
@@ -70,7 +90,8 @@ def play_episodes(
     positions). An episode whose context and next observation would leave no room for a
     reply ends there, its last reply final, as when it reaches `max_turns`."""
     G, n = group_size, len(tasks) * group_size
-    episodes = [Episode(tasks[i // G]) for i in range(n)]
+    role = observation_role(env)
+    episodes = [Episode(tasks[i // G], observation_role=role) for i in range(n)]
     tokens: list[list[int]] = [[] for _ in range(n)]  # everything after the prompt
     masks: list[list[int]] = [[] for _ in range(n)]  # 1: the model's token, 0: an observation's
     finished = [False] * n  # whether the last reply ended itself
@@ -92,7 +113,8 @@ def play_episodes(
                 episodes[i].done = True
                 continue
             ended = tokens[i][-1] if finished[i] and tokens[i] else None
-            ids = observation_ids(tokenizer, observation, chat=chat, ended_with=ended)
+            ids = observation_ids(tokenizer, observation, chat=chat, ended_with=ended,
+                                  role=episodes[i].observation_role)
             context = len(prompt_ids[i // G]) + len(tokens[i]) + len(ids)
             over_budget = max_tokens and len(tokens[i]) + len(ids) + reply_tokens > max_tokens
             if over_budget or (positions is not None and context >= positions - 1):

@@ -23,7 +23,7 @@ import torch
 
 from assay import organism
 from assay.envs import Task, TaskFileError, get_env
-from assay.envs.episode import Episode, max_turns
+from assay.envs.episode import Episode, discounted, max_turns
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.training import checkpoint, collapse_rules, folder_lock
@@ -386,6 +386,8 @@ class Trainer:
             self.env, [(tasks[i // G], text) for i, text in enumerate(texts)]
         )
         self._verify_time = time.perf_counter() - started
+        if episodes is not None:  # env.turn_discount: a later right submission earns less
+            verdicts = discounted(self.env, episodes, verdicts)
         judge_calls = iter(range(1, 1_000_000))
         groups = []
         for p, task in enumerate(tasks):
