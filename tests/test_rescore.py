@@ -172,3 +172,43 @@ def test_rescore_refuses_rollouts_that_are_not_a_regular_file(tmp_path, kind):
         (run / "rollouts.jsonl.gz").symlink_to("/dev/zero")
     output = rescore_fails(run)
     assert "not a regular file" in output
+
+
+def test_a_plug_in_reward_that_reads_single_tokens_is_refused_and_one_that_reads_means_is_not(tmp_path):
+    import numpy as np
+
+    from assay.rewards import Reward, register_reward
+    from assay.rewards.registry import _registered
+
+    class LastToken(Reward):
+        name = "last_token_certainty"
+        kind = "intrinsic"
+        needs = frozenset({"token_stats"})  # token_reads left at its default, "tokens"
+
+        def score(self, group):
+            return [float(c.self_certainty[-1]) if len(c) else 0.0 for c in group.completions]
+
+    class MeanCertainty(LastToken):
+        name = "mean_certainty_plugin"
+        token_reads = "means"
+
+        def score(self, group):
+            return [float(np.mean(c.self_certainty)) if len(c) else 0.0 for c in group.completions]
+
+    register_reward(LastToken)
+    register_reward(MeanCertainty)
+    try:
+        run = synthetic_run(tmp_path / "run")
+        result = CliRunner().invoke(cli, ["rescore", str(run), "--rewards", "last_token_certainty"])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert "reward 'last_token_certainty' reads per-token figures beyond their means" in result.output
+        mixed = CliRunner().invoke(cli, ["rescore", str(run), "--rewards",
+                                         "0.5*verifier+0.5*last_token_certainty"])
+        assert mixed.exit_code == 2 and "beyond their means" in mixed.output, mixed.output
+        result = CliRunner().invoke(cli, ["rescore", str(run), "--rewards", "mean_certainty_plugin"])
+        assert result.exit_code == 0, result.output
+        data = json.loads((run / "rescore.json").read_text())
+        assert data["rewards"]["mean_certainty_plugin"]["mean"] == pytest.approx(1.0)
+    finally:
+        _registered.pop("last_token_certainty", None)
+        _registered.pop("mean_certainty_plugin", None)

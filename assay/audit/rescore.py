@@ -9,8 +9,10 @@ verdict, or a group with fewer than two others) are left out here too.
 
 Without the model, a completion's per-token arrays are rebuilt as constants equal to its
 stored means (`n_tokens` of them): every built-in intrinsic reward reads only their mean or
-sum, so it is recomputed exactly up to rounding. `self_verify` needs the policy as its
-judge and cannot be recomputed; `random` draws its own coins.
+sum (each declares `token_reads = "means"`), so it is recomputed exactly up to rounding.
+A reward that reads more of the arrays (a plug-in's default `token_reads = "tokens"`) is
+refused in one line rather than recomputed wrong, as is one that needs the policy as its
+judge (`self_verify`); `random` draws its own coins.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ from assay.training.diagnostics import reward_accuracy
 from assay.training.rollout_store import FILENAME, numbered_rollouts
 from assay.verifiers import STATUSES, Verdict
 
-#: rewards that need the model and so cannot be recomputed from stored rollouts
-NEEDS_MODEL = ("self_verify",)
 #: the most tokens a stored completion may claim: its per-token arrays are rebuilt at this
 #: length, so a bigger claim is damage, never a reason to allocate it
 MAX_TOKENS = 1_000_000
@@ -152,11 +152,15 @@ def _rewards(names: list[str], env) -> list[Reward]:
     names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
     if not names:
         raise RescoreError("--rewards names no reward")
-    for name in names:
-        if name in NEEDS_MODEL:
-            raise RescoreError(f"reward {name!r} needs the policy as its judge; stored rollouts cannot recompute it")
     rewards = [get_reward(name) for name in names]
-    for reward in rewards:
+    for name, reward in zip(names, rewards, strict=True):
+        if "judge" in reward.needs:
+            raise RescoreError(f"reward {name!r} needs the policy as its judge; stored rollouts cannot recompute it")
+        if "token_stats" in reward.needs and reward.token_reads != "means":
+            raise RescoreError(
+                f"reward {name!r} reads per-token figures beyond their means (its token_reads is "
+                f"{reward.token_reads!r}); stored rollouts keep only each completion's means, so "
+                "rescore cannot recompute it")
         reward.check_env(env)
     return rewards
 

@@ -129,6 +129,12 @@ class Reward(ABC):
     #: answering verification prompts). Trainers that cannot supply one refuse the reward
     #: up front (`assay.integrations.trl`).
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: with "token_stats": which figures of the per-token arrays it reads. "means": only
+    #: each completion's mean entropy and self-certainty, its summed log-prob and its
+    #: length, the aggregates a run's rollouts store, so `assay rescore` recomputes it;
+    #: "tokens" (the default, the safe guess for a plug-in): anything else (a minimum, the
+    #: last token), which rescore refuses rather than recompute wrong.
+    token_reads: ClassVar[str] = "tokens"
 
     @abstractmethod
     def score(self, group: RolloutGroup) -> list[float]:
@@ -200,6 +206,8 @@ class WeightedSum(Reward):
         kinds = {r.kind for _, r in self.terms}
         self.kind = kinds.pop() if len(kinds) == 1 else "mixed"  # type: ignore[misc]
         self.needs = frozenset().union(*(r.needs for _, r in self.terms))  # type: ignore[misc]
+        self.token_reads = ("means" if all(r.token_reads == "means" or "token_stats" not in r.needs  # type: ignore[misc]
+                                           for _, r in self.terms) else "tokens")
 
     def check_env(self, env: Environment) -> None:
         for _, reward in self.terms:

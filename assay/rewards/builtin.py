@@ -147,6 +147,7 @@ class SelfCertaintyReward(Reward):
     name = "self_certainty"
     kind = "intrinsic"
     needs = frozenset({"token_stats"})
+    token_reads = "means"
 
     def score(self, group: RolloutGroup) -> list[float]:
         return _per_completion(group, lambda c: float(np.mean(c.self_certainty)))
@@ -158,6 +159,7 @@ class TokenEntropyReward(Reward):
     name = "token_entropy"
     kind = "intrinsic"
     needs = frozenset({"token_stats"})
+    token_reads = "means"
 
     def score(self, group: RolloutGroup) -> list[float]:
         return _per_completion(group, lambda c: -float(np.mean(c.entropies)))
@@ -169,6 +171,7 @@ class TrajectoryEntropyReward(Reward):
     name = "trajectory_entropy"
     kind = "intrinsic"
     needs = frozenset({"token_stats"})
+    token_reads = "means"
 
     def score(self, group: RolloutGroup) -> list[float]:
         return _per_completion(group, lambda c: float(np.mean(c.logprobs)))
@@ -180,6 +183,7 @@ class ProbabilityReward(Reward):
     name = "probability"
     kind = "intrinsic"
     needs = frozenset({"token_stats"})
+    token_reads = "means"
 
     def score(self, group: RolloutGroup) -> list[float]:
         return _per_completion(group, lambda c: math.exp(float(np.sum(c.logprobs))))
