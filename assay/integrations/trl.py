@@ -35,14 +35,12 @@ from typing import Any
 from assay.envs import Environment, Task
 from assay.envs.episode import max_turns
 from assay.errors import AssayError
+from assay.integrations.trl_episodes import FINAL_REPLY, episode_rollout, message_text
 from assay.rewards import get_reward
 from assay.rewards.base import Completion, Reward, RolloutGroup
 from assay.verifiers import STATUSES
 
 TASK_COLUMN = "assay_task"
-#: the column a multi-turn rollout (trl_episodes.py) fills with each episode's last reply:
-#: the reply verified, where the completion holds the whole episode
-FINAL_REPLY = "assay_final_reply"
 #: a completion's per-token statistics: TRL gives reward functions none
 _NO_STATS: tuple[Any, Any, Any] = ((), (), ())
 
@@ -83,15 +81,6 @@ def task_dataset(env: Environment, tasks: list[Task]) -> Any:
     )
 
 
-def _text(completion: Any) -> str:
-    """A completion's text: a string, or the last message of a conversational completion."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    return str(completion)
-
-
 def _groups(keys: list[str]) -> list[range]:
     """Runs of consecutive equal keys: TRL's sampler puts a prompt's generations together."""
     runs, start = [], 0
@@ -125,7 +114,7 @@ def reward_funcs(
             names = [k for k in columns if k in env.task_schema.get("properties", {})]
             fields = [{k: columns[k][i] for k in names} for i in range(len(prompts))]
         texts = [str(t) for t in columns[FINAL_REPLY]] if FINAL_REPLY in columns else \
-            [_text(c) for c in completions]
+            [message_text(c) for c in completions]
         runs = _groups([json.dumps(f, sort_keys=True) for f in fields])
         if groupwise and num_generations:
             for run in runs:
@@ -271,8 +260,6 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
 
     rollout = None
     if max_turns(env) > 1:  # whole episodes, through TRL's rollout hook (trl_episodes.py)
-        from assay.integrations.trl_episodes import episode_rollout
-
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # the hook is documented here
         rollout = episode_rollout(env, tasks, seed=cfg.seed, chat_template=cfg.chat_template)
     trainer = trl.GRPOTrainer(

@@ -35,7 +35,20 @@ from typing import Any
 from assay.envs import Environment, Task
 from assay.envs.episode import Episode
 from assay.errors import AssayError
-from assay.integrations.trl import FINAL_REPLY, _text  # a prompt reads like a completion
+
+#: the column a multi-turn rollout fills with each episode's last reply: the reply
+#: verified, where the completion holds the whole episode (trl.py's reward functions read it)
+FINAL_REPLY = "assay_final_reply"
+
+
+def message_text(completion: Any) -> str:
+    """A completion's (or a prompt's) text: a string, or the last message of a
+    conversational one."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    return str(completion)
 
 
 class EpisodeRolloutError(AssayError, ValueError):
@@ -74,14 +87,14 @@ def episode_rollout(
 
         # TRL repeats each prompt for its generations, side by side: one group per run
         runs = [list(g) for _, g in itertools.groupby(range(len(prompts)),
-                                                      key=lambda i: _text(prompts[i]))]
+                                                      key=lambda i: message_text(prompts[i]))]
         generations: list[Any] = []
         episodes: list[Episode] = []
         for size, members in itertools.groupby(runs, key=len):  # one call per group size
             groups = list(members)
             group_tasks = []
             for run in groups:
-                text = _text(prompts[run[0]])
+                text = message_text(prompts[run[0]])
                 if text not in by_prompt:
                     raise EpisodeRolloutError(
                         f"TRL handed over a prompt that is none of the {len(by_prompt)} tasks' "

@@ -197,19 +197,25 @@ class RayPool:
 
 
 class LocalRunner:
-    """The worker of `Sandbox(backend="ray")`: a one-worker local sandbox in the actor."""
+    """The worker of `Sandbox(backend="ray")`: one local jail worker in the actor, the
+    bubblewrap backend and its pool as `Sandbox("local", workers=1)` builds them."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        from assay.sandbox.sandbox import Sandbox
+        from assay.sandbox.local import LocalBackend
+        from assay.sandbox.pool import WorkerPool
 
-        self.box = Sandbox("local", workers=1, **options)
-        self.box.start()  # fail here (no bubblewrap) rather than on the first job
+        options = dict(options)
+        limits = options.pop("limits")
+        self.backend = LocalBackend(limits=limits, **options)
+        self.pool = WorkerPool(self.backend, 1, limits)
+        self.pool.worker_info()  # fail here (no bubblewrap) rather than on the first job
 
     def work(self, requests: list[Any]) -> list[Any]:
-        return self.box._active_pool().run_many(requests)
+        return self.pool.run_many(requests)
 
     def close(self) -> None:
-        self.box.close()
+        self.pool.close()
+        self.backend.close()
 
 
 def local_runner(options: dict[str, Any]) -> Callable[[], LocalRunner]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import sympy
 
+from assay.verifiers.exact_value import exact_rational, too_large
 from assay.verifiers.latex_answer import plain_text_key
 
 #: What the `form` task field may require of the final answer, beyond being equivalent.
@@ -119,8 +120,6 @@ def _unwrap(operand: str) -> str:
 
 def _integer(text: str, parse: Callable[[str], Any]) -> int | None:
     """The exact integer a piece of LaTeX spells (`2005!`, `12`), or None."""
-    from assay.verifiers.math import exact_rational, too_large
-
     try:
         value = parse(text)
         if value is None or too_large(value):
