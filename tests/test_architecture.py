@@ -143,3 +143,18 @@ def test_each_layer_imports_only_the_layers_above_it_in_the_architecture_doc():
         assert not graph.get(module, set()) - BASE, f"{module} must import nothing of assay's"
     assert upward == [], "imports against the layer order: " + "; ".join(upward)
     assert stray == [], "modules in no layer of docs/architecture.md: " + "; ".join(stray)
+
+
+def test_verification_goes_through_one_front_door():
+    """Repeats are removed in one place, Environment.verify_many: outside the envs nothing
+    calls verify_batch (which would skip it), and no module keeps a de-duplicating copy."""
+    bypass, copies = [], []
+    for module, path in modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr == "verify_batch"
+                    and not module.startswith("assay.envs.")):
+                bypass.append(f"{module}:{node.lineno}")
+            if isinstance(node, ast.FunctionDef) and node.name in ("verify_distinct", "verify_unique"):
+                copies.append(f"{module}:{node.lineno}")
+    assert bypass == [] and copies == [], bypass + copies

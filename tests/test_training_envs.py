@@ -19,8 +19,7 @@ import pytest
 from assay.training import Trainer, resolve
 from assay.training.progress import StepProgress
 from assay.training.tracking import read_metrics
-from assay.training.trainer import verify_distinct
-from assay.verifiers import STATUSES, Verdict
+from assay.verifiers import STATUSES
 
 #: Programs a policy could write, each answering a synth `f(x)` task. Every one must score
 #: 0 and cost at most its time limit.
@@ -243,27 +242,30 @@ def test_math_trains_a_random_init_model(tmp_path, random_model):
     assert rows[0]["val_accuracy"] == 0.0
 
 
-class CountingEnv:
-    """Records what it is asked to verify; the verdict says which text it saw."""
-
-    def __init__(self) -> None:
-        self.batches: list[list] = []
-
-    def verify_many(self, pairs):
-        self.batches.append(list(pairs))
-        return [Verdict.wrong(text) for _, text in pairs]
-
-
 def test_each_distinct_pair_is_verified_once_and_shares_its_verdict():
-    from assay.envs import Task
+    from assay.envs import Task, get_env
 
-    a, b = Task("same-id", "a"), Task("same-id", "b")  # ids need not be unique
-    pairs = [(a, "x"), (a, "x"), (a, "y"), (b, "x"), (a, "x"), (b, "x")]
-    env = CountingEnv()
-    verdicts, verified = verify_distinct(env, pairs)
-    assert env.batches == [[(a, "x"), (a, "y"), (b, "x")]] and verified == 3
-    assert [v.detail for v in verdicts] == [text for _, text in pairs]
+    env = get_env("countdown")
+    a = env.make_task({"numbers": [1, 2], "target": 3})
+    b = Task(a.id, a.prompt, dict(a.fields))  # ids need not be unique: b is another task
+    batches: list[list] = []
+    check = env.verify_batch
+
+    def counted(pairs, **kwargs):
+        batches.append(list(pairs))
+        return check(pairs, **kwargs)
+
+    env.verify_batch = counted
+    x, y = "<answer>1+2</answer>", "<answer>2+1</answer>"
+    pairs = [(a, x), (a, x), (a, y), (b, x), (a, x), (b, x)]
+    ready: list[int] = []
+    verdicts = env.verify_many(pairs, on_result=lambda index, verdict: ready.append(index))
+    assert batches == [[(a, x), (a, y), (b, x)]]
+    assert (env.last_batch.pairs, env.last_batch.checked) == (6, 3) and env.last_batch.seconds >= 0
+    assert sorted(ready) == list(range(6))  # every input index hears its verdict
+    assert all(v.correct for v in verdicts)
     assert verdicts[0] is verdicts[1] is verdicts[4] and verdicts[3] is verdicts[5]
+    assert verdicts[0] is not verdicts[3]  # the same text for another task is checked again
 
 
 def test_the_progress_bar_shows_the_verification_time():

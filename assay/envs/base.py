@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ __all__ = [
 #:   "in_process": called directly, for verifiers bounded by construction (countdown's caps
 #:                 length and depth and never evaluates foreign literals): no pool, no IPC;
 #:   "sandbox":    the env runs its checks elsewhere (code: the sandbox's jails) and
-#:                 overrides `verify_many` to send a whole batch there at once.
+#:                 overrides `verify_batch` to send a whole batch there at once.
 VERIFICATION_MODES = ("workers", "in_process", "sandbox")
 
 
@@ -54,6 +55,14 @@ def seeded_random(seed: int) -> random.Random:
     return random.Random(seed)
 
 
+@dataclass(frozen=True)
+class VerifyBatch:
+    """The figures of an env's latest `verify_many` call."""
+
+    pairs: int  #: pairs asked for
+    checked: int  #: distinct pairs actually checked (the rest shared a verdict)
+    seconds: float  #: wall time of the checks
+
 class Environment(ABC):
     """Base class of every environment.
 
@@ -68,8 +77,10 @@ class Environment(ABC):
     task_schema: ClassVar[dict[str, Any]] = {"type": "object"}
     #: Verifications slower than this (seconds) are killed and reported as `timeout`.
     time_limit: ClassVar[float] = 5.0
-    #: How `verify_many` runs the checks: one of `VERIFICATION_MODES`.
+    #: How `verify_batch` runs the checks: one of `VERIFICATION_MODES`.
     verification: ClassVar[str] = "workers"
+    #: the figures of the latest `verify_many` call (None before the first)
+    last_batch: VerifyBatch | None = None
 
     @dataclass
     class Options:
@@ -185,11 +196,53 @@ class Environment(ABC):
     ) -> list[Verdict]:
         """Verify many (task, completion) pairs; verdicts in input order.
 
-        The one batch API: the trainer, the rewards and `assay verify` all call it with
-        whole batches. How the checks run is the class's `verification` mode; in every
-        mode each check is bounded (by `time_limit`, by construction, or by the sandbox),
-        and a check that fails is an `error` or `timeout` verdict, never an exception.
-        `on_result(index, verdict)` is called as each verdict is ready.
+        The one front door: the trainer, the rewards, the lab, the audit, the adapters and
+        `assay verify` all call it with whole batches. Each distinct pair is checked once
+        and its verdict shared: a small model repeats itself a lot (a group of G samples
+        often holds one text several times) and a sandboxed check costs a process, while
+        a verdict is a function of the task and the completion. Tasks are compared by
+        identity (the same `Task` object: a group's rows share one), never by id, which a
+        task file need not keep unique. `last_batch` then holds the batch's figures.
+        `on_result(index, verdict)` is called for every input index as its verdict is
+        ready. The checks themselves are `verify_batch`'s, which an env overrides.
+        """
+        first: dict[tuple[int, str], int] = {}  # (id(task), text) -> index into `distinct`
+        distinct: list[tuple[Task, str]] = []
+        slots: list[int] = []  # input index -> its distinct pair
+        for task, completion in pairs:
+            key = (id(task), completion)
+            if key not in first:
+                first[key] = len(distinct)
+                distinct.append((task, completion))
+            slots.append(first[key])
+        share = None
+        if on_result is not None:
+            sharers: dict[int, list[int]] = {}
+            for index, slot in enumerate(slots):
+                sharers.setdefault(slot, []).append(index)
+
+            def share(slot: int, verdict: Verdict) -> None:
+                for index in sharers[slot]:
+                    on_result(index, verdict)
+
+        started = time.perf_counter()
+        verdicts = self.verify_batch(distinct, workers=workers, on_result=share)
+        self.last_batch = VerifyBatch(len(pairs), len(distinct), time.perf_counter() - started)
+        return [verdicts[slot] for slot in slots]
+
+    def verify_batch(
+        self,
+        pairs: Sequence[tuple[Task, str]],
+        *,
+        workers: int | None = None,
+        on_result: Callable[[int, Verdict], None] | None = None,
+    ) -> list[Verdict]:
+        """Check a batch of distinct pairs (`verify_many` removes the repeats first);
+        verdicts in input order. How the checks run is the class's `verification` mode;
+        in every mode each check is bounded (by `time_limit`, by construction, or by the
+        sandbox), and a check that fails is an `error` or `timeout` verdict, never an
+        exception. An env that prepares something first, or sends the batch elsewhere,
+        overrides this and not `verify_many`.
         """
         self.check_available()
         if self.verification == "in_process":
@@ -201,7 +254,7 @@ class Environment(ABC):
             return verdicts
         if self.verification == "sandbox":
             raise NotImplementedError(
-                f"{type(self).__name__} verifies in a sandbox and must override verify_many"
+                f"{type(self).__name__} verifies in a sandbox and must override verify_batch"
             )
         pool = self._pool(workers or os.cpu_count() or 1)
 

@@ -172,7 +172,7 @@ class CodeEnv(TestFeedback, Environment):
     description = "Write Python; run in the sandbox against assert tests or stdin/stdout cases (HumanEval built in)"
     Options = CodeOptions
     time_limit = 10.0
-    verification = "sandbox"  # verify_many sends each batch to the sandbox's jails at once
+    verification = "sandbox"  # verify_batch sends each batch to the sandbox's jails at once
     task_schema = {
         "type": "object",
         "properties": {
@@ -257,7 +257,7 @@ class CodeEnv(TestFeedback, Environment):
         (verdict,) = self._verify_answers([(task, answer)], workers=None, on_result=None)
         return verdict
 
-    def verify_many(
+    def verify_batch(
         self,
         pairs: Sequence[tuple[Task, str]],
         *,

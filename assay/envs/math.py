@@ -183,7 +183,7 @@ class MathEnv(PythonTool, Environment):
             )
         return check_math(answers, _gold_text(task["answer"]), form=task.get("form"))
 
-    def verify_many(
+    def verify_batch(
         self,
         pairs: Sequence[tuple[Task, str]],
         *,
@@ -191,7 +191,7 @@ class MathEnv(PythonTool, Environment):
         on_result: Callable[[int, Verdict], None] | None = None,
     ) -> list[Verdict]:
         warm_up()  # before the workers fork, so that a fresh worker starts warm
-        return super().verify_many(pairs, workers=workers, on_result=on_result)
+        return super().verify_batch(pairs, workers=workers, on_result=on_result)
 
     def wrong_label(self, task: Task) -> Task:
         """The task with its gold answer moved by 1 to 3 (`label_offset`): a number

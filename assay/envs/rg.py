@@ -238,7 +238,7 @@ class ReasoningGymEnv(Environment):
                 return Verdict.wrong(f"assay guard: {why} (score_answer alone: 1)")
         return verdict
 
-    def verify_many(
+    def verify_batch(
         self,
         pairs: Sequence[tuple[Task, str]],
         *,
@@ -246,7 +246,7 @@ class ReasoningGymEnv(Environment):
         on_result: Callable[[int, Verdict], None] | None = None,
     ) -> list[Verdict]:
         self.scorer()  # built before the workers fork, so each starts with it
-        return super().verify_many(pairs, workers=workers, on_result=on_result)
+        return super().verify_batch(pairs, workers=workers, on_result=on_result)
 
 
 def rg_seed(seed: int) -> int:

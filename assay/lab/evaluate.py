@@ -108,7 +108,7 @@ def evaluate(
         uses_chat_template,
     )
     from assay.training.rollout import HFEngine
-    from assay.training.trainer import training_tasks, verify_distinct
+    from assay.training.trainer import training_tasks
 
     if n < 1 or samples < 1 or batch_size < 1:
         raise EvalError("assay eval: -n, --samples and --batch-size must be at least 1")
@@ -147,7 +147,7 @@ def evaluate(
         pairs = [(t, decode(g)) for t, g in zip(tasks, greedy, strict=True)]
         pairs += [(t, decode(g)) for t, gens in zip(tasks, sampled, strict=True) for g in gens]
         start = time.perf_counter()
-        verdicts, _ = verify_distinct(environment, pairs)
+        verdicts = environment.verify_many(pairs)
         verify_seconds = time.perf_counter() - start
         gens = list(greedy) + [g for row in sampled for g in row]
         # maj@K and the answer rate read the samples' answers; a small model repeats

@@ -55,7 +55,7 @@ from assay.training.policy import (
 from assay.training.rollout import Generation, HFEngine, make_engine
 from assay.training.rollout_store import RolloutStore, completion_rows
 from assay.training.tracking import MetricsLog, read_metrics
-from assay.verifiers import STATUSES, Verdict
+from assay.verifiers import STATUSES
 
 
 class TrainError(AssayError, RuntimeError):
@@ -382,10 +382,11 @@ class Trainer:
             texts = [e.final_reply for e in episodes]
         # One batch for the whole step: the env runs it in parallel (workers, sandbox).
         started = time.perf_counter()
-        verdicts, self._verified = verify_distinct(
-            self.env, [(tasks[i // G], text) for i, text in enumerate(texts)]
-        )
+        self.env.last_batch = None  # verify_many sets it (a stand-in env may not)
+        verdicts = self.env.verify_many([(tasks[i // G], text) for i, text in enumerate(texts)])
         self._verify_time = time.perf_counter() - started
+        figures = self.env.last_batch  # repeats share a verdict: the distinct pairs checked
+        self._verified = figures.checked if figures is not None else len(texts)
         if episodes is not None:  # env.turn_discount: a later right submission earns less
             verdicts = discounted(self.env, episodes, verdicts)
         judge_calls = iter(range(1, 1_000_000))
@@ -598,7 +599,7 @@ class Trainer:
                 texts = [self.tokenizer.decode(g.token_ids, skip_special_tokens=True)
                          for gens in sample(ids, n, 0) for g in gens]
             pairs = [(self.val_tasks[i // n], text) for i, text in enumerate(texts)]
-            correct = [v.correct for v in verify_distinct(self.env, pairs)[0]]
+            correct = [v.correct for v in self.env.verify_many(pairs)]
             return np.asarray(correct, dtype=float).reshape(len(self.val_tasks), -1)  # (T, n)
 
         tasks_sampled, tasks_greedy = per_task(sampled, cfg.val_samples), per_task(greedy, 1)
@@ -714,29 +715,6 @@ class Trainer:
             return 1.0
         span = max(1, cfg.steps - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
-
-
-def verify_distinct(env: Any, pairs: list[tuple[Task, str]]) -> tuple[list[Verdict], int]:
-    """Verify each distinct (task, completion) pair once and share its verdict.
-
-    A small model repeats itself a lot (a group of G samples often holds the same text
-    several times), and a sandboxed check costs a process and up to its time limit. A
-    verdict is a function of the task and the completion, so checking a repeat again
-    would only spend time. Tasks are compared by identity (the same `Task` object: the G
-    rows of a group share one), never by id, which a task file need not keep unique.
-    Returns the verdicts in input order and how many pairs were actually verified.
-    """
-    first: dict[tuple[int, str], int] = {}  # (id(task), text) -> index into `distinct`
-    distinct: list[tuple[Task, str]] = []
-    slots = []
-    for task, text in pairs:
-        key = (id(task), text)
-        if key not in first:
-            first[key] = len(distinct)
-            distinct.append((task, text))
-        slots.append(first[key])
-    verdicts = env.verify_many(distinct)
-    return [verdicts[slot] for slot in slots], len(distinct)
 
 
 def training_tasks(env: Any, path: str | None, size: int, seed: int) -> list[Task]:
