@@ -20,12 +20,7 @@ from assay.envs import Environment, Task
 
 Attempt = tuple[Task, str]
 
-#: How each built-in env expects its answer; a plug-in's is found by trying these in turn.
-WRAPPERS: dict[str, str] = {
-    "countdown": "<answer>{}</answer>",
-    "math": "\\boxed{{{}}}",
-    "code": "```python\n{}\n```",
-}
+#: the answer formats tried, in turn, on an env that does not declare its `answer_template`
 _CANDIDATE_WRAPPERS = ("<answer>{}</answer>", "\\boxed{{{}}}", "```python\n{}\n```", "{}")
 
 #: Characters that look like digits and operators but are none (not even under NFKC).
@@ -80,10 +75,11 @@ def reference_answer(env: Environment, task: Task) -> str | None:
 
 
 def find_wrapper(env: Environment, tasks: list[Task], references: dict[str, str]) -> str:
-    """The answer format of `env`: its known one, else the first candidate under which the
-    env accepts a task's own answer, else the first whose extraction round-trips."""
-    if env.name in WRAPPERS:
-        return WRAPPERS[env.name]
+    """The answer format of `env`: its declared `answer_template`, else the first candidate
+    under which the env accepts a task's own answer, else the first whose extraction
+    round-trips."""
+    if env.answer_template is not None:
+        return env.answer_template
     task = next((t for t in tasks if t.id in references), None)
     if task is None:
         return _CANDIDATE_WRAPPERS[0]

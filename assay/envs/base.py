@@ -79,6 +79,13 @@ class Environment(ABC):
     time_limit: ClassVar[float] = 5.0
     #: How `verify_batch` runs the checks: one of `VERIFICATION_MODES`.
     verification: ClassVar[str] = "workers"
+    #: How a completion states an answer, `{}` standing for it (countdown's
+    #: `<answer>{}</answer>`): the audit builds its probes' completions with it. None: the
+    #: audit finds it by trying the common forms on a task's own answer.
+    answer_template: ClassVar[str | None] = None
+    #: env options the lab sets on every run of this env unless the run sets them itself
+    #: (countdown: majority vote compares values, so `5+1*2` and `2*1+5` are one answer)
+    lab_options: ClassVar[dict[str, str]] = {}
     #: the figures of the latest `verify_many` call (None before the first)
     last_batch: VerifyBatch | None = None
 

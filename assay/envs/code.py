@@ -173,6 +173,7 @@ class CodeEnv(TestFeedback, Environment):
     Options = CodeOptions
     time_limit = 10.0
     verification = "sandbox"  # verify_batch sends each batch to the sandbox's jails at once
+    answer_template = "```python\n{}\n```"
     task_schema = {
         "type": "object",
         "properties": {

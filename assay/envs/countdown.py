@@ -130,6 +130,8 @@ class CountdownEnv(PythonTool, Environment):
     # Bounded by construction (length and depth caps, no evaluation of foreign literals):
     # checked in the caller's process, no worker pool.
     verification = "in_process"
+    answer_template = "<answer>{}</answer>"
+    lab_options = {"vote_key": "value"}  # the lab's votes compare values: `5+1*2` is `2*1+5`
     Options = CountdownOptions
     task_schema = {
         "type": "object",

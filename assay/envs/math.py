@@ -96,6 +96,7 @@ class MathEnv(PythonTool, Environment):
     """Math problems with a gold answer, or equations checked by substitution."""
 
     name = "math"
+    answer_template = "\\boxed{{{}}}"
     description = (
         "Arithmetic, fractions, equations (label-free), simplification, task files; \\boxed{}"
     )

@@ -39,7 +39,6 @@ class Preset:
 #: settings shared by the organism presets (the organism's own defaults fill the rest:
 #: lr 1e-4 constant, 16 prompts x 8, validation on 128 tasks x 4 samples every 10 steps)
 _ORGANISM = {
-    "env.vote_key": "value",  # majority vote compares values: `5+1*2` and `2*1+5` agree
     "save_every": "0",  # one checkpoint, at the end (a resumed comparison skips finished runs)
     "keep_checkpoints": "1",
     "progress": "false",
@@ -124,3 +123,11 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
     return PRESETS[name]
+
+
+def with_lab_options(env: str, sets: dict[str, str]) -> dict[str, str]:
+    """`sets` with env `env`'s `lab_options` in front as `env.KEY` (what `sets` chooses
+    wins): on countdown, every experiment's majority vote compares values."""
+    from assay.envs.registry import get_env_class
+
+    return {**{f"env.{k}": v for k, v in get_env_class(env).lab_options.items()}, **sets}

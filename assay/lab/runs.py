@@ -19,6 +19,7 @@ from typing import Any
 from assay.envs import Task
 from assay.lab.compare import cores
 from assay.lab.experiment import ExperimentError
+from assay.lab.presets import with_lab_options
 from assay.lab.workers import worker_pool
 
 
@@ -64,22 +65,18 @@ def run_all(
 
 # -- what the experiments made of single runs share -------------------------------------
 
-#: on countdown, majority vote compares values (`5+1*2` and `2*1+5` agree), as in the presets
-COUNTDOWN_SETS = {"env.vote_key": "value"}
-
-
 def resolve_runs(
     command: str, sets: dict[str, str], flags: dict[str, Any]
 ) -> tuple[dict[str, str], Any, Any]:
-    """The runs' `--set` values (on countdown, with votes compared by value unless told
-    otherwise), their resolved config and the env; a bad value is one line naming `command`."""
+    """The runs' `--set` values (with the env's `lab_options` unless told otherwise: on
+    countdown, votes compared by value), their resolved config and the env; a bad value is one line naming `command`."""
     from assay.envs import OptionError, UnknownEnvError, get_env
     from assay.training import ConfigError, resolve
 
     try:
         config = resolve(sets=sets, flags=flags)
-        if config.env == "countdown":
-            sets = {**COUNTDOWN_SETS, **sets}
+        if with_lab_options(config.env, sets) != sets:
+            sets = with_lab_options(config.env, sets)
             config = resolve(sets=sets, flags=flags)
         return sets, config, get_env(config.env, **config.env_options)
     except (ConfigError, UnknownEnvError, OptionError) as exc:

@@ -31,6 +31,7 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
+from assay.lab.presets import with_lab_options
 
 #: the study's sizes (and the default of `--sizes`)
 DEFAULT_SIZES = (32, 128, 512, 2048)
@@ -43,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 11,
         "sets": {"prompts_per_step": "4", "group_size": "4", "val_size": "16",
                  "val_samples": "2", "eval_every": "5", "save_every": "0",
-                 "keep_checkpoints": "1", "env.vote_key": "value"},
+                 "keep_checkpoints": "1"},
     },
     # 200 updates: 16 prompts x 8 per step is 3,200 prompts, about 100 passes over 32
     # tasks and 1.6 over 2,048; 4 runs of 201 steps take about 4 minutes on 2 cores,
@@ -52,8 +53,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": "organism",
         "sizes": DEFAULT_SIZES,
         "steps": 201,
-        "sets": {"eval_every": "10", "save_every": "0", "keep_checkpoints": "1",
-                 "env.vote_key": "value"},
+        "sets": {"eval_every": "10", "save_every": "0", "keep_checkpoints": "1"},
     },
 }
 
@@ -118,6 +118,10 @@ def run(
     model = model or chosen["model"]
     base = {**chosen["sets"], **(sets or {})}
     flags = {"model": model, "reward": reward, "steps": steps, "seed": seed}
+    try:  # the env's own lab settings (countdown: votes compare values)
+        base = with_lab_options(resolve(sets=base, flags=flags).env, base)
+    except ConfigError as exc:
+        raise ExperimentError(str(exc)) from None
     configs = {}
     for size in sizes:  # every config checked before anything trains
         try:

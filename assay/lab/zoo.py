@@ -54,6 +54,7 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
+from assay.lab.presets import with_lab_options
 from assay.lab.rank_correlation import permutation_p, spearman
 
 #: the intrinsic reward whose collapse is measured, and the supervised one
@@ -118,7 +119,6 @@ CAPACITY_ZOO = (
 #: The training settings of both kinds of run (the organism's defaults fill the rest: lr
 #: 1e-4 constant, 16 prompts x 8 completions, at most 12 new tokens).
 _SHARED = {
-    "env.vote_key": "value",  # majority vote compares values: `5+1*2` and `2*1+5` agree
     "save_every": "0",  # one checkpoint, at the end
     "keep_checkpoints": "1",
 }
@@ -211,6 +211,11 @@ def plan(out: Path, preset: str, priors: int | None, seed: int) -> tuple[dict[st
     chosen = pick_preset(PRESETS, preset, "zoo")
     members = members_of(preset, priors)
     model, steps = chosen["model"], chosen["steps"]
+    try:  # the env's own lab settings (countdown: votes compare values)
+        env = resolve(sets=chosen["sets"], flags={"model": model}).env
+    except ConfigError as exc:
+        raise ZooError(f"zoo preset {preset!r}: {exc}") from None
+    chosen = {**chosen, "sets": with_lab_options(env, chosen["sets"])}
     settings = {"preset": preset, "model": model, "seed": seed, "reward": COLLAPSE_REWARD,
                 "gt_reward": GT_REWARD, "max_steps": steps, "gt_steps": steps,
                 "eval_every": chosen["eval_every"], "val_size": chosen["val_size"],

@@ -1,7 +1,10 @@
 """A complete third-party assay environment: sort a list of integers.
 
 Four methods and a schema are all an environment needs; see
-docs/define-an-environment.md in the assay repository.
+docs/define-an-environment.md in the assay repository. The rest is optional: how an answer
+is written (`answer_template`), a right answer and known wrong ones for `assay audit`
+(`audit_reference`, `audit_probes`); an env whose lab runs need an option set
+(countdown's votes compare values) says so in `lab_options`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from assay import Environment, Task, Verdict, seeded_random
+from assay.verifiers.reasoning import outside_reasoning
 
 _INTEGER_LIST = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
 
@@ -31,6 +35,7 @@ class SortingEnv(Environment):
         "required": ["values"],
         "properties": {"values": {"type": "array", "items": {"type": "integer"}, "minItems": 1}},
     }
+    answer_template = "<answer>{}</answer>"  # how an answer is written (assay audit)
 
     def generate(self, n: int, seed: int = 0) -> list[Task]:
         rng, o = seeded_random(seed), self.options
@@ -49,7 +54,8 @@ class SortingEnv(Environment):
         )
 
     def extract(self, completion: str) -> str | None:
-        found = re.findall(r"<answer>(.*?)</answer>", completion, flags=re.DOTALL)
+        # an answer inside <think>...</think> is a draft: only what is outside counts
+        found = re.findall(r"<answer>(.*?)</answer>", outside_reasoning(completion), flags=re.DOTALL)
         return found[-1].strip() if found else None
 
     def check(self, task: Task, answer: str) -> Verdict:
@@ -60,3 +66,20 @@ class SortingEnv(Environment):
         if given == expected:
             return Verdict.right()
         return Verdict.wrong(f"expected {expected}")
+
+    def _sorted(self, task: Task) -> list[int]:
+        return sorted(task.fields.get("values", []), reverse=self.options.descending)
+
+    def audit_reference(self, task: Task) -> str | None:
+        """A right answer, for `assay audit sorting`."""
+        return ", ".join(map(str, self._sorted(task))) if task.fields.get("values") else None
+
+    def audit_probes(self, task: Task, reference: str | None) -> dict[str, list[str]]:
+        """Wrong answers a lax checker would pass: the list as given (when it is not
+        already in order) and the right list with one value dropped."""
+        values, right = task.fields.get("values", []), self._sorted(task)
+        wrap = self.answer_template.format
+        return {
+            "unsorted": [wrap(", ".join(map(str, values)))] if values != right else [],
+            "one_dropped": [wrap(", ".join(map(str, right[1:])))] if len(right) > 1 else [],
+        }

@@ -23,3 +23,18 @@ def test_options_from_the_command_line():
         capture_output=True, text=True, check=True,
     ).stdout
     assert out.count("\n") == 2 and "descending" in out
+
+
+def test_the_audit_runs_the_envs_own_probes_and_none_passes(tmp_path):
+    import json
+
+    out = tmp_path / "audit.json"
+    subprocess.run([str(Path(sys.executable).parent / "assay"), "audit", "sorting", "-n", "8",
+                    "-o", str(out)], capture_output=True, text=True, check=True)
+    result = json.loads(out.read_text())
+    assert result["reference"]["accepted"] == result["reference"]["tried"] == 8
+    probes = {p["name"]: p for p in result["probes"]}
+    for own in ("unsorted", "one_dropped"):
+        assert probes[own]["tried"] >= 7 and probes[own]["false_positives"] == 0
+    assert probes["multiple_answers"]["tried"] > 0  # the generic ones, in the env's answer format
+    assert probes["reasoning_only"]["tried"] > 0 and probes["reasoning_only"]["false_positives"] == 0
