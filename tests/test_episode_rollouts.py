@@ -156,3 +156,61 @@ def test_a_tool_env_shows_its_outputs_as_tool_messages_and_feedback_as_user_ones
         feedback.close()
     assert [m["role"] for m in call.messages()] == ["user", "assistant", "tool", "assistant"]
     assert [m["role"] for m in fix.messages()][:3] == ["user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("ended", [True, False], ids=["ended", "cut-off"])
+def test_an_episode_under_a_chat_template_reads_as_the_template_shows_it(chat_tokenizer, ended):
+    """Through play_episodes: a reply that ended itself keeps its one end-of-turn token, a
+    reply cut at the length limit gets the template's, and the second turn continues the
+    conversation exactly as the template renders it."""
+    from assay.training.policy import encode_prompt
+
+    tok = chat_tokenizer
+    env = get_env("countdown", tools="python")
+    task = env.make_task({"numbers": [3, 4, 5], "target": 17})
+    prompt = encode_prompt(tok, task.prompt, chat=True)
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    call, answer = "<python>print(3*4+5)</python>", "<answer>3*4+5</answer>"
+
+    def sample(contexts, n, turn):
+        ids = list(tok(call if turn == 0 else answer, add_special_tokens=False)["input_ids"])
+        if turn > 0 or ended:
+            ids.append(end)
+        return [[Generation(list(ids), turn > 0 or ended) for _ in range(n)] for _ in contexts]
+
+    try:
+        (generations,), (episode,) = play_episodes(env, tok, [task], [prompt], 1, sample, chat=True)
+    finally:
+        env.close()
+    conversation = [{"role": "user", "content": task.prompt}, {"role": "assistant", "content": call},
+                    {"role": "tool", "content": episode.observations[0]},
+                    {"role": "assistant", "content": answer}]
+    rendered = tok.apply_chat_template(conversation, tokenize=False)
+    assert tok.decode(prompt + generations[0].token_ids) == rendered.rstrip("\n")
+    assert generations[0].token_ids.count(end) == 3  # reply, observation, reply: one end each
+
+
+@pytest.mark.parametrize("last", ["<|endoftext|>", None], ids=["other-stop-token", "empty-reply"])
+def test_a_reply_that_stopped_without_the_end_of_turn_still_gets_the_templates(chat_tokenizer, last):
+    """A reply that ended on another stop token, or ended at once with no token, has no
+    end-of-turn in place: the observation brings the template's own."""
+    tok = chat_tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    reply = [] if last is None else [tok.convert_tokens_to_ids(last)]
+    shown = observation_ids(tok, "<output>42</output>", chat=True,
+                            ended_with=reply[-1] if reply else None)
+    assert shown[0] == end  # the template closes the model's turn first
+
+    env = get_env("code", feedback="tests", max_turns=2, timeout=2.0)
+    task = env.make_task({"entry_point": "f", "shown": 1, "tests": "assert f(1) == 2\n"})
+
+    def sample(contexts, n, turn):
+        return [[Generation(list(reply), True) for _ in range(n)] for _ in contexts]
+
+    try:
+        (generations,), _ = play_episodes(env, tok, [task], [[1, 2]], 1, sample, chat=True)
+    finally:
+        env.close()
+    ids = generations[0].token_ids
+    # one observation: the end of the model's turn, then the message's own
+    assert ids[len(reply)] == end and ids.count(end) == 2
