@@ -168,12 +168,17 @@ def test_a_weighted_sum_needs_a_part():
         WeightedSum([])
 
 
-def test_installed_verdicts_must_match_the_completions():
-    g = group(["5+1*2", "5+1+2"])
+def test_a_group_is_built_with_its_verdicts_which_must_match_the_completions():
+    comps = [comp(t, [-0.5]) for t in ("5+1*2", "5+1+2")]
     with pytest.raises(ValueError, match="1 verdicts for 2 completions"):
-        g.set_verdicts([Verdict.right("x")])
-    g.set_verdicts([Verdict.wrong("a"), Verdict.right("b")])  # installed, not recomputed
-    assert [v.status for v in g.verdicts] == ["incorrect", "correct"]
+        RolloutGroup(TASK, TASK.prompt, comps, ENV, verdicts=[Verdict.right("x")])
+    given = RolloutGroup(TASK, TASK.prompt, comps, ENV,
+                         verdicts=[Verdict.wrong("a"), Verdict.right("b")])  # used, not recomputed
+    assert [v.status for v in given.verdicts] == ["incorrect", "correct"]
+    texts = ["5+1*2", "5+1+2", "5+1*2"]
+    alone = group(texts)  # none given: verified at once, as one batch of its own
+    assert ENV.last_batch.pairs == 3 and ENV.last_batch.checked == 2
+    assert [v.status for v in alone.verdicts] == ["correct", "incorrect", "correct"]
 
 
 def test_a_weighted_sum_is_binary_only_as_one_binary_reward_at_weight_one():

@@ -190,9 +190,9 @@ def _rebuild(members: list[dict[str, Any]], env) -> RolloutGroup:
             self_certainty=const(row["mean_self_certainty"]),
             finished=bool(row.get("finished", True)),
         ))
-    group = RolloutGroup(task, task.prompt, completions, env)
+    group = RolloutGroup(task, task.prompt, completions, env,
+                         verdicts=[Verdict(float(r["score"]), r["status"], "stored") for r in members])
     group._answers = [row["answer"] for row in members]  # the answers the run extracted
-    group.set_verdicts([Verdict(float(r["score"]), r["status"], "stored") for r in members])
     return group
 
 

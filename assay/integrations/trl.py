@@ -132,8 +132,8 @@ def reward_funcs(
         out: list[float | None] = [None] * len(texts)
         for task, run in zip(tasks, runs, strict=True):
             group = RolloutGroup(task=task, prompt=task.prompt, env=env,
-                                 completions=[Completion(texts[i], [], *_NO_STATS) for i in run])
-            group.set_verdicts([verdicts[i] for i in run])
+                                 completions=[Completion(texts[i], [], *_NO_STATS) for i in run],
+                                 verdicts=[verdicts[i] for i in run])
             for i, value, verdict in zip(run, reward(group), group.verdicts, strict=True):
                 out[i] = None if verdict.status == "error" else value
         log_metric = columns.get("log_metric")

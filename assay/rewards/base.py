@@ -62,15 +62,28 @@ class Completion:
 
 @dataclass
 class RolloutGroup:
-    """One prompt, its task and its G completions: the unit every reward scores."""
+    """One prompt, its task and its G completions, with the environment's verdict on each:
+    the unit every reward scores.
+
+    Build it with the verdicts of the batch it came in (`verdicts=`, from one
+    `env.verify_many` over the whole batch, as the trainer does); a group built without
+    them verifies its completions at once, as a batch of its own.
+    """
 
     task: Task
     prompt: str
     completions: list[Completion]
     env: Environment
     judge: Judge | None = None  #: the policy as a verifier; only `self_verify` needs it
+    verdicts: list[Verdict] = None  # type: ignore[assignment]  # (filled in __post_init__)
     _answers: list[str | None] | None = field(default=None, repr=False)
-    _verdicts: list[Verdict] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.verdicts is None:
+            self.verdicts = self.env.verify_many([(self.task, c.text) for c in self.completions])
+        self.verdicts = list(self.verdicts)
+        if len(self.verdicts) != len(self.completions):
+            raise ValueError(f"{len(self.verdicts)} verdicts for {len(self.completions)} completions")
 
     def __len__(self) -> int:
         return len(self.completions)
@@ -89,19 +102,6 @@ class RolloutGroup:
     def answer_keys(self) -> list[Hashable | None]:
         """Answers under the env's equivalence (`answer_key`), None where there is no answer."""
         return [None if a is None else self.env.answer_key(self.task, a) for a in self.answers]
-
-    @property
-    def verdicts(self) -> list[Verdict]:
-        """The environment's verdict on each completion (computed once, then cached)."""
-        if self._verdicts is None:
-            self._verdicts = self.env.verify_many([(self.task, t) for t in self.texts])
-        return self._verdicts
-
-    def set_verdicts(self, verdicts: Sequence[Verdict]) -> None:
-        """Install verdicts computed elsewhere (the trainer verifies a whole batch at once)."""
-        if len(verdicts) != len(self.completions):
-            raise ValueError(f"{len(verdicts)} verdicts for {len(self.completions)} completions")
-        self._verdicts = list(verdicts)
 
 
 def safe_extract(env: Environment, text: str) -> str | None:

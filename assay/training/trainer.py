@@ -413,8 +413,8 @@ class Trainer:
                 completions,
                 self.env,
                 judge=lambda prompts: self.judge(prompts, step, next(judge_calls)),
+                verdicts=verdicts[p * G : (p + 1) * G],
             )
-            group.set_verdicts(verdicts[p * G : (p + 1) * G])
             groups.append(group)
         return groups
 
