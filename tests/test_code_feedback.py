@@ -211,3 +211,24 @@ def test_an_empty_submission_is_told_there_is_no_code(env):
     (episode,) = run_episodes(env, [env.make_task(TASK)], scripted("   ", RIGHT))
     assert "no code found" in episode.observations[0] and episode.verdict.correct
     assert episode.tool_calls == 1  # the empty one ran nothing; the second was checked
+
+
+def test_a_compact_unreadable_submission_is_shown_the_prompt_again_as_a_prompt():
+    from assay.envs.code_feedback import unreadable_message
+    from assay.envs.task import Task
+
+    assert unreadable_message("no code", Task("t", "f(1)=2 f(2)=4:", {}), compact=True) == "f(1)=2 f(2)=4:"
+    # a task file's own prompt need not end the compact way: the colon that asks is added
+    assert unreadable_message("no code", Task("t", "f(1)=2", {}), compact=True) == "f(1)=2:"
+
+
+def test_a_sandbox_that_fails_is_one_tool_error_and_ends_the_episode(env, monkeypatch):
+    from assay.verifiers import Verdict
+
+    def broken(pairs, **_):  # the sandbox itself failed on every visible test
+        return [Verdict.error("sandbox: worker lost") for _ in pairs]
+
+    monkeypatch.setattr(env, "_verify_answers", broken)
+    (episode,) = run_episodes(env, [env.make_task(TASK)], scripted(WRONG, RIGHT), verify=False)
+    assert (episode.turns, episode.tool_calls, episode.tool_errors) == (1, 1, 1)
+    assert episode.observations == []  # nothing to show the model: its last submission stands

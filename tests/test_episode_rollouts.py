@@ -214,3 +214,18 @@ def test_a_reply_that_stopped_without_the_end_of_turn_still_gets_the_templates(c
     ids = generations[0].token_ids
     # one observation: the end of the model's turn, then the message's own
     assert ids[len(reply)] == end and ids.count(end) == 2
+
+
+def test_a_template_that_drops_a_role_it_does_not_know_shows_the_output_as_a_users(chat_tokenizer):
+    tok = chat_tokenizer
+    ours = tok.chat_template
+    loop = "{% for message in messages %}"
+    # renders only user and assistant messages, silently skipping any other
+    tok.chat_template = ours.replace(loop, loop + "{% if message['role'] in ['user', 'assistant'] %}") \
+        .replace("{% endfor %}", "{% endif %}{% endfor %}")
+    try:
+        shown = tok.decode(observation_ids(tok, "<output>42</output>", chat=True, ended_with=None,
+                                          role="tool"))
+    finally:
+        tok.chat_template = ours
+    assert "<output>42</output>" in shown and "<|im_start|>user\n" in shown

@@ -43,7 +43,7 @@ def test_a_tool_call_is_run_and_its_output_read_before_the_answer():
         assert episode.verdict.correct
         # the model saw the prompt, its call, the output, then answered
         roles = [m["role"] for m in episode.messages()]
-        assert roles == ["user", "assistant", "user", "assistant"]
+        assert roles == ["user", "assistant", "tool", "assistant"]  # the output: a tool message
     finally:
         env.close()
 
