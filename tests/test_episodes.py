@@ -80,6 +80,34 @@ def test_budgets_bound_tool_runs_and_turns():
         env.close()
 
 
+def test_the_episodes_tool_time_left_bounds_the_next_runs_timeout():
+    # 2.6 s for the episode: the first run sleeps 1.2 s, so the second, which would sleep
+    # 1.8 s (inside its own 2 s), has at most 1.4 s left and times out
+    env, task = _countdown(tool_seconds=2.6, tool_timeout=2.0, tool_calls=3, max_turns=3)
+    sleeps = ["<python>import time\ntime.sleep(1.2)\nprint(1)</python>",
+              "<python>import time\ntime.sleep(1.8)\nprint(2)</python>"]
+    try:
+        (episode,) = run_episodes(env, [task], scripted(*sleeps), verify=False)
+    finally:
+        env.close()
+    assert 'status="exit 0"' in episode.observations[0]
+    assert 'status="timeout"' in episode.observations[1] and episode.tool_timeouts == 1
+    assert episode.tool_seconds < 2.6 + 0.5
+
+
+def test_a_run_past_two_seconds_times_out_by_default():
+    from assay.envs.tools import ToolOptions
+
+    assert ToolOptions().tool_timeout == 2.0  # the documented default (define-an-environment.md)
+    env, task = _countdown()
+    try:
+        (episode,) = run_episodes(env, [task], scripted(
+            "<python>import time\ntime.sleep(3)\nprint(1)</python>"), verify=False)
+    finally:
+        env.close()
+    assert 'status="timeout"' in episode.observations[0]
+
+
 @pytest.mark.parametrize("code, status", [
     ("import os\nwhile True:\n    os.fork()", None),  # fork bomb: bounded by the process limit
     ("print('x' * 10_000_000)", "exit 0"),  # output flood: cut to the observation's size
@@ -165,6 +193,12 @@ def test_observation_and_tool_call_parsing():
     shown = observation(both, 120)
     assert shown.count("o") + shown.count("e") <= 120 + 10  # + the frame's letters
     assert shown.count("e") >= 30 and shown.count("o") >= 60  # room for both streams
+    # stderr the sandbox already cut is marked cut, however little of it is left
+    cut_err = Execution("error", 1, "", "Traceback (most recent call last):\n", 0.1,
+                        stderr_truncated=True)
+    assert "stderr: [cut] Traceback" in observation(cut_err, 400)
+    whole = Execution("error", 1, "", "Traceback (most recent call last):\n", 0.1)
+    assert "[cut]" not in observation(whole, 400)
 
 
 @pytest.mark.parametrize("option, value", [("tools", "bash"), ("max_turns", 17),
