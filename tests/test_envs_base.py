@@ -204,7 +204,7 @@ def test_verification_modes_are_checked():
     class NoSandboxOverride(EchoEnv):
         verification = "sandbox"
 
-    with pytest.raises(NotImplementedError, match="must override verify_many"):
+    with pytest.raises(NotImplementedError, match="must override verify_batch"):
         NoSandboxOverride().verify_many([(Task("t", "p", {"word": "x"}), "x")])
 
 
