@@ -63,6 +63,7 @@ class VerifyBatch:
     checked: int  #: distinct pairs actually checked (the rest shared a verdict)
     seconds: float  #: wall time of the checks
 
+
 class Environment(ABC):
     """Base class of every environment.
 

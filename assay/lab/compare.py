@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError
-from assay.lab.presets import get_preset, with_lab_options
+from assay.lab.presets import get_preset, lab_config
 from assay.lab.summary import find_runs
 from assay.lab.workers import worker_pool
 from assay.training import folder_lock
@@ -189,10 +189,11 @@ def plan(
     flags = {"env": env or chosen.env, "model": model or chosen.model,
              "steps": steps or chosen.steps}
     try:
-        first = resolve(sets=all_sets, flags={**flags, "reward": rewards[0], "seed": seeds[0]})
+        first_flags = {**flags, "reward": rewards[0], "seed": seeds[0]}
         if saved is None:  # the env's own lab settings (countdown: votes compare values)
-            all_sets = with_lab_options(first.env, all_sets)
-            first = resolve(sets=all_sets, flags={**flags, "reward": rewards[0], "seed": seeds[0]})
+            all_sets, first = lab_config(all_sets, first_flags)
+        else:  # the saved plan's sets hold them already
+            first = resolve(sets=all_sets, flags=first_flags)
         environment = get_env(first.env, **first.env_options)
     except (ConfigError, UnknownEnvError, OptionError) as exc:
         raise LabError(str(exc)) from None

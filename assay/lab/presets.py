@@ -8,6 +8,7 @@ override them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: the rewards compared unless `--rewards` says otherwise: externals first
 DEFAULT_REWARDS = (
@@ -131,3 +132,15 @@ def with_lab_options(env: str, sets: dict[str, str]) -> dict[str, str]:
     from assay.envs.registry import get_env_class
 
     return {**{f"env.{k}": v for k, v in get_env_class(env).lab_options.items()}, **sets}
+
+
+def lab_config(sets: dict[str, str], flags: dict[str, Any]) -> tuple[dict[str, str], Any]:
+    """The `--set` values of a lab run, with its env's `lab_options` added, and the config
+    they resolve to (a bad value raises `ConfigError`, as `resolve` does)."""
+    from assay.training import resolve
+
+    config = resolve(sets=sets, flags=flags)
+    merged = with_lab_options(config.env, sets)
+    if merged != sets:
+        config = resolve(sets=merged, flags=flags)
+    return merged, config

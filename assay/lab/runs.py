@@ -19,7 +19,7 @@ from typing import Any
 from assay.envs import Task
 from assay.lab.compare import cores
 from assay.lab.experiment import ExperimentError
-from assay.lab.presets import with_lab_options
+from assay.lab.presets import lab_config
 from assay.lab.workers import worker_pool
 
 
@@ -69,15 +69,13 @@ def resolve_runs(
     command: str, sets: dict[str, str], flags: dict[str, Any]
 ) -> tuple[dict[str, str], Any, Any]:
     """The runs' `--set` values (with the env's `lab_options` unless told otherwise: on
-    countdown, votes compared by value), their resolved config and the env; a bad value is one line naming `command`."""
+    countdown, votes compared by value), their resolved config and the env; a bad value
+    is one line naming `command`."""
     from assay.envs import OptionError, UnknownEnvError, get_env
-    from assay.training import ConfigError, resolve
+    from assay.training import ConfigError
 
     try:
-        config = resolve(sets=sets, flags=flags)
-        if with_lab_options(config.env, sets) != sets:
-            sets = with_lab_options(config.env, sets)
-            config = resolve(sets=sets, flags=flags)
+        sets, config = lab_config(sets, flags)
         return sets, config, get_env(config.env, **config.env_options)
     except (ConfigError, UnknownEnvError, OptionError) as exc:
         raise ExperimentError(f"{command}: {exc}") from None

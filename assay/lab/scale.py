@@ -31,7 +31,7 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
-from assay.lab.presets import with_lab_options
+from assay.lab.presets import lab_config
 
 #: the study's sizes (and the default of `--sizes`)
 DEFAULT_SIZES = (32, 128, 512, 2048)
@@ -119,7 +119,7 @@ def run(
     base = {**chosen["sets"], **(sets or {})}
     flags = {"model": model, "reward": reward, "steps": steps, "seed": seed}
     try:  # the env's own lab settings (countdown: votes compare values)
-        base = with_lab_options(resolve(sets=base, flags=flags).env, base)
+        base, _ = lab_config(base, flags)
     except ConfigError as exc:
         raise ExperimentError(str(exc)) from None
     configs = {}

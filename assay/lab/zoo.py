@@ -54,7 +54,7 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
-from assay.lab.presets import with_lab_options
+from assay.lab.presets import lab_config
 from assay.lab.rank_correlation import permutation_p, spearman
 
 #: the intrinsic reward whose collapse is measured, and the supervised one
@@ -212,10 +212,10 @@ def plan(out: Path, preset: str, priors: int | None, seed: int) -> tuple[dict[st
     members = members_of(preset, priors)
     model, steps = chosen["model"], chosen["steps"]
     try:  # the env's own lab settings (countdown: votes compare values)
-        env = resolve(sets=chosen["sets"], flags={"model": model}).env
+        lab_sets, _ = lab_config(chosen["sets"], {"model": model})
     except ConfigError as exc:
         raise ZooError(f"zoo preset {preset!r}: {exc}") from None
-    chosen = {**chosen, "sets": with_lab_options(env, chosen["sets"])}
+    chosen = {**chosen, "sets": lab_sets}
     settings = {"preset": preset, "model": model, "seed": seed, "reward": COLLAPSE_REWARD,
                 "gt_reward": GT_REWARD, "max_steps": steps, "gt_steps": steps,
                 "eval_every": chosen["eval_every"], "val_size": chosen["val_size"],
