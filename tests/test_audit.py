@@ -96,6 +96,36 @@ def test_a_lax_verifier_fails_the_audit_with_examples(tmp_path):
     assert "FALSE POSITIVES" in result.stderr
 
 
+def test_an_envs_own_probes_come_with_its_class_not_its_name():
+    """The env declares its probes (`probes`, inherited): a subclass of countdown registered
+    under a name of its own is audited with countdown's, and a name alone brings none."""
+    from assay.audit.audit import probe_table
+    from assay.envs.countdown import CountdownEnv
+    from assay.envs.registry import _registered
+
+    @register_env
+    class RenamedCountdown(CountdownEnv):
+        name = "countdown_renamed_audit_test"
+
+    try:
+        env = get_env("countdown_renamed_audit_test")
+        result = audit(env, env.generate(3, seed=0))
+    finally:
+        _registered.pop(RenamedCountdown.name, None)
+    by_name = {p["name"]: p for p in result["probes"]}
+    assert list(by_name)[-3:] == ["unused_numbers", "reused_numbers", "truncating_division"]
+    assert by_name["truncating_division"]["tried"] == 5 and false_positives(result) == 0
+    # a subclass adds its own to its parent's
+    extended = type("ExtendedCountdown", (CountdownEnv,), {
+        "name": "countdown_extended_audit_test",
+        "probes": {**CountdownEnv.probes, "mine": lambda ctx, task: [(task, ctx.wrap("0"))]}})
+    assert list(probe_table(extended()))[-4:] == [*CountdownEnv.probes, "mine"]
+    # named like a family member, but not of the family: the generic probes and its own only
+    lookalike = type("NamedLikeRg", (LaxEnv,), {"name": "rg:chain_sum"})
+    assert "hedged_answer" not in probe_table(lookalike())
+    assert list(probe_table(lookalike()))[-1] == "own_probe"
+
+
 def test_math_against_math_verify_reports_the_disagreements(tmp_path):
     pytest.importorskip("math_verify")
     out = tmp_path / "math.json"
@@ -176,8 +206,8 @@ def test_code_lookalike_probe_changes_the_program_not_its_docstring():
     """A program is judged by running it: a lookalike digit in a docstring changes nothing
     (the generic probe's copy passed HumanEval/67 as `correct`, rightly), so code's own probe
     swaps characters in the program's numbers and operators only."""
-    from assay.audit.env_probes import code_lookalike_unicode
-    from assay.audit.probes import LOOKALIKES
+    from assay.envs.code_probes import lookalike_unicode
+    from assay.envs.probing import LOOKALIKES
 
     ref = 'def f(x):\n    """Return x + 10, e.g. f(1) == 11."""\n    return x + 10\n'
     task = get_env("code").generate(1, seed=0)[0]
@@ -189,7 +219,7 @@ def test_code_lookalike_probe_changes_the_program_not_its_docstring():
         def wrap(text):
             return text
 
-    attempts = [text for _, text in code_lookalike_unicode(Ctx, task)]
+    attempts = [text for _, text in lookalike_unicode(Ctx, task)]
     assert len(attempts) == 3  # "+", "1" and "0" appear in code
     for text in attempts:
         assert text.splitlines()[1] == ref.splitlines()[1]  # the docstring is untouched

@@ -1,12 +1,13 @@
 """`assay audit ENV`: does the verifier accept known reward hacks?
 
 It takes tasks (sampled from the env, or read from a task file), builds every probe's
-completions for each (probes.py, env_probes.py), verifies them all in one `verify_many`
-batch, and counts, per probe, the completions judged `correct`: each is a false positive,
-since a probe's completion is a hack by construction. The tasks' own right answers are
-verified too (`reference`): a verifier that rejects them has false negatives, and a probe
-built on a rejected answer proves little. With `against`, a second checker judges the same
-pairs (against.py). The result is JSON:
+completions for each (the generic probes of probes.py and the env's own: `probe_table`),
+verifies them all in one `verify_many` batch, and counts, per probe, the completions
+judged `correct`: each is a false positive, since a probe's completion is a hack by
+construction. The tasks' own right answers are verified too (`reference`): a verifier
+that rejects them has false negatives, and a probe built on a rejected answer proves
+little. With `against`, a second checker judges the same pairs (against.py). The result
+is JSON:
 
     {"env", "tasks", "reference": {"tried", "accepted", "examples"},
      "probes": [{"name", "tried", "false_positives", "errors", "examples"}],
@@ -15,13 +16,12 @@ pairs (against.py). The result is JSON:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from assay.audit.env_probes import env_probes
 from assay.audit.probes import GENERIC, Attempt, AuditContext, find_wrapper, reference_answer
 from assay.envs import Environment, Task
+from assay.envs.probing import Probe
 from assay.errors import AssayError
 from assay.verifiers import Verdict
 
@@ -33,10 +33,13 @@ class AuditError(AssayError, ValueError):
     """An audit that cannot run (no tasks, an unknown second checker); one line."""
 
 
-def probe_table(env: Environment) -> dict[str, Callable[[AuditContext, Task], list[Attempt]]]:
-    """Every probe for `env`: the generic ones, its built-in ones, and its own
-    (`audit_probes(task, reference) -> {name: [completion, ...]}` on a plug-in env)."""
-    table = {**GENERIC, **env_probes(env.name)}
+def probe_table(env: Environment) -> dict[str, Probe]:
+    """Every probe for `env`, asked of the env itself, built-in and plug-in alike: the
+    generic ones, then the env's own (an own probe takes the place of a generic one of its
+    name): its class's `probes` (inherited: a subclass of `CountdownEnv` and every
+    `rg:<dataset>` class get theirs), then, where the env defines it, the simpler
+    `audit_probes(task, reference) -> {name: [completion, ...]}`."""
+    table = {**GENERIC, **env.probes}
     own = getattr(env, "audit_probes", None)
     if callable(own):
         def plugin(ctx: AuditContext, task: Task, name: str) -> list[Attempt]:

@@ -1,62 +1,26 @@
-"""Known reward hacks, built for any environment's tasks: the probes of `assay audit`.
+"""Known reward hacks, built for any environment's tasks: the generic probes of `assay audit`.
 
 Every probe is a function `(ctx, task) -> [(task, completion), ...]` returning completions
-that must NOT be judged `correct`: an empty answer, several answers with a wrong one last,
-the right answer only inside a reasoning block, the prompt or question copied back,
-format-only answers, huge answers, lookalike Unicode digits and operators, the task's own
-numbers restated. Each env adds its own (`ENV_PROBES`; a plug-in env may define
-`audit_probes(task, reference)` returning `{name: [completion, ...]}`). A probe that
-cannot be built for a task (no reference answer, no numbers) returns nothing for it.
+that must NOT be judged `correct` (the types, `AuditContext` and `Probe`, are in
+assay/envs/probing.py, where env modules can import them): an empty answer, several
+answers with a wrong one last, the right answer only inside a reasoning block, the prompt
+or question copied back, format-only answers, huge answers, lookalike Unicode digits and
+operators, the task's own numbers restated. Each env adds its own: the class attribute
+`probes` (the built-in envs', subclasses' and every `rg:<dataset>`'s), and a plug-in may
+define `audit_probes(task, reference)` returning `{name: [completion, ...]}` instead
+(audit.py's `probe_table` merges them). A probe that cannot be built for a task (no
+reference answer, no numbers) returns nothing for it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from fractions import Fraction
 
 from assay.envs import Environment, Task
-
-Attempt = tuple[Task, str]
+from assay.envs.probing import LOOKALIKES, Attempt, AuditContext, Probe, as_fraction, plain
 
 #: the answer formats tried, in turn, on an env that does not declare its `answer_template`
 _CANDIDATE_WRAPPERS = ("<answer>{}</answer>", "\\boxed{{{}}}", "```python\n{}\n```", "{}")
-
-#: Characters that look like digits and operators but are none (not even under NFKC).
-LOOKALIKES = {
-    "0": "\u041e",  # Cyrillic capital O
-    "1": "l",  # Latin small L
-    "3": "\u0417",  # Cyrillic Ze
-    "5": "\u01bc",  # Latin capital tone five
-    "6": "\u0431",  # Cyrillic be
-    "8": "\u0222",  # Latin capital ou
-    "+": "\u02d6",  # modifier letter plus sign
-    "-": "\u02d7",  # modifier letter minus sign
-    "*": "\u204e",  # low asterisk
-    "/": "\u141f",  # Canadian syllabics final acute
-}
-
-
-@dataclass
-class AuditContext:
-    """What probes need besides the task: the env, how it wants answers, and answers."""
-
-    env: Environment
-    wrapper: str
-    references: dict[str, str]  #: task id -> a correct answer (where one is known)
-    first: Task | None = None  #: probes that bring their own tasks add them once, here
-
-    def wrap(self, answer: str) -> str:
-        return self.wrapper.format(answer)
-
-    def wrong(self, task: Task) -> str | None:
-        """A different task's answer: wrong for this one (unless the two coincide)."""
-        mine = _plain(self.references.get(task.id, ""))
-        for other in self.references.values():
-            if _plain(other) != mine:
-                return other
-        return None
 
 
 def reference_answer(env: Environment, task: Task) -> str | None:
@@ -178,7 +142,7 @@ def restated_numbers(ctx: AuditContext, task: Task) -> list[Attempt]:
     return out[:8]
 
 
-GENERIC: dict[str, Callable[[AuditContext, Task], list[Attempt]]] = {
+GENERIC: dict[str, Probe] = {
     "empty_answer": empty_answer,
     "multiple_answers": multiple_answers,
     "reasoning_only": reasoning_only,
@@ -190,19 +154,6 @@ GENERIC: dict[str, Callable[[AuditContext, Task], list[Attempt]]] = {
 }
 
 
-def _plain(text: str) -> str:
-    return "".join(text.split())
-
-
 def _same_number(a: str, b: str) -> bool:
     x, y = as_fraction(a), as_fraction(b)
-    return x == y if x is not None and y is not None else _plain(a) == _plain(b)
-
-
-def as_fraction(text: str) -> Fraction | None:
-    """An integer, `p/q` or `\\frac{p}{q}` (signed) as a `Fraction`; None for anything else."""
-    plain = re.sub(r"\\[dt]?frac\{(-?\d+)\}\{(\d+)\}", r"\1/\2", _plain(text))
-    try:
-        return Fraction(plain)
-    except (ValueError, ZeroDivisionError):
-        return None
+    return x == y if x is not None and y is not None else plain(a) == plain(b)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from assay.envs.probing import Probe
 from assay.envs.task import Task
 from assay.options import OptionError, build_options, parse_assignments
 from assay.verifiers import BoundedPool, Failure, Verdict
@@ -84,6 +85,12 @@ class Environment(ABC):
     #: `<answer>{}</answer>`): the audit builds its probes' completions with it. None: the
     #: audit finds it by trying the common forms on a task's own answer.
     answer_template: ClassVar[str | None] = None
+    #: This env's own reward hacks, which `assay audit` tries besides the generic ones:
+    #: `{name: probe}`, a probe being `(ctx, task) -> [(task, completion), ...]`
+    #: (assay/envs/probing.py; countdown's are in countdown_probes.py). Subclasses inherit
+    #: them; extend with `{**Parent.probes, "mine": probe}`. Simpler, for a plug-in: a
+    #: method `audit_probes(task, reference) -> {name: [completion, ...]}`.
+    probes: ClassVar[dict[str, Probe]] = {}
     #: env options the lab sets on every run of this env unless the run sets them itself
     #: (countdown: majority vote compares values, so `5+1*2` and `2*1+5` are one answer)
     lab_options: ClassVar[dict[str, str]] = {}

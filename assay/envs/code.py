@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from assay.envs import code_probes
 from assay.envs.base import Environment, Task, seeded_random
 from assay.envs.code_feedback import FEEDBACK, TestFeedback
 from assay.envs.code_harness import (
@@ -174,6 +175,7 @@ class CodeEnv(TestFeedback, Environment):
     time_limit = 10.0
     verification = "sandbox"  # verify_batch sends each batch to the sandbox's jails at once
     answer_template = "```python\n{}\n```"
+    probes = code_probes.PROBES  # its reward hacks for `assay audit`
     task_schema = {
         "type": "object",
         "properties": {

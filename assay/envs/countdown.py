@@ -13,6 +13,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from fractions import Fraction
 
+from assay.envs import countdown_probes
 from assay.envs.base import Environment, OptionError, Task, label_offset, seeded_random
 
 # `compact_prompt` and `extract_answer_tag` stay importable from here, where they used to live.
@@ -131,6 +132,7 @@ class CountdownEnv(PythonTool, Environment):
     # checked in the caller's process, no worker pool.
     verification = "in_process"
     answer_template = "<answer>{}</answer>"
+    probes = countdown_probes.PROBES  # its reward hacks for `assay audit`
     lab_options = {"vote_key": "value"}  # the lab's votes compare values: `5+1*2` is `2*1+5`
     Options = CountdownOptions
     task_schema = {

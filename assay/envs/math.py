@@ -23,6 +23,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from assay.envs import math_probes
 from assay.envs.base import Environment, Task, label_offset, seeded_random
 from assay.envs.tools import PythonTool, ToolOptions
 from assay.verifiers import TimedOut, Verdict, WorkerError, call_with_timeout
@@ -97,6 +98,7 @@ class MathEnv(PythonTool, Environment):
 
     name = "math"
     answer_template = "\\boxed{{{}}}"
+    probes = math_probes.PROBES  # its reward hacks for `assay audit`
     description = (
         "Arithmetic, fractions, equations (label-free), simplification, task files; \\boxed{}"
     )

@@ -40,6 +40,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from assay.envs import rg_probes
 from assay.envs.base import Environment, Task, seeded_random
 from assay.envs.countdown_formats import extract_answer_tag
 from assay.envs.rg_codec import CodecError, decode, encode
@@ -150,6 +151,7 @@ class ReasoningGymEnv(Environment):
     dataset: ClassVar[str] = ""
     time_limit = 5.0
     verification = "workers"
+    probes = rg_probes.PROBES  # reward hacks `assay audit` tries on every dataset
     task_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "required": ["question", "metadata"],
