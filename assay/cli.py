@@ -453,290 +453,82 @@ def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quie
 # -- the lab: assay compare, assay report ----------------------------------------------
 
 
-@cli.command("compare")
-@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
-@click.option("--rewards", default=None,
-              help="Comma-separated rewards (default: the preset's, every built-in one).")
-@click.option("--model", default=None, help="organism[:preset] or a local HF model folder.")
-@click.option("--preset", default=None,
-              help="smoke, quick (the default), default or real (SmolLM2; docs/lab.md, Presets).")
-@click.option("--steps", type=int, default=None, help="Steps per run (default: the preset's).")
-@click.option("--seeds", default=None, help="Comma-separated seeds (default: the preset's).")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Training option for every run (env.KEY, prior.KEY as in assay train).")
-@click.option("--out", default="runs/compare", show_default=True, help="Output folder.")
-@click.option("--resume", is_flag=True, help="Finish an interrupted comparison in --out.")
-@click.option("--jobs", type=int, default=None,
-              help="Runs trained at once, in worker processes (default: one per core, at most "
-                   "4, for the organism on CPU; else 1; see docs/lab.md).")
-@click.option("--quiet", is_flag=True, help="No live display.")
-def compare_command(env_name, rewards, model, preset, steps, seeds, assignments, out, resume,
-                    jobs, quiet) -> None:
-    """Train one run per (reward, seed) from the same model and tasks; write the report."""
-    from assay.envs.base import parse_assignments
-    from assay.lab import compare, report
+# -- the lab's experiments: one command each, made from the registry --------------------
+
+
+def _experiment_command(experiment: Any) -> click.Command:
+    """`assay <experiment>`: its own options, then `--out`, `--preset` and `--quiet`."""
+    params: list[click.Parameter] = []
+    for option in experiment.options:
+        if option.type is bool:
+            params.append(click.Option([option.option, option.name], is_flag=True,
+                                       default=bool(option.default), help=option.help))
+        else:
+            params.append(click.Option(
+                [option.option, option.name], type=option.type, default=option.default,
+                multiple=option.multiple, metavar=option.metavar, help=option.help,
+                show_default=option.default is not None and not option.multiple,
+            ))
+    presets = "; ".join(f"{p.name}: {p.description}" for p in experiment.presets.values())
+    params += [
+        click.Option(["--out"], default=f"runs/{experiment.command}", show_default=True,
+                     help=f"Output folder ({experiment.result_name}, report.html and the runs)."),
+        click.Option(["--preset"], default=None, metavar="NAME",
+                     help=f"{presets} (default: {experiment.default_preset}; docs/lab.md)."),
+        click.Option(["--quiet"], is_flag=True, help="No progress display."),
+    ]
+
+    def callback(out: str, preset: str | None, quiet: bool, **typed: Any) -> None:
+        _run_experiment(experiment, out, preset, quiet, typed)
+
+    return click.Command(experiment.command, callback=callback, params=params,
+                         help=experiment.summary)
+
+
+def _run_experiment(experiment: Any, out: str, preset: str | None, quiet: bool,
+                    typed: dict[str, Any]) -> None:
+    """Run it: a usage problem is one line and exit 2, a failed experiment exit 1, Ctrl-C
+    says how to go on; then the reading on stdout and the closing lines on stderr."""
+    from assay.lab.registry import ExperimentFailed
     from assay.training import folder_lock
 
     try:
-        reward_list = None if rewards is None else [r.strip() for r in rewards.split(",") if r.strip()]
-        if reward_list == []:
-            raise compare.LabError(f"--rewards {rewards!r} names no reward (leave it out for the preset's)")
-        seed_list = _seed_list(seeds, "--seeds") if seeds else None
-        if steps is not None and steps < 1:
-            raise compare.LabError("--steps must be at least 1")
-        if jobs is not None and jobs < 1:
-            raise compare.LabError("--jobs must be at least 1")
-        folder_lock.acquire(out, what="comparison")  # before the plan reads the folder
-        click.get_current_context().call_on_close(lambda: folder_lock.release(out, tidy=True))
-        plan = compare.plan(out, preset=preset, rewards=reward_list, seeds=seed_list,
-                            env=env_name, model=model, steps=steps,
-                            sets=parse_assignments(assignments), resume=resume, quiet=quiet)
-    except AssayError as exc:
-        raise UsageError(str(exc)) from None
-    for name, reason in plan.skipped.items():
-        click.echo(f"skipping {name}: {reason}", err=True)
-    echo = None if quiet else (lambda line: click.echo(line, err=True))
-    try:
-        meta = compare.execute(plan, jobs=jobs or compare.default_jobs(plan), live=not quiet,
-                               echo=echo)
-    except KeyboardInterrupt:  # 128 + SIGINT, and the way on, as `assay train` says it
-        click.echo(f"assay: interrupted; finish the comparison with assay compare --out {out} "
-                   "--resume", err=True)
-        sys.exit(130)
-    try:
-        summary = report.render(out)
-    except report.ReportError:  # every run failed before its first step
-        for key, error in meta["failed"].items():
-            click.echo(f"{key}: {error}", err=True)
-        click.echo(f"assay: error: no run produced metrics; see {out}/lab.json", err=True)
-        sys.exit(1)
-    failed = f", {len(meta['failed'])} failed" if meta["failed"] else ""
-    click.echo(report.reading_text(summary))
-    sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
-    for key, error in meta["failed"].items():
-        click.echo(f"{key}: {error}", err=True)
-    click.echo(f"{len(plan.jobs)} runs{failed} in {meta['settings']['wall_time']:.0f} s; "
-               f"report: {out}/report.html", err=True)
-    if meta["failed"]:  # a script must see it: the report shows only the runs that trained
-        sys.exit(1)
-
-
-def run_experiment(command: str, out: str, work: Any, resume_hint: str) -> dict[str, Any]:
-    """Run one of the study's experiments: a usage problem is one line and exit 2, Ctrl-C
-    says how to go on; then the reading on stdout and the report's path on stderr."""
-    from assay.lab import experiment
-    from assay.training import folder_lock
-
-    try:
-        folder_lock.acquire(out, what=command.replace("_", "-"))  # one writer per folder
         try:
-            result = work()
-        finally:
-            folder_lock.release(out, tidy=True)
-        section = experiment.section_of(command)(result, Path(out))
+            options = {o.name: o.value(typed[o.name]) for o in experiment.options}
+            if preset is not None:  # left out: the experiment's own default (or a saved plan's)
+                options["preset"] = preset
+            folder_lock.acquire(out, what=f"assay {experiment.command}")  # one writer per folder
+            try:
+                result = experiment.run(out=out, quiet=quiet, **options)
+            finally:
+                folder_lock.release(out, tidy=True)
+            reading = experiment.render(Path(out))
+        except KeyboardInterrupt:
+            click.echo(f"assay: interrupted; {experiment.resume_hint.format(out=out)}", err=True)
+            sys.exit(130)
+    except ExperimentFailed as exc:
+        for line in exc.details:
+            click.echo(line, err=True)
+        click.echo(f"assay: error: {_one_line(str(exc))}", err=True)
+        sys.exit(1)
     except AssayError as exc:
         raise UsageError(_one_line(str(exc))) from None
-    except KeyboardInterrupt:
-        click.echo(f"assay: interrupted; {resume_hint}", err=True)
-        sys.exit(130)
-    click.echo(experiment.reading_text(section))
-    sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
-    click.echo(f"result: {out}/{command}.json; report: {out}/report.html", err=True)
-    return result
+    click.echo(reading)
+    sys.stdout.flush()  # the reading before the closing lines on stderr, even through a pipe
+    lines, status = experiment.finish(result, Path(out))
+    for line in lines:
+        click.echo(line, err=True)
+    if status:
+        sys.exit(status)
 
 
-def _preset_option(command: str) -> Any:
-    return click.option("--preset", default="default", show_default=True,
-                        help=f"smoke (seconds, for tests) or default; see docs/lab.md#{command}.")
+def _add_experiments(group: click.Group) -> None:
+    from assay.lab.registry import experiments
 
-
-@cli.command("collapse-step")
-@click.option("--model", default=None,
-              help="organism[:preset], a local HF model folder, or a hub id (default: the preset's).")
-@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
-@click.option("--reward", default="majority_vote", show_default=True,
-              help="An intrinsic (label-free) reward.")
-@click.option("--max-steps", type=int, default=None,
-              help="Give up (collapse_step null) after this many steps (default: the preset's, 300).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Any `assay train` option.")
-@click.option("--out", default="runs/collapse-step", show_default=True,
-              help="Output folder: collapse_step.json, report.html and the run in run/.")
-@_preset_option("collapse-step")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def collapse_step_command(model, env_name, reward, max_steps, seed, assignments, out, preset,
-                          quiet) -> None:
-    """Train with an intrinsic reward until the Model Collapse Step, decided without labels;
-    write OUT/collapse_step.json and OUT/report.html (docs/lab.md)."""
-    from assay.envs.base import parse_assignments
-    from assay.lab import collapse_step
-
-    run_experiment(
-        "collapse_step", out,
-        lambda: collapse_step.run(model=model, env=env_name, reward=reward,
-                                  max_steps=max_steps, out=out, seed=seed, preset=preset,
-                                  sets=parse_assignments(assignments), quiet=quiet),
-        f"continue the run with assay train --out {out}/run --resume",
-    )
-
-
-@cli.command("scale")
-@click.option("--sizes", default=None, metavar="N,N,...",
-              help="Training-set sizes, comma separated (default: the preset's, 32,128,512,2048).")
-@click.option("--reward", default="majority_vote", show_default=True, help="The reward of every run.")
-@click.option("--model", default=None,
-              help="organism[:preset] or a local HF model folder (default: the preset's).")
-@click.option("--steps", type=int, default=None,
-              help="Steps of every run (default: the preset's, 201).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every run.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Any `assay train` option, for every run.")
-@click.option("--out", default="runs/scale", show_default=True,
-              help="Output folder: scale.json, report.html and the runs in runs/size-N/.")
-@_preset_option("scale")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def scale_command(sizes, reward, model, steps, seed, assignments, out, preset, quiet) -> None:
-    """Train the same way on training sets of each size, for the same steps; write
-    OUT/scale.json and OUT/report.html (docs/lab.md)."""
-    from assay.envs.base import parse_assignments
-    from assay.lab import scale
-
-    def work() -> dict[str, Any]:
-        size_list = scale.parse_sizes(sizes) if sizes is not None else None
-        return scale.run(sizes=size_list, reward=reward, model=model, steps=steps, seed=seed,
-                         out=out, sets=parse_assignments(assignments), preset=preset,
-                         quiet=quiet)
-
-    run_experiment("scale", out, work, "run the same command again to continue")
-
-
-@cli.command("theory")
-@click.option("--answers", "answers", default="4", show_default=True, metavar="K",
-              help="Answers of the tabular policy (at least 2).")
-@click.option("--group-size", type=int, default=None,
-              help="Samples per group (default: the preset's, 8).")
-@click.option("--steps", type=int, default=None,
-              help="Most steps per run (default: the preset's, 3000).")
-@click.option("--lr", type=float, default=None, help="Learning rate on the logits (default 1.0).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the random initial distributions and the sampled runs.")
-@click.option("--out", default="runs/theory", show_default=True,
-              help="Output folder: theory.json, report.html and the plot.")
-@_preset_option("theory")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def theory_command(answers, group_size, steps, lr, seed, out, preset, quiet) -> None:
-    """A tabular policy over K answers trained with majority-vote GRPO from many initial
-    distributions; write OUT/theory.json and OUT/report.html (docs/lab.md)."""
-    from assay.lab import theory
-
-    run_experiment(
-        "theory", out,
-        lambda: theory.run(answers=theory.parse_answers(answers), group_size=group_size,
-                           steps=steps, lr=lr, seed=seed, out=out, preset=preset,
-                           quiet=quiet),
-        "run the same command again (it takes seconds)",
-    )
-
-
-def _jobs_option() -> Any:
-    return click.option("--jobs", type=int, default=None,
-                        help="Runs trained at once (default: one per core, at most 4, for the "
-                             "organism on CPU; else 1).")
-
-
-@cli.command("sharpen")
-@click.option("--problems", type=int, default=None,
-              help="How many problems, each trained on alone (default: the preset's, 25).")
-@click.option("--steps", type=int, default=None,
-              help="Updates per problem (default: the preset's, 100).")
-@click.option("--model", default=None,
-              help="organism[:preset], a local HF model folder, or a hub id (default: the preset's).")
-@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
-@click.option("--reward", default="majority_vote", show_default=True,
-              help="An intrinsic (label-free) reward.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed (training, and which problems are drawn).")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Any `assay train` option, for every problem's run.")
-@click.option("--out", default="runs/sharpen", show_default=True,
-              help="Output folder: sharpen.json, report.html, sharpen.png, runs/<task>/.")
-@_preset_option("sharpen")
-@_jobs_option()
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def sharpen_command(problems, steps, model, env_name, reward, seed, assignments, out, preset,
-                    jobs, quiet) -> None:
-    """Train on each problem alone with majority vote and compare its greedy answer before
-    and after; write OUT/sharpen.json and OUT/report.html (docs/lab.md)."""
-    from assay.envs.base import parse_assignments
-    from assay.lab import sharpen
-
-    run_experiment(
-        "sharpen", out,
-        lambda: sharpen.run(model=model, env=env_name, reward=reward, problems=problems,
-                            steps=steps, out=out, seed=seed, preset=preset, jobs=jobs,
-                            sets=parse_assignments(assignments), quiet=quiet),
-        "run the same command again: finished problems are kept",
-    )
-
-
-@cli.command("ttt")
-@click.option("--reward", default="majority_vote", show_default=True,
-              help="An intrinsic (label-free) reward; one that needs labels is refused.")
-@click.option("--steps", type=int, default=None,
-              help="Updates before the final evaluation (default: the preset's, 40).")
-@click.option("--model", default=None,
-              help="organism[:preset], a local HF model folder, or a hub id (default: the preset's).")
-@click.option("--env", "env_name", default=None, help="Environment (default: countdown).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Any `assay train` option, for both runs (val_size: the evaluation tasks).")
-@click.option("--out", default="runs/ttt", show_default=True,
-              help="Output folder: ttt.json, report.html, ttt.png, tasks/, runs/ttt, runs/disjoint.")
-@_preset_option("ttt")
-@_jobs_option()
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def ttt_command(reward, steps, model, env_name, seed, assignments, out, preset, jobs,
-                quiet) -> None:
-    """Test-time training: train with an intrinsic reward on the evaluation tasks themselves
-    (no labels) and, beside it, on disjoint tasks; accuracy before and after. Writes
-    OUT/ttt.json and OUT/report.html (docs/lab.md)."""
-    from assay.envs.base import parse_assignments
-    from assay.lab import ttt
-
-    run_experiment(
-        "ttt", out,
-        lambda: ttt.run(model=model, env=env_name, reward=reward, steps=steps, out=out,
-                        seed=seed, preset=preset, jobs=jobs,
-                        sets=parse_assignments(assignments), quiet=quiet),
-        "run the same command again: finished runs are kept",
-    )
-
-
-@cli.command("zoo")
-@click.option("--priors", type=int, default=None,
-              help="How many of the preset's priors (its first N; at least 2; default: all).")
-@click.option("--seeds", default=None,
-              help="Seeds of the runs, e.g. 0,1,2 (default: the preset's: 0, or 0,1,2 for "
-                   "capacity); several put each seed's zoo in OUT/seed-<S>/.")
-@click.option("--out", default="runs/zoo", show_default=True,
-              help="Output folder: zoo.json, zoo.png, report.html and priors/<name>/.")
-@click.option("--preset", default="default", show_default=True,
-              help="smoke (seconds, for tests), default (confidence against correctness) or "
-                   "capacity (width, depth and SFT budget, 3 seeds); see docs/lab.md#zoo.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def zoo_command(priors, seeds, out, preset, quiet) -> None:
-    """Build organism priors that differ in how well confidence tracks correctness (or in
-    capacity); rank their collapse steps against their gains from ground-truth RL; write
-    OUT/zoo.json and OUT/report.html (docs/lab.md)."""
-    from assay.lab import zoo
-
-    chosen = None if seeds is None else _seed_list(seeds, "--seeds")
-    run_experiment(
-        "zoo", out,
-        lambda: zoo.run(preset=preset, priors=priors, out=out, seeds=chosen, quiet=quiet),
-        "run the same command again to continue (built priors and finished runs are kept)",
-    )
+    # a broken plug-in is one warning line; every other command still works
+    for experiment in experiments(on_error=lambda exc: click.echo(
+            f"assay: warning: {_one_line(str(exc))}", err=True)).values():
+        group.add_command(_experiment_command(experiment))
 
 
 @cli.command("report")
@@ -744,39 +536,33 @@ def zoo_command(priors, seeds, out, preset, quiet) -> None:
 def report_command(folder: str) -> None:
     """Re-render DIR/report.html, DIR/summary.json and the figures from the run folders
     under DIR (an `assay compare` folder, or runs made one by one with `assay train`), or
-    from the result file of one of the study's experiments (`assay zoo`, ...)."""
-    from assay.lab import experiment, report
+    from the result file of one of the lab's experiments (`assay zoo`, ...)."""
+    from assay.lab import registry
 
     for busy, holder in _writers(Path(folder)):
         click.echo(f"assay: warning: {busy} is still being written by {holder}; "
                    "the report shows it as far as it went", err=True)
-    command = experiment.experiment_in(Path(folder))
-    if command is not None:
-        try:
-            section = experiment.render(Path(folder), command)
-        except AssayError as exc:
-            raise UsageError(_one_line(str(exc))) from None
-        click.echo(experiment.reading_text(section))
-        sys.stdout.flush()
-        click.echo(f"report: {folder}/report.html", err=True)
-        return
     try:
-        summary = report.render(folder)
-    except report.ReportError as exc:
+        reading = registry.render(Path(folder))
+    except registry.ExperimentFailed as exc:
+        for line in exc.details:
+            click.echo(line, err=True)
+        click.echo(f"assay: error: {_one_line(str(exc))}", err=True)
+        sys.exit(1)
+    except AssayError as exc:
         raise UsageError(_one_line(str(exc))) from None
-    click.echo(report.reading_text(summary))
+    click.echo(reading)
     sys.stdout.flush()  # the reading before the closing line on stderr, even through a pipe
-    click.echo(f"{len(summary['runs'])} rewards; report: {folder}/report.html", err=True)
+    click.echo(f"report: {folder}/report.html", err=True)
 
 
 def _seed_list(text: str, option: str) -> list[int]:
+    from assay.lab.registry import seed_list
+
     try:
-        seeds = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{option}: expected seeds separated by commas, e.g. 0,1,2; got {text!r}") from None
-    if not seeds:
-        raise UsageError(f"{option}: no seeds given")
-    return seeds
+        return seed_list(text, option)
+    except AssayError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @cli.command("detector-eval")
@@ -909,6 +695,9 @@ def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
                    f"{a['only_assay_accepts']['count']}, only {a['checker']} accepts "
                    f"{a['only_checker_accepts']['count']}", err=True)
     sys.exit(1 if false_positives(result) else 0)
+
+
+_add_experiments(cli)
 
 
 def main() -> None:

@@ -186,11 +186,11 @@ def test_presets_validate_after_their_last_update(name):
     """A preset's last evaluation measures the trained policy: with validation before steps
     1, 1+k, 1+2k, ..., `steps` must be 1 + a multiple of `eval_every`, or the figures the
     report calls "final" would miss the last updates."""
-    from assay.lab.presets import get_preset
+    from assay.lab.presets import PRESETS
 
-    preset = get_preset(name)
-    every = int(preset.sets["eval_every"])
-    assert (preset.steps - 1) % every == 0 and preset.steps > every
+    preset = PRESETS[name]
+    every = int(preset["sets"]["eval_every"])
+    assert (preset["steps"] - 1) % every == 0 and preset["steps"] > every
 
 
 def test_report_keeps_every_run_of_the_same_reward_and_seed(smoke, tmp_path):
@@ -369,3 +369,26 @@ def test_compare_any_local_model_folder(tmp_path):
     assert summary["settings"]["jobs"] == 1  # not the organism: one run at a time
     assert {k: v["steps"] for k, v in summary["runs"].items()} == {"verifier": 3,
                                                                     "self_certainty": 3}
+
+
+def test_a_comparison_whose_runs_all_fail_says_why_and_exits_1(tmp_path):
+    """The plan accepts a model folder whose config loads; its runs then fail (no weights):
+    each run's error on stderr, one closing error line, exit status 1 (not a usage error),
+    and `assay report` on the folder is one usage line."""
+    from assay.training.policy import resolve_model_path
+
+    tiny = Path(resolve_model_path("organism:tiny", quiet=True))
+    folder = tmp_path / "no-weights"
+    shutil.copytree(tiny, folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    out = tmp_path / "cmp"
+    proc = assay("compare", "--preset", "smoke", "--model", str(folder), "--steps", "2",
+                 "--out", str(out), "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == f"assay: error: no run produced metrics; see {out}/lab.json"
+    assert {line.split(":")[0] for line in lines[:-1]} == {"verifier#0", "majority_vote#0"}
+    assert proc.stdout == "" and not (out / "report.html").exists()
+    report = assay("report", str(out))
+    assert report.returncode == 2 and "no run folders with metrics" in report.stderr

@@ -327,14 +327,14 @@ def test_a_model_with_a_position_table_never_samples_past_it(tmp_path):
 def test_an_experiment_rerun_with_other_settings_is_refused_not_read_back(tmp_path):
     """`train_run` is how zoo, scale, sharpen and ttt train their runs: a finished run made
     with other settings was read back as if made with these."""
-    from assay.lab.experiment import ExperimentError, train_run
+    from assay.lab.experiment import LabError, train_run
 
     flags = {"model": "organism:tiny", "steps": 1}
     sets = {"prompts_per_step": "2", "group_size": "2", "val_size": "2", "val_samples": "1",
             "train_size": "8", "eval_every": "0", "max_new_tokens": "8"}
     summary, rows = train_run(out=tmp_path / "run", flags=flags, sets=sets)
     assert summary["steps"] == 1 and len(rows) == 1
-    with pytest.raises(ExperimentError, match="learning_rate: .* -> 0.5"):
+    with pytest.raises(LabError, match="learning_rate: .* -> 0.5"):
         train_run(out=tmp_path / "run", flags=flags, sets={**sets, "learning_rate": "0.5"})
     again, _ = train_run(out=tmp_path / "run", flags=flags, sets=sets)
     assert again == summary  # the same settings: read back, not trained again

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from assay.lab import scale  # noqa: E402
-from assay.lab.experiment import ExperimentError  # noqa: E402
+from assay.lab.experiment import LabError  # noqa: E402
 from assay.training import collapse_rules  # noqa: E402
 from assay.training.config import read_yaml  # noqa: E402
 
@@ -97,7 +97,7 @@ def test_other_settings_into_the_same_folder_are_refused(smoke):
 def test_parse_sizes():
     assert scale.parse_sizes("32,128, 512") == [32, 128, 512]
     for bad in ("", "0", "-4", "a,b", "32,,64", "1.5", "32,32"):
-        with pytest.raises(ExperimentError):
+        with pytest.raises(LabError):
             scale.parse_sizes(bad)
 
 

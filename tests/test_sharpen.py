@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
 from assay.lab import sharpen  # noqa: E402
-from assay.lab.experiment import ExperimentError  # noqa: E402
+from assay.lab.experiment import LabError  # noqa: E402
 
 ASSAY = str(Path(sys.executable).parent / "assay")
 KEYS = {"task", "initial_greedy", "final_greedy", "initial_answer", "final_answer",
@@ -40,7 +40,7 @@ def test_sharpen_end_to_end(tmp_path):
     """The smoke preset, then every figure of its result
     against the run folders; the report re-rendered; a second run keeps every problem.
     One test, so that the runs are trained once however pytest-xdist spreads the tests."""
-    from assay.lab import experiment
+    from assay.lab import registry
 
     out = tmp_path / "out"
     proc = _assay("sharpen", "--preset", "smoke", "--quiet", "--jobs", "1", "--out", str(out))
@@ -53,7 +53,7 @@ def test_sharpen_end_to_end(tmp_path):
         check_problem(out, result, problem)
     assert (out / "report.html").is_file() and (out / "sharpen.png").is_file()
     (out / "report.html").unlink()
-    assert experiment.render(out).title.startswith("Sharpening")  # what `assay report` does
+    assert registry.render(out).startswith("Sharpening")  # what `assay report` does
     assert "Sharpening" in (out / "report.html").read_text()
 
     # again into the same folder: nothing is trained again, and the result is the same
@@ -63,7 +63,7 @@ def test_sharpen_end_to_end(tmp_path):
     assert again["per_problem"] == result["per_problem"]
     assert all((out / r / "metrics.jsonl").stat().st_mtime_ns == t for r, t in stamps.items())
     # other settings into the same folder are refused
-    with pytest.raises(ExperimentError, match="other settings"):
+    with pytest.raises(LabError, match="other settings"):
         sharpen.run(preset="smoke", out=out, jobs=1, quiet=True, sets={"learning_rate": "1e-3"})
 
 
@@ -162,7 +162,7 @@ def test_a_reward_that_needs_labels_is_refused(tmp_path):
     ({"sets": {"group_size": "1"}}, "group_size"),
 ])
 def test_bad_values_fail_before_anything_trains(tmp_path, kwargs, words):
-    with pytest.raises(ExperimentError, match=words) as caught:
+    with pytest.raises(LabError, match=words) as caught:
         sharpen.run(out=tmp_path / "x", quiet=True, **kwargs)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "x").exists()
@@ -191,7 +191,7 @@ def test_majority_trajectory_counts_answers_by_key():
 
 
 def test_run_all_keeps_the_call_order_with_workers():
-    from assay.lab.runs import run_all
+    from assay.lab.workers import run_all
 
     seen = []
     got = run_all(sharpen.folder_name, [{"task_id": f"a b/{i}"} for i in range(5)], jobs=2,

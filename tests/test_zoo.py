@@ -16,6 +16,7 @@ os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-
 
 from assay import organism  # noqa: E402
 from assay.lab import rank_correlation, zoo  # noqa: E402
+from assay.lab.experiment import LabError  # noqa: E402
 from assay.training import collapse_rules  # noqa: E402
 
 ASSAY = str(Path(sys.executable).parent / "assay")
@@ -76,7 +77,7 @@ def test_gt_gain_is_last_validation_minus_first():
     assert gain["gt_gain"] == pytest.approx(0.25)
     assert gain["gt_greedy_gain"] == pytest.approx(-0.1)
     assert gain["evaluated_at"] == [1, 3]
-    with pytest.raises(zoo.ZooError):
+    with pytest.raises(LabError):
         zoo.gt_gain(rows[:2])
 
 
@@ -140,7 +141,7 @@ def test_over_seeds_ranks_the_means_and_resamples_seeds():
     # seeds in agreement give an interval that is a point
     same = zoo.over_seeds([_seed_zoo(s, [1, 2, 3], [0.1, 0.2, 0.3]) for s in range(3)])
     assert same["spearman"] == pytest.approx(1.0) and same["spearman_interval"] == [1.0, 1.0]
-    with pytest.raises(zoo.ZooError, match="different priors"):
+    with pytest.raises(LabError, match="different priors"):
         zoo.over_seeds([runs[0], _seed_zoo(1, [1, 2], [0.1, 0.2])])
 
 

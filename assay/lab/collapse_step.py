@@ -17,22 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
-    ExperimentError,
+    LabError,
+    Preset,
     Section,
     pick_preset,
     pyplot,
     write_report,
     write_result,
 )
+from assay.lab.registry import Experiment, Option, shared
 
 #: `--preset`: the model, the step limit and the training settings (flags override them)
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", "seconds, for tests: the tiny organism, at most 40 steps", {
         "model": "organism:tiny",
         "max_steps": 40,
         "sets": {"prompts_per_step": "8", "val_size": "16", "eval_every": "10"},
-    },
-    "default": {"model": "organism", "max_steps": 300, "sets": {}},
+    }),
+    "default": Preset("default", "the organism, at most 300 steps",
+                      {"model": "organism", "max_steps": 300, "sets": {}}),
 }
 
 STUDY = (
@@ -42,9 +45,6 @@ STUDY = (
     "or repetition drift), since reward accuracy needs them."
 )
 
-
-class CollapseStepError(ExperimentError):
-    """A usage problem (a reward that needs labels, a bad value): one line."""
 
 
 def run(
@@ -68,10 +68,10 @@ def run(
     model = model or chosen["model"]
     max_steps = chosen["max_steps"] if max_steps is None else max_steps
     if max_steps < 1:
-        raise CollapseStepError("--max-steps must be at least 1")
+        raise LabError("--max-steps must be at least 1")
     kind = get_reward(reward).kind
     if kind != "intrinsic":
-        raise CollapseStepError(
+        raise LabError(
             f"reward {reward!r} is {kind}: the collapse step is measured with an intrinsic "
             "(label-free) reward such as majority_vote or self_certainty"
         )
@@ -182,3 +182,23 @@ def _plot(rows: list[dict[str, Any]], step: int | None, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+EXPERIMENT = Experiment(
+    name="collapse_step",
+    summary="Train with an intrinsic reward until the Model Collapse Step, decided without "
+            "labels; write OUT/collapse_step.json and OUT/report.html (docs/lab.md).",
+    run=run,
+    presets=PRESETS,
+    options=(
+        shared("model"),
+        shared("env"),
+        shared("reward"),
+        Option("max_steps", "Give up (collapse_step null) after this many steps (default: the "
+               "preset's, 300).", type=int),
+        shared("seed"),
+        shared("sets", help="Any `assay train` option."),
+    ),
+    section=section,
+    resume_hint="continue the run with assay train --out {out}/run --resume",
+)

@@ -16,20 +16,14 @@ import platform
 import re
 import time
 import traceback
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assay.errors import AssayError
-from assay.lab.presets import get_preset, lab_config
-from assay.lab.summary import find_runs
-from assay.lab.workers import worker_pool
-from assay.training import folder_lock
-
-
-class LabError(AssayError, ValueError):
-    """A usage problem (unknown reward, env, model or preset; bad values): one line."""
+from assay.lab.experiment import LabError, pick_preset
+from assay.lab.presets import PRESETS, lab_config
+from assay.lab.registry import Experiment, ExperimentFailed, Option, shared
+from assay.lab.workers import cores, jobs_for, run_all
 
 
 @dataclass
@@ -56,25 +50,6 @@ def folder_name(reward: str, seed: int) -> str:
     """`0.5*verifier + 0.5*self_certainty` -> `0.5xverifier+0.5xself_certainty-seed0`."""
     safe = re.sub(r"[^A-Za-z0-9_.+-]", "", reward.replace("*", "x"))
     return f"{safe or 'reward'}-seed{seed}"
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def jobs_for(model: str, device: str = "auto") -> int:
-    """Runs at once when `--jobs` is not given: on CPU with the organism, one process per
-    core (at most 4; measured faster than one process with all threads, docs/lab.md);
-    otherwise 1 (a GPU, or a model of unknown size whose copies might not fit in memory)."""
-    import torch
-
-    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if on_gpu or not (model == "organism" or model.startswith("organism:")):
-        return 1
-    return max(1, min(cores(), 4))
 
 
 def default_jobs(the_plan: Plan) -> int:
@@ -162,12 +137,10 @@ def plan(
             )
         preset, env, model = saved["preset"], saved["env"], saved["model"]
         rewards, seeds, steps = saved["rewards"], saved["seeds"], saved["steps"]
-    try:
-        chosen = get_preset(preset or "quick")
-    except KeyError as exc:
-        raise LabError(exc.args[0]) from None
-    rewards = list(rewards or chosen.rewards)
-    seeds = list(chosen.seeds if seeds is None else seeds)
+    preset = preset or "quick"
+    chosen = pick_preset(PRESETS, preset, "compare")
+    rewards = list(rewards or chosen["rewards"])
+    seeds = list(chosen["seeds"] if seeds is None else seeds)
     if not rewards or not seeds:
         raise LabError("need at least one reward and one seed")
     if len(set(rewards)) != len(rewards) or len(set(seeds)) != len(seeds):
@@ -182,12 +155,12 @@ def plan(
         other = folders.setdefault(folder_name(spec, 0), spec)
         if other != spec:
             raise LabError(f"rewards {other!r} and {spec!r} are the same reward; list it once")
-    base_sets = dict(chosen.sets)
-    if env not in (None, chosen.env or "countdown"):  # the preset's env options are its env's
+    base_sets = dict(chosen["sets"])
+    if env not in (None, chosen["env"] or "countdown"):  # the preset's env options are its env's
         base_sets = {k: v for k, v in base_sets.items() if not k.startswith("env.")}
     all_sets = dict(saved["sets"]) if saved is not None else {**base_sets, **(sets or {})}
-    flags = {"env": env or chosen.env, "model": model or chosen.model,
-             "steps": steps or chosen.steps}
+    flags = {"env": env or chosen["env"], "model": model or chosen["model"],
+             "steps": steps or chosen["steps"]}
     try:
         first_flags = {**flags, "reward": rewards[0], "seed": seeds[0]}
         if saved is None:  # the env's own lab settings (countdown: votes compare values)
@@ -221,7 +194,7 @@ def plan(
             jobs.append(Job(spec, seed, run_out, config))
     environment.close()
     settings = {
-        "preset": chosen.name,
+        "preset": preset,
         "env": first.env,
         "model": first.model,
         "rewards": rewards,
@@ -255,15 +228,11 @@ def saved_plan(out: Path) -> dict[str, Any] | None:
         raise LabError(f"--resume: cannot read the saved plan {path}: {exc}") from None
 
 
-def _train(config_dict: dict[str, Any], resume: bool, threads: int) -> dict[str, Any]:
+def _train(config_dict: dict[str, Any], resume: bool) -> dict[str, Any]:
     """Train one run (in this process or a worker); returns its wall time or its error."""
-    import torch
-
     from assay.training import Trainer
     from assay.training.config import make_config
 
-    if threads:
-        torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         Trainer(make_config(config_dict), resume=resume, quiet=True).train()
@@ -277,6 +246,8 @@ def finished_runs(out: Path) -> set[Path]:
     if not (out / "runs").exists():
         return set()
     # a run folder the lab cannot read is not finished: it is trained again
+    from assay.lab.summary import find_runs  # (torch, through the collapse rules)
+
     runs = find_runs(out / "runs", on_error=lambda exc: None)
     return {run.path.resolve() for run in runs if run.finished}
 
@@ -286,6 +257,8 @@ def execute(
 ) -> dict[str, Any]:
     """Train every job not already finished, `jobs` at a time; returns what happened. The
     folder is locked meanwhile: a second comparison writing there is refused."""
+    from assay.training import folder_lock
+
     out = the_plan.out
     folder_lock.acquire(out, what="comparison")
     try:
@@ -333,21 +306,109 @@ def _execute(the_plan: Plan, *, jobs: int, live: bool, echo: Any) -> dict[str, A
             echo(f"{job.reward} seed {job.seed}: {board.status[job.key]}"
                  + (f" ({result['error']})" if "error" in result else ""))
 
+    def started(i: int) -> None:
+        board.status[todo[i].key] = "running" if jobs == 1 else "started"
+
     with make_live(board, live):
-        if jobs == 1:
-            for job in todo:
-                board.status[job.key] = "running"
-                finish(job, _train(job.config.to_dict(), holds_a_run(job.out), 0))
-        else:
-            with worker_pool(jobs) as pool:
-                futures = {}
-                for job in todo:
-                    futures[pool.submit(_train, job.config.to_dict(), holds_a_run(job.out),
-                                        threads)] = job
-                    board.status[job.key] = "started"
-                for future in as_completed(futures):
-                    finish(futures[future], future.result())
+        run_all(_train, [{"config_dict": job.config.to_dict(), "resume": holds_a_run(job.out)}
+                         for job in todo],
+                jobs=jobs, started=started, done=lambda i, result: finish(todo[i], result))
     meta["settings"]["wall_time"] = round(time.perf_counter() - start, 1)
     meta["settings"]["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     (out / "lab.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def run(
+    *,
+    out: Path,
+    preset: str | None = None,
+    quiet: bool = False,
+    rewards: list[str] | None = None,
+    seeds: list[int] | None = None,
+    env: str | None = None,
+    model: str | None = None,
+    steps: int | None = None,
+    sets: dict[str, str] | None = None,
+    resume: bool = False,
+    jobs: int | None = None,
+) -> dict[str, Any]:
+    """Plan the comparison, train every run not yet finished and return `OUT/lab.json`'s
+    record (settings, skipped and failed runs). A reward that cannot run on the env is
+    skipped with one line on stderr."""
+    import sys
+
+    out = Path(out)
+    the_plan = plan(out, preset=preset, rewards=rewards, seeds=seeds, env=env, model=model,
+                    steps=steps, sets=sets, resume=resume, quiet=quiet)
+    for name, reason in the_plan.skipped.items():
+        print(f"skipping {name}: {reason}", file=sys.stderr)
+    echo = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    meta = execute(the_plan, jobs=jobs or default_jobs(the_plan), live=not quiet, echo=echo)
+    meta["planned"] = len(the_plan.jobs)
+    if meta["failed"] and not _with_metrics(out):  # every run failed before its first step
+        raise ExperimentFailed(f"no run produced metrics; see {out}/lab.json",
+                               [f"{key}: {error}" for key, error in meta["failed"].items()])
+    return meta
+
+
+def _with_metrics(out: Path) -> bool:
+    from assay.lab.summary import find_runs
+
+    if not (out / "runs").is_dir():
+        return False
+    return any(run.rows for run in find_runs(out / "runs", on_error=lambda exc: None))
+
+
+def report(out: Path) -> str:
+    """`OUT/report.html` and `OUT/summary.json` from the run folders; the reading."""
+    from assay.lab import report as page
+
+    return page.reading_text(page.render(out))
+
+
+def closing(result: dict[str, Any], out: Path) -> tuple[list[str], int]:
+    """Each failed run's error, the count and the report's path; status 1 when a run failed
+    (a script must see it: the report shows only the runs that trained)."""
+    failed = result.get("failed", {})
+    lines = [f"{key}: {error}" for key, error in failed.items()]
+    planned = result.get("planned", len(result.get("settings", {}).get("rewards", [])))
+    lines.append(f"{planned} runs{f', {len(failed)} failed' if failed else ''} in "
+                 f"{result['settings']['wall_time']:.0f} s; report: {out}/report.html")
+    return lines, 1 if failed else 0
+
+
+def _reward_list(text: str) -> list[str]:
+    rewards = [r.strip() for r in text.split(",") if r.strip()]
+    if not rewards:
+        raise LabError(f"--rewards {text!r} names no reward (leave it out for the preset's)")
+    return rewards
+
+
+EXPERIMENT = Experiment(
+    name="compare",
+    summary="Train one run per (reward, seed) from the same model and tasks; write the report.",
+    run=run,
+    presets=PRESETS,
+    default_preset="quick",
+    options=(
+        shared("env"),
+        Option("rewards", "Comma-separated rewards (default: the preset's, every built-in one).",
+               metavar="NAME,...", parse=_reward_list),
+        shared("model", help="organism[:preset] or a local HF model folder (default: the "
+                             "preset's)."),
+        shared("steps", help="Steps per run (default: the preset's)."),
+        shared("seeds"),
+        shared("sets", help="Training option for every run (env.KEY, prior.KEY as in assay "
+                            "train)."),
+        Option("resume", "Finish an interrupted comparison in --out.", type=bool, default=False),
+        shared("jobs"),
+    ),
+    report=report,
+    result_file="lab.json",
+    resume_hint="finish the comparison with assay compare --out {out} --resume",
+    closing=closing,
+)

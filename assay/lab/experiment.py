@@ -1,11 +1,11 @@
-"""What the study's experiments share: presets, training one run, the result file, the
-progress display over runs and the report page.
+"""What the lab's experiments share: the one error, the one preset type, training one run,
+the result file, the progress display over runs and the report page.
 
-Each experiment (`collapse_step`, `zoo`, `sharpen`, `scale`, `ttt`, `theory`) is one module
-with a `run(...)` that writes `OUT/<command>.json` and a `section(result, out)` that turns
-that result into a report `Section`; `write_report` renders `OUT/report.html` from it (one
-self-contained page in the style of `assay compare`'s report), and `assay report OUT`
-re-renders it from the JSON alone.
+Each experiment is one module that registers an `Experiment` (registry.py): a `run(...)`
+that writes `OUT/<name>.json` and a `section(result, out)` that turns that result into a
+report `Section`; `write_report` renders `OUT/report.html` from it (one self-contained page
+in the style of `assay compare`'s report), and `assay report OUT` re-renders it from the
+JSON alone. `compare`, whose report reads its run folders, renders its own page.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import datetime
 import html
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,22 +22,34 @@ from typing import Any
 
 from assay.errors import AssayError
 
-#: the commands whose result files `assay report` knows, in the order the study tells them
-#: (and `assay eval`'s, whose result is `evaluate.json`)
-COMMANDS = ("collapse_step", "zoo", "sharpen", "scale", "ttt", "theory", "evaluate")
+
+class LabError(AssayError, ValueError):
+    """A usage problem in the lab (unknown preset, reward or model, a bad value, an
+    unreadable result, a folder made with other settings): one line."""
 
 
-class ExperimentError(AssayError, ValueError):
-    """A usage problem (unknown preset, a bad value, an unreadable result): one line."""
+@dataclass(frozen=True)
+class Preset:
+    """One named budget of an experiment: the settings its options fall back on.
+
+    `settings` holds what the experiment reads (most have `model`, `steps` and `sets`, the
+    `--set` values of every run; each adds its own, e.g. scale's `sizes`); the command's
+    own options override them. `description` is the line `--help` shows.
+    """
+
+    name: str
+    description: str
+    settings: Mapping[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.settings[key]
 
 
-def pick_preset(presets: dict[str, dict[str, Any]], name: str, command: str) -> dict[str, Any]:
-    """The settings of preset `name`, or a one-line error naming the known ones."""
+def pick_preset(presets: Mapping[str, Preset], name: str, command: str) -> dict[str, Any]:
+    """The settings of preset `name` (a copy), or a one-line error naming the known ones."""
     if name not in presets:
-        raise ExperimentError(
-            f"{command}: unknown preset {name!r} (known: {', '.join(presets)})"
-        )
-    return dict(presets[name])
+        raise LabError(f"{command}: unknown preset {name!r} (known: {', '.join(presets)})")
+    return dict(presets[name].settings)
 
 
 def train_run(
@@ -64,7 +76,7 @@ def train_run(
     changes = (resume_changes(read_yaml(str(saved)), config, also=("train_file", "val_file"))
                if saved.is_file() else [])
     if changes:  # a run made with other settings is neither read back nor continued
-        raise ExperimentError(
+        raise LabError(
             f"{out} holds a run made with other settings ({'; '.join(changes[:3])}); "
             "run again with those settings or choose another --out"
         )
@@ -97,11 +109,11 @@ def read_result(out: Path, command: str) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ExperimentError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise LabError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExperimentError(f"{path}: not a JSON result ({exc})") from None
+        raise LabError(f"{path}: not a JSON result ({exc})") from None
     if not isinstance(value, dict):
-        raise ExperimentError(f"{path}: expected a JSON object")
+        raise LabError(f"{path}: expected a JSON object")
     return value
 
 
@@ -184,14 +196,14 @@ class Section:
 
 def section_html(section: Section) -> str:
     """The section as HTML: reading, the study's figure, plots, table and settings."""
-    from assay.lab.report import _image
+    from assay.lab.report import image_html
 
     parts = [f"<h2>{html.escape(section.title)}</h2>", "<h3>Reading</h3>"]
     parts += [f"<p>{html.escape(line)}</p>" for line in section.reading]
     parts.append(f"<p class='note'><b>The study:</b> {html.escape(section.study)}</p>")
     if section.figures:
         parts.append("<div class='figures'>")
-        parts += [f"<div>{_image(path)}</div>" for path in section.figures if path.exists()]
+        parts += [f"<div>{image_html(path)}</div>" for path in section.figures if path.exists()]
         parts.append("</div>")
     if section.rows:
         parts.append("<table><tr>")
@@ -228,30 +240,3 @@ def reading_text(section: Section) -> str:
     """The reading as plain text for the terminal."""
     return "\n".join([section.title, *(f"- {line}" for line in section.reading),
                       f"The study: {section.study}"])
-
-
-def section_of(command: str) -> Callable[[dict[str, Any], Path], Section]:
-    """The `section(result, out)` of `command`'s module (imported only when asked for)."""
-    from importlib import import_module
-
-    if command not in COMMANDS:
-        raise ExperimentError(f"no experiment called {command!r} (known: {', '.join(COMMANDS)})")
-    return import_module(f"assay.lab.{command}").section
-
-
-def experiment_in(folder: Path) -> str | None:
-    """The experiment whose result file `folder` holds (None: it holds none)."""
-    for command in COMMANDS:
-        if (folder / f"{command}.json").is_file():
-            return command
-    return None
-
-
-def render(folder: Path, command: str | None = None) -> Section:
-    """Re-render `folder/report.html` (and its plots) from `folder/<command>.json`."""
-    command = command or experiment_in(folder)
-    if command is None:
-        raise ExperimentError(f"no experiment result (<command>.json) in {str(folder)!r}")
-    section = section_of(command)(read_result(folder, command), folder)
-    write_report(folder, command, section)
-    return section

@@ -7,8 +7,9 @@ override them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from assay.lab.experiment import Preset
 
 #: the rewards compared unless `--rewards` says otherwise: externals first
 DEFAULT_REWARDS = (
@@ -22,19 +23,23 @@ DEFAULT_REWARDS = (
 )
 
 
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    description: str
-    model: str = "organism"
-    #: the env of the preset's runs and of its `env.*` settings (None: the model's or
-    #: countdown, as for `assay train`; the organism presets' settings are countdown's)
-    env: str | None = None
-    rewards: tuple[str, ...] = DEFAULT_REWARDS
-    seeds: tuple[int, ...] = (0,)
-    steps: int = 100
-    #: `--set` values of every run (as strings, like the command line's)
-    sets: dict[str, str] = field(default_factory=dict)
+def compare_preset(
+    name: str,
+    description: str,
+    *,
+    model: str = "organism",
+    env: str | None = None,
+    rewards: tuple[str, ...] = DEFAULT_REWARDS,
+    seeds: tuple[int, ...] = (0,),
+    steps: int = 100,
+    sets: dict[str, str] | None = None,
+) -> Preset:
+    """A preset of `assay compare`: its model; its env, the env of its `env.*` settings (None:
+    the model's or countdown, as for `assay train`; the organism presets' settings are
+    countdown's); the rewards, seeds and steps of its runs; the `--set` values of every run
+    (as strings, like the command line's)."""
+    return Preset(name, description, {"model": model, "env": env, "rewards": rewards,
+                                      "seeds": seeds, "steps": steps, "sets": dict(sets or {})})
 
 
 #: settings shared by the organism presets (the organism's own defaults fill the rest:
@@ -55,7 +60,7 @@ _ORGANISM = {
 VAL_SIZE = 384
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset(
+    "smoke": compare_preset(
         "smoke",
         "seconds: 2 rewards, 1 seed, 8 steps on the tiny organism (tests, CI)",
         model="organism:tiny",
@@ -72,7 +77,7 @@ PRESETS: dict[str, Preset] = {
             "eval_every": "4",
         },
     ),
-    "quick": Preset(
+    "quick": compare_preset(
         "quick",
         "about 8 minutes on 2 cores: every default reward, 1 seed, the organism",
         seeds=(0,),
@@ -81,14 +86,14 @@ PRESETS: dict[str, Preset] = {
         # +-0.07, so it calls "within noise" what `default` can decide
         sets={**_ORGANISM, "val_size": "96", "eval_every": "10"},
     ),
-    "default": Preset(
+    "default": compare_preset(
         "default",
         "about 40 minutes on 2 cores: every default reward, 5 seeds, the organism",
         seeds=(0, 1, 2, 3, 4),
         steps=81,
         sets={**_ORGANISM, "val_size": str(VAL_SIZE), "eval_every": "10"},
     ),
-    "real": Preset(
+    "real": compare_preset(
         "real",
         "about 2 hours on 2 idle cores: SmolLM2-135M-Instruct, 2-term arithmetic, verifier "
         "against majority vote, self-certainty and random, 2 seeds x 13 steps",
@@ -118,12 +123,6 @@ PRESETS: dict[str, Preset] = {
         },
     ),
 }
-
-
-def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
-    return PRESETS[name]
 
 
 def with_lab_options(env: str, sets: dict[str, str]) -> dict[str, str]:

@@ -295,7 +295,8 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 """
 
 
-def _image(path: Path) -> str:
+def image_html(path: Path) -> str:
+    """The PNG at `path` as an inline <img> (the page stays one self-contained file)."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
@@ -375,7 +376,7 @@ def html_page(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         parts.append("<p class='note'>Unfinished runs (shown as far as they got): "
                      + html.escape(", ".join(summary["unfinished"])) + ".</p>")
     parts.append("<h2>Figures</h2><div class='figures'>")
-    parts += [f"<div>{_image(path)}</div>" for path in figures.values()]
+    parts += [f"<div>{image_html(path)}</div>" for path in figures.values()]
     parts.append("</div>")
     parts.append(
         "<p class='note'>Validation accuracy is the mean over n samples per task (the study's "

@@ -1,69 +1,19 @@
 """What the experiments made of several `assay train` runs share (`assay sharpen`,
-`assay ttt`): training them at once in worker processes, refusing a reward that needs
-labels or a folder made with other settings, resolving the runs' settings once, and a
-policy's greedy replies.
-
-Workers as `assay compare` uses them: on CPU with the organism, one process per core (at most 4),
-each with cores/jobs torch threads, measured faster than one process using every core
-(docs/lab.md, "Measured"); otherwise one run at a time, in this process.
+`assay ttt`): refusing a reward that needs labels or a folder made with other settings,
+resolving the runs' settings once, and a policy's greedy replies. They train their runs
+through the lab's one job runner, `workers.run_all`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from assay.envs import Task
-from assay.lab.compare import cores
-from assay.lab.experiment import ExperimentError
+from assay.lab.experiment import LabError
 from assay.lab.presets import lab_config
-from assay.lab.workers import worker_pool
 
-
-def _call(fn: Callable[..., Any], kwargs: dict[str, Any], threads: int) -> Any:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    return fn(**kwargs)
-
-
-def run_all(
-    fn: Callable[..., Any],
-    calls: list[dict[str, Any]],
-    *,
-    jobs: int,
-    done: Callable[[int, Any], None] | None = None,
-) -> list[Any]:
-    """`fn(**kwargs)` for each of `calls`, `jobs` at a time; the results in call order.
-
-    `fn` must be a module-level function (workers import it by name). `done(i, result)` is
-    called as each finishes. An exception in any call is raised here (the calls already
-    finished keep what they wrote).
-    """
-    jobs = max(1, min(jobs, len(calls) or 1))
-    results: list[Any] = [None] * len(calls)
-    if jobs == 1:
-        for i, kwargs in enumerate(calls):
-            results[i] = fn(**kwargs)
-            if done is not None:
-                done(i, results[i])
-        return results
-    threads = max(1, cores() // jobs)
-    with worker_pool(jobs) as pool:  # an exception or Ctrl-C here kills the workers
-        futures = {pool.submit(_call, fn, kwargs, threads): i for i, kwargs in enumerate(calls)}
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if done is not None:
-                done(i, results[i])
-    return results
-
-
-# -- what the experiments made of single runs share -------------------------------------
 
 def resolve_runs(
     command: str, sets: dict[str, str], flags: dict[str, Any]
@@ -78,20 +28,19 @@ def resolve_runs(
         sets, config = lab_config(sets, flags)
         return sets, config, get_env(config.env, **config.env_options)
     except (ConfigError, UnknownEnvError, OptionError) as exc:
-        raise ExperimentError(f"{command}: {exc}") from None
-
+        raise LabError(f"{command}: {exc}") from None
 
 
 def require_intrinsic(reward: str, command: str) -> None:
-    """A one-line `ExperimentError` unless `reward` is intrinsic (label-free)."""
+    """A one-line `LabError` unless `reward` is intrinsic (label-free)."""
     from assay.rewards import RewardError, get_reward
 
     try:
         kind = get_reward(reward).kind
     except RewardError as exc:
-        raise ExperimentError(f"{command}: {exc}") from None
+        raise LabError(f"{command}: {exc}") from None
     if kind != "intrinsic":
-        raise ExperimentError(
+        raise LabError(
             f"{command}: reward {reward!r} is {kind}: {command} trains without labels, so it "
             "takes an intrinsic reward such as majority_vote or self_certainty"
         )
@@ -112,7 +61,7 @@ def check_settings(run: Path, config: Any) -> None:
     now = config.to_dict()
     differ = sorted(k for k in now if k not in IGNORED and before.get(k) != now[k])
     if differ:
-        raise ExperimentError(
+        raise LabError(
             f"{run} holds a run made with other settings ({', '.join(differ[:4])}); "
             "choose another --out"
         )

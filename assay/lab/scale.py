@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
-    ExperimentError,
+    LabError,
+    Preset,
     Section,
     pick_preset,
     pyplot,
@@ -32,29 +33,30 @@ from assay.lab.experiment import (
     write_result,
 )
 from assay.lab.presets import lab_config
+from assay.lab.registry import Experiment, Option, shared
 
 #: the study's sizes (and the default of `--sizes`)
 DEFAULT_SIZES = (32, 128, 512, 2048)
 
 #: `--preset`: the model, sizes, steps and training settings (flags and `--set` override)
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", "seconds, for tests: the tiny organism, sizes 8 and 64, 11 steps", {
         "model": "organism:tiny",
         "sizes": (8, 64),
         "steps": 11,
         "sets": {"prompts_per_step": "4", "group_size": "4", "val_size": "16",
                  "val_samples": "2", "eval_every": "5", "save_every": "0",
                  "keep_checkpoints": "1"},
-    },
+    }),
     # 200 updates: 16 prompts x 8 per step is 3,200 prompts, about 100 passes over 32
     # tasks and 1.6 over 2,048; 4 runs of 201 steps take about 4 minutes on 2 cores,
     # which leaves room for building the organism's prior on a clean clone (~4 min).
-    "default": {
+    "default": Preset("default", "the organism, sizes 32 to 2048, 201 steps", {
         "model": "organism",
         "sizes": DEFAULT_SIZES,
         "steps": 201,
         "sets": {"eval_every": "10", "save_every": "0", "keep_checkpoints": "1"},
-    },
+    }),
 }
 
 STUDY = (
@@ -73,13 +75,13 @@ def parse_sizes(text: str) -> list[int]:
     for part in text.split(","):
         part = part.strip()
         if not part.isdigit() or int(part) < 1:
-            raise ExperimentError(
+            raise LabError(
                 f"--sizes expects positive whole numbers separated by commas, like "
                 f"32,128,512, got {text!r}"
             )
         sizes.append(int(part))
     if len(set(sizes)) != len(sizes):
-        raise ExperimentError(f"--sizes lists a size twice: {text!r}")
+        raise LabError(f"--sizes lists a size twice: {text!r}")
     return sizes
 
 
@@ -107,13 +109,13 @@ def run(
     sizes = list(chosen["sizes"] if sizes is None else sizes)
     steps = chosen["steps"] if steps is None else steps
     if not sizes or any(size < 1 for size in sizes):
-        raise ExperimentError("--sizes needs at least one positive size")
+        raise LabError("--sizes needs at least one positive size")
     if steps < 1:
-        raise ExperimentError("--steps must be at least 1")
+        raise LabError("--steps must be at least 1")
     try:
         kind = get_reward(reward).kind
     except RewardError as exc:
-        raise ExperimentError(str(exc)) from None
+        raise LabError(str(exc)) from None
     out = Path(out)
     model = model or chosen["model"]
     base = {**chosen["sets"], **(sets or {})}
@@ -121,14 +123,14 @@ def run(
     try:  # the env's own lab settings (countdown: votes compare values)
         base, _ = lab_config(base, flags)
     except ConfigError as exc:
-        raise ExperimentError(str(exc)) from None
+        raise LabError(str(exc)) from None
     configs = {}
     for size in sizes:  # every config checked before anything trains
         try:
             configs[size] = resolve(sets={**base, "train_size": str(size)},
                                     flags={**flags, "out": str(run_folder(out, size))})
         except ConfigError as exc:
-            raise ExperimentError(str(exc)) from None
+            raise LabError(str(exc)) from None
         _check_folder(run_folder(out, size), configs[size].to_dict())
 
     per_size: dict[str, dict[str, Any]] = {}
@@ -172,12 +174,12 @@ def _check_folder(folder: Path, config: dict[str, Any]) -> None:
     try:
         before = read_yaml(str(folder / "config.yaml"))
     except ConfigError as exc:
-        raise ExperimentError(str(exc)) from None
+        raise LabError(str(exc)) from None
     ignore = {"progress", "out"}
     differ = sorted(k for k in set(before) | set(config)
                     if k not in ignore and before.get(k) != config.get(k))
     if differ:
-        raise ExperimentError(
+        raise LabError(
             f"{folder} holds a run with other settings ({', '.join(differ[:4])}); "
             "choose another --out"
         )
@@ -336,3 +338,23 @@ def _plot(curves: dict[str, list[dict[str, Any]]], sizes: dict[str, Any], path: 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+EXPERIMENT = Experiment(
+    name="scale",
+    summary="Train the same way on training sets of each size, for the same steps; write "
+            "OUT/scale.json and OUT/report.html (docs/lab.md).",
+    run=run,
+    presets=PRESETS,
+    options=(
+        Option("sizes", "Training-set sizes, comma separated (default: the preset's, "
+               "32,128,512,2048).", metavar="N,N,...", parse=parse_sizes),
+        shared("reward", help="The reward of every run."),
+        shared("model", help="organism[:preset] or a local HF model folder (default: the "
+                             "preset's)."),
+        shared("steps", help="Steps of every run (default: the preset's, 201)."),
+        shared("seed", help="Random seed of every run."),
+        shared("sets", help="Any `assay train` option, for every run."),
+    ),
+    section=section,
+)

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
-    ExperimentError,
+    LabError,
+    Preset,
     Section,
     pick_preset,
     pyplot,
@@ -35,12 +36,15 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
+from assay.lab.registry import Experiment, Option, shared
 
 #: `--preset`: model, problems, updates and training settings (flags override them)
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"model": "organism:tiny", "problems": 3, "steps": 6,
-              "sets": {"group_size": "8", "val_samples": "4"}},
-    "default": {"model": "organism", "problems": 25, "steps": 100, "sets": {}},
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", "seconds, for tests: the tiny organism, 3 problems x 6 updates",
+                    {"model": "organism:tiny", "problems": 3, "steps": 6,
+                     "sets": {"group_size": "8", "val_samples": "4"}}),
+    "default": Preset("default", "the organism, 25 problems x 100 updates",
+                      {"model": "organism", "problems": 25, "steps": 100, "sets": {}}),
 }
 #: every problem's run: its one prompt each step, a group large enough to read a share from
 RUN_SETS = {
@@ -77,8 +81,8 @@ def run(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train one run per problem; write and return `OUT/sharpen.json`."""
-    from assay.lab.compare import jobs_for
-    from assay.lab.runs import greedy, require_intrinsic, resolve_runs, run_all
+    from assay.lab.runs import greedy, require_intrinsic, resolve_runs
+    from assay.lab.workers import jobs_for, run_all
     from assay.training.policy import resolve_model_path
 
     chosen = pick_preset(PRESETS, preset, "sharpen")
@@ -86,11 +90,11 @@ def run(
     problems = chosen["problems"] if problems is None else problems
     steps = chosen["steps"] if steps is None else steps
     if problems < 1:
-        raise ExperimentError("sharpen: --problems must be at least 1")
+        raise LabError("sharpen: --problems must be at least 1")
     if steps < 1:
-        raise ExperimentError("sharpen: --steps must be at least 1")
+        raise LabError("sharpen: --steps must be at least 1")
     if jobs is not None and jobs < 1:
-        raise ExperimentError("sharpen: --jobs must be at least 1")
+        raise LabError("sharpen: --jobs must be at least 1")
     require_intrinsic(reward, "sharpen")
     out = Path(out)
     flags = {"model": model, "env": env, "reward": reward, "steps": steps, "seed": seed}
@@ -101,7 +105,7 @@ def run(
     try:
         tasks = environment.generate(problems, seed=PROBLEM_SEED + seed)
     except NotImplementedError:
-        raise ExperimentError(f"sharpen: env {config.env!r} does not generate tasks") from None
+        raise LabError(f"sharpen: env {config.env!r} does not generate tasks") from None
     model_path = resolve_model_path(config.model, config.prior, quiet=quiet)  # built once, here
     start = time.perf_counter()
     initial = greedy(model_path, tasks, environment, config)
@@ -200,7 +204,7 @@ def train_problem(
     task_file = run / TASK_FILE
     line = json.dumps(task) + "\n"
     if task_file.exists() and task_file.read_text(encoding="utf-8") != line:
-        raise ExperimentError(f"{task_file} holds another problem; choose another --out")
+        raise LabError(f"{task_file} holds another problem; choose another --out")
     task_file.write_text(line, encoding="utf-8")
     sets = {**sets, "train_file": str(task_file), "val_file": str(task_file)}
     config = resolve(sets=sets, flags={**flags, "out": str(run)})
@@ -210,7 +214,7 @@ def train_problem(
     if summary.get("steps") != config.steps or last is None or not last.name.endswith(
         f"-{config.steps:06d}"
     ):
-        raise ExperimentError(f"{run}: the run did not finish its {config.steps} steps")
+        raise LabError(f"{run}: the run did not finish its {config.steps} steps")
     env = get_env(config.env, **config.env_options)
     try:
         (the_task,) = env.load(task_file)
@@ -246,7 +250,7 @@ def majority_trajectory(
     for step in range(1, steps + 1):
         group = sorted(by_step.get(step, []), key=lambda r: (r["prompt"], r["index"]))
         if not group:
-            raise ExperimentError(f"no stored rollouts for step {step}")
+            raise LabError(f"no stored rollouts for step {step}")
         keys = [None if r["answer"] is None else env.answer_key(task, r["answer"]) for r in group]
         counts = Counter(k for k in keys if k is not None)
         if not counts:
@@ -365,3 +369,25 @@ def _plot(per: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+EXPERIMENT = Experiment(
+    name="sharpen",
+    summary="Train on each problem alone with majority vote and compare its greedy answer "
+            "before and after; write OUT/sharpen.json and OUT/report.html (docs/lab.md).",
+    run=run,
+    presets=PRESETS,
+    options=(
+        Option("problems", "How many problems, each trained on alone (default: the preset's, "
+               "25).", type=int),
+        shared("steps", help="Updates per problem (default: the preset's, 100)."),
+        shared("model"),
+        shared("env"),
+        shared("reward"),
+        shared("seed", help="Random seed (training, and which problems are drawn)."),
+        shared("sets", help="Any `assay train` option, for every problem's run."),
+        shared("jobs"),
+    ),
+    section=section,
+    resume_hint="run the same command again: finished problems are kept",
+)

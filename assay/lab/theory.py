@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from assay.lab.experiment import (
-    ExperimentError,
+    LabError,
+    Preset,
     Section,
     pick_preset,
     pyplot,
@@ -44,6 +45,7 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
+from assay.lab.registry import Experiment, Option, shared
 
 #: a run has converged when one answer holds more than this of the probability mass
 THRESHOLD = 0.99
@@ -141,7 +143,7 @@ class ExpectedUpdate:
     def __init__(self, k: int, g: int):
         n = math.comb(g + k - 1, k - 1)
         if n > MAX_GROUPS_ENUMERATED:
-            raise ExperimentError(
+            raise LabError(
                 f"theory: {k} answers in groups of {g} make {n:,} possible groups, too many "
                 f"to enumerate (at most {MAX_GROUPS_ENUMERATED:,}); use fewer answers or a "
                 "smaller group"
@@ -213,15 +215,17 @@ def train(initial: list[float], update: Any, *, lr: float, steps: int,
 def parse_answers(text: str) -> int:
     """`--answers K`: a whole number, at least 2; else one line."""
     if not text.strip().isdigit() or int(text) < 2:
-        raise ExperimentError(f"--answers must be a whole number, at least 2, got {text!r}")
+        raise LabError(f"--answers must be a whole number, at least 2, got {text!r}")
     return int(text)
 
 
 #: `--preset`: group size and step limit (flags override them). `smoke` uses groups of 4,
 #: whose exact update enumerates a few dozen count vectors instead of hundreds.
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"group_size": 4, "steps": 1000},
-    "default": {"group_size": GROUP_SIZE, "steps": STEPS},
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", "seconds, for tests: groups of 4, at most 1000 steps",
+                    {"group_size": 4, "steps": 1000}),
+    "default": Preset("default", f"groups of {GROUP_SIZE}, at most {STEPS} steps",
+                      {"group_size": GROUP_SIZE, "steps": STEPS}),
 }
 
 
@@ -235,13 +239,13 @@ def run(*, answers: int = 4, group_size: int | None = None, steps: int | None = 
     steps = chosen["steps"] if steps is None else steps
     lr = LR if lr is None else lr
     if answers < 2:
-        raise ExperimentError(f"--answers must be at least 2, got {answers}")
+        raise LabError(f"--answers must be at least 2, got {answers}")
     if g < 2:
-        raise ExperimentError(f"--group-size must be at least 2, got {g}")
+        raise LabError(f"--group-size must be at least 2, got {g}")
     if steps < 1:
-        raise ExperimentError(f"--steps must be at least 1, got {steps}")
+        raise LabError(f"--steps must be at least 1, got {steps}")
     if not (lr > 0 and math.isfinite(lr)):
-        raise ExperimentError(f"--lr must be a positive number, got {lr}")
+        raise LabError(f"--lr must be a positive number, got {lr}")
     expected = ExpectedUpdate(answers, g)
     sampled = SampledUpdate(answers, g, groups)
     modes: dict[str, list[dict[str, Any]]] = {"expected": [], "sampled": []}
@@ -370,3 +374,22 @@ def _plot(runs: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+EXPERIMENT = Experiment(
+    name="theory",
+    summary="A tabular policy over K answers trained with majority-vote GRPO from many "
+            "initial distributions; write OUT/theory.json and OUT/report.html (docs/lab.md).",
+    run=run,
+    presets=PRESETS,
+    options=(
+        Option("answers", "Answers of the tabular policy (at least 2).", default="4",
+               metavar="K", parse=parse_answers),
+        Option("group_size", "Samples per group (default: the preset's, 8).", type=int),
+        Option("steps", "Most steps per run (default: the preset's, 3000).", type=int),
+        Option("lr", "Learning rate on the logits (default 1.0).", type=float),
+        shared("seed", help="Seed of the random initial distributions and the sampled runs."),
+    ),
+    section=section,
+    resume_hint="run the same command again (it takes seconds)",
+)

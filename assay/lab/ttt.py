@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
-    ExperimentError,
+    LabError,
+    Preset,
     Section,
     pick_preset,
     pyplot,
@@ -35,14 +36,17 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
+from assay.lab.registry import Experiment, shared
 
 #: `--preset`: model, counted updates and training settings (flags override them)
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"model": "organism:tiny", "steps": 4,
-              "sets": {"val_size": "16", "val_samples": "2", "prompts_per_step": "4",
-                       "group_size": "4", "eval_every": "2"}},
-    "default": {"model": "organism", "steps": 40,
-                "sets": {"val_size": "128", "val_samples": "8", "eval_every": "10"}},
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", "seconds, for tests: the tiny organism, 4 updates on 16 tasks",
+                    {"model": "organism:tiny", "steps": 4,
+                     "sets": {"val_size": "16", "val_samples": "2", "prompts_per_step": "4",
+                              "group_size": "4", "eval_every": "2"}}),
+    "default": Preset("default", "the organism, 40 updates on 128 tasks",
+                      {"model": "organism", "steps": 40,
+                       "sets": {"val_size": "128", "val_samples": "8", "eval_every": "10"}}),
 }
 RUN_SETS = {"save_every": "0", "keep_checkpoints": "1", "progress": "false"}
 #: the trainer's own seed offset for generated validation tasks (`Trainer.val_tasks`)
@@ -70,8 +74,8 @@ def run(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train both runs; write and return `OUT/ttt.json`."""
-    from assay.lab.compare import jobs_for
-    from assay.lab.runs import check_settings, require_intrinsic, resolve_runs, run_all
+    from assay.lab.runs import check_settings, require_intrinsic, resolve_runs
+    from assay.lab.workers import jobs_for, run_all
     from assay.training import ConfigError, resolve
     from assay.training.policy import resolve_model_path
     from assay.training.tracking import read_metrics
@@ -80,23 +84,23 @@ def run(
     model = model or chosen["model"]
     steps = chosen["steps"] if steps is None else steps
     if steps < 1:
-        raise ExperimentError("ttt: --steps must be at least 1")
+        raise LabError("ttt: --steps must be at least 1")
     if jobs is not None and jobs < 1:
-        raise ExperimentError("ttt: --jobs must be at least 1")
+        raise LabError("ttt: --jobs must be at least 1")
     require_intrinsic(reward, "ttt")
     out = Path(out)
     run_sets = run_settings(chosen["sets"], steps, sets or {})
     flags = {"model": model, "env": env, "reward": reward, "steps": steps + 1, "seed": seed}
     run_sets, config, environment = resolve_runs("ttt", run_sets, flags)
     if config.eval_every < 1 or steps % config.eval_every:
-        raise ExperimentError(
+        raise LabError(
             f"ttt: eval_every ({config.eval_every}) must divide --steps ({steps}), so that "
             "the last evaluation comes after the last counted update"
         )
     try:
         evaluation, training = task_sets(environment, config.val_size, seed)
     except NotImplementedError:
-        raise ExperimentError(f"ttt: env {config.env!r} does not generate tasks") from None
+        raise LabError(f"ttt: env {config.env!r} does not generate tasks") from None
     finally:
         environment.close()
     files = {"eval": out / "tasks" / "eval.jsonl", "train": out / "tasks" / "train.jsonl"}
@@ -110,7 +114,7 @@ def run(
         try:
             check_settings(run_dir, resolve(sets=these, flags={**flags, "out": str(run_dir)}))
         except ConfigError as exc:
-            raise ExperimentError(f"ttt: {exc}") from None
+            raise LabError(f"ttt: {exc}") from None
         calls.append({"out": str(run_dir), "flags": flags, "sets": these})
     resolve_model_path(config.model, config.prior, quiet=quiet)  # built once, here
     start = time.perf_counter()
@@ -121,7 +125,7 @@ def run(
     curves = {name: evaluations(read_metrics(out / "runs" / name)) for name in RUNS}
     for name in RUNS:
         if not curves[name] or curves[name][-1]["updates"] != steps:
-            raise ExperimentError(f"ttt: {out / 'runs' / name} has no evaluation after {steps} updates")
+            raise LabError(f"ttt: {out / 'runs' / name} has no evaluation after {steps} updates")
     result = {
         "model": config.model,
         "env": config.env,
@@ -183,7 +187,7 @@ def task_sets(environment: Any, size: int, seed: int) -> tuple[list[Any], list[A
             break
         want *= 2
     if len(training) < size:
-        raise ExperimentError(
+        raise LabError(
             f"ttt: cannot draw {size} training tasks that differ from the evaluation tasks"
         )
     return evaluation, training[:size]
@@ -193,7 +197,7 @@ def write_tasks(path: Path, tasks: list[Any]) -> None:
     """A JSONL task file; one already there must hold the same tasks."""
     text = "".join(json.dumps(task.to_dict()) + "\n" for task in tasks)
     if path.exists() and path.read_text(encoding="utf-8") != text:
-        raise ExperimentError(f"{path} holds other tasks; choose another --out")
+        raise LabError(f"{path} holds other tasks; choose another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
 
@@ -283,3 +287,26 @@ def _plot(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+EXPERIMENT = Experiment(
+    name="ttt",
+    summary="Test-time training: train with an intrinsic reward on the evaluation tasks "
+            "themselves (no labels) and, beside it, on disjoint tasks; accuracy before and "
+            "after. Writes OUT/ttt.json and OUT/report.html (docs/lab.md).",
+    run=run,
+    presets=PRESETS,
+    options=(
+        shared("reward", help="An intrinsic (label-free) reward; one that needs labels is "
+                              "refused."),
+        shared("steps", help="Updates before the final evaluation (default: the preset's, 40)."),
+        shared("model"),
+        shared("env"),
+        shared("seed"),
+        shared("sets", help="Any `assay train` option, for both runs (val_size: the "
+                            "evaluation tasks)."),
+        shared("jobs"),
+    ),
+    section=section,
+    resume_hint="run the same command again: finished runs are kept",
+)

@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
-    ExperimentError,
+    LabError,
+    Preset,
     Section,
     pick_preset,
     pyplot,
@@ -56,6 +57,7 @@ from assay.lab.experiment import (
 )
 from assay.lab.presets import lab_config
 from assay.lab.rank_correlation import permutation_p, spearman
+from assay.lab.registry import Experiment, Option, shared
 
 #: the intrinsic reward whose collapse is measured, and the supervised one
 COLLAPSE_REWARD = "majority_vote"
@@ -127,8 +129,8 @@ _SHARED = {
 #: steps of every run (GT runs exactly; collapse-step runs at most), the GT runs'
 #: validation and the settings both kinds of run share. `steps` is 1 + a multiple of `eval_every`, so the GT run's last
 #: validation measures the policy after steps - 1 updates.
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", "seconds, for tests: 3 tiny priors, 11 steps", {
         "model": "organism:tiny",
         "members": (
             Member("tiny", {}, "the tiny prior (150 SFT steps)"),
@@ -143,8 +145,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_size": 16,
         "sets": {**_SHARED, "prompts_per_step": "4", "group_size": "4", "train_size": "256",
                  "val_samples": "2"},
-    },
-    "default": {
+    }),
+    "default": Preset("default", "confidence against correctness: the default zoo, 301 steps", {
         "model": "organism",
         "members": DEFAULT_ZOO,
         "seeds": (0,),
@@ -152,10 +154,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 50,
         "val_size": 256,
         "sets": dict(_SHARED),
-    },
+    }),
     # 3 seeds of 6 priors is 36 runs: 151 steps (150 updates) each, half the default's;
     # the default zoo's priors collapsed at steps 35-124 of 301
-    "capacity": {
+    "capacity": Preset("capacity", "width, depth and SFT budget, 3 seeds, 151 steps", {
         "model": "organism",
         "members": CAPACITY_ZOO,
         "seeds": (0, 1, 2),
@@ -163,7 +165,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 50,
         "val_size": 256,
         "sets": dict(_SHARED),
-    },
+    }),
 }
 
 STUDY = (
@@ -172,9 +174,6 @@ STUDY = (
     "6.66B); assay decides the step without labels (entropy, length or repetition drift)."
 )
 
-
-class ZooError(ExperimentError):
-    """A usage problem (too few priors, a bad value, a folder made otherwise): one line."""
 
 
 # -- the plan ------------------------------------------------------------------------
@@ -197,13 +196,13 @@ def members_of(preset: str, priors: int | None) -> list[Member]:
     if priors is None:
         return members
     if not 2 <= priors <= len(members):
-        raise ZooError(f"--priors must be between 2 and {len(members)} (the {preset} zoo's "
+        raise LabError(f"--priors must be between 2 and {len(members)} (the {preset} zoo's "
                        f"size), got {priors}: a rank correlation needs two priors at least")
     return members[:priors]
 
 
 def plan(out: Path, preset: str, priors: int | None, seed: int) -> tuple[dict[str, Any], list[Job]]:
-    """The settings and one `Job` per member; every problem is a `ZooError` raised here."""
+    """The settings and one `Job` per member; every problem is a `LabError` raised here."""
     from assay import organism
     from assay.options import OptionError
     from assay.training import ConfigError, resolve
@@ -214,7 +213,7 @@ def plan(out: Path, preset: str, priors: int | None, seed: int) -> tuple[dict[st
     try:  # the env's own lab settings (countdown: votes compare values)
         lab_sets, _ = lab_config(chosen["sets"], {"model": model})
     except ConfigError as exc:
-        raise ZooError(f"zoo preset {preset!r}: {exc}") from None
+        raise LabError(f"zoo preset {preset!r}: {exc}") from None
     chosen = {**chosen, "sets": lab_sets}
     settings = {"preset": preset, "model": model, "seed": seed, "reward": COLLAPSE_REWARD,
                 "gt_reward": GT_REWARD, "max_steps": steps, "gt_steps": steps,
@@ -225,7 +224,7 @@ def plan(out: Path, preset: str, priors: int | None, seed: int) -> tuple[dict[st
         try:
             spec = organism.make_spec(organism.parse_organism(model), **member.prior)
         except OptionError as exc:
-            raise ZooError(f"zoo member {member.name!r}: {exc}") from None
+            raise LabError(f"zoo member {member.name!r}: {exc}") from None
         # the values as they are (not as text), so each run's config.yaml shows them so
         prior_sets = {f"prior.{k}": v for k, v in member.prior.items()}
         collapse_sets = {**chosen["sets"], **prior_sets, "collapse_signal": "label_free",
@@ -236,7 +235,7 @@ def plan(out: Path, preset: str, priors: int | None, seed: int) -> tuple[dict[st
             try:
                 resolve(sets=sets, flags={"model": model, "steps": steps, "seed": seed})
             except ConfigError as exc:
-                raise ZooError(f"zoo member {member.name!r}: {exc}") from None
+                raise LabError(f"zoo member {member.name!r}: {exc}") from None
         folder = out / "priors" / member.name
         jobs.append(Job(member, folder, spec, collapse_sets, gt_sets))
         _check_folder(folder, {**settings, "prior": member.prior, "prior_key": spec.key()})
@@ -252,7 +251,7 @@ def _check_folder(folder: Path, made_with: dict[str, Any]) -> None:
         except (OSError, ValueError):
             before = None
         if before != json.loads(json.dumps(made_with)):
-            raise ZooError(f"{folder} was made with other settings; choose another --out")
+            raise LabError(f"{folder} was made with other settings; choose another --out")
 
 
 # -- running it ----------------------------------------------------------------------
@@ -276,7 +275,7 @@ def run(
     out = Path(out)
     seeds = list(pick_preset(PRESETS, preset, "zoo")["seeds"] if seeds is None else seeds)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ZooError(f"--seeds must name distinct seeds, got {seeds}")
+        raise LabError(f"--seeds must name distinct seeds, got {seeds}")
     # every seed planned (and every problem found) before anything trains
     plans = {seed: plan(_seed_folder(out, seed, seeds), preset, priors, seed) for seed in seeds}
     if len(seeds) == 1:
@@ -391,7 +390,7 @@ def gt_gain(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Last validation accuracy minus the first (sampled; greedy beside it) of a GT run."""
     evals = [r for r in rows if r.get("val_accuracy") is not None]
     if len(evals) < 2:
-        raise ZooError("a ground-truth run needs two validations to measure a gain")
+        raise LabError("a ground-truth run needs two validations to measure a gain")
     first, last = evals[0], evals[-1]
 
     def delta(key: str) -> float | None:
@@ -469,7 +468,7 @@ def over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
 
     names = [m["name"] for m in results[0]["models"]]
     if any([m["name"] for m in r["models"]] != names for r in results):
-        raise ZooError("the seeds' zoos hold different priors; run them with the same --priors")
+        raise LabError("the seeds' zoos hold different priors; run them with the same --priors")
     steps = np.array([[m["collapse_step"] for m in r["models"]] for r in results], float)  # (S, M)
     gains = np.array([[m["gt_gain"] for m in r["models"]] for r in results], float)  # (S, M)
     models = []
@@ -619,3 +618,23 @@ def _plot(models: list[dict[str, Any]], max_steps: int | None, rho: float | None
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+EXPERIMENT = Experiment(
+    name="zoo",
+    summary="Build organism priors that differ in how well confidence tracks correctness (or "
+            "in capacity); rank their collapse steps against their gains from ground-truth "
+            "RL; write OUT/zoo.json and OUT/report.html (docs/lab.md).",
+    run=run,
+    presets=PRESETS,
+    options=(
+        Option("priors", "How many of the preset's priors (its first N; at least 2; default: "
+               "all).", type=int),
+        shared("seeds", help="Seeds of the runs, e.g. 0,1,2 (default: the preset's: 0, or "
+                             "0,1,2 for capacity); several put each seed's zoo in "
+                             "OUT/seed-<S>/."),
+    ),
+    section=section,
+    resume_hint="run the same command again to continue (built priors and finished runs are "
+                "kept)",
+)
