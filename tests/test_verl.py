@@ -12,6 +12,7 @@ import pytest
 from test_lean_env import fake_repl  # noqa: F401  (the fixture)
 
 from assay.envs import get_env
+from assay.envs.math import MathEnv
 from assay.integrations import verl
 from assay.integrations.verl import compute_score
 
@@ -88,6 +89,20 @@ def test_lean_through_veRL_convention(fake_repl, tmp_path):  # noqa: F811
 def test_math_gold_answer_as_plain_text():
     assert compute_score("math", r"\boxed{\frac{1}{2}}", "0.5")["status"] == "correct"
     assert compute_score("math", r"\boxed{0.25}", "1/2")["status"] == "incorrect"
+
+
+class RenamedMath(MathEnv):  # at module level: the math env's workers pickle it
+    name = "math_renamed_verl_test"
+
+
+def test_a_bare_gold_answer_is_read_by_the_env_class_not_its_name():
+    """The env says which field a bare string is (`answer_field`): a subclass of math under
+    another name reads it too, and an env without one (countdown) does not."""
+    from assay.envs import register_env
+
+    register_env(RenamedMath)
+    assert compute_score("math_renamed_verl_test", r"\boxed{0.5}", "1/2")["status"] == "correct"
+    assert verl.task_fields(get_env("countdown"), "7") == "7"
 
 
 def test_a_bad_ground_truth_is_an_error_not_a_silent_zero():

@@ -94,6 +94,10 @@ class Environment(ABC):
     #: env options the lab sets on every run of this env unless the run sets them itself
     #: (countdown: majority vote compares values, so `5+1*2` and `2*1+5` are one answer)
     lab_options: ClassVar[dict[str, str]] = {}
+    #: the task field a bare string stands for where a task arrives as its gold answer
+    #: alone (veRL's `ground_truth: "1/2"` for math: `{"answer": "1/2"}`); None: a task is
+    #: always its fields
+    answer_field: ClassVar[str | None] = None
     #: the figures of the latest `verify_many` call (None before the first)
     last_batch: VerifyBatch | None = None
 

@@ -98,6 +98,7 @@ class MathEnv(PythonTool, Environment):
 
     name = "math"
     answer_template = "\\boxed{{{}}}"
+    answer_field = "answer"
     probes = math_probes.PROBES  # its reward hacks for `assay audit`
     description = (
         "Arithmetic, fractions, equations (label-free), simplification, task files; \\boxed{}"

@@ -56,9 +56,9 @@ def _close_envs() -> None:
     _ENVS.clear()
 
 
-def task_fields(data_source: str, ground_truth: Any) -> Any:
-    """The task's fields from veRL's `ground_truth`: a dict, its JSON text, or for math
-    the gold answer as a plain string."""
+def task_fields(env: Any, ground_truth: Any) -> Any:
+    """The task's fields from veRL's `ground_truth`: a dict, its JSON text, or, for an env
+    that names its `answer_field` (math), the gold answer as a plain string."""
     if isinstance(ground_truth, str):
         text = ground_truth.strip()
         if text.startswith("{"):
@@ -66,8 +66,8 @@ def task_fields(data_source: str, ground_truth: Any) -> Any:
                 return json.loads(text)
             except json.JSONDecodeError:
                 pass
-        if data_source == "math":
-            return {"answer": ground_truth}
+        if env.answer_field:
+            return {env.answer_field: ground_truth}
     if hasattr(ground_truth, "items"):  # a dict, or the mapping pyarrow hands back
         return {k: _plain(v) for k, v in ground_truth.items()}
     return ground_truth
@@ -104,7 +104,7 @@ def compute_score(
     """
     options = dict((extra_info or {}).get("env_options") or {})
     env = _env(str(data_source), options)
-    fields = task_fields(data_source, ground_truth)
+    fields = task_fields(env, ground_truth)
     problems = validate_fields(env, fields)
     if problems:
         return result(Verdict.error(f"ground_truth: {problems[0]}"))
