@@ -2,8 +2,8 @@
 
 Runs `assay compare --preset quick --out runs/demo`: the external `verifier` and
 `self_verify` beside five intrinsic rewards, one GRPO run each from the same prior, tasks
-and seed (a few minutes on 2 CPU cores; the first run also builds the organism's prior,
-a few minutes more, cached). A second `make demo` keeps the finished runs (`--resume`)
+and seed (about 3 minutes on 2 CPU cores, from the organism's prior that ships with
+assay: nothing is built). A second `make demo` keeps the finished runs (`--resume`)
 and only re-renders the report. The verification demo that `make demo` ran before the
 lab existed is `scripts/verify_demo.py`.
 """
