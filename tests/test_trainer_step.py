@@ -101,6 +101,51 @@ def test_micro_batches_give_the_update_of_the_whole_batch(tmp_path):
     assert max(float((a - b).abs().max()) for a, b in zip(weights[0], weights[8], strict=True)) < 3e-4
 
 
+def test_micro_batches_take_the_statistics_from_the_loss_pass_when_no_reward_reads_them(tmp_path):
+    """Micro-batched, with rewards that read no per-token statistics, the step has no
+    scoring pass of its own (the loss pass gives them), and everything it writes down is
+    what the scoring pass gave: the same metrics, the same stored completions, bit for bit."""
+    rows, stored, passes = {}, {}, {}
+    for early in (True, False):
+        out = tmp_path / f"early-{early}"
+        trainer = Trainer(config(out, micro_batch_size="8", beta="0.05"), quiet=True)
+        assert trainer.stats_before_loss is False  # first_token_paren_test reads the text
+        trainer.stats_before_loss = early
+        calls = []
+        real = trainer.token_stats
+        trainer.token_stats = lambda batch, grad, _real=real: (calls.append(grad), _real(batch, grad=grad))[1]
+        try:
+            rows[early] = [trainer.step() for _ in range(2)]
+        finally:
+            trainer.log.close()
+        passes[early] = len(calls)
+        stored[early] = read_rollouts(out / "rollouts.jsonl.gz")
+    assert passes == {True: 2, False: 0}
+    timing = ("step_time", "sample_time", "verify_time", "tokens_per_s", "samples_per_s")
+    for a, b in zip(rows[True], rows[False], strict=True):
+        keys = {k for k in a if not any(t in k for t in timing)}
+        assert keys == {k for k in b if not any(t in k for t in timing)}
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, [k for k in keys if a[k] != b[k]]
+    assert stored[True] == stored[False]
+
+
+@register_reward("reads_logprobs_undeclared_test", kind="intrinsic", binary=False)
+def reads_logprobs(group):  # reads the token statistics without `needs = {"token_stats"}`
+    return [float(np.sum(c.logprobs)) for c in group.completions]
+
+
+def test_a_reward_that_reads_statistics_it_did_not_declare_fails_loudly(tmp_path):
+    from assay.rewards import RewardError
+
+    trainer = Trainer(config(tmp_path / "run", micro_batch_size="8",
+                             reward="reads_logprobs_undeclared_test"), quiet=True)
+    try:
+        with pytest.raises(RewardError, match="without declaring needs"):
+            trainer.step()
+    finally:
+        trainer.log.close()
+
+
 def test_kl_is_measured_before_the_first_update_and_clipping_is_counted(tmp_path):
     """With a reference, step 1's KL is exactly 0 (the policy is the reference until the
     first update; KL is taken on the first of `updates_per_batch` iterations) and later

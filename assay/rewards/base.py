@@ -60,6 +60,34 @@ class Completion:
         return len(self.token_ids)
 
 
+class PendingStats:
+    """Stands for a completion's per-token arrays until the trainer's loss pass computes
+    them (a micro-batched step whose rewards read none). A reward that reads them without
+    saying so (`needs = {"token_stats"}`) fails here, loudly, instead of reading nothing."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RewardError(
+            "a reward read the per-token statistics (logprobs, entropies, self_certainty) "
+            "without declaring needs = frozenset({'token_stats'}); declare it so the trainer "
+            "computes them before the rewards"
+        )
+
+    __array__ = __len__ = __getitem__ = __iter__ = __float__ = __bool__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = _refuse
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._refuse()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+#: the one placeholder (see `PendingStats`)
+PENDING: Any = PendingStats()
+
+
 @dataclass
 class RolloutGroup:
     """One prompt, its task and its G completions, with the environment's verdict on each:

@@ -26,6 +26,7 @@ from assay.envs import Task, TaskFileError, get_env
 from assay.envs.episode import Episode, discounted, max_turns
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
+from assay.rewards.base import PENDING
 from assay.training import checkpoint, collapse_rules, folder_lock
 from assay.training.config import RESUMABLE, TrainConfig, dump_yaml, read_yaml, resume_changes
 from assay.training.data import TaskStream
@@ -131,6 +132,10 @@ class Trainer:
         self.reward.check_env(self.env)  # e.g. self_verify on an env it cannot verify with
         self.monitors = Monitors(cfg.monitor)  # logged every step, never trained on
         self.monitors.check_env(self.env)
+        #: whether a reward or monitor reads the policy's per-token statistics (before the
+        #: loss); when none does, a micro-batched step takes them from its loss pass
+        self.stats_before_loss = any("token_stats" in r.needs
+                                     for r in [self.reward, *self.monitors.rewards])
         # Tasks before the model, so that a bad task file fails at once, not after a model load.
         self.train_tasks = training_tasks(self.env, cfg.train_file, cfg.train_size, cfg.seed)
         self.val_tasks = training_tasks(self.env, cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
@@ -259,9 +264,12 @@ class Trainer:
 
         # 2. Rewards: the policy's per-token statistics, then each prompt's group at once.
         # With the whole batch in one pass, that forward pass (with gradients) also serves
-        # the loss below: one forward per step instead of two.
+        # the loss below: one forward per step instead of two. Micro-batched, the statistics
+        # would cost a pass of their own, so when no reward reads them (the verifier) the
+        # loss pass computes them and the groups get them after it.
         fused = cfg.micro_batch_size == 0 or cfg.micro_batch_size >= len(batch.completions)
-        stats = self.token_stats(batch, grad=fused)
+        early = fused or self.stats_before_loss
+        stats = self.token_stats(batch, grad=fused) if early else None
         groups = self.make_groups(tasks, batch, stats, step, episodes)
         rewards, reward_parts = self.score(groups)
         monitored = self.monitors.score(groups)  # the same groups; not in the loss
@@ -283,9 +291,11 @@ class Trainer:
 
         # 4 + 5. Loss and update, over the `used` completions only.
         ref = self.reference_logprobs(batch) if self.reference is not None else None
-        update = self.update(
+        update, stats = self.update(
             batch, stats, advantages.to(self.device), ref, fused, used.to(self.device)
         )
+        if not early:  # the stored rollouts and the metrics read them
+            self.attach_stats(groups, batch, stats)
 
         # 6. Metrics.
         metrics.update(update)
@@ -362,18 +372,15 @@ class Trainer:
         self,
         tasks: list[Task],
         batch: RolloutBatch,
-        stats: TokenStats,
+        stats: TokenStats | None,
         step: int,
         episodes: list[Episode] | None = None,
     ) -> list[RolloutGroup]:
         """One `RolloutGroup` per prompt, with texts, per-token arrays and verdicts. An
         episode's completion is its last reply (what is verified and voted on) with the
-        per-token arrays of every token the model wrote in it (observations left out)."""
+        per-token arrays of every token the model wrote in it (observations left out).
+        Without `stats`, the arrays are `PENDING` until `attach_stats`."""
         G = self.config.group_size
-        arrays = [
-            t.detach().float().cpu().numpy()
-            for t in (stats.logprobs, stats.entropies, stats.self_certainty)
-        ]
         if episodes is None:
             texts = self.tokenizer.batch_decode(
                 [g.token_ids for g in batch.completions], skip_special_tokens=True
@@ -395,15 +402,13 @@ class Trainer:
             completions = []
             for i in range(p * G, (p + 1) * G):
                 g = batch.completions[i]
-                n = len(g.token_ids)
-                mine = np.ones(n, dtype=bool) if g.model_mask is None else np.array(g.model_mask, dtype=bool)
                 completions.append(
                     Completion(
                         text=texts[i],
-                        token_ids=[t for t, m in zip(g.token_ids, mine, strict=True) if m],
-                        logprobs=arrays[0][i, :n][mine],
-                        entropies=arrays[1][i, :n][mine],
-                        self_certainty=arrays[2][i, :n][mine],
+                        token_ids=[t for t, m in zip(g.token_ids, _model_mask(g), strict=True) if m],
+                        logprobs=PENDING,
+                        entropies=PENDING,
+                        self_certainty=PENDING,
                         finished=g.finished,
                     )
                 )
@@ -416,7 +421,24 @@ class Trainer:
                 verdicts=verdicts[p * G : (p + 1) * G],
             )
             groups.append(group)
+        if stats is not None:
+            self.attach_stats(groups, batch, stats)
         return groups
+
+    @staticmethod
+    def attach_stats(groups: list[RolloutGroup], batch: RolloutBatch, stats: TokenStats) -> None:
+        """Each completion's per-token arrays from `stats` (rows in batch order), the tokens
+        the model wrote only."""
+        arrays = [
+            t.detach().float().cpu().numpy()  # (N, C)
+            for t in (stats.logprobs, stats.entropies, stats.self_certainty)
+        ]
+        completions = [c for group in groups for c in group.completions]
+        for i, (c, g) in enumerate(zip(completions, batch.completions, strict=True)):
+            n, mine = len(g.token_ids), _model_mask(g)
+            c.logprobs = arrays[0][i, :n][mine]
+            c.entropies = arrays[1][i, :n][mine]
+            c.self_certainty = arrays[2][i, :n][mine]
 
     def score(self, groups: list[RolloutGroup]) -> tuple[list[list[float]], dict[str, float]]:
         """Each group's rewards, and the mean of each part of a weighted combination."""
@@ -460,21 +482,26 @@ class Trainer:
     def update(
         self,
         batch: RolloutBatch,
-        stats: TokenStats,
+        stats: TokenStats | None,
         advantages: torch.Tensor,
         ref: torch.Tensor | None,
         fused: bool,
         used: torch.Tensor,
-    ) -> dict[str, float]:
-        """`updates_per_batch` optimizer steps on the clipped GRPO loss of the `used` rows.
+    ) -> tuple[dict[str, float], TokenStats]:
+        """`updates_per_batch` optimizer steps on the clipped GRPO loss of the `used` rows;
+        the metrics, and the token statistics (computed by the first pass when `stats` is
+        None: the policy that sampled, before any update).
 
         The rows left out (masked or skipped: `masked_group_advantages`) count nowhere, not
         even in the loss's token and sequence counts: the loss is exactly the loss of a
         batch that never had them.
         """
         cfg = self.config
-        old = stats.logprobs.detach()  # (N, C): log π_old, the policy that sampled
+        computed: list[TokenStats] = []  # stats is None: the first pass's, per micro-batch
         mask = batch.loss_mask  # (N, C); advantages, used: (N,); ref: (N, C) or None
+        completion_mask = _completion_mask(batch)  # (N, C)
+        # (N, C): log π_old, the policy that sampled (filled by the first pass when stats is None)
+        old = torch.zeros_like(mask) if stats is None else stats.logprobs.detach()
         totals = {"sequences": int(used.sum()), "tokens": float(mask[used].sum().clamp(min=1.0))}
         losses, clips, kls = [], [], []  # kl: of the first iteration, before any update
         for iteration in range(cfg.updates_per_batch):
@@ -482,9 +509,20 @@ class Trainer:
             loss_sum = 0.0
             for rows in self._micro_batches(len(batch.completions), whole=fused):
                 kept = used[rows].nonzero().squeeze(1)  # (K,): this micro-batch's used rows
+                if stats is None and iteration == 0:  # this pass gives the statistics too
+                    with torch.set_grad_enabled(kept.numel() > 0):
+                        part = completion_stats(self.model, batch.input_ids[rows],
+                                                batch.attention_mask[rows],
+                                                batch.completion_len, cfg.temperature)
+                    computed.append(part)
+                    logprobs = part.logprobs  # (rows, C)
+                    # the policy that sampled, exactly: no update has happened yet
+                    old[rows] = logprobs.detach() * completion_mask[rows]
                 if kept.numel() == 0:
                     continue
-                if fused and iteration == 0:
+                if stats is None and iteration == 0:
+                    pass  # logprobs: this pass's, above
+                elif fused and iteration == 0:
                     logprobs = stats.logprobs[rows]  # the graph of the pass that fed the rewards
                 else:  # (rows, C), recomputed with the current weights
                     logprobs = completion_stats(
@@ -520,13 +558,17 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.scheduler.step()
         self.engine.sync_weights(self.model)
+        if stats is None:  # (N, C) each, 0 past each end, as `token_stats` gives them
+            stats = TokenStats(*(torch.cat([getattr(p, f).detach() for p in computed])
+                                 * completion_mask
+                                 for f in ("logprobs", "entropies", "self_certainty")))
         return {
             "loss": losses[-1],
             "grad_norm": grad_norm,
             "clip_ratio": float(np.mean(clips)) if clips else 0.0,
             "kl": float(np.mean(kls)) if ref is not None and kls else float("nan"),
             "lr": lr,
-        }
+        }, stats
 
     def step_metrics(
         self,
@@ -745,6 +787,12 @@ def holds_a_run(out: Path) -> bool:
     """Whether `out` holds anything a run writes (a 0-step run writes its config and summary)."""
     names = ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints")
     return any((out / name).exists() for name in names)
+
+
+def _model_mask(g: Generation) -> np.ndarray:
+    """Which of a generation's tokens the model wrote (an episode's observations: not)."""
+    n = len(g.token_ids)
+    return np.ones(n, dtype=bool) if g.model_mask is None else np.array(g.model_mask, dtype=bool)
 
 
 def _completion_mask(batch: RolloutBatch) -> torch.Tensor:
