@@ -113,7 +113,7 @@ def test_micro_batches_take_the_statistics_from_the_loss_pass_when_no_reward_rea
         trainer.stats_before_loss = early
         calls = []
         real = trainer.token_stats
-        trainer.token_stats = lambda batch, grad, _real=real: (calls.append(grad), _real(batch, grad=grad))[1]
+        trainer.token_stats = lambda batch, grad, _real=real, _calls=calls: (_calls.append(grad), _real(batch, grad=grad))[1]
         try:
             rows[early] = [trainer.step() for _ in range(2)]
         finally:
