@@ -291,7 +291,7 @@ def _figures(seconds: float, timer: RolloutTimer, args) -> dict:
 
 def _median(runs: list[dict]) -> dict:
     """Per figure, the median over runs (the runs themselves are kept under "runs")."""
-    out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out = {k: round(statistics.median(r[k] for r in runs), 4) for k in runs[0]}
     out["runs"] = [r["samples_per_s"] for r in runs]
     return out
 
