@@ -472,7 +472,8 @@ def _experiment_command(experiment: Any) -> click.Command:
     presets = "; ".join(f"{p.name}: {p.description}" for p in experiment.presets.values())
     params += [
         click.Option(["--out"], default=f"runs/{experiment.command}", show_default=True,
-                     help=f"Output folder ({experiment.result_name}, report.html and the runs)."),
+                     help=f"Output folder: {experiment.result_name}, report.html and what "
+                          "the experiment keeps beside them (its runs)."),
         click.Option(["--preset"], default=None, metavar="NAME",
                      help=f"{presets} (default: {experiment.default_preset}; docs/lab.md)."),
         click.Option(["--quiet"], is_flag=True, help="No progress display."),

@@ -78,9 +78,10 @@ class Option:
         return self.flag or "--" + self.name.replace("_", "-")
 
     def value(self, raw: Any) -> Any:
-        """What `run` gets for `raw`, the value typed (None when left out stays None)."""
-        if self.parse is None or raw is None or (self.multiple and not raw):
-            return {} if self.multiple and not raw else raw
+        """What `run` gets for `raw`, the value typed (left out: None, or for a `multiple`
+        option what `parse` makes of no values)."""
+        if self.parse is None or raw is None:
+            return raw
         return self.parse(raw)
 
 
