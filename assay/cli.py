@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,6 +28,9 @@ from assay.envs import (
 )
 from assay.errors import AssayError
 from assay.verifiers import STATUSES, Verdict
+
+if TYPE_CHECKING:
+    from assay.lab.registry import Experiment
 
 
 class UsageError(click.ClickException):
@@ -456,7 +459,7 @@ def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quie
 # -- the lab's experiments: one command each, made from the registry --------------------
 
 
-def _experiment_command(experiment: Any) -> click.Command:
+def _experiment_command(experiment: Experiment) -> click.Command:
     """`assay <experiment>`: its own options, then `--out`, `--preset` and `--quiet`."""
     params: list[click.Parameter] = []
     for option in experiment.options:
@@ -486,7 +489,7 @@ def _experiment_command(experiment: Any) -> click.Command:
                          help=experiment.summary)
 
 
-def _run_experiment(experiment: Any, out: str, preset: str | None, quiet: bool,
+def _run_experiment(experiment: Experiment, out: str, preset: str | None, quiet: bool,
                     typed: dict[str, Any]) -> None:
     """Run it: a usage problem is one line and exit 2, a failed experiment exit 1, Ctrl-C
     says how to go on; then the reading on stdout and the closing lines on stderr."""
