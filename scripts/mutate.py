@@ -132,7 +132,7 @@ TARGETS = (
     Target(
         "trainer",
         "assay/training/trainer.py",
-        ("tests/test_trainer_step.py", "tests/test_learning.py"),
+        ("tests/test_trainer_step.py", "tests/test_learning.py", "tests/test_episode_training.py"),
         functions=("step", "step_metrics", "update", "_completion_mask"),
     ),
 )

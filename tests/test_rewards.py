@@ -342,3 +342,16 @@ def test_math_wrong_labels_for_numbers_fractions_and_expressions():
 def test_incorrect_label_refuses_an_env_without_wrong_labels():
     with pytest.raises(RewardError, match="incorrect_label.*wrong_label"):
         get_reward("incorrect_label").check_env(get_env("sorting"))
+
+
+def test_pending_statistics_refuse_every_read_and_answer_python_s_own_probes():
+    """The placeholder raises a one-line `RewardError` on any use of the arrays, while the
+    attribute probes of Python and numpy (dunder names) get the AttributeError they expect."""
+    from assay.rewards import RewardError
+    from assay.rewards.base import PENDING
+
+    for read in (lambda: np.mean(PENDING), lambda: len(PENDING), lambda: PENDING[0],
+                 lambda: PENDING.sum(), lambda: PENDING + 1, lambda: float(PENDING)):
+        with pytest.raises(RewardError, match="without declaring needs"):
+            read()
+    assert not hasattr(PENDING, "__array_interface__") and repr(PENDING) == "PENDING"

@@ -509,19 +509,20 @@ class Trainer:
             loss_sum = 0.0
             for rows in self._micro_batches(len(batch.completions), whole=fused):
                 kept = used[rows].nonzero().squeeze(1)  # (K,): this micro-batch's used rows
-                if stats is None and iteration == 0:  # this pass gives the statistics too
+                fresh = None  # (rows, C): this pass's log-probs, when it gives the statistics
+                if stats is None and iteration == 0:
                     with torch.set_grad_enabled(kept.numel() > 0):
                         part = completion_stats(self.model, batch.input_ids[rows],
                                                 batch.attention_mask[rows],
                                                 batch.completion_len, cfg.temperature)
                     computed.append(part)
-                    logprobs = part.logprobs  # (rows, C)
+                    fresh = part.logprobs
                     # the policy that sampled, exactly: no update has happened yet
-                    old[rows] = logprobs.detach() * completion_mask[rows]
+                    old[rows] = fresh.detach() * completion_mask[rows]
                 if kept.numel() == 0:
                     continue
-                if stats is None and iteration == 0:
-                    pass  # logprobs: this pass's, above
+                if fresh is not None:
+                    logprobs = fresh
                 elif fused and iteration == 0:
                     logprobs = stats.logprobs[rows]  # the graph of the pass that fed the rewards
                 else:  # (rows, C), recomputed with the current weights
