@@ -20,6 +20,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ASSAY = str(Path(sys.executable).parent / "assay")
 
 
+def sigint_as_at_a_terminal() -> None:
+    """`preexec_fn` for a child that a test will Ctrl-C: SIGINT back to its default. A suite
+    started in the background by a non-interactive shell (`make test &`, `nohup ... &`, as
+    CI scripts do) runs with SIGINT *ignored*, every child inherits that, and a Python
+    child then never sees the Ctrl-C: it runs on to its end (what made the SIGINT tests
+    take 40-180 s in such runs and 1-3 s by hand)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     def __init__(self, proc: subprocess.CompletedProcess) -> None:
         self.returncode, self.stdout, self.stderr = proc.returncode, proc.stdout, proc.stderr

@@ -424,15 +424,12 @@ def test_a_real_sigint_exits_130_and_leaves_a_summary(assay, tmp_path):
     import subprocess
     import time
 
-    from conftest import ASSAY
+    from conftest import ASSAY, sigint_as_at_a_terminal
 
     out = tmp_path / "sig"
     args = [ASSAY, *TRAIN, "--out", str(out), "--steps", "100000", "--set", "save_every=0"]
-    # A job started in the background by a non-interactive shell (`cmd &`, as a CI script
-    # may do) inherits SIGINT *ignored*, and exec keeps it so: the child would never see
-    # the Ctrl-C this test sends. Give it the default disposition a terminal would.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=sigint_as_at_a_terminal)
     deadline = time.monotonic() + 120
     while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

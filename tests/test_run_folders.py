@@ -18,6 +18,7 @@ import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
+from conftest import sigint_as_at_a_terminal  # noqa: E402
 from test_hardening import one_line_exit_2, run  # noqa: E402 - the same CLI helpers
 
 from assay.training import folder_lock  # noqa: E402
@@ -188,7 +189,7 @@ def test_a_ctrl_c_that_lands_on_another_thread_stops_the_runs_at_once(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     started = time.time()
     proc = subprocess.run([sys.executable, "-c", INTERRUPTED], capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=120, env=env, preexec_fn=sigint_as_at_a_terminal)
     assert "interrupted" in proc.stdout, proc.stdout + proc.stderr
     assert float(proc.stdout.split()[1]) < 5.0, proc.stdout  # WAKE is 0.5 s
     assert time.time() - started < 45, "the runs went on after the Ctrl-C"
@@ -202,8 +203,8 @@ def test_workers_die_with_their_parent(tmp_path, sig):
            "organism:tiny", "--rewards", "verifier,random", "--steps", "200", "--jobs", "2",
            "--quiet", "--out", str(out)]
     log = tmp_path / "stderr.txt"
-    parent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=log.open("w"), start_new_session=True)
+    parent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+                              start_new_session=True, preexec_fn=sigint_as_at_a_terminal)
     deadline = time.time() + 240
     while time.time() < deadline:  # until both runs have written a step
         rows = list(out.glob("runs/*/metrics.jsonl"))
@@ -217,11 +218,9 @@ def test_workers_die_with_their_parent(tmp_path, sig):
     assert workers, "compare --jobs 2 started no worker process"
     os.kill(parent.pid, sig)
     # The property is that no worker outlives the parent, and that the parent exits at
-    # once. A SIGINT once took 40-180 s in the full suite: the kernel had handed it to one
-    # of the pool's threads while the main thread waited, without a timeout, for the next
-    # run to end (see test_a_ctrl_c_that_lands_on_another_thread_stops_the_runs_at_once).
-    # A parent still running after 30 s prints its threads' stacks (SIGUSR1), which go into
-    # the failure message.
+    # once. (A SIGINT took 40-180 s in suites started in the background, which ignore
+    # SIGINT for every child: `sigint_as_at_a_terminal` restores it.) A parent still
+    # running after 30 s prints its threads' stacks (SIGUSR1), which go into the failure.
     signalled = time.time()
     try:
         parent.wait(timeout=30)

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import psutil
+from conftest import sigint_as_at_a_terminal
 from fuzz_inputs import fuzz_settings
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -45,7 +46,8 @@ SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 def start(args: list[str], tag: str) -> subprocess.Popen:
     env = {**os.environ, "ASSAY_FUZZ_TAG": tag, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "assay.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_at_a_terminal)
 
 
 def finish(proc: subprocess.Popen, sent: int | None = None) -> None:
