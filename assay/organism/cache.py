@@ -95,6 +95,7 @@ def ensure_prior(
             "evaluation": scores,
             "build_seconds": round(time.perf_counter() - start, 1),
             "build_threads": BUILD_THREADS,
+            "build_cpu": cpu_kernels(),
             "parameters": sum(p.numel() for p in model.parameters()),
             "env": skill.env_name,
             "env_options": skill.env_options,
@@ -105,6 +106,24 @@ def ensure_prior(
             shutil.rmtree(path)
         os.replace(tmp, path)
     return path
+
+
+def cpu_kernels() -> str:
+    """The CPU a build ran on, as far as its float sums depend on it: the machine, the
+    vector instructions torch chose (e.g. AVX512) and the processor's name. Two builds
+    with the same threads and the same `cpu_kernels()` give the same bits."""
+    import platform
+
+    import torch
+
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            name = next((line.split(":", 1)[1].strip() for line in info
+                         if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} {name}".strip()
 
 
 def build_with_threads(spec: PriorSpec, name: str, quiet: bool) -> tuple[Any, Any, dict]:
