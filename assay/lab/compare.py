@@ -242,14 +242,19 @@ def _train(config_dict: dict[str, Any], resume: bool) -> dict[str, Any]:
     return {"wall_time": time.perf_counter() - start}
 
 
-def finished_runs(out: Path) -> set[Path]:
+def _readable_runs(out: Path) -> list[Any]:
+    """The run folders under `OUT/runs` (none before the first); a folder the lab cannot
+    read is left out."""
     if not (out / "runs").exists():
-        return set()
-    # a run folder the lab cannot read is not finished: it is trained again
+        return []
     from assay.lab.summary import find_runs  # (torch, through the collapse rules)
 
-    runs = find_runs(out / "runs", on_error=lambda exc: None)
-    return {run.path.resolve() for run in runs if run.finished}
+    return find_runs(out / "runs", on_error=lambda exc: None)
+
+
+def finished_runs(out: Path) -> set[Path]:
+    # a run folder the lab cannot read is not finished: it is trained again
+    return {run.path.resolve() for run in _readable_runs(out) if run.finished}
 
 
 def execute(
@@ -349,18 +354,11 @@ def run(
     echo = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     meta = execute(the_plan, jobs=jobs or default_jobs(the_plan), live=not quiet, echo=echo)
     meta["planned"] = len(the_plan.jobs)
-    if meta["failed"] and not _with_metrics(out):  # every run failed before its first step
+    # every run failed before its first step: nothing to report
+    if meta["failed"] and not any(run.rows for run in _readable_runs(out)):
         raise ExperimentFailed(f"no run produced metrics; see {out}/lab.json",
                                [f"{key}: {error}" for key, error in meta["failed"].items()])
     return meta
-
-
-def _with_metrics(out: Path) -> bool:
-    from assay.lab.summary import find_runs
-
-    if not (out / "runs").is_dir():
-        return False
-    return any(run.rows for run in find_runs(out / "runs", on_error=lambda exc: None))
 
 
 def report(out: Path) -> str:
@@ -375,8 +373,7 @@ def closing(result: dict[str, Any], out: Path) -> tuple[list[str], int]:
     (a script must see it: the report shows only the runs that trained)."""
     failed = result.get("failed", {})
     lines = [f"{key}: {error}" for key, error in failed.items()]
-    planned = result.get("planned", len(result.get("settings", {}).get("rewards", [])))
-    lines.append(f"{planned} runs{f', {len(failed)} failed' if failed else ''} in "
+    lines.append(f"{result['planned']} runs{f', {len(failed)} failed' if failed else ''} in "
                  f"{result['settings']['wall_time']:.0f} s; report: {out}/report.html")
     return lines, 1 if failed else 0
 

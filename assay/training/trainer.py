@@ -360,13 +360,7 @@ class Trainer:
                         self.config.temperature,
                     )
                 )
-        mask = _completion_mask(batch)  # (N, C)
-        return TokenStats(
-            *(
-                torch.cat([getattr(p, f) for p in parts]) * mask  # (N, C), 0 past each end
-                for f in ("logprobs", "entropies", "self_certainty")
-            )
-        )
+        return _joined(parts, _completion_mask(batch))
 
     def make_groups(
         self,
@@ -559,10 +553,8 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.scheduler.step()
         self.engine.sync_weights(self.model)
-        if stats is None:  # (N, C) each, 0 past each end, as `token_stats` gives them
-            stats = TokenStats(*(torch.cat([getattr(p, f).detach() for p in computed])
-                                 * completion_mask
-                                 for f in ("logprobs", "entropies", "self_certainty")))
+        if stats is None:  # as `token_stats` gives them, without the graph
+            stats = _joined(computed, completion_mask, detach=True)
         return {
             "loss": losses[-1],
             "grad_norm": grad_norm,
@@ -788,6 +780,15 @@ def holds_a_run(out: Path) -> bool:
     """Whether `out` holds anything a run writes (a 0-step run writes its config and summary)."""
     names = ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints")
     return any((out / name).exists() for name in names)
+
+
+def _joined(parts: list[TokenStats], mask: torch.Tensor, *, detach: bool = False) -> TokenStats:
+    """Micro-batches' statistics (rows in batch order) as one `TokenStats`, each field
+    (N, C) and 0 past each completion's end (`mask`)."""
+    return TokenStats(*(
+        torch.cat([getattr(p, f).detach() if detach else getattr(p, f) for p in parts]) * mask
+        for f in ("logprobs", "entropies", "self_certainty")
+    ))
 
 
 def _model_mask(g: Generation) -> np.ndarray:
