@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the priors shipped inside assay (assay/organism/shipped/) from their recipes:
 # each preset is built from scratch in a fresh cache, on the build's fixed thread count
-# (assay.organism.cache.BUILD_THREADS), and copied in under <preset>-<spec hash>.
+# and kernels (assay/organism/pinned.py), and copied in under <preset>-<spec hash>.
 # Run it after changing a shipped preset's spec or the prior's training code; commit the
-# result. About 10 minutes on 2 idle cores for `default`, under a minute for `tiny`.
+# result. About 7 minutes on 2 idle cores for `default` (2026-12-06), under a minute for `tiny`.
 #   scripts/ship-priors.sh [PRESET ...]      (default: default tiny)
 set -euo pipefail
 cd "$(dirname "$0")/.."

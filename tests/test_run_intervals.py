@@ -170,3 +170,15 @@ def test_the_law_needs_moving_entropy_and_three_validations():
     assert entropy_law.predict(law_rows(0.1, 0.6, [0.5] * 10)) is None  # entropy never moved
     assert entropy_law.predict(law_rows(0.1, 0.6, [1.0, 0.5, 0.2, 0.1])) is None  # 2 in the first half
     assert entropy_law.predict([]) is None
+
+
+def test_the_law_gives_no_fit_on_values_past_float_range():
+    # a corrupt metrics file, as the report fuzzer wrote one: exp(H) overflows, the
+    # solver would fail; the report shows no prediction rather than a traceback
+    from assay.lab import entropy_law
+
+    rows = [{"step": s, "entropy": h, "val_accuracy": acc} for s, h, acc in
+            [(1, 0.5, 0.1), (3, 8.66e-123, 0.0), (6, 422.83, 0.05), (7, 8.9e15, 0.94), (16, 0.4, 0.2)]]
+    assert entropy_law.predict(rows) is None
+    assert entropy_law.fit(np.array([0.5, 0.4, 0.3]), np.array([0.1, float("nan"), 0.2])) is None
+    assert entropy_law.fit(np.array([0.5, 800.0, 0.3]), np.array([0.1, 0.2, 0.3])) is None

@@ -13,7 +13,7 @@ import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
-from assay.organism import cache  # noqa: E402
+from assay.organism import cache, pinned  # noqa: E402
 from assay.organism.spec import PRESETS  # noqa: E402
 
 SHIPPED = sorted(p for p in cache.SHIPPED.iterdir() if p.is_dir()) if cache.SHIPPED.is_dir() else []
@@ -35,6 +35,7 @@ def test_each_shipped_prior_matches_its_presets_spec(folder):
         meta["spec"].setdefault("tool_fraction", 0.0)
     assert meta["spec"] == fields
     assert meta["build_threads"] == cache.BUILD_THREADS
+    assert meta["build_kernels"].endswith(f"MKL_CBWR={pinned.PINNED_ENV['MKL_CBWR']}"), meta["build_kernels"]
     assert (folder / "model.safetensors").stat().st_size > 100_000
 
 
@@ -44,7 +45,7 @@ def test_a_first_use_copies_the_shipped_prior_without_building(tmp_path, monkeyp
     def no_build(*args, **kwargs):
         raise AssertionError("built a prior that is shipped")
 
-    monkeypatch.setattr(cache, "build_with_threads", no_build)
+    monkeypatch.setattr(cache, "build_pinned", no_build)
     path = cache.ensure_prior(PRESETS["tiny"], "tiny", quiet=True)
     shipped = cache.shipped_prior(PRESETS["tiny"], "tiny")
     assert path.parent == tmp_path / "organism" and shipped is not None
@@ -56,11 +57,12 @@ def test_a_first_use_copies_the_shipped_prior_without_building(tmp_path, monkeyp
 @pytest.mark.timeout(3600)  # default: about 18 minutes on 2 idle cores
 @pytest.mark.parametrize("preset", sorted({p.name.rsplit("-", 1)[0] for p in SHIPPED}))
 def test_the_recipe_rebuilds_each_shipped_prior_bit_for_bit(preset, tmp_path, monkeypatch):
-    """The recipe gives the shipped bits: on the build's thread count and, since the matrix
-    kernels' order of summation depends on it, on the kind of CPU that built it. A failure
-    says how far apart the two are and how their evaluations compare (on another CPU,
-    2026-12-06: tiny within 3.2e-5 with the same evaluation; default 3,000 SFT steps
-    later up to 0.21 apart, greedy accuracy 0.402 against 0.395)."""
+    """The recipe gives the shipped bits, on the build's thread count and pinned kernels
+    (`pinned.py`), on any x86 CPU with AVX2. A failure says how far apart the two are, what
+    each was built on and how their evaluations compare (before the kernels were pinned,
+    a rebuild on another CPU than the shipping one, 2026-12-06: tiny within 3.2e-5 with
+    the same evaluation; default, 3,000 SFT steps, up to 0.21 apart, greedy accuracy 0.402
+    against 0.395)."""
     from safetensors.torch import load_file
 
     monkeypatch.setenv("ASSAY_CACHE", str(tmp_path))
@@ -74,8 +76,9 @@ def test_the_recipe_rebuilds_each_shipped_prior_bit_for_bit(preset, tmp_path, mo
         now = json.loads((built / "assay.json").read_text())
         gap = max(float((ours[k] - theirs[k]).abs().max()) for k in ours)
         pytest.fail(
-            f"{len(differ)} of {len(ours)} tensors differ, by up to {gap:.2e}, rebuilt on "
-            f"{cache.cpu_kernels()} (shipped: built on {was.get('build_cpu', 'a CPU not recorded')}); "
+            f"{len(differ)} of {len(ours)} tensors differ, by up to {gap:.2e}; rebuilt on "
+            f"{now['build_cpu']} ({now['build_kernels']}), shipped built on "
+            f"{was.get('build_cpu', 'a CPU not recorded')} ({was.get('build_kernels', 'kernels not recorded')}); "
             f"evaluation rebuilt {now['evaluation']} against shipped {was['evaluation']}"
         )
 

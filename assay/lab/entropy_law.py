@@ -39,11 +39,14 @@ def points(rows: Sequence[dict[str, Any]], upto: int | None = None) -> tuple[np.
 
 def fit(h: np.ndarray, r: np.ndarray) -> tuple[float, float] | None:
     """(a, b) of R = -a * exp(H) + b by least squares; None with fewer than MIN_POINTS
-    points or when the entropy did not move (exp(H) constant: no slope to fit)."""
+    points, when the entropy did not move (exp(H) constant: no slope to fit), or when a
+    value is not a finite float (a hand-edited or corrupt metrics file: exp(H) past
+    float range, NaN), on which the solver would fail."""
     if len(h) < MIN_POINTS:
         return None
-    x = np.exp(h)  # (P,)
-    if np.ptp(x) < 1e-9:
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = np.exp(h)  # (P,)
+    if not (np.isfinite(x).all() and np.isfinite(r).all()) or np.ptp(x) < 1e-9:
         return None
     design = np.stack([-x, np.ones_like(x)], axis=1)  # (P, 2): R = design @ (a, b)
     (a, b), *_ = np.linalg.lstsq(design, r, rcond=None)

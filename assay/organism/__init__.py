@@ -10,7 +10,8 @@ SMT tasks; `code.py`: one-line Python functions, run in the sandbox); the spec
 
 Modules: `spec` (PriorSpec, presets), `skills` (the Skill protocol and registry),
 `tokenizer`, `model`, `prior` (the supervised loop), `cache` (build once, find again),
-and one data module per skill. This package uses `assay.envs` and `assay.verifiers`,
+`pinned` (a build in a process of its own, on pinned kernels), and one data module per
+skill. This package uses `assay.envs` and `assay.verifiers`,
 never `assay.training` (training uses it).
 """
 

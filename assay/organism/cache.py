@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.hf import quiet_transformers
-from assay.organism.prior import train_prior_with_bar
+from assay.organism.pinned import BUILD_THREADS, build_pinned
 from assay.organism.skills import get_skill
 from assay.organism.spec import FORMAT_VERSION, PriorSpec
 
@@ -39,14 +39,10 @@ def prior_path(spec: PriorSpec, name: str = "default") -> Path:
 
 #: priors built once and shipped inside assay, `shipped/<preset>-<spec hash>/`: a first use
 #: copies one into the cache in a second instead of building it (minutes on two cores),
-#: and every machine then starts from the same weights (a build's last bits depend on the
-#: CPU's kernels). `scripts/ship-priors.sh` rebuilds them; tests/test_shipped_priors.py
-#: checks that each still matches its preset's spec and that its recipe reproduces it.
+#: and every machine then starts from the same weights. `scripts/ship-priors.sh` rebuilds
+#: them; tests/test_shipped_priors.py checks that each still matches its preset's spec and
+#: that its recipe reproduces it (builds run on pinned kernels: `pinned.py`).
 SHIPPED = Path(__file__).with_name("shipped")
-
-#: torch threads a prior is built with: part of the recipe, since the sums inside a
-#: matrix product are split by thread and float addition is not associative
-BUILD_THREADS = 2
 
 
 def shipped_prior(spec: PriorSpec, name: str) -> Path | None:
@@ -85,18 +81,22 @@ def ensure_prior(
             return path
         skill = get_skill(spec.skill)
         start = time.perf_counter()
-        model, tokenizer, scores = build_with_threads(spec, name, quiet)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            built = build_pinned(spec, name, tmp, quiet=quiet)
+        except BaseException:  # a failed or interrupted build leaves no half-written folder
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         meta = {
             "organism": name,
             "spec": dataclasses.asdict(spec),
             "format_version": FORMAT_VERSION,
-            "evaluation": scores,
+            "evaluation": built["evaluation"],
             "build_seconds": round(time.perf_counter() - start, 1),
             "build_threads": BUILD_THREADS,
-            "build_cpu": cpu_kernels(),
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "build_cpu": built["build_cpu"],
+            "build_kernels": built["build_kernels"],
+            "parameters": built["parameters"],
             "env": skill.env_name,
             "env_options": skill.env_options,
             "train_defaults": skill.train_defaults,
@@ -106,36 +106,6 @@ def ensure_prior(
             shutil.rmtree(path)
         os.replace(tmp, path)
     return path
-
-
-def cpu_kernels() -> str:
-    """The CPU a build ran on, as far as its float sums depend on it: the machine, the
-    vector instructions torch chose (e.g. AVX512) and the processor's name. Two builds
-    with the same threads and the same `cpu_kernels()` give the same bits."""
-    import platform
-
-    import torch
-
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            name = next((line.split(":", 1)[1].strip() for line in info
-                         if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} {name}".strip()
-
-
-def build_with_threads(spec: PriorSpec, name: str, quiet: bool) -> tuple[Any, Any, dict]:
-    """`train_prior_with_bar` on `BUILD_THREADS` torch threads (restored afterwards)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(BUILD_THREADS)
-    try:
-        return train_prior_with_bar(spec, name, quiet)
-    finally:
-        torch.set_num_threads(before)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

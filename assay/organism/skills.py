@@ -68,6 +68,13 @@ def get_skill(name: str) -> Skill:
     return _SKILLS[name]
 
 
+def importable(name: str) -> bool:
+    """Whether a new process finds the skill `name` by its name: a built-in skill, not
+    replaced by one registered at run time."""
+    skill = _SKILLS.get(name)
+    return name in _BUILTIN and (skill is None or type(skill).__module__ == _BUILTIN[name])
+
+
 def skill_env(skill: Skill) -> Environment:
     """The skill's env with its options: the tasks the organism learns and is scored on."""
     from assay.envs import get_env

@@ -15,8 +15,9 @@ from typing import Any
 from assay.options import OptionError, build_options
 from assay.organism.skills import Skill, get_skill
 
-#: Bump when the builder changes in a way that changes what it builds.
-FORMAT_VERSION = 3
+#: Bump when the builder changes in a way that changes what it builds. 4: builds run on
+#: pinned kernels (`pinned.py`), the same bits on any x86 CPU with AVX2.
+FORMAT_VERSION = 4
 #: The skill of priors that name none (and of every prior built before skills existed).
 DEFAULT_SKILL = "countdown"
 
