@@ -445,7 +445,10 @@ def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quie
         spec = organism.make_spec(preset, **parse_assignments(assignments))
     except OptionError as exc:
         raise UsageError(str(exc)) from None
-    path = organism.ensure_prior(spec, preset, quiet=quiet, rebuild=rebuild)
+    try:
+        path = organism.ensure_prior(spec, preset, quiet=quiet, rebuild=rebuild)
+    except AssayError as exc:  # the build process failed; its own error is above
+        raise UsageError(str(exc)) from None
     meta = organism.read_metadata(path)
     click.echo(str(path))
     click.echo(json.dumps({"evaluation": meta.get("evaluation"),

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from assay.errors import AssayError
 from assay.organism.spec import PriorSpec
 
 #: set before torch loads: ATen's dispatch width, and MKL's conditional numerical
@@ -41,7 +42,7 @@ BUILD_THREADS = 2
 REPORT = "build-report.json"
 
 
-class PriorBuildError(RuntimeError):
+class PriorBuildError(AssayError, RuntimeError):
     """The build process of a prior failed; its own error was printed above."""
 
 
@@ -117,6 +118,9 @@ def main(argv: list[str]) -> None:
     from assay.hf import quiet_transformers
 
     quiet_transformers()
-    result = _build_here(PriorSpec(**json.loads(spec_json)), name, Path(folder), quiet=quiet)
+    try:
+        result = _build_here(PriorSpec(**json.loads(spec_json)), name, Path(folder), quiet=quiet)
+    except KeyboardInterrupt:  # Ctrl-C reaches both processes: the parent says it, once
+        sys.exit(130)
     (Path(folder) / REPORT).write_text(json.dumps(result) + "\n", encoding="utf-8")
 
