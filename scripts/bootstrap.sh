@@ -31,11 +31,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 
-# --no-compile: no .pyc for every module of every package at install time (Ray, TRL,
-# transformers, ...); Python writes them for the modules it imports, when it imports them.
-# Measured 2026-12-06 (2 cores): torch 26 s -> 7 s, the dev extra 87 s -> 62 s.
+# pip byte-compiles every module it installs, which is most of the set-up's time
+# (--no-compile: torch 26 s -> 7 s, the dev extra 87 s -> 62 s, 2026-12-06). It stays:
+# where PYTHONDONTWRITEBYTECODE is set (as on the project's machines) nothing writes
+# the .pyc files later, every process compiles every module it imports, and `make test`
+# ran minutes slower.
 PIP="$VENV/bin/pip --disable-pip-version-check -q"
-INSTALL="install --no-compile"
+INSTALL="install"
 # `step WHAT COMMAND...`: say what is being installed, then a line every 20 s until it ends
 # (pip -q is silent for a minute; a log without a terminal should not look stuck)
 step() {
