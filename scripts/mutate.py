@@ -109,6 +109,7 @@ TARGETS = (
     Target("detector_eval", "assay/lab/detector_eval.py", ("tests/test_detector_eval.py",),
            functions=("label", "fall_step", "majority_rule", "score", "evaluate")),
     Target("entropy_law", "assay/lab/entropy_law.py", ("tests/test_run_intervals.py",)),
+    Target("pinned_build", "assay/organism/pinned.py", ("tests/test_pinned_build.py",)),
     Target("rank_correlation", "assay/lab/rank_correlation.py",
            tuple(f"tests/test_zoo.py::{t}" for t in (
                "test_ranks_share_ties", "test_spearman", "test_permutation_p",

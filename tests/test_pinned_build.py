@@ -45,6 +45,7 @@ def test_the_build_gives_the_same_bits_whatever_kernels_its_caller_would_use(tmp
     differ = [k for k in wide if not bool((wide[k] == narrow[k]).all())]
     assert not differ, f"{len(differ)} of {len(wide)} tensors differ"
     assert meta["build_kernels"] == "ATen AVX2, MKL_CBWR=AVX2"
+    assert not list((tmp_path / "wide" / "organism").glob(f"*/{pinned.REPORT}")), "the build report was left"
     assert meta["build_cpu"] == pinned.cpu_name() and meta["build_threads"] == pinned.BUILD_THREADS
 
 

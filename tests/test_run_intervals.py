@@ -182,3 +182,13 @@ def test_the_law_gives_no_fit_on_values_past_float_range():
     assert entropy_law.predict(rows) is None
     assert entropy_law.fit(np.array([0.5, 0.4, 0.3]), np.array([0.1, float("nan"), 0.2])) is None
     assert entropy_law.fit(np.array([0.5, 800.0, 0.3]), np.array([0.1, 0.2, 0.3])) is None
+
+
+def test_the_fit_reads_the_validation_on_its_last_step():
+    # steps 1..40: the fit reads steps up to 20, the validation at step 20 included
+    from assay.lab import entropy_law
+
+    rows = [{"step": s, "entropy": h, "val_accuracy": -0.1 * np.exp(h) + 0.6}
+            for s, h in [(1, 1.2), (10, 0.8), (20, 0.5), (30, 0.3), (40, 0.1)]]
+    law = entropy_law.predict(rows)
+    assert law is not None and law["fit_steps"] == 20 and law["fit_points"] == 3
