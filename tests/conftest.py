@@ -52,6 +52,28 @@ def assay():
     return run
 
 
+@pytest.fixture
+def echo_skill(monkeypatch):
+    """A skill registered at run time only, as a user's own would be: `skill="echo"`
+    learns to echo `ab`, evaluates to {"echoed": 1.0}; unregistered after the test."""
+    from assay.organism import skills
+
+    class Echo:
+        name, env_name, alphabet, max_positions = "echo", "echo-env", "ab:", 16
+        env_options = {"width": 2}
+        train_defaults = {"group_size": 4}
+
+        def examples(self, spec, n, seed):
+            return [("ab:", "ab")] * n
+
+        def evaluate(self, spec, model, tokenizer):
+            return {"echoed": 1.0}
+
+    skill = Echo()
+    monkeypatch.setitem(skills._SKILLS, "echo", skill)
+    return skill
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return path

@@ -124,21 +124,7 @@ def test_cache_keys_of_the_presets_are_stable():
     assert organism.make_spec("tiny", skill="countdown").key() == keys["tiny"]
 
 
-def test_a_new_skill_is_a_registered_data_module(monkeypatch):
-    from assay.organism import skills
-
-    class Echo:
-        name, env_name, alphabet, max_positions = "echo", "echo-env", "ab:", 16
-        env_options = {"width": 2}
-        train_defaults = {"group_size": 4}
-
-        def examples(self, spec, n, seed):
-            return [("ab:", "ab")] * n
-
-        def evaluate(self, spec, model, tokenizer):
-            return {}
-
-    monkeypatch.setitem(skills._SKILLS, "echo", Echo())
+def test_a_new_skill_is_a_registered_data_module(echo_skill):
     spec = organism.make_spec("tiny", skill="echo")
     assert spec.skill == "echo" and spec.key() != organism.PRESETS["tiny"].key()
     assert organism.skill_of("tiny", skill="echo").env_name == "echo-env"

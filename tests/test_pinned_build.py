@@ -61,22 +61,8 @@ def test_a_failed_build_names_the_prior_and_leaves_no_folder(tmp_path, monkeypat
     assert not list((tmp_path / "organism").glob("tiny-*/")), "a half-written prior was left"
 
 
-def test_a_skill_registered_at_run_time_is_built_here_and_says_so(tmp_path, monkeypatch):
+def test_a_skill_registered_at_run_time_is_built_here_and_says_so(tmp_path, monkeypatch, echo_skill):
     # a new process cannot find a skill that exists only in this one
-    from assay.organism import skills
-
-    class Echo:
-        name, env_name, alphabet, max_positions = "echo", "echo-env", "ab:", 16
-        env_options = {"width": 2}
-        train_defaults = {"group_size": 4}
-
-        def examples(self, spec, n, seed):
-            return [("ab:", "ab")] * n
-
-        def evaluate(self, spec, model, tokenizer):
-            return {"echoed": 1.0}
-
-    monkeypatch.setitem(skills._SKILLS, "echo", Echo())
     monkeypatch.setenv("ASSAY_CACHE", str(tmp_path))
     path = cache.ensure_prior(dataclasses.replace(SHORT, skill="echo"), "tiny", quiet=True)
     meta = json.loads((path / "assay.json").read_text())

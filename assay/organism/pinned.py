@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError
+from assay.organism.skills import importable
 from assay.organism.spec import PriorSpec
 
 #: set before torch loads: ATen's dispatch width, and MKL's conditional numerical
@@ -70,10 +71,7 @@ def kernels() -> str:
 def build_pinned(spec: PriorSpec, name: str, folder: Path, *, quiet: bool) -> dict[str, Any]:
     """Train the prior `spec` (preset `name`) and save it, with its tokenizer, in `folder`;
     returns {"evaluation", "parameters", "build_cpu", "build_kernels"}."""
-    from assay.organism.skills import get_skill, importable
-
-    get_skill(spec.skill)  # an unknown skill is an OptionError here, not in the child
-    if not importable(spec.skill):
+    if not importable(spec.skill):  # an unknown skill too: an OptionError here, not in a child
         return _build_here(spec, name, folder, quiet=quiet)
     env = {**os.environ, **PINNED_ENV,
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
