@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from assay.envs import code_harness as harness  # its Test* classes are not pytest tests
-from assay.envs.code_harness import instrument_tests, solution_source
+from assay.envs.code_harness import count_tests, solution_source
 
 PROMPT = "import math\n\ndef f(x):\n    \"\"\"Twice x.\"\"\"\n"
 
@@ -31,7 +31,79 @@ def test_a_whole_program_follows_the_prompt_after_blank_lines():
 
 def test_tests_that_do_not_parse_name_the_line():
     with pytest.raises(harness.TestsError, match=r"the tests do not parse: line 2: "):
-        instrument_tests("assert f(1) == 2\nassert f(2) ==\n")
+        count_tests("assert f(1) == 2\nassert f(2) ==\n")
+
+
+def test_tests_without_an_assert_are_refused():
+    with pytest.raises(harness.TestsError, match="no assert statement"):
+        count_tests("def check(candidate):\n    candidate(1)\n")
+
+
+# Asserts in every kind of statement body, numbered depth first in source order.
+NESTED = """
+assert ok(0)
+def check(candidate):
+    assert ok(1)
+    if candidate:
+        assert ok(2)
+    else:
+        assert ok(3)
+    for i in range(1):
+        assert ok(4)
+    else:
+        assert ok(5)
+    while False:
+        assert ok(99)
+    try:
+        assert ok(6)
+    except Exception:
+        assert ok(99)
+    else:
+        assert ok(7)
+    finally:
+        assert ok(8)
+    with open("/dev/null") as handle:
+        assert ok(9)
+    match candidate:
+        case 1:
+            assert ok(10)
+        case _:
+            assert ok(99)
+    class Inner:
+        assert ok(11)
+    assert boom(), "an exception is a failure"
+    assert ok(12) and False
+assert ok(13); assert ok(14)
+check(1)
+"""
+
+
+def test_the_judge_numbers_every_assert_in_source_order_and_carries_on():
+    import ast
+
+    from assay.envs import code_judge
+
+    tree = ast.parse(NESTED)
+    assert code_judge.count_asserts(tree) == count_tests(NESTED) == 19
+    assert code_judge.record_asserts(tree) == 19
+    assert not any(isinstance(node, ast.Assert) for node in ast.walk(tree))
+    recorded, seen = [], []
+
+    def ok(label):
+        seen.append(label)
+        return True
+
+    def boom():
+        raise ValueError("no")
+
+    scope = {"ok": ok, "boom": boom, code_judge.RECORD: lambda number, passed: recorded.append((number, passed))}
+    exec(compile(tree, "tests.py", "exec", dont_inherit=True), scope)
+    # ok(n) is assert number n until the first 99 (number 6); asserts 3 and the 99s never
+    # run (the other branch, a dead loop, an unused handler, another case); 13 and 14 (17
+    # and 18) run before check(1); boom's and the `and False` (15, 16) fail
+    assert seen == [0, 13, 14, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert [n for n, _ in recorded] == [0, 17, 18, 1, 2, 4, 5, 7, 9, 10, 11, 12, 14, 15, 16]
+    assert [n for n, passed in recorded if not passed] == [15, 16]
 
 
 def test_a_report_cannot_be_changed_after_the_judge_wrote_it():

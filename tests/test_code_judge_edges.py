@@ -209,3 +209,11 @@ def test_why_the_tests_stopped_is_cut_to_500_characters(env):
     verdict = verify(env, "assert f() == 1\nraise ValueError('y' * 2000)\n", "def f():\n    return 1\n", "f")
     why = ("the tests stopped early: ValueError: " + "y" * 2000)[:500]
     assert verdict.detail == "1/1 tests passed; " + why, verdict.detail[:80]
+
+
+def test_solution_setup_and_tests_run_without_the_judges_future_flags(env):
+    # the judge's source has `from __future__ import annotations`; code it compiles must
+    # not inherit it, or annotations are strings where `python` makes them objects
+    solution = "def add(a: int, b: int) -> int:\n    return a + b if add.__annotations__['a'] is int else 0\n"
+    tests = "def typed(x: int): pass\nassert typed.__annotations__['x'] is int\nassert add(1, 2) == 3\n"
+    assert verify(env, tests, solution).correct

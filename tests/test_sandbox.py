@@ -204,3 +204,41 @@ def test_run_many_survives_a_raising_progress_callback(box):
         box.run_many([{"code": "import time; time.sleep(0.2)"}] * 4, on_result=explode)
     results = box.run_many([{"code": f"print({i})"} for i in range(6)])
     assert [r.stdout for r in results] == [f"{i}\n" for i in range(6)]
+
+
+def test_code_runs_without_the_servers_future_flags(box):
+    # `python main.py` evaluates annotations; the fork server's own source has
+    # `from __future__ import annotations`, which a run must not inherit
+    result = box.run("def f(x: int) -> None: pass\nprint(f.__annotations__['x'] is int)")
+    assert result.stdout == "True\n", result
+
+
+# Slow to compile (every line is parsed), instant to run (the body is dead code).
+SLOW_TO_COMPILE = "import sys\nif sys.argv == []:\n" + "".join(f"    x{i} = [{i}, {i} + 1]\n" for i in range(20_000))
+SLOW_TO_COMPILE += "print(__name__, sys.argv)\nraise KeyError('k')\n"
+
+
+def test_a_warm_program_runs_as_a_cold_one_without_its_compile():
+    import time
+
+    started = time.perf_counter()
+    compile(SLOW_TO_COMPILE, "main.py", "exec")
+    compile_s = time.perf_counter() - started
+    try:
+        warm = Sandbox(workers=1, programs=[SLOW_TO_COMPILE, "def (:"])
+        (info,) = warm.start()
+    except SandboxError as exc:
+        pytest.skip(f"local sandbox unavailable: {exc}")
+    with warm, Sandbox(workers=1) as cold:
+        assert info["warm_programs"] == 1  # the one that compiles
+        hot, plain = warm.run(SLOW_TO_COMPILE), cold.run(SLOW_TO_COMPILE)
+        # the same run: output, exit status and traceback (its line numbers and text)
+        assert (hot.stdout, hot.stderr, hot.exit_code) == (plain.stdout, plain.stderr, plain.exit_code)
+        assert hot.stdout == "__main__ ['main.py']\n" and "raise KeyError('k')" in hot.stderr
+        # the cold run compiles inside its time; the warm one does not (about 100 times
+        # apart here; 4 times is the margin for a loaded machine)
+        assert hot.wall_time * 4 < min(compile_s, plain.wall_time), (hot.wall_time, plain.wall_time, compile_s)
+        # a run of other code, or of the program that did not compile, compiles as usual
+        assert warm.run("print(6 * 7)").stdout == "42\n"
+        broken = warm.run("def (:")
+        assert broken.exit_code == 1 and broken.stderr.rstrip().endswith("SyntaxError: invalid syntax")

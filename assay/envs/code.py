@@ -32,7 +32,7 @@ from assay.envs.code_feedback import FEEDBACK, TestFeedback
 from assay.envs.code_harness import (
     JUDGE_SOURCE,
     TestsError,
-    instrument_tests,
+    count_tests,
     judge_stdin,
     outputs_match,
     read_judge_report,
@@ -346,10 +346,10 @@ class CodeEnv(TestFeedback, Environment):
 
             if self.options.backend == "ray":  # the cluster's CPUs unless workers is set
                 self._sandbox = Sandbox(backend="ray", workers=self.options.workers or None,
-                                        address=self.options.ray_address or None)
+                                        address=self.options.ray_address or None, programs=[JUDGE_SOURCE])
                 return self._sandbox
             size = self.options.workers or workers or os.cpu_count() or 1
-            self._sandbox = Sandbox(backend=self.options.backend, workers=size)
+            self._sandbox = Sandbox(backend=self.options.backend, workers=size, programs=[JUDGE_SOURCE])
         return self._sandbox
 
     # -- planning one check ------------------------------------------------------------
@@ -403,7 +403,7 @@ class CodeEnv(TestFeedback, Environment):
         tests = task.get("tests") if "tests" in task.fields else task.get("test")
         entry_point = task["entry_point"]
         try:
-            instrumented, total = instrument_tests(tests)
+            total = count_tests(tests)
         except TestsError as exc:
             return Verdict.error(f"task {task.id}: {exc}")
         code_prompt = self._code_prompt(task)
@@ -416,7 +416,7 @@ class CodeEnv(TestFeedback, Environment):
         budget = max(0.2, timeout - min(1.0, 0.2 * timeout))  # the judge reports before the kill
         job = {
             "code": JUDGE_SOURCE,
-            "stdin": judge_stdin(source, entry_point, instrumented, setup, budget),
+            "stdin": judge_stdin(source, entry_point, tests, setup, budget),
             "timeout": timeout,
             "memory_mb": self.options.memory_mb,
         }

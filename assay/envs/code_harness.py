@@ -2,70 +2,49 @@
 
 Assert-style tasks run the judge program (code_judge.py) in the sandbox: the
 solution in one process, the tests in another (see that module for why). The
-host rewrites every `assert` of the tests so the judge records each outcome and
-carries on, then counts the judge's report. Stdin/stdout tasks run the solution
-itself once per case; the host compares the output with the expected text, which
-never enters the sandbox, and requires a clean exit.
+judge rewrites every `assert` of the tests to record its outcome and carry on;
+the host counts the asserts the same way and scores the judge's report.
+Stdin/stdout tasks run the solution itself once per case; the host compares the
+output with the expected text, which never enters the sandbox, and requires a
+clean exit.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from assay.envs import code_judge
 
 JUDGE_SOURCE = Path(code_judge.__file__).read_text(encoding="utf-8")
-RECORD = "__assay_record__"
-_OK = "__assay_ok__"
 
 
 class TestsError(ValueError):
     """The task's tests are unusable (they do not parse, or contain no assert)."""
 
 
-class _AssertRecorder(ast.NodeTransformer):
-    """`assert test, msg` -> evaluate test (an exception counts as a failure), record it, go on."""
+@functools.lru_cache(maxsize=4096)  # a task's tests are checked once per completion
+def count_tests(source: str) -> int:
+    """How many asserts the tests hold, numbered as the judge will number them.
 
-    def __init__(self) -> None:
-        self.count = 0
-
-    def visit_Assert(self, node: ast.Assert) -> Any:
-        test_id = self.count
-        self.count += 1
-        evaluate = ast.Assign(
-            targets=[ast.Name(_OK, ast.Store())],
-            value=ast.Call(ast.Name("bool", ast.Load()), [node.test], []),
-        )
-        failed = ast.Assign(targets=[ast.Name(_OK, ast.Store())], value=ast.Constant(False))
-        guarded = ast.Try(
-            body=[evaluate],
-            handlers=[ast.ExceptHandler(ast.Name("Exception", ast.Load()), None, [failed])],
-            orelse=[],
-            finalbody=[],
-        )
-        record = ast.Expr(
-            ast.Call(ast.Name(RECORD, ast.Load()), [ast.Constant(test_id), ast.Name(_OK, ast.Load())], [])
-        )
-        return [ast.copy_location(guarded, node), ast.copy_location(record, node)]
-
-
-def instrument_tests(source: str) -> tuple[str, int]:
-    """The tests with every assert recording its outcome, and the number of asserts."""
+    The judge rewrites the asserts itself, inside the sandbox (parsing there is cheaper
+    than sending rewritten source); the host only checks that there is something to run.
+    """
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():  # an invalid escape in the tests must not print here
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
     except SyntaxError as exc:
         raise TestsError(f"the tests do not parse: line {exc.lineno}: {exc.msg}") from None
-    recorder = _AssertRecorder()
-    tree = ast.fix_missing_locations(recorder.visit(tree))
-    if recorder.count == 0:
+    count = code_judge.count_asserts(tree)
+    if count == 0:
         raise TestsError("the tests contain no assert statement")
-    return ast.unparse(tree), recorder.count
+    return count
 
 
 def judge_stdin(solution: str, entry_point: str, tests: str, setup: str, budget_s: float) -> bytes:

@@ -16,8 +16,8 @@ patched builtins, frames or gc walked to write "passed" into the grader). Here:
    their expected values, never exist in the candidate's memory or on disk.
 3. The judge runs the tests with `candidate` (and the entry point's name) bound
    to a proxy that makes those calls, so every `==` compares genuine built-in
-   values the judge decoded itself. Each `assert` was rewritten on the host to
-   record its outcome and continue.
+   values the judge decoded itself. The judge rewrites each `assert` to record its
+   outcome and continue (`record_asserts`; the host counts them with the same walk).
 4. The results go to the judge's original stdout, a pipe only the judge holds.
    The candidate's stdout and stderr both go to stderr, and the judge is not
    dumpable, so the candidate cannot reach the judge's file descriptors or
@@ -29,6 +29,7 @@ can achieve is that its calls fail; a missing result line scores 0.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import json
 import os
@@ -38,6 +39,8 @@ import sys
 import time
 
 RESULT_PREFIX = "ASSAY-JUDGE "
+RECORD = "__assay_record__"
+_OK = "__assay_ok__"
 _LENGTH = struct.Struct(">Q")
 MAX_MESSAGE = 64 << 20
 MAX_DEPTH = 200
@@ -109,6 +112,69 @@ def decode(data: object, depth: int = 0) -> object:
     raise ValueError(f"unknown tag {tag!r:.20}")
 
 
+# -- the tests' asserts ---------------------------------------------------------------
+
+#: The fields of a node that hold statements: an assert is a statement, so only these
+#: lists can hold one (expressions cannot), and walking only them is what makes the
+#: rewrite cheap. In `_fields` order, so the numbering follows the source.
+_BODIES = ("body", "handlers", "orelse", "finalbody", "cases")
+
+
+def _statement_lists(node: ast.AST) -> list[list]:
+    return [getattr(node, name) for name in _BODIES if type(getattr(node, name, None)) is list]
+
+
+def count_asserts(tree: ast.AST) -> int:
+    """How many assert statements `record_asserts` would number in the tree."""
+    count, pending = 0, [tree]
+    while pending:
+        for body in _statement_lists(pending.pop()):
+            for node in body:
+                count += type(node) is ast.Assert
+                pending.append(node)
+    return count
+
+
+def record_asserts(tree: ast.AST) -> int:
+    """Rewrite, in place, each `assert test, msg` as: evaluate test (an exception counts
+    as a failure), record its outcome under its number, carry on. Returns the count.
+
+    The numbers are those of `count_asserts`: depth first, in source order.
+    """
+    count = 0
+
+    def rewrite(node: ast.AST) -> None:
+        nonlocal count
+        for body in _statement_lists(node):
+            index = 0
+            while index < len(body):
+                statement = body[index]
+                if type(statement) is not ast.Assert:
+                    rewrite(statement)
+                    index += 1
+                    continue
+                body[index : index + 1] = _recorded(statement, count)
+                count += 1
+                index += 2
+
+    rewrite(tree)
+    return count
+
+
+def _recorded(statement: ast.Assert, number: int) -> list[ast.stmt]:
+    at = {name: getattr(statement, name) for name in ("lineno", "col_offset", "end_lineno", "end_col_offset")}
+
+    def name(id_: str, ctx: ast.expr_context) -> ast.Name:
+        return ast.Name(id_, ctx, **at)
+
+    evaluate = ast.Assign([name(_OK, ast.Store())], ast.Call(name("bool", ast.Load()), [statement.test], [], **at), **at)
+    failed = ast.Assign([name(_OK, ast.Store())], ast.Constant(False, **at), **at)
+    handler = ast.ExceptHandler(name("Exception", ast.Load()), None, [failed], **at)
+    guarded = ast.Try([evaluate], [handler], [], [], **at)
+    call = ast.Call(name(RECORD, ast.Load()), [ast.Constant(number, **at), name(_OK, ast.Load())], [], **at)
+    return [guarded, ast.Expr(call, **at)]
+
+
 # -- messages between the two processes -----------------------------------------------
 
 
@@ -156,7 +222,7 @@ def serve_candidate(source: str, entry_point: str, calls: int, replies: int) -> 
     namespace: dict = {"__name__": "solution", "__builtins__": builtins}
     problem = None
     try:
-        exec(compile(source, "solution.py", "exec"), namespace)
+        exec(compile(source, "solution.py", "exec", dont_inherit=True), namespace)
     except BaseException as exc:  # SystemExit included: exiting early earns nothing
         problem = f"loading the solution raised {type(exc).__name__}: {exc}"
     function = namespace.get(entry_point)
@@ -285,17 +351,19 @@ def main() -> None:
     def record(test_id: int, passed: bool) -> None:
         outcomes[test_id] = outcomes.get(test_id, True) and passed is True
 
-    scope = {"__name__": "tests", "__builtins__": builtins, "__assay_record__": record}
+    scope = {"__name__": "tests", "__builtins__": builtins, RECORD: record}
     problem = None
     if spec.get("setup"):
         try:
-            exec(compile(spec["setup"], "setup.py", "exec"), scope)
+            exec(compile(spec["setup"], "setup.py", "exec", dont_inherit=True), scope)
         except Exception as exc:  # helpers are optional; the tests will say if they mattered
             problem = f"setup raised {type(exc).__name__}: {exc}"
     scope[head["entry_point"]] = candidate
     scope["candidate"] = candidate
     try:
-        exec(compile(spec["tests"], "tests.py", "exec"), scope)
+        tree = ast.parse(spec["tests"], "tests.py")
+        record_asserts(tree)
+        exec(compile(tree, "tests.py", "exec", dont_inherit=True), scope)
         check = scope.get("check")
         if spec.get("call_check", True) and callable(check) and check is not candidate:
             check(candidate)

@@ -424,6 +424,9 @@ class _RunTemplate:
         self.main = types.ModuleType("__main__")
         self.main.__file__ = WORK_DIR + "/main.py"
         self.main.__builtins__ = __builtins__
+        #: source bytes -> (code object, lines): the hello's trusted programs, compiled
+        #: once here so that a run of one of them skips the compile (see `warm_programs`).
+        self.programs: dict[bytes, tuple[types.CodeType, list[str]]] = {}
 
 
 def _exit_code_of(exc: SystemExit) -> int:
@@ -468,7 +471,7 @@ def _child(
         # Non-dumpable is inherited from the server; a normal process is dumpable (its
         # /proc/self/fd and /proc/self/mem are its own to read).
         _prctl(PR_SET_DUMPABLE, 1)
-        _run_user_code(code.decode("utf-8", errors="replace"), template)
+        _run_user_code(code, template)
     except SystemExit as exc:
         exit_code = _exit_code_of(exc)
     except BaseException as exc:  # a failure of the set-up itself
@@ -487,8 +490,8 @@ def _write_files(files: list, contents: list[bytes]) -> None:
             handle.write(data)
 
 
-def _run_user_code(source: str, template: _RunTemplate) -> None:
-    """Run source as `__main__` the way `python main.py` would, then exit like it would."""
+def _run_user_code(code: bytes, template: _RunTemplate) -> None:
+    """Run the code as `__main__` the way `python main.py` would, then exit like it would."""
     # `random` reseeds itself in a forked child (os.register_at_fork), as a fresh
     # interpreter would seed itself; nothing to do here.
     sys.stdin, sys.stdout, sys.stderr = template.streams
@@ -497,11 +500,17 @@ def _run_user_code(source: str, template: _RunTemplate) -> None:
     sys.path[0:1] = [WORK_DIR]
     main = template.main
     sys.modules["__main__"] = main
-    lines = source.splitlines(keepends=True)
-    linecache.cache["main.py"] = (len(source), None, lines, "main.py")
     exit_code = 0
     try:
-        exec(compile(source, "main.py", "exec"), main.__dict__)
+        warm = template.programs.get(code)
+        if warm is None:  # compiled here, not in a helper: a SyntaxError shows no frame of ours
+            source = code.decode("utf-8", errors="replace")
+            linecache.cache["main.py"] = (len(source), None, source.splitlines(keepends=True), "main.py")
+            program = compile(source, "main.py", "exec", dont_inherit=True)
+        else:
+            program, lines = warm
+            linecache.cache["main.py"] = (len(code), None, lines, "main.py")
+        exec(program, main.__dict__)
     except SystemExit as exc:
         exit_code = _exit_code_of(exc)
     except BaseException as exc:  # print it as `python main.py` would, without our frame
@@ -641,6 +650,24 @@ class _Server:
             os.close(pidfd)
 
 
+def warm_programs(sources: list) -> dict[bytes, tuple[types.CodeType, list[str]]]:
+    """The hello's trusted programs (a grader the host runs again and again), compiled.
+
+    Only what the host names in the hello is kept: the server never holds a run's
+    code, so no run can find another's in memory. A program that does not compile is
+    left out; its runs compile it and report the error as any run would.
+    """
+    programs = {}
+    for source in sources:
+        try:
+            # dont_inherit: as `python main.py` would, without this file's __future__ flags
+            program = compile(source, "main.py", "exec", dont_inherit=True)
+            programs[source.encode("utf-8", errors="replace")] = (program, source.splitlines(keepends=True))
+        except (SyntaxError, ValueError):
+            pass
+    return programs
+
+
 def serve() -> None:
     """The server's main loop: hello, then one run request -> one result until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1 must have no handlers to abuse
@@ -656,11 +683,13 @@ def serve() -> None:
             __import__(name)
         except ImportError:
             pass
+    programs = warm_programs(hello.get("programs", []))
     seccomp = bytes.fromhex(hello.get("seccomp", ""))
     if seccomp:
         install_seccomp(seccomp)
     # The filter refuses setxattr (see seccomp.py): the scratch check relies on that.
     server = _Server(ctrl_in, ctrl_out, hello["limits"], _Scratch(SCRATCH_DIRS, xattrs_blocked=bool(seccomp)))
+    server.template.programs = programs
     # A child replaces these; held here, the originals are not freed in every child (a
     # deallocation writes to their pages: copy-on-write faults for nothing).
     keep = (sys.stdin, sys.stdout, sys.stderr, sys.argv, sys.modules["__main__"])
@@ -671,7 +700,8 @@ def serve() -> None:
         ctrl_out,
         encode_frame(
             {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0],
-             "seccomp": bool(seccomp), "fast_scratch_check": server.scratch.trust_stat}
+             "seccomp": bool(seccomp), "fast_scratch_check": server.scratch.trust_stat,
+             "warm_programs": len(programs)}
         ),
     )
     while True:

@@ -113,12 +113,13 @@ class _Worker:
 class WorkerPool:
     """`size` warm workers of one backend; `run_many` dispatches requests across them."""
 
-    def __init__(self, backend: Backend, size: int, limits: Limits) -> None:
+    def __init__(self, backend: Backend, size: int, limits: Limits, programs: Sequence[str] = ()) -> None:
         if size < 1:
             raise ValueError(f"workers must be at least 1, got {size}")
         self.backend = backend
         self.size = size
         self.limits = limits
+        self.programs = list(programs)
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -131,7 +132,9 @@ class WorkerPool:
         try:
             for _ in range(count):
                 workers.append(_Worker(self.backend.spawn()))
-            hello = forkserver.encode_frame(dict(self.backend.hello(), limits=self.limits.to_wire()))
+            hello = forkserver.encode_frame(
+                dict(self.backend.hello(), limits=self.limits.to_wire(), programs=self.programs)
+            )
             for worker in workers:
                 worker.submit([hello])
             for worker in workers:

@@ -206,8 +206,9 @@ class LocalRunner:
 
         options = dict(options)
         limits = options.pop("limits")
+        programs = options.pop("programs", ())
         self.backend = LocalBackend(limits=limits, **options)
-        self.pool = WorkerPool(self.backend, 1, limits)
+        self.pool = WorkerPool(self.backend, 1, limits, programs)
         self.pool.worker_info()  # fail here (no bubblewrap) rather than on the first job
 
     def work(self, requests: list[Any]) -> list[Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from assay.sandbox.execution import Execution, Limits, RunRequest, SandboxError
@@ -40,6 +40,10 @@ class Sandbox:
     workers: parallel workers (default: the number of cores; with "ray", the cluster's
              CPUs). They start on first use and live until `close()`; a worker that
              dies is replaced.
+    programs: trusted programs this sandbox will run again and again (a grader):
+             each worker compiles them once when it starts, and a run whose code
+             is exactly one of them skips the compile. They hold no run's data, so
+             no run can learn anything from them; see docs/sandbox.md.
     backend_options: `limits=Limits(...)` or any `Limits` field by name
              (`output_bytes=`, `processes=`, ...), plus the backend's own options
              (local: `python`, `ro_binds`, `seccomp`; docker: `image`, `cpus`, ...).
@@ -48,7 +52,14 @@ class Sandbox:
     what happened. A sandbox that cannot work raises `SandboxError`.
     """
 
-    def __init__(self, backend: str = "local", workers: int | None = None, **backend_options: Any) -> None:
+    def __init__(
+        self,
+        backend: str = "local",
+        workers: int | None = None,
+        *,
+        programs: Sequence[str] = (),
+        **backend_options: Any,
+    ) -> None:
         limits = backend_options.pop("limits", None) or Limits()
         overrides = {k: backend_options.pop(k) for k in list(backend_options) if k in _LIMIT_NAMES}
         self.limits = dataclasses.replace(limits, **overrides)
@@ -58,13 +69,13 @@ class Sandbox:
 
             address = backend_options.pop("address", None)
             self._pool: WorkerPool | RayRuns | None = RayRuns(
-                self.limits, backend_options, workers=workers, address=address
+                self.limits, dict(backend_options, programs=list(programs)), workers=workers, address=address
             )
             self.workers = len(self._pool.pool.actors)
             return
         self.workers = workers or os.cpu_count() or 1
         self._backend = make_backend(backend, self.limits, backend_options)
-        self._pool = WorkerPool(self._backend, self.workers, self.limits)
+        self._pool = WorkerPool(self._backend, self.workers, self.limits, programs)
 
     def __enter__(self) -> Sandbox:
         return self
