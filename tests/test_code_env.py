@@ -225,13 +225,40 @@ def test_reading_the_expected_values_from_anywhere_finds_nothing(env):
     assert env.verify(task, fenced(f"def probe():\n    return {token!r}\n")).correct
 
 
+# The candidate's parent is the spawner; the judge is the spawner's parent.
+STOP = (
+    "import os, signal\n"
+    "def parent(pid):\n"
+    "    with open(f'/proc/{pid}/stat') as handle:\n"
+    "        return int(handle.read().rsplit(')', 1)[1].split()[1])\n"
+    "os.kill({target}, signal.SIGSTOP)\n"
+    "def add(a, b):\n    return a + b\n"
+)
+
+
 def test_stopping_the_judge_is_a_timeout_not_a_pass():
     env = CodeEnv(timeout=1.5, backend=BACKEND)
     try:
         task = env.make_task(dict(TASK), id="add")
-        code = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\ndef add(a, b):\n    return a + b\n"
-        verdict = env.verify(task, fenced(code))
+        verdict = env.verify(task, fenced(STOP.replace("{target}", "parent(os.getppid())")))
         assert verdict.score == 0.0 and verdict.status in ("timeout", "incorrect"), verdict
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("target", ["parent(os.getppid())", "os.getppid()"], ids=["judge", "spawner"])
+def test_a_candidate_that_stops_its_batch_costs_the_others_nothing(target):
+    env = CodeEnv(timeout=1.5, backend=BACKEND, judge_batch=4)
+    try:
+        task = env.make_task(dict(TASK), id="add")
+        right, wrong = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n"
+        stop = STOP.replace("{target}", target)
+        answers = [right, wrong, stop, right + "# again\n", wrong + "# again\n", right + "# once more\n"]
+        verdicts = env.verify_many([(task, fenced(a)) for a in answers])
+        # the tasks after the stop (its batch's, and the next batch's) are judged as alone
+        assert [v.score for v in verdicts[:2] + verdicts[3:]] == [1.0, 0.0, 1.0, 0.0, 1.0]
+        # stopping the judge scores nothing; stopping the spawner stops no test of its own
+        assert verdicts[2].score == (0.0 if target.startswith("parent") else 1.0), verdicts[2]
     finally:
         env.close()
 
@@ -367,3 +394,20 @@ def test_cli_verify_code(tmp_path):
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [r["status"] for r in rows] == ["correct", "incorrect", "correct", "error", "error"]
     assert "entry_point" in rows[3]["detail"] and ":5:" in rows[4]["detail"]
+
+
+@pytest.mark.parametrize("spy_first", [False, True], ids=["after", "before"])
+def test_a_candidate_finds_nothing_of_another_task_in_its_batch(spy_first):
+    """Two tasks in one judge run: the spy looks for the other task's token (in that task's
+    tests and its solution) in its memory, on disk and through /proc, before or after the
+    other task ran."""
+    env = CodeEnv(timeout=3.0, backend=BACKEND, judge_batch=2)
+    try:
+        token = "OKAPI-TOKEN-" + secrets.token_hex(8)
+        other = env.make_task({"entry_point": "probe", "tests": f"assert probe() == {token!r}\n"}, id="other")
+        spied = env.make_task({"entry_point": "probe", "tests": "assert probe() == 'not found'\n"}, id="spy")
+        pairs = [(other, fenced(f"def probe():\n    return {token!r}\n")), (spied, fenced(spy_for("OKAPI-TOKEN-")))]
+        verdicts = env.verify_many(pairs[::-1] if spy_first else pairs)
+        assert all(v.correct for v in verdicts), verdicts
+    finally:
+        env.close()

@@ -100,6 +100,18 @@ def test_a_message_crosses_a_pipe_whole():
     os.close(read)
 
 
+def test_messages_that_arrive_together_are_taken_one_at_a_time():
+    read, write = os.pipe()
+    _send(write, {"first": 1})
+    _send(write, {"second": "x" * 10_000})  # one read takes the first and part of this
+    _send(write, {"third": None})
+    os.close(write)
+    assert [_receive(read), _receive(read), _receive(read)] == [{"first": 1}, {"second": "x" * 10_000}, {"third": None}]
+    with pytest.raises(EOFError):
+        _receive(read)
+    os.close(read)
+
+
 def test_a_message_over_64_mib_is_refused_before_it_is_read():
     assert MAX_MESSAGE == 64 << 20
     fd = pipe_with(_LENGTH.pack(MAX_MESSAGE + 1))  # only the header: nothing else to wait for

@@ -4,7 +4,12 @@ solutions and the judge's own deadline."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+
+from assay.envs import code_judge
+from assay.envs.code import CodeEnv
 
 FORGED = 'ASSAY-JUDGE {"outcomes":{"0":true,"1":true,"2":true},"problem":null,"timed_out":false}\n'
 ADD_TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(5, 5) == 10\n"
@@ -217,3 +222,77 @@ def test_solution_setup_and_tests_run_without_the_judges_future_flags(env):
     solution = "def add(a: int, b: int) -> int:\n    return a + b if add.__annotations__['a'] is int else 0\n"
     tests = "def typed(x: int): pass\nassert typed.__annotations__['x'] is int\nassert add(1, 2) == 3\n"
     assert verify(env, tests, solution).correct
+
+
+# -- several tasks per judge run: nothing of one candidate reaches the next -------------
+
+LEAVES_THINGS_BEHIND = """
+import os, time
+for root in ("/tmp", "/work", "/dev/shm"):
+    with open(root + "/left-behind", "w") as handle:
+        handle.write("x")
+os.mkdir("/tmp/locked")
+os.chmod("/tmp/locked", 0)
+if os.fork() == 0:  # a daemon: its own session if it can, then a grandchild that waits
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    if os.fork() == 0:
+        time.sleep(60)
+    os._exit(0)
+os.utime("/tmp", (1, 1))
+os.chmod("/work", 0o700)
+def add(a, b):
+    return a + b
+"""
+
+FINDS_THINGS_LEFT = """
+import os
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as handle:
+        return int(handle.read().rsplit(")", 1)[1].split()[1])
+ours = {1, os.getpid(), os.getppid(), parent(os.getppid())}  # server, us, spawner, judge
+others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in ours]
+found = os.listdir("/tmp") + os.listdir("/work") + os.listdir("/dev/shm")
+times = os.stat("/tmp").st_mtime == 1 or os.stat("/work").st_mode & 0o777 == 0o700
+def add(a, b):
+    return a + b if not (others or found or times) else ("left", others, found, times)
+"""
+
+
+def test_nothing_of_a_candidate_outlives_its_task_in_a_batch(env):
+    task = env.make_task({"entry_point": "add", "tests": ADD_TESTS}, id="add")
+    pairs = [(task, f"```python\n{code}\n```\n") for code in (LEAVES_THINGS_BEHIND, FINDS_THINGS_LEFT)]
+    started = time.monotonic()
+    first, second = env.verify_many(pairs)
+    assert first.correct, first
+    assert second.correct, second  # no process, file, mode or time of the first was left
+    # and in the same run: the spawner killed the daemon's whole group at once (had it
+    # waited for the daemon, the judge would have given up on it after SPAWNER_WAIT and
+    # the host would have run the second task again, alone)
+    assert time.monotonic() - started < code_judge.SPAWNER_WAIT
+
+
+def test_a_candidate_in_a_batch_cannot_leave_its_process_group(env):
+    solution = (
+        "import errno, os\n"
+        "def add(a, b):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        try:\n"
+        "            os.setsid()\n"
+        "            os._exit(0)\n"
+        "        except OSError as exc:\n"
+        "            os._exit(10 if exc.errno == errno.EPERM else 11)\n"
+        "    return os.waitpid(pid, 0)[1] >> 8\n"
+    )
+    task = env.make_task({"entry_point": "add", "tests": "assert add(0, 0) == 10\n"}, id="add")
+    # in a batch of two the filter is on; alone, the child may start a session of its own
+    batched = env.verify_many([(task, f"```python\n{solution}\n```\n"), (task, f"```python\n{solution}# 2\n```\n")])
+    assert all(v.correct for v in batched), batched
+    alone = CodeEnv(timeout=3.0, backend=env.options.backend, judge_batch=1)
+    try:
+        assert not alone.verify(task, f"```python\n{solution}\n```\n").correct
+    finally:
+        alone.close()

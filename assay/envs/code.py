@@ -24,6 +24,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from assay.envs import code_probes
@@ -31,11 +32,13 @@ from assay.envs.base import Environment, Task, seeded_random
 from assay.envs.code_feedback import FEEDBACK, TestFeedback
 from assay.envs.code_harness import (
     JUDGE_SOURCE,
+    JudgeTask,
+    TestReport,
     TestsError,
     count_tests,
     judge_stdin,
     outputs_match,
-    read_judge_report,
+    read_judge_reports,
     solution_source,
     syntax_problem,
 )
@@ -49,11 +52,15 @@ from assay.envs.code_synth import (
 )
 from assay.envs.jsonl import text_problem
 from assay.sandbox.execution import MAX_TIMEOUT, RunRequest
+from assay.sandbox.seccomp import build_group_filter
 from assay.verifiers import Verdict
 from assay.verifiers.reasoning import outside_reasoning
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.M | re.S)
 _PYTHON_TAGS = {"python", "py", "python3", "py3"}
+#: Keeps a candidate and all it starts in one process group, so that the judge can run
+#: several tasks per sandbox run (None where the architecture has no table: a run per task).
+GROUP_FILTER = build_group_filter()
 
 PROMPT_FUNCTION = (
     "Complete the following Python function. Answer with the complete function "
@@ -107,6 +114,9 @@ class CodeOptions:
     backend: str = "local"  #: sandbox backend: local (bubblewrap), docker, or ray (a cluster's nodes)
     ray_address: str = ""  #: backend=ray: the cluster to join ("" = RAY_ADDRESS or a new local instance)
     workers: int = 0  #: sandbox workers; 0 means the `workers` given to verify_many, or the cores
+    #: assert-style checks per sandbox run: the judge takes them in turn, each candidate in a
+    #: fresh process that nothing of it outlives (code_judge.py); 1: a run per check
+    judge_batch: int = 8
     compare: str = "lines"  #: stdin/stdout: "lines" ignores trailing whitespace; "exact" does not
     source: str = "humaneval"  #: generated tasks: "humaneval" (164 problems) or "synth" (procedural: code_synth.py)
     families: tuple[str, ...] = FAMILIES  #: source=synth: the task families drawn in turn
@@ -129,6 +139,8 @@ class CodeOptions:
             raise ValueError("memory_mb must be between 32 and 1048576")
         if not 0 <= self.workers <= 1024:
             raise ValueError("workers must be between 0 and 1024 (0: one per core)")
+        if not 1 <= self.judge_batch <= 64:
+            raise ValueError(f"judge_batch must be between 1 and 64, got {self.judge_batch!r}")
         if self.compare not in ("lines", "exact"):
             raise ValueError("compare must be 'lines' or 'exact'")
         if self.backend not in ("local", "docker", "ray"):
@@ -164,6 +176,16 @@ class _Plan:
 
     jobs: list[dict[str, Any]]
     decide: Callable[[list[Any]], Verdict]
+
+
+@dataclass
+class _Judged:
+    """An assert-style check: a task for the judge (which takes several per sandbox run),
+    and how to score its report (None: the judge wrote none) given the run's execution."""
+
+    task: JudgeTask
+    total: int
+    decide: Callable[[TestReport | None, Any], Verdict]
 
 
 class CodeEnv(TestFeedback, Environment):
@@ -284,7 +306,13 @@ class CodeEnv(TestFeedback, Environment):
         on_result: Callable[[int, Verdict], None] | None,
     ) -> list[Verdict]:
         verdicts: list[Verdict | None] = [None] * len(answers)
-        plans: dict[int, _Plan] = {}
+        plans: dict[int, _Plan | _Judged] = {}
+
+        def done(index: int, verdict: Verdict) -> None:
+            verdicts[index] = verdict
+            if on_result is not None:
+                on_result(index, verdict)
+
         for index, (task, answer) in enumerate(answers):
             try:
                 plan_or_verdict = self._plan(task, answer)
@@ -294,51 +322,84 @@ class CodeEnv(TestFeedback, Environment):
             except Exception as exc:  # a malformed task (the API does not validate) is its
                 plan_or_verdict = _broken(task, exc)  # own error verdict, not the batch's
             if isinstance(plan_or_verdict, Verdict):
-                verdicts[index] = plan_or_verdict
-                if on_result is not None:
-                    on_result(index, plan_or_verdict)
+                done(index, plan_or_verdict)
             else:
                 plans[index] = plan_or_verdict
         if not plans:
             return verdicts  # type: ignore[return-value]
-
-        owners: list[int] = []  # job -> pair index
-        jobs: list[dict[str, Any]] = []
-        for index, plan in plans.items():
-            owners.extend([index] * len(plan.jobs))
-            jobs.extend(plan.jobs)
-        remaining = {index: len(plan.jobs) for index, plan in plans.items()}
-        first_job = {}
-        for position, index in enumerate(owners):
-            first_job.setdefault(index, position)
-
-        def job_done(position: int, execution: Any) -> None:
-            index = owners[position]
-            remaining[index] -= 1
-            if remaining[index] == 0 and on_result is not None:
-                results = executions[first_job[index] : first_job[index] + len(plans[index].jobs)]
-                on_result(index, _decide(plans[index], results, answers[index][0]))
-
         try:
             sandbox = self._get_sandbox(workers)
         except Exception as exc:  # SandboxError: a missing tool, a dead daemon
             for index in plans:
-                verdicts[index] = Verdict.error(f"sandbox unavailable: {exc}")
-                if on_result is not None:
-                    on_result(index, verdicts[index])
+                done(index, Verdict.error(f"sandbox unavailable: {exc}"))
             return verdicts  # type: ignore[return-value]
 
+        tasks = [task for task, _ in answers]
+        judged = [index for index, plan in plans.items() if isinstance(plan, _Judged)]
+        batch = self.options.judge_batch if GROUP_FILTER else 1
+        batches = [judged[i : i + batch] for i in range(0, len(judged), batch)]
+        rerun = self._judge(sandbox, plans, batches, tasks, done)
+        self._run_jobs(sandbox, plans, [i for i in plans if isinstance(plans[i], _Plan)], tasks, done)
+        # A batch that stopped early (a candidate stopped the judge or the spawner) leaves
+        # tasks without a report: each runs again in a run of its own, where only it can be hurt.
+        self._judge(sandbox, plans, [[index] for index in rerun], tasks, done)
+        return verdicts  # type: ignore[return-value]
+
+    def _run_jobs(self, sandbox: Any, plans: dict, indices: list[int], tasks: list[Task], done: Callable) -> None:
+        """Stdin/stdout checks: a sandbox run per case, decided once all of a pair's are in."""
+        owners: list[int] = []  # job -> pair index
+        jobs: list[dict[str, Any]] = []
+        for index in indices:
+            owners.extend([index] * len(plans[index].jobs))
+            jobs.extend(plans[index].jobs)
+        if not jobs:
+            return
         executions: list[Any] = [None] * len(jobs)
+        remaining = {index: len(plans[index].jobs) for index in indices}
+        first_job: dict[int, int] = {}
+        for position, index in enumerate(owners):
+            first_job.setdefault(index, position)
 
         def store(position: int, execution: Any) -> None:
             executions[position] = execution
-            job_done(position, execution)
+            index = owners[position]
+            remaining[index] -= 1
+            if remaining[index] == 0:
+                start = first_job[index]
+                runs = executions[start : start + len(plans[index].jobs)]
+                done(index, _decide(plans[index].decide, runs, tasks[index]))
 
         sandbox.run_many(jobs, on_result=store)
-        for index, plan in plans.items():
-            start = first_job[index]
-            verdicts[index] = _decide(plan, executions[start : start + len(plan.jobs)], answers[index][0])
-        return verdicts  # type: ignore[return-value]
+
+    def _judge(
+        self, sandbox: Any, plans: dict, batches: list[list[int]], tasks: list[Task], done: Callable
+    ) -> list[int]:
+        """Assert-style checks: a judge run per batch. Returns the pairs left without a report."""
+        if not batches:
+            return []
+        jobs = []
+        for indices in batches:
+            checks = [plans[index].task for index in indices]
+            jobs.append({
+                "code": JUDGE_SOURCE,
+                "stdin": judge_stdin(checks, GROUP_FILTER if len(checks) > 1 else None),
+                # each task has the time limit; the judge reports a task before its kill
+                "timeout": min(MAX_TIMEOUT, self.options.timeout * len(checks)),
+                "memory_mb": self.options.memory_mb,
+            })
+        missing: list[int] = []
+
+        def store(position: int, execution: Any) -> None:
+            indices = batches[position]
+            reports = read_judge_reports(execution.stdout, [plans[index].total for index in indices])
+            for slot, index in enumerate(indices):
+                if slot in reports or len(indices) == 1:
+                    done(index, _decide(partial(plans[index].decide, reports.get(slot)), execution, tasks[index]))
+                else:
+                    missing.append(index)
+
+        sandbox.run_many(jobs, on_result=store)
+        return sorted(missing)
 
     def _get_sandbox(self, workers: int | None) -> Any:
         if self._sandbox is None:
@@ -354,7 +415,7 @@ class CodeEnv(TestFeedback, Environment):
 
     # -- planning one check ------------------------------------------------------------
 
-    def _plan(self, task: Task, answer: str | None) -> _Plan | Verdict:
+    def _plan(self, task: Task, answer: str | None) -> _Plan | _Judged | Verdict:
         if answer is None:
             return Verdict.invalid("no code found in the completion")
         if answer.startswith("\0"):
@@ -399,7 +460,7 @@ class CodeEnv(TestFeedback, Environment):
 
         return _Plan(jobs, decide)
 
-    def _plan_asserts(self, task: Task, answer: str) -> _Plan | Verdict:
+    def _plan_asserts(self, task: Task, answer: str) -> _Judged | Verdict:
         tests = task.get("tests") if "tests" in task.fields else task.get("test")
         entry_point = task["entry_point"]
         try:
@@ -414,19 +475,11 @@ class CodeEnv(TestFeedback, Environment):
         setup = task.get("setup") or code_prompt
         timeout = self.options.timeout
         budget = max(0.2, timeout - min(1.0, 0.2 * timeout))  # the judge reports before the kill
-        job = {
-            "code": JUDGE_SOURCE,
-            "stdin": judge_stdin(source, entry_point, tests, setup, budget),
-            "timeout": timeout,
-            "memory_mb": self.options.memory_mb,
-        }
 
-        def decide(executions: list[Any]) -> Verdict:
-            (run,) = executions
-            if run.status == "sandbox_error":
-                return Verdict.error(run.detail)
-            report = read_judge_report(run.stdout, total)
+        def decide(report: TestReport | None, run: Any) -> Verdict:
             if report is None:
+                if run.status == "sandbox_error":
+                    return Verdict.error(run.detail)
                 if run.status == "timeout":
                     return Verdict.timeout(f"the tests ran past {timeout:g} s")
                 return Verdict.wrong(f"the judge reported nothing ({run.status}: {run.detail})")
@@ -443,7 +496,7 @@ class CodeEnv(TestFeedback, Environment):
                 failure += f"; {report.problem}"
             return self._score(report.passed, total, "tests", failure[:600])
 
-        return _Plan([job], decide)
+        return _Judged(JudgeTask(source, entry_point, tests, setup, budget), total, decide)
 
     def _score(self, passed: int, total: int, unit: str, why: str) -> Verdict:
         detail = f"{passed}/{total} {unit} passed{why}"
@@ -479,9 +532,9 @@ def _broken(task: Task, exc: Exception) -> Verdict:
     return Verdict.error(f"task {task.id}: malformed task: {type(exc).__name__}: {exc}"[:500])
 
 
-def _decide(plan: _Plan, executions: list[Any], task: Task) -> Verdict:
+def _decide(decide: Callable[[Any], Verdict], executions: Any, task: Task) -> Verdict:
     try:
-        return plan.decide(executions)
+        return decide(executions)
     except Exception as exc:
         return _broken(task, exc)
 

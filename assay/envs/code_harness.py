@@ -16,6 +16,7 @@ import functools
 import json
 import struct
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +48,29 @@ def count_tests(source: str) -> int:
     return count
 
 
-def judge_stdin(solution: str, entry_point: str, tests: str, setup: str, budget_s: float) -> bytes:
-    """What the judge reads: a header and the solution (before it forks), then the tests."""
-    solution_bytes = solution.encode("utf-8", errors="surrogateescape")
-    head = json.dumps({"entry_point": entry_point, "solution_len": len(solution_bytes)}).encode()
-    spec = json.dumps({"tests": tests, "setup": setup, "budget_s": budget_s}).encode()
-    return struct.pack(">Q", len(head)) + head + solution_bytes + spec
+@dataclass(frozen=True)
+class JudgeTask:
+    """One assert-style check as the judge receives it."""
+
+    solution: str
+    entry_point: str
+    tests: str
+    setup: str
+    budget_s: float  #: the candidate's time for the task, from the task's start
+
+
+def judge_stdin(tasks: Sequence[JudgeTask], group_filter: bytes | None) -> bytes:
+    """What the judge reads: a header (sizes and entry points only, read before it forks
+    the spawner), then each task's solution and tests. Without a group filter the judge
+    judges the first task only (nothing would keep the next candidate apart)."""
+    parts, entries = [], []
+    for task in tasks:
+        solution = task.solution.encode("utf-8", errors="surrogateescape")
+        spec = json.dumps({"tests": task.tests, "setup": task.setup, "budget_s": task.budget_s}).encode()
+        entries.append({"entry_point": task.entry_point, "solution_len": len(solution), "spec_len": len(spec)})
+        parts += [solution, spec]
+    head = json.dumps({"tasks": entries, "group_filter": group_filter.hex() if group_filter else ""}).encode()
+    return b"".join([struct.pack(">Q", len(head)), head, *parts])
 
 
 @dataclass(frozen=True)
@@ -66,20 +84,28 @@ class TestReport:
     failed_ids: tuple[int, ...]
 
 
-def read_judge_report(stdout: str, total: int) -> TestReport | None:
-    """The judge's result line (its private stdout), or None when there is none."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(code_judge.RESULT_PREFIX):
-            try:
-                report = json.loads(line[len(code_judge.RESULT_PREFIX) :])
-                outcomes = {int(k): v is True for k, v in report["outcomes"].items()}
-            except (ValueError, KeyError, TypeError, AttributeError):
-                return None
-            passed = sum(1 for i in range(total) if outcomes.get(i) is True)
-            failed = tuple(i for i in range(total) if outcomes.get(i) is not True)
-            problem = report.get("problem")
-            return TestReport(passed, total, bool(report.get("timed_out")), problem if isinstance(problem, str) else None, failed)
-    return None
+def read_judge_reports(stdout: str, totals: Sequence[int]) -> dict[int, TestReport]:
+    """The judge's result lines (its private stdout) by task index; a task without a
+    well-formed line is missing (the batch stopped before or during it)."""
+    reports: dict[int, TestReport] = {}
+    for line in stdout.splitlines():
+        if not line.startswith(code_judge.RESULT_PREFIX):
+            continue
+        try:
+            report = json.loads(line[len(code_judge.RESULT_PREFIX) :])
+            index = report["task"]
+            if type(index) is not int or not 0 <= index < len(totals):
+                continue
+            total = totals[index]
+            outcomes = {int(k): v is True for k, v in report["outcomes"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        passed = sum(1 for i in range(total) if outcomes.get(i) is True)
+        failed = tuple(i for i in range(total) if outcomes.get(i) is not True)
+        problem = report.get("problem")
+        timed_out = bool(report.get("timed_out"))
+        reports[index] = TestReport(passed, total, timed_out, problem if isinstance(problem, str) else None, failed)
+    return reports
 
 
 def solution_source(answer: str, code_prompt: str) -> str:

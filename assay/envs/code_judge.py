@@ -1,46 +1,66 @@
-"""The judge: runs assert-style tests against a solution that lives in another process.
+"""The judge: runs assert-style tests against solutions that live in other processes.
 
 This file is the program the code environment sends into the sandbox; it
-imports only the standard library. Why two processes: a grader that runs the
-tests in the same interpreter as the solution can be fooled by the solution
-(sys.exit(0) before the asserts, an object whose __eq__ is always True,
-patched builtins, frames or gc walked to write "passed" into the grader). Here:
+imports only the standard library, and is one file (longer than most) because
+it is shipped into the jail whole. Why the tests and the solution live apart: a
+grader that runs the tests in the same interpreter as the solution can be
+fooled by the solution (sys.exit(0) before the asserts, an object whose __eq__
+is always True, patched builtins, frames or gc walked to write "passed" into the
+grader). One run judges a batch of tasks, one after another:
 
-1. The judge reads the solution's source from stdin and forks the *candidate*
-   process before it reads anything else. The candidate loads the solution and
-   then only answers calls: arguments in, a result out, both as plain data
-   (None, bool, int, float, complex, str, bytes, list, tuple, dict, set,
-   frozenset, checked by exact type). Anything else is an error, so no object the
-   solution built ever reaches the judge.
-2. Only then does the judge read the tests (the rest of stdin). The tests, with
-   their expected values, never exist in the candidate's memory or on disk.
-3. The judge runs the tests with `candidate` (and the entry point's name) bound
-   to a proxy that makes those calls, so every `==` compares genuine built-in
-   values the judge decoded itself. The judge rewrites each `assert` to record its
-   outcome and continue (`record_asserts`; the host counts them with the same walk).
+1. Before it reads any solution or test, the judge forks the *spawner*, and every
+   candidate is forked from the spawner: no candidate's memory holds another
+   task's tests, its own tests, or another candidate's solution.
+2. A *candidate* process per task receives its solution, loads it and then only
+   answers calls: arguments in, a result out, both as plain data (None, bool,
+   int, float, complex, str, bytes, list, tuple, dict, set, frozenset, checked by
+   exact type). Anything else is an error, so no object the solution built ever
+   reaches the judge.
+3. The judge runs the task's tests with `candidate` (and the entry point's name)
+   bound to a proxy that makes those calls, so every `==` compares genuine
+   built-in values the judge decoded itself. The judge rewrites each `assert` to
+   record its outcome and continue (`record_asserts`; the host counts them with
+   the same walk).
 4. The results go to the judge's original stdout, a pipe only the judge holds.
-   The candidate's stdout and stderr both go to stderr, and the judge is not
-   dumpable, so the candidate cannot reach the judge's file descriptors or
-   memory through /proc (and the sandbox's seccomp filter forbids ptrace).
+   The candidates' stdout and stderr go to stderr, and the judge and spawner are
+   not dumpable, so a candidate cannot reach their file descriptors or memory
+   through /proc (and the sandbox's seccomp filter forbids ptrace).
+5. A candidate outlives neither its task nor leaves anything to the next: it
+   leads a process group that a seccomp filter (no setsid, no setpgid) stops
+   anything it starts from leaving; after its tests the spawner kills the group
+   and waits until every process of it is gone, and the judge empties the scratch
+   directories and restores their modes and times. Only then is the next
+   candidate forked. Where the filter cannot be installed, the batch ends after
+   that task and the host runs the rest in runs of their own.
 
-Whatever the candidate does (exit, crash, hang, kill the judge), the worst it
-can achieve is that its calls fail; a missing result line scores 0.
+Whatever a candidate does (exit, crash, hang, kill the judge or the spawner), the
+worst it can achieve is that its calls fail or the batch stops: a task without a
+result line is run again, alone, by the host; a missing line there scores 0.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import gc
 import json
 import os
 import select
 import struct
-import sys
 import time
 
 RESULT_PREFIX = "ASSAY-JUDGE "
 RECORD = "__assay_record__"
 _OK = "__assay_ok__"
+#: The run-writable directories (the sandbox's tmpfs mounts), emptied between candidates.
+SCRATCH_DIRS = ("/work", "/tmp", "/dev/shm")
+HELLO_WAIT = 1.0  #: seconds to wait for a candidate's first message after its tests
+SPAWNER_WAIT = 5.0  #: seconds to wait for the spawner (a fork, or a process group's end)
+SPAWN, END = 1, 2
+_COMMAND = struct.Struct(">BI")  # op, task index
+_PID = struct.Struct(">I")
+PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 22, 36, 38
+SECCOMP_MODE_FILTER = 2
 _LENGTH = struct.Struct(">Q")
 MAX_MESSAGE = 64 << 20
 MAX_DEPTH = 200
@@ -180,13 +200,24 @@ def _recorded(statement: ast.Assert, number: int) -> list[ast.stmt]:
 
 def _send(fd: int, message: dict, deadline: float | None = None) -> None:
     data = json.dumps(message, separators=(",", ":")).encode()
-    view = memoryview(_LENGTH.pack(len(data)) + data)
+    _send_bytes(fd, _LENGTH.pack(len(data)) + data, deadline)
+
+
+def _send_bytes(fd: int, data: bytes, deadline: float | None) -> None:
+    """Write all of data; with a deadline, fd is non-blocking and the wait is bounded."""
+    view = memoryview(data)
     while view:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([], [fd], [], left)[1]:
-                raise TimeoutError
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+            continue
+        except BlockingIOError:
+            pass
+        if deadline is None:
+            select.select([], [fd], [])
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([], [fd], [], left)[1]:
+            raise TimeoutError
 
 
 def _read_exact(fd: int, size: int, deadline: float | None) -> bytes:
@@ -204,14 +235,47 @@ def _read_exact(fd: int, size: int, deadline: float | None) -> bytes:
     return b"".join(chunks)
 
 
+#: Bytes read from a channel past the message taken (by fd): a message usually arrives
+#: whole, and one read takes it (the length and the body) in one system call.
+_PENDING: dict[int, bytearray] = {}
+
+
 def _receive(fd: int, deadline: float | None = None) -> dict:
-    (size,) = _LENGTH.unpack(_read_exact(fd, _LENGTH.size, deadline))
-    if size > MAX_MESSAGE:
-        raise ValueError(f"message of {size} bytes is too large")
-    message = json.loads(_read_exact(fd, size, deadline))
-    if type(message) is not dict:
-        raise ValueError("malformed message")
-    return message
+    """The next message on fd. Any failure ends the channel: its unread bytes are dropped."""
+    try:
+        return _take_message(fd, _PENDING.setdefault(fd, bytearray()), deadline)
+    except BaseException:
+        _PENDING.pop(fd, None)
+        raise
+
+
+def _take_message(fd: int, buffer: bytearray, deadline: float | None) -> dict:
+    while True:
+        missing = 4096  # small reads: a large buffer is pages to fault in, in a fresh candidate
+        if len(buffer) >= _LENGTH.size:
+            (size,) = _LENGTH.unpack_from(buffer)
+            if size > MAX_MESSAGE:
+                raise ValueError(f"message of {size} bytes is too large")
+            end = _LENGTH.size + size
+            if len(buffer) >= end:
+                message = json.loads(bytes(buffer[_LENGTH.size : end]))
+                del buffer[:end]
+                if type(message) is not dict:
+                    raise ValueError("malformed message")
+                return message
+            missing = max(missing, min(end - len(buffer), 1 << 20))
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, missing)
+        if not chunk:
+            raise EOFError
+        buffer += chunk
+
+
+#: A candidate's first message, framed in advance (building it would cost it page faults).
+HELLO = {flag: _LENGTH.pack(len(body)) + body for flag, body in ((True, b'{"isolated":true}'), (False, b'{"isolated":false}'))}
 
 
 # -- the candidate process -------------------------------------------------------------
@@ -251,18 +315,24 @@ def serve_candidate(source: str, entry_point: str, calls: int, replies: int) -> 
 
 
 class Candidate:
-    """Stands in for the solution's function inside the tests: each call is a message."""
+    """Stands in for the solution's function inside the tests: each call is a message.
+
+    The candidate's first message says whether it runs isolated (in a process group of
+    its own that nothing it starts can leave); it is read before the first call.
+    """
 
     def __init__(self, pid: int, calls: int, replies: int, deadline: float) -> None:
         self.pid, self.calls, self.replies, self.deadline = pid, calls, replies, deadline
         self.dead: str | None = None
         self.timed_out = False
+        self.isolated: bool | None = None  # None until its first message is read
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         if self.dead is not None:
             raise CandidateFailure(self.dead)
         message = {"args": [encode(a) for a in args], "kwargs": {k: encode(v) for k, v in kwargs.items()}}
         try:
+            self._read_hello(self.deadline)
             _send(self.calls, message, self.deadline)
             reply = _receive(self.replies, self.deadline)
         except TimeoutError:
@@ -278,6 +348,19 @@ class Candidate:
             return decode(reply.get("value"))
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise CandidateFailure(f"malformed result: {exc}") from None
+
+    def _read_hello(self, deadline: float) -> None:
+        if self.isolated is None:
+            self.isolated = False  # unless it says otherwise, in time
+            self.isolated = _receive(self.replies, deadline).get("isolated") is True
+
+    def settle(self) -> bool:
+        """Whether the candidate ran isolated (its first message, if the tests never called it)."""
+        try:
+            self._read_hello(time.monotonic() + HELLO_WAIT)
+        except (TimeoutError, EOFError, OSError, ValueError):
+            pass
+        return self.isolated is True
 
     def _kill(self, why: str) -> None:
         self.dead = why
@@ -300,52 +383,230 @@ def _as_exception(reply: dict) -> Exception:
     return CandidateFailure(message)
 
 
-def _set_not_dumpable() -> None:
-    try:
+class Prctl:
+    """prctl(2) through ctypes, made once: a candidate, forked from the spawner, then only
+    calls it (each object it builds or converts would cost it a copy-on-write fault)."""
+
+    def __init__(self, group_filter: bytes = b"") -> None:
         import ctypes
 
-        ctypes.CDLL(None).prctl(4, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+        self.function = ctypes.CDLL(None, use_errno=True).prctl
+        self.function.restype = ctypes.c_int
+        self.ulong = ctypes.c_ulong
+
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        self.buffer = ctypes.create_string_buffer(group_filter, max(1, len(group_filter)))
+        self.program = SockFprog(len(group_filter) // 8, ctypes.cast(self.buffer, ctypes.c_void_p))
+        # the arguments of the one call a candidate makes, converted here
+        self.install_args = (
+            ctypes.c_int(PR_SET_SECCOMP),
+            ctypes.c_ulong(SECCOMP_MODE_FILTER),
+            ctypes.c_ulong(ctypes.addressof(self.program)),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+        self.has_filter = bool(group_filter)
+
+    def __call__(self, option: int, arg: int) -> None:
+        ulong = self.ulong
+        if self.function(option, ulong(arg), ulong(0), ulong(0), ulong(0)) != 0:
+            raise OSError(f"prctl({option}) failed")
+
+    def install_filter(self) -> bool:
+        """Load the group filter (the host builds it: seccomp.build_group_filter); False when
+        there is none. The caller has no_new_privs already (the spawner set it)."""
+        if not self.has_filter:
+            return False
+        if self.function(*self.install_args) != 0:
+            raise OSError("prctl(PR_SET_SECCOMP) failed")
+        return True
+
+
+def _set_not_dumpable() -> None:
+    try:
+        Prctl()(PR_SET_DUMPABLE, 0)
     except Exception:  # pragma: no cover - the seccomp filter still forbids ptrace
         pass
 
 
-def _read_rest(fd: int) -> bytes:
-    chunks = []
+# -- the spawner: where every candidate of a run is forked from ------------------------
+
+
+def become_candidate(calls: int, replies: int, prctl: Prctl) -> None:
+    """In a child of the spawner: lead a process group nothing can leave, then serve."""
+    import _signal  # the C function: signal.signal's enum wrapping touches many objects
+
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the spawner's SIG_IGN would reap its children
+    isolated = False
+    try:
+        os.setpgid(0, 0)
+        # no setsid/setpgid from here on: whatever it starts stays in the group
+        isolated = prctl.install_filter()
+    except Exception:
+        pass
+    calls, replies = os.dup(calls), os.dup(replies)  # above every fd below, then into place
+    os.dup2(calls, 3)
+    os.dup2(replies, 4)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.closerange(5, 1 << 16)  # sys.stdin reads fd 0: /dev/null now
+    try:
+        _send_bytes(4, HELLO[isolated], None)
+        solution = _receive(3)
+        source, entry_point = str(solution["source"]), str(solution["entry_point"])
+    except BaseException:
+        os._exit(0)
+    serve_candidate(source, entry_point, 3, 4)
+
+
+def serve_spawner(commands: int, answers: int, channels: list, group_filter: bytes) -> None:
+    """The spawner: forked before the judge reads any solution or test, so its memory (and
+    every candidate's, forked from it) holds none. Never returns.
+
+    On `SPAWN i` it forks candidate i and answers its pid; on `END i` it kills candidate
+    i's process group and waits until every process of it is gone. As a child subreaper
+    it adopts what a candidate orphans, and as it ignores SIGCHLD the kernel reaps its
+    children: no exit status, nothing a candidate chose, ever enters this memory.
+    """
+    import signal
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    prctl = Prctl(group_filter)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)  # inherited: a candidate may install the group filter
+    pids: dict[int, int] = {}
     while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+        try:
+            op, index = _COMMAND.unpack(_read_exact(commands, _COMMAND.size, None))
+        except BaseException:
+            os._exit(0)
+        (calls_r, calls_w), (replies_r, replies_w) = channels[index]
+        if op == SPAWN:
+            pid = os.fork()
+            if pid == 0:
+                become_candidate(calls_r, replies_w, prctl)
+            os.close(calls_r)
+            os.close(replies_w)
+            pids[index] = pid
+        else:
+            try:
+                os.killpg(pids[index], 9)
+            except OSError:
+                pass
+            try:
+                while True:
+                    os.waitpid(-1, 0)  # with SIGCHLD ignored: blocks until no child is left
+            except ChildProcessError:
+                pass
+            pid = 0
+        os.write(answers, _PID.pack(pid))
 
 
-def main() -> None:
+class Spawner:
+    """The judge's handle on the spawner process."""
+
+    def __init__(self, channels: list, group_filter: bytes, private: tuple[int, ...]) -> None:
+        commands_r, self.commands = os.pipe()
+        self.answers, answers_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            for fd in (self.commands, self.answers, *private):  # the judge's alone
+                os.close(fd)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)  # stdin holds the tests
+            os.close(devnull)
+            for (_, calls_w), (replies_r, _) in channels:
+                os.close(calls_w)
+                os.close(replies_r)
+            serve_spawner(commands_r, answers_w, channels, group_filter)
+        os.close(commands_r)
+        os.close(answers_w)
+        for (calls_r, _), (_, replies_w) in channels:
+            os.close(calls_r)
+            os.close(replies_w)
+
+    def ask(self, op: int, index: int) -> int | None:
+        """Send a command; its answer (a pid, or 0 when a candidate is gone), or None when
+        the spawner did not answer in time (a candidate stopped it: stop the batch)."""
+        try:
+            _send_bytes(self.commands, _COMMAND.pack(op, index), time.monotonic() + SPAWNER_WAIT)
+            (answer,) = _PID.unpack(_read_exact(self.answers, _PID.size, time.monotonic() + SPAWNER_WAIT))
+            return answer
+        except (TimeoutError, EOFError, OSError):
+            return None
+
+
+# -- the judge process -----------------------------------------------------------------
+
+
+class Scratch:
+    """The scratch directories as the first candidate found them, and putting them back.
+
+    They start empty (the sandbox empties them after every run). A candidate's files,
+    modes and times are a channel to the next candidate, so between two candidates each
+    directory is emptied and given back its mode and times. The judge does this, not the
+    spawner: the names a candidate chose must not enter the memory candidates fork from.
+    """
+
+    def __init__(self, paths: tuple[str, ...]) -> None:
+        self.clean: dict[str, tuple] = {}
+        self.usable = True
+        for path in paths:
+            try:
+                self.clean[path] = self._state(path)
+                self.usable = self.usable and not os.listdir(path)
+            except OSError:
+                continue
+
+    @staticmethod
+    def _state(path: str) -> tuple:
+        st = os.stat(path)
+        return (st.st_size, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns)
+
+    def reset(self) -> bool:
+        """Put every directory back; False if that failed (then no other candidate may run)."""
+        if not self.usable:
+            return False
+        try:
+            for path, state in self.clean.items():
+                if self._state(path) == state:
+                    continue
+                _empty_dir(path)
+                os.chmod(path, state[2] & 0o7777)
+                os.utime(path, ns=(state[5], state[6]))
+                if self._state(path)[2:] != state[2:]:
+                    return False
+            return True
+        except OSError:
+            return False
+
+
+def _empty_dir(path: str) -> None:
+    os.chmod(path, 0o700)  # a candidate may have taken the permissions away
+    for entry in list(os.scandir(path)):
+        if entry.is_dir(follow_symlinks=False):
+            _empty_dir(entry.path)
+            os.rmdir(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def judge_task(spawner: Spawner, index: int, channel: tuple, solution: dict, spec: dict) -> tuple[dict, bool]:
+    """Run one task's tests against a fresh candidate: (its report, whether it ran isolated)."""
     started = time.monotonic()
-    (size,) = _LENGTH.unpack(_read_exact(0, _LENGTH.size, None))
-    head = json.loads(_read_exact(0, size, None))
-    source = _read_exact(0, head["solution_len"], None).decode("utf-8", errors="replace")
-    results_fd = os.dup(1)
-    os.dup2(2, 1)  # everything but the result line goes to stderr
-    _set_not_dumpable()
-    calls_r, calls_w = os.pipe()
-    replies_r, replies_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(calls_r, 3)
-        os.dup2(replies_w, 4)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.closerange(5, 1 << 16)
-        sys.stdin = open(0, closefd=False)
-        serve_candidate(source, head["entry_point"], 3, 4)
-    os.close(calls_r)
-    os.close(replies_w)
+    (_, calls_w), (replies_r, _) = channel
     os.set_blocking(calls_w, False)  # a large call to a candidate that never reads must not outlive the deadline
-    del source
-
-    # From here on the candidate exists; only now read the tests.
-    spec = json.loads(_read_rest(0))
+    pid = spawner.ask(SPAWN, index)
+    if pid is None:
+        raise OSError("the spawner did not answer")
     deadline = started + float(spec["budget_s"])
     candidate = Candidate(pid, calls_w, replies_r, deadline)
+    try:
+        _send(calls_w, solution, deadline)
+    except (TimeoutError, EOFError, OSError):
+        candidate._kill("the solution could not be sent")
     outcomes: dict[int, bool] = {}
 
     def record(test_id: int, passed: bool) -> None:
@@ -358,7 +619,7 @@ def main() -> None:
             exec(compile(spec["setup"], "setup.py", "exec", dont_inherit=True), scope)
         except Exception as exc:  # helpers are optional; the tests will say if they mattered
             problem = f"setup raised {type(exc).__name__}: {exc}"
-    scope[head["entry_point"]] = candidate
+    scope[solution["entry_point"]] = candidate
     scope["candidate"] = candidate
     try:
         tree = ast.parse(spec["tests"], "tests.py")
@@ -369,17 +630,54 @@ def main() -> None:
             check(candidate)
     except Exception as exc:
         problem = f"the tests stopped early: {type(exc).__name__}: {exc}"[:500]
-    try:
-        os.kill(pid, 9)
-    except OSError:
-        pass
+    isolated = candidate.settle()
+    candidate._kill("the tests are over")
     report = {
+        "task": index,
         "outcomes": {str(k): v for k, v in outcomes.items()},
         "problem": problem,
         "timed_out": candidate.timed_out,
     }
-    line = RESULT_PREFIX + json.dumps(report, separators=(",", ":")) + "\n"
-    os.write(results_fd, line.encode())
+    return report, isolated
+
+
+def main() -> None:
+    """Judge each task of stdin in turn, each against a candidate of its own; a result line
+    per task. A task whose line is missing (the batch stopped) is the host's to run again."""
+    (size,) = _LENGTH.unpack(_read_exact(0, _LENGTH.size, None))
+    head = json.loads(_read_exact(0, size, None))
+    tasks = head["tasks"]
+    results_fd = os.dup(1)
+    os.dup2(2, 1)  # everything but the result lines goes to stderr
+    _set_not_dumpable()
+    scratch = Scratch(SCRATCH_DIRS)
+    channels = [(os.pipe(), os.pipe()) for _ in tasks]
+    # What exists now lives as long as the run: keep the collector of every candidate away
+    # from it, so that a collection there does not write to (and copy) all of its pages.
+    gc.freeze()
+    spawner = Spawner(channels, bytes.fromhex(head.get("group_filter", "")), private=(results_fd,))
+    # From here on the spawner exists; only now read the solutions and tests.
+    for index, task in enumerate(tasks):
+        solution = {
+            "source": _read_exact(0, task["solution_len"], None).decode("utf-8", errors="replace"),
+            "entry_point": task["entry_point"],
+        }
+        spec = json.loads(_read_exact(0, task["spec_len"], None))
+        try:
+            report, isolated = judge_task(spawner, index, channels[index], solution, spec)
+        except OSError:
+            return
+        line = RESULT_PREFIX + json.dumps(report, separators=(",", ":")) + "\n"
+        os.write(results_fd, line.encode())
+        last = index == len(tasks) - 1
+        # The next candidate only after every process of this one is gone and the
+        # scratch directories are as they were: else the batch ends here.
+        if last or not isolated or spawner.ask(END, index) is None or not scratch.reset():
+            return
+        (_, calls_w), (replies_r, _) = channels[index]
+        os.close(calls_w)
+        os.close(replies_r)
+        _PENDING.pop(replies_r, None)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,31 @@ def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
+#: The calls that leave a process group (a candidate's group: see envs/code_judge.py).
+GROUP_EXITS = {"x86_64": {"setpgid": 109, "setsid": 112}, "aarch64": {"setpgid": 154, "setsid": 157}}
+
+
+def build_group_filter(machine: str | None = None) -> bytes | None:
+    """A filter that keeps a process and everything it starts in its process group: setsid
+    and setpgid fail with EPERM, so killing the group kills them all. None where the
+    architecture has no table."""
+    machine = machine or platform.machine()
+    if machine not in AUDIT_ARCH:
+        return None
+    numbers = sorted(GROUP_EXITS[machine].values())
+    prog = [
+        _insn(_LD_W_ABS, 0, 0, _ARCH),
+        _insn(_JEQ_K, 1, 0, AUDIT_ARCH[machine]),
+        _insn(_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS),  # a foreign ABI: never ours
+        _insn(_LD_W_ABS, 0, 0, _NR),
+    ]
+    for i, number in enumerate(numbers):
+        prog.append(_insn(_JEQ_K, len(numbers) - i, 0, number))  # to the deny below
+    prog.append(_insn(_RET_K, 0, 0, SECCOMP_RET_ALLOW))
+    prog.append(_insn(_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM))
+    return b"".join(prog)
+
+
 def build_filter(machine: str | None = None) -> bytes | None:
     """The filter program as the bytes of a `struct sock_filter` array, or None if the
     architecture has no table (the sandbox then runs without seccomp, and says so)."""
