@@ -411,3 +411,9 @@ def test_a_candidate_finds_nothing_of_another_task_in_its_batch(spy_first):
         assert all(v.correct for v in verdicts), verdicts
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("size", [0, 65, -1])
+def test_a_judge_batch_out_of_range_is_refused_naming_the_option(size):
+    with pytest.raises(ValueError, match=f"judge_batch must be between 1 and 64, got {size}"):
+        CodeEnv(judge_batch=size)

@@ -198,8 +198,12 @@ def _recorded(statement: ast.Assert, number: int) -> list[ast.stmt]:
 # -- messages between the two processes -----------------------------------------------
 
 
+#: One encoder for every message (json.dumps with any option builds a new one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _send(fd: int, message: dict, deadline: float | None = None) -> None:
-    data = json.dumps(message, separators=(",", ":")).encode()
+    data = _ENCODE(message).encode()
     _send_bytes(fd, _LENGTH.pack(len(data)) + data, deadline)
 
 
@@ -593,6 +597,21 @@ def _empty_dir(path: str) -> None:
             os.unlink(entry.path)
 
 
+_CODE: dict[tuple[str, str], object] = {}  # (file name, source) -> code, for this run
+
+
+def _compiled(source: str, filename: str, rewrite: bool) -> object:
+    """The source compiled (the tests with their asserts rewritten), once per run: a
+    batch often holds several completions of one task."""
+    key = (filename, source)
+    if key not in _CODE:
+        tree = ast.parse(source, filename)
+        if rewrite:
+            record_asserts(tree)
+        _CODE[key] = compile(tree, filename, "exec", dont_inherit=True)
+    return _CODE[key]
+
+
 def judge_task(spawner: Spawner, index: int, channel: tuple, solution: dict, spec: dict) -> tuple[dict, bool]:
     """Run one task's tests against a fresh candidate: (its report, whether it ran isolated)."""
     started = time.monotonic()
@@ -616,15 +635,13 @@ def judge_task(spawner: Spawner, index: int, channel: tuple, solution: dict, spe
     problem = None
     if spec.get("setup"):
         try:
-            exec(compile(spec["setup"], "setup.py", "exec", dont_inherit=True), scope)
+            exec(_compiled(spec["setup"], "setup.py", rewrite=False), scope)
         except Exception as exc:  # helpers are optional; the tests will say if they mattered
             problem = f"setup raised {type(exc).__name__}: {exc}"
     scope[solution["entry_point"]] = candidate
     scope["candidate"] = candidate
     try:
-        tree = ast.parse(spec["tests"], "tests.py")
-        record_asserts(tree)
-        exec(compile(tree, "tests.py", "exec", dont_inherit=True), scope)
+        exec(_compiled(spec["tests"], "tests.py", rewrite=True), scope)
         check = scope.get("check")
         if spec.get("call_check", True) and callable(check) and check is not candidate:
             check(candidate)
