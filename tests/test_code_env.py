@@ -225,12 +225,18 @@ def test_reading_the_expected_values_from_anywhere_finds_nothing(env):
     assert env.verify(task, fenced(f"def probe():\n    return {token!r}\n")).correct
 
 
-# The candidate's parent is the spawner; the judge is the spawner's parent.
+# The judge is the fork server's child (PID 1's); in a batch, the candidate's parent is
+# the spawner (alone, the judge itself).
 STOP = (
     "import os, signal\n"
     "def parent(pid):\n"
     "    with open(f'/proc/{pid}/stat') as handle:\n"
     "        return int(handle.read().rsplit(')', 1)[1].split()[1])\n"
+    "def judge():\n"
+    "    pid = os.getppid()\n"
+    "    while parent(pid) != 1:\n"
+    "        pid = parent(pid)\n"
+    "    return pid\n"
     "os.kill({target}, signal.SIGSTOP)\n"
     "def add(a, b):\n    return a + b\n"
 )
@@ -240,13 +246,13 @@ def test_stopping_the_judge_is_a_timeout_not_a_pass():
     env = CodeEnv(timeout=1.5, backend=BACKEND)
     try:
         task = env.make_task(dict(TASK), id="add")
-        verdict = env.verify(task, fenced(STOP.replace("{target}", "parent(os.getppid())")))
+        verdict = env.verify(task, fenced(STOP.replace("{target}", "judge()")))
         assert verdict.score == 0.0 and verdict.status in ("timeout", "incorrect"), verdict
     finally:
         env.close()
 
 
-@pytest.mark.parametrize("target", ["parent(os.getppid())", "os.getppid()"], ids=["judge", "spawner"])
+@pytest.mark.parametrize("target", ["judge()", "os.getppid()"], ids=["judge", "spawner"])
 def test_a_candidate_that_stops_its_batch_costs_the_others_nothing(target):
     env = CodeEnv(timeout=1.5, backend=BACKEND, judge_batch=4)
     try:
@@ -258,7 +264,7 @@ def test_a_candidate_that_stops_its_batch_costs_the_others_nothing(target):
         # the tasks after the stop (its batch's, and the next batch's) are judged as alone
         assert [v.score for v in verdicts[:2] + verdicts[3:]] == [1.0, 0.0, 1.0, 0.0, 1.0]
         # stopping the judge scores nothing; stopping the spawner stops no test of its own
-        assert verdicts[2].score == (0.0 if target.startswith("parent") else 1.0), verdicts[2]
+        assert verdicts[2].score == (0.0 if target == "judge()" else 1.0), verdicts[2]
     finally:
         env.close()
 

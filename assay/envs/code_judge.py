@@ -315,7 +315,7 @@ def serve_candidate(source: str, entry_point: str, calls: int, replies: int) -> 
             os._exit(0)
 
 
-# -- the judge process -----------------------------------------------------------------
+# -- the judge's side of the calls -----------------------------------------------------
 
 
 class Candidate:
@@ -438,7 +438,7 @@ def _set_not_dumpable() -> None:
 # -- the spawner: where every candidate of a run is forked from ------------------------
 
 
-def become_candidate(calls: int, replies: int, prctl: Prctl) -> None:
+def become_candidate(calls: int, replies: int, prctl: Prctl | None) -> None:
     """In a child of the spawner: lead a process group nothing can leave, then serve."""
     import _signal  # the C function: signal.signal's enum wrapping touches many objects
 
@@ -447,7 +447,7 @@ def become_candidate(calls: int, replies: int, prctl: Prctl) -> None:
     try:
         os.setpgid(0, 0)
         # no setsid/setpgid from here on: whatever it starts stays in the group
-        isolated = prctl.install_filter()
+        isolated = prctl is not None and prctl.install_filter()
     except Exception:
         pass
     calls, replies = os.dup(calls), os.dup(replies)  # above every fd below, then into place
@@ -509,13 +509,19 @@ def serve_spawner(commands: int, answers: int, channels: list, group_filter: byt
 
 
 class Spawner:
-    """The judge's handle on the spawner process."""
+    """The judge's handle on the spawner process.
 
-    def __init__(self, channels: list, group_filter: bytes, private: tuple[int, ...]) -> None:
+    A batch of one needs no spawner (`alone`): its candidate is forked from the judge,
+    which has then read nothing of the task, and nothing follows it. That saves a process.
+    """
+
+    def __init__(self, channels: list, group_filter: bytes, private: tuple[int, ...], alone: bool) -> None:
+        self.channels, self.private, self.alone = channels, private, alone
+        if alone:
+            return
         commands_r, self.commands = os.pipe()
         self.answers, answers_w = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
+        if os.fork() == 0:
             for fd in (self.commands, self.answers, *private):  # the judge's alone
                 os.close(fd)
             devnull = os.open(os.devnull, os.O_RDONLY)
@@ -534,12 +540,25 @@ class Spawner:
     def ask(self, op: int, index: int) -> int | None:
         """Send a command; its answer (a pid, or 0 when a candidate is gone), or None when
         the spawner did not answer in time (a candidate stopped it: stop the batch)."""
+        if self.alone:
+            return self._fork_here(index)
         try:
             _send_bytes(self.commands, _COMMAND.pack(op, index), time.monotonic() + SPAWNER_WAIT)
             (answer,) = _PID.unpack(_read_exact(self.answers, _PID.size, time.monotonic() + SPAWNER_WAIT))
             return answer
         except (TimeoutError, EOFError, OSError):
             return None
+
+    def _fork_here(self, index: int) -> int:
+        (calls_r, calls_w), (replies_r, replies_w) = self.channels[index]
+        pid = os.fork()
+        if pid == 0:
+            for fd in (calls_w, replies_r, *self.private):
+                os.close(fd)
+            become_candidate(calls_r, replies_w, None)
+        os.close(calls_r)
+        os.close(replies_w)
+        return pid
 
 
 # -- the judge process -----------------------------------------------------------------
@@ -612,14 +631,11 @@ def _compiled(source: str, filename: str, rewrite: bool) -> object:
     return _CODE[key]
 
 
-def judge_task(spawner: Spawner, index: int, channel: tuple, solution: dict, spec: dict) -> tuple[dict, bool]:
-    """Run one task's tests against a fresh candidate: (its report, whether it ran isolated)."""
-    started = time.monotonic()
+def judge_task(pid: int, index: int, channel: tuple, solution: dict, spec: dict, started: float) -> tuple[dict, bool]:
+    """Run one task's tests against its fresh candidate (`pid`, forked at `started`): (the
+    report, whether the candidate ran isolated)."""
     (_, calls_w), (replies_r, _) = channel
     os.set_blocking(calls_w, False)  # a large call to a candidate that never reads must not outlive the deadline
-    pid = spawner.ask(SPAWN, index)
-    if pid is None:
-        raise OSError("the spawner did not answer")
     deadline = started + float(spec["budget_s"])
     candidate = Candidate(pid, calls_w, replies_r, deadline)
     try:
@@ -672,18 +688,20 @@ def main() -> None:
     # What exists now lives as long as the run: keep the collector of every candidate away
     # from it, so that a collection there does not write to (and copy) all of its pages.
     gc.freeze()
-    spawner = Spawner(channels, bytes.fromhex(head.get("group_filter", "")), private=(results_fd,))
-    # From here on the spawner exists; only now read the solutions and tests.
+    group_filter = bytes.fromhex(head.get("group_filter", ""))
+    spawner = Spawner(channels, group_filter, private=(results_fd,), alone=len(tasks) == 1)
     for index, task in enumerate(tasks):
+        started = time.monotonic()
+        pid = spawner.ask(SPAWN, index)
+        if pid is None:
+            return
+        # The candidate exists; only now read its solution and its tests.
         solution = {
             "source": _read_exact(0, task["solution_len"], None).decode("utf-8", errors="replace"),
             "entry_point": task["entry_point"],
         }
         spec = json.loads(_read_exact(0, task["spec_len"], None))
-        try:
-            report, isolated = judge_task(spawner, index, channels[index], solution, spec)
-        except OSError:
-            return
+        report, isolated = judge_task(pid, index, channels[index], solution, spec, started)
         line = RESULT_PREFIX + json.dumps(report, separators=(",", ":")) + "\n"
         os.write(results_fd, line.encode())
         last = index == len(tasks) - 1
