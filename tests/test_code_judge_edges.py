@@ -4,6 +4,7 @@ solutions and the judge's own deadline."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -296,3 +297,23 @@ def test_a_candidate_in_a_batch_cannot_leave_its_process_group(env):
         assert not alone.verify(task, f"```python\n{solution}\n```\n").correct
     finally:
         alone.close()
+
+
+def test_scratch_puts_a_directory_back_and_refuses_one_that_was_not_empty(tmp_path):
+    clean, used = tmp_path / "clean", tmp_path / "used"
+    clean.mkdir(mode=0o755)
+    used.mkdir()
+    (used / "left").write_text("from before")
+    before = os.stat(clean)
+    scratch = code_judge.Scratch((str(clean), str(used)))
+    assert not scratch.reset()  # it cannot tell what was there before from what is new
+    fresh = code_judge.Scratch((str(clean),))
+    (clean / "sub").mkdir()
+    (clean / "sub" / "file").write_text("x")
+    os.chmod(clean / "sub", 0)
+    os.chmod(clean, 0o700)
+    os.utime(clean, (1, 1))
+    assert fresh.reset()
+    after = os.stat(clean)
+    assert os.listdir(clean) == []
+    assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
