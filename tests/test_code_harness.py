@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from assay.envs import code_harness as harness  # its Test* classes are not pytest tests
-from assay.envs.code_harness import count_tests, solution_source
+from assay.envs.code_harness import count_tests, solution_source, syntax_problem
 
 PROMPT = "import math\n\ndef f(x):\n    \"\"\"Twice x.\"\"\"\n"
 
@@ -110,3 +110,11 @@ def test_a_report_cannot_be_changed_after_the_judge_wrote_it():
     report = harness.TestReport(passed=1, total=2, timed_out=False, problem=None, failed_ids=(1,))
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.passed = 2  # type: ignore[misc]
+
+
+def test_code_that_cannot_be_compiled_says_why_without_running():
+    assert syntax_problem("def f(:\n") == "the code does not parse: line 1: invalid syntax"
+    assert syntax_problem("x = 1\0") == "the code does not parse: source code string cannot contain null bytes"
+    nested = syntax_problem("x = " + "-" * 200_000 + "1")  # the compiler runs out of room
+    assert nested is not None and nested.startswith("the code cannot be compiled: ")
+    assert syntax_problem("def f():\n    return 1\n") is None

@@ -144,7 +144,8 @@ def syntax_problem(source: str) -> str | None:
             warnings.simplefilter("ignore")
             compile(source, "solution.py", "exec", dont_inherit=True)
     except SyntaxError as exc:
-        return f"the code does not parse: line {exc.lineno}: {exc.msg}"
+        where = f"line {exc.lineno}: " if exc.lineno else ""  # a NUL byte has no line
+        return f"the code does not parse: {where}{exc.msg}"
     except (ValueError, MemoryError, RecursionError) as exc:
         return f"the code cannot be compiled: {type(exc).__name__}"
     return None
