@@ -242,3 +242,12 @@ def test_a_warm_program_runs_as_a_cold_one_without_its_compile():
         assert warm.run("print(6 * 7)").stdout == "42\n"
         broken = warm.run("def (:")
         assert broken.exit_code == 1 and broken.stderr.rstrip().endswith("SyntaxError: invalid syntax")
+
+
+def test_warm_programs_that_cannot_travel_are_refused_at_once():
+    with pytest.raises(TypeError, match="not one string"):
+        Sandbox(workers=1, programs="print(1)")
+    with pytest.raises(TypeError, match="Python source strings"):
+        Sandbox(workers=1, programs=[b"print(1)"])
+    with pytest.raises(ValueError, match="programs must total under 524,288 bytes as JSON, got 600,00"):
+        Sandbox(workers=1, programs=["#" * 600_000])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from assay.sandbox import forkserver
 from assay.sandbox.execution import Execution, Limits, RunRequest, SandboxError
 from assay.sandbox.pool import Backend, WorkerPool
 
@@ -25,6 +27,20 @@ def make_backend(name: str, limits: Limits, options: Mapping[str, Any]) -> Backe
 
         return DockerBackend(limits=limits, **options)
     raise SandboxError(f"unknown sandbox backend {name!r} (choose from {', '.join(BACKENDS)})")
+
+
+def _checked_programs(programs: Sequence[str]) -> list[str]:
+    """The warm programs, refused here (not as a worker that cannot start) when they are not
+    text or do not fit the hello message that carries them."""
+    if isinstance(programs, str):
+        raise TypeError("programs is a list of Python sources, not one string")
+    programs = list(programs)
+    if not all(isinstance(source, str) for source in programs):
+        raise TypeError("programs must be Python source strings")
+    size = sum(len(json.dumps(source)) for source in programs)
+    if size > forkserver.MAX_HEADER // 2:  # the rest of the hello needs room too
+        raise ValueError(f"programs must total under {forkserver.MAX_HEADER // 2:,} bytes as JSON, got {size:,}")
+    return programs
 
 
 class Sandbox:
@@ -60,6 +76,7 @@ class Sandbox:
         programs: Sequence[str] = (),
         **backend_options: Any,
     ) -> None:
+        programs = _checked_programs(programs)
         limits = backend_options.pop("limits", None) or Limits()
         overrides = {k: backend_options.pop(k) for k in list(backend_options) if k in _LIMIT_NAMES}
         self.limits = dataclasses.replace(limits, **overrides)
