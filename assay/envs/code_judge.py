@@ -439,7 +439,8 @@ def _set_not_dumpable() -> None:
 
 
 def become_candidate(calls: int, replies: int, prctl: Prctl | None) -> None:
-    """In a child of the spawner: lead a process group nothing can leave, then serve."""
+    """In a child of the spawner (or, alone, of the judge): lead a process group that nothing
+    can leave (given the filter), say so, receive the solution, then serve."""
     import _signal  # the C function: signal.signal's enum wrapping touches many objects
 
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the spawner's SIG_IGN would reap its children
@@ -540,8 +541,8 @@ class Spawner:
     def ask(self, op: int, index: int) -> int | None:
         """Send a command; its answer (a pid, or 0 when a candidate is gone), or None when
         the spawner did not answer in time (a candidate stopped it: stop the batch)."""
-        if self.alone:
-            return self._fork_here(index)
+        if self.alone:  # nothing follows its one candidate: no END to carry out
+            return self._fork_here(index) if op == SPAWN else 0
         try:
             _send_bytes(self.commands, _COMMAND.pack(op, index), time.monotonic() + SPAWNER_WAIT)
             (answer,) = _PID.unpack(_read_exact(self.answers, _PID.size, time.monotonic() + SPAWNER_WAIT))
