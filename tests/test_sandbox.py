@@ -249,5 +249,5 @@ def test_warm_programs_that_cannot_travel_are_refused_at_once():
         Sandbox(workers=1, programs="print(1)")
     with pytest.raises(TypeError, match="Python source strings"):
         Sandbox(workers=1, programs=[b"print(1)"])
-    with pytest.raises(ValueError, match="programs must total under 524,288 bytes as JSON, got 600,00"):
-        Sandbox(workers=1, programs=["#" * 600_000])
+    with pytest.raises(ValueError, match="programs must total under 983,040 bytes as JSON, got 1,000,00"):
+        Sandbox(workers=1, programs=["#" * 1_000_000])

@@ -38,8 +38,9 @@ def _checked_programs(programs: Sequence[str]) -> list[str]:
     if not all(isinstance(source, str) for source in programs):
         raise TypeError("programs must be Python source strings")
     size = sum(len(json.dumps(source)) for source in programs)
-    if size > forkserver.MAX_HEADER // 2:  # the rest of the hello needs room too
-        raise ValueError(f"programs must total under {forkserver.MAX_HEADER // 2:,} bytes as JSON, got {size:,}")
+    most = forkserver.MAX_HEADER - (64 << 10)  # the rest of the hello needs room too
+    if size > most:
+        raise ValueError(f"programs must total under {most:,} bytes as JSON, got {size:,}")
     return programs
 
 
