@@ -235,9 +235,11 @@ def test_a_warm_program_runs_as_a_cold_one_without_its_compile():
         # the same run: output, exit status and traceback (its line numbers and text)
         assert (hot.stdout, hot.stderr, hot.exit_code) == (plain.stdout, plain.stderr, plain.exit_code)
         assert hot.stdout == "__main__ ['main.py']\n" and "raise KeyError('k')" in hot.stderr
-        # the cold run compiles inside its time; the warm one does not (about 100 times
-        # apart here; 4 times is the margin for a loaded machine)
-        assert hot.wall_time * 4 < min(compile_s, plain.wall_time), (hot.wall_time, plain.wall_time, compile_s)
+        # the cold run compiles inside its time; the warm one does not (about 9 times apart
+        # on idle cores; the fastest of three warm runs, so that one stall on a loaded
+        # machine does not count, and 4 times is the margin)
+        fastest = min([hot.wall_time] + [warm.run(SLOW_TO_COMPILE).wall_time for _ in range(2)])
+        assert fastest * 4 < min(compile_s, plain.wall_time), (fastest, plain.wall_time, compile_s)
         # a run of other code, or of the program that did not compile, compiles as usual
         assert warm.run("print(6 * 7)").stdout == "42\n"
         broken = warm.run("def (:")
