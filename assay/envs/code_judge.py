@@ -466,6 +466,19 @@ def become_candidate(calls: int, replies: int, prctl: Prctl | None) -> None:
     serve_candidate(source, entry_point, 3, 4)
 
 
+def fork_candidate(channel: tuple, prctl: Prctl | None) -> int:
+    """Fork the candidate of `channel` ((calls pipe), (replies pipe)); returns its pid. The
+    forking process gives up the candidate's ends; the candidate keeps no other fd of it
+    (`become_candidate` closes all but its two ends and the standard streams)."""
+    (calls_r, _), (_, replies_w) = channel
+    pid = os.fork()
+    if pid == 0:
+        become_candidate(calls_r, replies_w, prctl)
+    os.close(calls_r)
+    os.close(replies_w)
+    return pid
+
+
 def serve_spawner(commands: int, answers: int, channels: list, group_filter: bytes) -> None:
     """The spawner: forked before the judge reads any solution or test, so its memory (and
     every candidate's, forked from it) holds none. Never returns.
@@ -487,13 +500,8 @@ def serve_spawner(commands: int, answers: int, channels: list, group_filter: byt
             op, index = _COMMAND.unpack(_read_exact(commands, _COMMAND.size, None))
         except BaseException:
             os._exit(0)
-        (calls_r, calls_w), (replies_r, replies_w) = channels[index]
         if op == SPAWN:
-            pid = os.fork()
-            if pid == 0:
-                become_candidate(calls_r, replies_w, prctl)
-            os.close(calls_r)
-            os.close(replies_w)
+            pid = fork_candidate(channels[index], prctl)
             pids[index] = pid
         else:
             try:
@@ -517,7 +525,7 @@ class Spawner:
     """
 
     def __init__(self, channels: list, group_filter: bytes, private: tuple[int, ...], alone: bool) -> None:
-        self.channels, self.private, self.alone = channels, private, alone
+        self.channels, self.alone = channels, alone
         if alone:
             return
         commands_r, self.commands = os.pipe()
@@ -542,24 +550,13 @@ class Spawner:
         """Send a command; its answer (a pid, or 0 when a candidate is gone), or None when
         the spawner did not answer in time (a candidate stopped it: stop the batch)."""
         if self.alone:  # nothing follows its one candidate: no END to carry out
-            return self._fork_here(index) if op == SPAWN else 0
+            return fork_candidate(self.channels[index], None) if op == SPAWN else 0
         try:
             _send_bytes(self.commands, _COMMAND.pack(op, index), time.monotonic() + SPAWNER_WAIT)
             (answer,) = _PID.unpack(_read_exact(self.answers, _PID.size, time.monotonic() + SPAWNER_WAIT))
             return answer
         except (TimeoutError, EOFError, OSError):
             return None
-
-    def _fork_here(self, index: int) -> int:
-        (calls_r, calls_w), (replies_r, replies_w) = self.channels[index]
-        pid = os.fork()
-        if pid == 0:
-            for fd in (calls_w, replies_r, *self.private):
-                os.close(fd)
-            become_candidate(calls_r, replies_w, None)
-        os.close(calls_r)
-        os.close(replies_w)
-        return pid
 
 
 # -- the judge process -----------------------------------------------------------------
@@ -572,6 +569,8 @@ class Scratch:
     modes and times are a channel to the next candidate, so between two candidates each
     directory is emptied and given back its mode and times. The judge does this, not the
     spawner: the names a candidate chose must not enter the memory candidates fork from.
+    (The fork server's `_Scratch` does the same after every run; this file goes into the
+    jail alone, so it has its own.)
     """
 
     def __init__(self, paths: tuple[str, ...]) -> None:
@@ -703,7 +702,7 @@ def main() -> None:
         }
         spec = json.loads(_read_exact(0, task["spec_len"], None))
         report, isolated = judge_task(pid, index, channels[index], solution, spec, started)
-        line = RESULT_PREFIX + json.dumps(report, separators=(",", ":")) + "\n"
+        line = RESULT_PREFIX + _ENCODE(report) + "\n"
         os.write(results_fd, line.encode())
         last = index == len(tasks) - 1
         # The next candidate only after every process of this one is gone and the
