@@ -12,6 +12,7 @@ import torch
 
 from assay.errors import AssayError
 from assay.hf import quiet_transformers
+from assay.training.plain_llama import KVCache, plain_forward
 
 
 class ModelLoadError(AssayError, RuntimeError):
@@ -209,20 +210,38 @@ def completion_stats(
     return TokenStats(logprobs, entropies, certainty)
 
 
+def forward(
+    model: Any,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    positions: torch.Tensor,
+    cache: Any = None,
+    logits_to_keep: int = 0,
+) -> tuple[torch.Tensor, Any]:
+    """One pass of the model over `ids` (B, Q) after `cache`: (logits (B, Q', V), the
+    cache extended by these positions). A Llama model goes through the plain pass of
+    `plain_llama`, the same bits with less Python, when it reproduces the model exactly."""
+    plain = plain_forward(model)
+    if plain is not None and (cache is None or isinstance(cache, KVCache)):
+        return plain(ids, mask, positions, cache, logits_to_keep)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=logits_to_keep,
+        **({cache_argument(model): cache} if cache is not None else {}),
+    )
+    return out.logits, out.cache if "cache" in out else out.past_key_values  # renamed in 5.24
+
+
 def prefill(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
     """Read left-padded prompts once: the logits at each prompt's last position, and the
     KV cache to continue from."""
     # ids, mask: (U, P), U prompts left-padded to length P.
     # Positions count real tokens only, so a left-padded prompt is read as unpadded.
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache = out.cache if "cache" in out else out.past_key_values  # renamed in transformers 5.24
-    return out.logits[:, -1], cache  # logits (U, 1, V) -> (U, V); cache: U rows of P positions
+    logits, cache = forward(model, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=1)
+    return logits[:, -1], cache  # logits (U, 1, V) -> (U, V); cache: U rows of P positions
 
 
 def completion_logits(
@@ -254,12 +273,13 @@ def completion_logits(
         completion_len - 1, device=mask.device
     )
     # Completion token t predicts token t+1: the last one predicts nothing we score.
-    rest = model(
-        input_ids=input_ids[:, P:-1],  # (N, C-1)
-        attention_mask=attention_mask[:, :-1],  # (N, P + C-1): prompt and cache included
-        position_ids=positions,  # (N, C-1)
-        **{cache_argument(model): cache},
-    ).logits  # (N, C-1, V)
+    rest, _ = forward(  # (N, C-1, V)
+        model,
+        input_ids[:, P:-1],  # (N, C-1)
+        attention_mask[:, :-1],  # (N, P + C-1): prompt and cache included
+        positions,  # (N, C-1)
+        cache,
+    )
     return torch.cat([first, rest], 1)  # (N, C, V)
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from assay.errors import AssayError
-from assay.training.policy import cache_argument, prefill, stop_token_ids
+from assay.training.plain_llama import plain_forward
+from assay.training.policy import forward, prefill, stop_token_ids
 
 
 class EngineError(AssayError, RuntimeError):
@@ -100,10 +101,13 @@ class HFEngine(RolloutEngine):
         # Sampling depends on (seed) only: reproducible and resumable.
         generator = torch.Generator(device=device).manual_seed(seed)
         was_training = model.training
-        model.eval()
+        # The plain pass has no dropout to switch off; switching a transformers model's
+        # mode costs milliseconds (its hub-kernel bookkeeping), twice a rollout.
+        switch = plain_forward(model) is None
+        if switch:
+            model.eval()
         # Each prompt once; its cache rows are then repeated for its copies.
         last, cache = prefill(model, ids, mask)
-        cache_arg = cache_argument(model)
         cache.batch_repeat_interleave(copies)
         logits = last.repeat_interleave(copies, 0)
         mask = mask.repeat_interleave(copies, 0)
@@ -122,15 +126,11 @@ class HFEngine(RolloutEngine):
                 cache.batch_select_indices(keep)
                 live, nxt, mask, position = live[keep], nxt[keep], mask[keep], position[keep]
             mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
-            logits = model(
-                input_ids=nxt[:, None],
-                attention_mask=mask,
-                position_ids=position,
-                use_cache=True,
-                **{cache_arg: cache},
-            ).logits[:, -1]
+            logits, cache = forward(model, nxt[:, None], mask, position, cache)
+            logits = logits[:, -1]  # (rows, V)
             position = position + 1
-        model.train(was_training)
+        if switch:
+            model.train(was_training)
         rows = [_cut(row, self.stop_ids) for row in tokens.tolist()]
         if greedy:
             return [[rows[i]] * n for i in range(len(prompts))]

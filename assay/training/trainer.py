@@ -96,18 +96,22 @@ class RolloutBatch:
         rows = [(p, g) for p, group in zip(prompts, generations, strict=True) for g in group]
         width_p = max(len(p) for p, _ in rows)  # P: the longest prompt
         width_c = max(1, max(len(g.token_ids) for _, g in rows))  # C: the longest completion
-        ids = torch.full((len(rows), width_p + width_c), pad_id, dtype=torch.long)  # (N, P + C)
-        attn = torch.zeros_like(ids)  # (N, P + C)
-        loss_mask = torch.zeros((len(rows), width_c), dtype=torch.float32)  # (N, C)
-        for i, (p, g) in enumerate(rows):
-            ids[i, width_p - len(p) : width_p] = torch.tensor(p)  # prompt: left-padded to P
-            attn[i, width_p - len(p) : width_p + len(g.token_ids)] = 1
-            if g.token_ids:  # completion: right-padded to C
-                ids[i, width_p : width_p + len(g.token_ids)] = torch.tensor(g.token_ids)
+        # Rows as lists first, one tensor each at the end: a tensor write per row and
+        # field costs more than the rest of this function on a small model.
+        ids, attn, loss_mask = [], [], []
+        for p, g in rows:
+            left, right = width_p - len(p), width_c - len(g.token_ids)
+            # the prompt left-padded to P, the completion right-padded to C
+            ids.append([pad_id] * left + list(p) + list(g.token_ids) + [pad_id] * right)
+            attn.append([0] * left + [1] * (len(p) + len(g.token_ids)) + [0] * right)
             if g.finished or not mask_truncated:  # observations in an episode: never
-                loss_mask[i, : len(g.token_ids)] = (
-                    1.0 if g.model_mask is None else torch.tensor(g.model_mask, dtype=torch.float32)
-                )
+                counted = [1.0] * len(g.token_ids) if g.model_mask is None else [float(m) for m in g.model_mask]
+            else:
+                counted = [0.0] * len(g.token_ids)
+            loss_mask.append(counted + [0.0] * right)
+        ids = torch.tensor(ids, dtype=torch.long)  # (N, P + C)
+        attn = torch.tensor(attn, dtype=torch.long)  # (N, P + C)
+        loss_mask = torch.tensor(loss_mask, dtype=torch.float32)  # (N, C)
         prompt_tokens = sum(len(p) for p, _ in rows)
         return cls(ids, attn, loss_mask, [g for _, g in rows], prompt_tokens)
 

@@ -1,0 +1,248 @@
+"""A Llama forward pass in plain tensors, giving the same bits as transformers' own.
+
+The organism is a 1M-parameter `LlamaForCausalLM`; at that size a good part of each
+forward call through transformers is Python (its layers, output records, mask builder,
+cache classes and hub-kernel wrappers) rather than arithmetic, and the trainer makes
+about fourteen such calls a step (a prefill and a call per decoding step, then the loss
+pass). This module runs the same operations, in the same order, on the model's own
+parameters, so that results and gradients are bit for bit those of `model(...)`: every
+recorded figure stays as it was.
+
+What "the same operations" means is transformers' code of the version installed, which
+can change; so `plain_forward(model)` first runs both on a small batch in each of the
+shapes the trainer uses (padded and unpadded prompts, a decoding step, a continuation
+over a cache) and uses the plain pass only where every logit is equal. Any model it does
+not reproduce exactly (another architecture, adapters, hooks, dropout, another attention
+implementation) keeps going through `model(...)`.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+#: model -> its PlainLlama, or None where it was found not to reproduce the model's bits
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class KVCache:
+    """Keys and values per layer, each (B, H_kv, L, D), under the method names of
+    transformers' `DynamicCache` that the trainer calls."""
+
+    def __init__(self, layers: list[list[torch.Tensor]]) -> None:
+        self.layers = layers  # [[keys, values], ...]
+
+    def batch_select_indices(self, rows: torch.Tensor) -> None:
+        """Keep these rows (in this order): a row per index."""
+        # index_select, not kv[rows]: the same values, and its backward (index_add) sums
+        # each prompt's rows in the same order as the indexing's accumulating index_put,
+        # several times faster on the CPU
+        for kv in self.layers:
+            kv[0], kv[1] = kv[0].index_select(0, rows), kv[1].index_select(0, rows)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Each row `repeats` times in a row, as `Tensor.repeat_interleave` orders them."""
+        for kv in self.layers:
+            kv[0], kv[1] = kv[0].repeat_interleave(repeats, dim=0), kv[1].repeat_interleave(repeats, dim=0)
+
+
+class PlainLlama:
+    """`LlamaForCausalLM`'s forward pass on its own parameters (read at each call, so
+    training updates and frozen layers apply as they do to the model)."""
+
+    def __init__(self, model: Any) -> None:
+        config = model.config
+        self.model = model
+        self.eps = config.rms_norm_eps
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.scaling = self.head_dim**-0.5
+        rotary = model.model.rotary_emb
+        self.inv_freq, self.rope_scaling = rotary.inv_freq, rotary.attention_scaling
+
+    def __call__(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache | None = None,
+        logits_to_keep: int = 0,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Logits (B, Q, V) (only the last `logits_to_keep` positions when > 0) and the
+        cache extended by these Q positions. ids, positions: (B, Q); mask: (B, K) over the
+        cached positions and these (K = cached + Q), 1 for a real token."""
+        decoder = self.model.model
+        B, Q = ids.shape
+        x = F.embedding(ids, decoder.embed_tokens.weight, decoder.embed_tokens.padding_idx)  # (B, Q, E)
+        cos, sin = self._rotary(positions, x.dtype)  # (B, 1, Q, D) each
+        past = 0 if cache is None else cache.layers[0][0].shape[2]
+        attend = self._attention_mask(mask, Q, past)  # (B, 1, Q, K) bool, or None: causal
+        layers: list[list[torch.Tensor]] = []
+        for i, layer in enumerate(decoder.layers):
+            attn = layer.self_attn
+            h = self._norm(x, layer.input_layernorm.weight)  # (B, Q, E)
+            q = F.linear(h, attn.q_proj.weight).view(B, Q, -1, self.head_dim).transpose(1, 2)  # (B, H, Q, D)
+            k = F.linear(h, attn.k_proj.weight).view(B, Q, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, Q, D)
+            v = F.linear(h, attn.v_proj.weight).view(B, Q, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, Q, D)
+            q = (q * cos) + (_rotate_half(q) * sin)
+            k = (k * cos) + (_rotate_half(k) * sin)
+            if cache is not None:  # (B, Hkv, past + Q, D)
+                k = torch.cat([cache.layers[i][0], k], dim=-2)
+                v = torch.cat([cache.layers[i][1], v], dim=-2)
+            layers.append([k, v])
+            o = self._attend(q, k, v, attend)  # (B, Q, H * D)
+            x = x + F.linear(o, attn.o_proj.weight)
+            h = self._norm(x, layer.post_attention_layernorm.weight)
+            mlp = layer.mlp
+            x = x + F.linear(F.silu(F.linear(h, mlp.gate_proj.weight)) * F.linear(h, mlp.up_proj.weight),
+                             mlp.down_proj.weight)
+        x = self._norm(x, decoder.norm.weight)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:, :]
+        return F.linear(x, self.model.lm_head.weight), KVCache(layers)  # (B, Q', V)
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype  # RMSNorm in float32, scaled back in the model's dtype
+        x = x.to(torch.float32)
+        variance = x.pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + self.eps)
+        return weight * x.to(dtype)
+
+    def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions[..., None].float() * self.inv_freq.to(device=positions.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (B, Q, D)
+        cos = emb.cos() * self.rope_scaling
+        sin = emb.sin() * self.rope_scaling
+        return cos.to(dtype=dtype).unsqueeze(1), sin.to(dtype=dtype).unsqueeze(1)
+
+    @staticmethod
+    def _attention_mask(mask: torch.Tensor, Q: int, past: int) -> torch.Tensor | None:
+        """transformers' choice for sdpa: no mask (sdpa's own causal flag) when no token is
+        padding and the queries are one token or the whole sequence; else a boolean mask
+        of what each query may see: a real token, not after itself."""
+        K = past + Q
+        if (Q == 1 or K == Q) and bool(mask.all()):
+            return None
+        keys = torch.arange(K, device=mask.device)
+        causal = keys[None, :] <= (torch.arange(Q, device=mask.device) + past)[:, None]  # (Q, K)
+        return causal[None, None, :, :] & mask[:, None, None, :].bool()  # (B, 1, Q, K)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                attend: torch.Tensor | None) -> torch.Tensor:
+        """sdpa as transformers calls it, grouped-query layouts included; (B, Q, H * D)."""
+        B, _, Q, D = q.shape
+        groups = self.heads // self.kv_heads
+        extra: dict[str, Any] = {}
+        if groups > 1:
+            if attend is None and k.shape[-1] == v.shape[-1] <= 256:
+                extra["enable_gqa"] = True
+            elif Q == 1:  # each key head's n_rep query heads as one head's queries
+                q = q.reshape(B, self.kv_heads, groups, D)
+            else:
+                k = k[:, :, None].expand(B, self.kv_heads, groups, k.shape[2], D).reshape(B, self.heads, -1, D)
+                v = v[:, :, None].expand(B, self.kv_heads, groups, v.shape[2], D).reshape(B, self.heads, -1, D)
+        causal = Q > 1 and attend is None  # then K == Q (`_attention_mask`)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=0.0, scale=self.scaling,
+                                           is_causal=causal, **extra)
+        o = o.reshape(B, -1, Q, v.shape[-1]).transpose(1, 2).contiguous()  # (B, Q, H, D)
+        return o.reshape(B, Q, -1).contiguous()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def plain_forward(model: Any) -> PlainLlama | None:
+    """The plain pass for `model` when it gives exactly the model's own logits, else None
+    (decided once per model, on a small batch in each shape the trainer uses)."""
+    try:
+        return _CHECKED[model]
+    except (KeyError, TypeError):
+        pass
+    plain = PlainLlama(model) if eligible(model) else None
+    if plain is not None and not reproduces(model, plain):
+        plain = None
+    try:
+        _CHECKED[model] = plain
+    except TypeError:
+        pass
+    return plain
+
+
+def eligible(model: Any) -> bool:
+    """Whether `model` is a plain `LlamaForCausalLM` this pass is written for: sdpa
+    attention, the default rotary positions, no biases, dropout, adapters or hooks."""
+    try:
+        from transformers import LlamaForCausalLM
+        from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+    except ImportError:
+        return False
+    if type(model) is not LlamaForCausalLM:
+        return False
+    config = model.config
+    rope = getattr(config, "rope_parameters", None) or {}
+    if (
+        getattr(config, "_attn_implementation", None) != "sdpa"
+        or rope.get("rope_type", "default") != "default"
+        or getattr(config, "hidden_act", None) != "silu"
+        or getattr(config, "attention_bias", False)
+        or getattr(config, "mlp_bias", False)
+        or float(getattr(config, "attention_dropout", 0.0) or 0.0) != 0.0
+        or getattr(model.model, "gradient_checkpointing", False)
+    ):
+        return False
+    layers = model.model.layers
+    if any(type(layer) is not LlamaDecoderLayer for layer in layers):
+        return False
+    for module in model.modules():  # a hook or an adapter would not run in the plain pass
+        if module._forward_hooks or module._forward_pre_hooks or getattr(module, "bias", None) is not None:
+            return False
+        if isinstance(module, torch.nn.Linear) and type(module) is not torch.nn.Linear:
+            return False
+    return not (torch.nn.modules.module._global_forward_hooks
+                or torch.nn.modules.module._global_forward_pre_hooks)
+
+
+@torch.no_grad()
+def reproduces(model: Any, plain: PlainLlama) -> bool:
+    """Whether the plain pass gives the model's logits bit for bit, on three prompts (one
+    left-padded) and on two unpadded ones: each read whole, then a decoding step over
+    its cache, then a continuation of three tokens over it (the loss pass's shape)."""
+    from assay.training.policy import cache_argument
+
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (3, 9), generator=generator).to(device)  # (3, 9)
+    padded = torch.ones_like(ids)
+    padded[0, :3] = 0
+    width = 6  # the prompt; the rest continues it
+    was_training = model.training
+    model.eval()
+    try:
+        for rows, mask in ((ids, padded), (ids[1:], torch.ones_like(ids[1:]))):
+            prompt, prompt_mask = rows[:, :width], mask[:, :width]
+            positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+            theirs = model(input_ids=prompt, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+            mine, my_cache = plain(prompt, prompt_mask, positions)
+            if not torch.equal(theirs.logits, mine):
+                return False
+            their_cache = theirs.cache if "cache" in theirs else theirs.past_key_values
+            for extra in (1, 3):
+                step_positions = prompt_mask.sum(-1, keepdim=True) + torch.arange(extra, device=device)
+                step, step_mask = rows[:, width : width + extra], mask[:, : width + extra]
+                theirs = model(input_ids=step, attention_mask=step_mask, position_ids=step_positions,
+                               use_cache=True, **{cache_argument(model): copy.deepcopy(their_cache)})
+                mine, _ = plain(step, step_mask, step_positions, KVCache([list(kv) for kv in my_cache.layers]))
+                if not torch.equal(theirs.logits, mine):
+                    return False
+    except Exception:  # a shape or an argument this pass does not know: the model's own pass
+        return False
+    finally:
+        model.train(was_training)
+    return True

@@ -1,0 +1,155 @@
+"""The plain Llama pass gives transformers' bits exactly, or is not used.
+
+Every recorded figure was made through transformers' own forward pass; the plain pass
+(`assay.training.plain_llama`) may only make the same numbers faster. So the checks here
+are equalities, not tolerances: logits, sampled tokens, gradients and a trained model's
+weights, each with the plain pass and with transformers' pass on the same inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+
+import pytest
+
+os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
+
+import torch  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from assay.training import plain_llama  # noqa: E402
+from assay.training.plain_llama import KVCache, PlainLlama, plain_forward  # noqa: E402
+from assay.training.policy import completion_stats, forward, prefill  # noqa: E402
+from assay.training.rollout import HFEngine  # noqa: E402
+
+
+def llama(kv_heads: int, dtype: torch.dtype = torch.float32, **extra) -> LlamaForCausalLM:
+    """A small random Llama: 4 heads, `kv_heads` key/value heads (fewer: grouped queries)."""
+    config = LlamaConfig(vocab_size=61, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
+                         tie_word_embeddings=True, pad_token_id=0, **extra)
+    torch.manual_seed(kv_heads)
+    return LlamaForCausalLM(config).to(dtype)
+
+
+def transformers_only(model):
+    """A copy of `model` (same weights) that always takes transformers' own pass."""
+    twin = copy.deepcopy(model)
+    plain_llama._CHECKED[twin] = None
+    return twin
+
+
+def batch(rows: int = 5, prompt: int = 7, completion: int = 6, seed: int = 1):
+    """Left-padded prompts of several lengths (two rows share each prompt, as a group's
+    rows do) followed by right-padded completions: ids and mask (rows, prompt + completion)."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 61, (rows, prompt + completion), generator=generator)
+    mask = torch.ones_like(ids)
+    for r in range(rows):
+        ids[r, :prompt] = ids[r - r % 2, :prompt]
+        pad = (r // 2) % 3  # 0, 0, 1, 1, 2
+        ids[r, :pad], mask[r, :pad] = 0, 0
+        end = prompt + completion - (r % 3)  # completions of three lengths
+        ids[r, end:], mask[r, end:] = 0, 0
+    return ids, mask, completion
+
+
+@pytest.mark.parametrize("kv_heads, dtype", [(4, torch.float32), (2, torch.float32), (2, torch.bfloat16)])
+def test_every_pass_the_trainer_makes_gives_transformers_bits(kv_heads, dtype):
+    model = llama(kv_heads, dtype)
+    theirs = transformers_only(model)
+    assert plain_forward(model) is not None and plain_forward(theirs) is None
+    ids, mask, completion = batch()
+    prompt = ids.shape[1] - completion
+    with torch.no_grad():
+        for rows in (slice(None), slice(0, 2)):  # padded prompts; the same length (no mask)
+            mine_last, mine_cache = prefill(model, ids[rows, :prompt], mask[rows, :prompt])
+            their_last, their_cache = prefill(theirs, ids[rows, :prompt], mask[rows, :prompt])
+            assert isinstance(mine_cache, KVCache) and not isinstance(their_cache, KVCache)
+            assert torch.equal(mine_last, their_last)
+            for cache in (mine_cache, their_cache):  # rows leave, as ended samples do
+                cache.batch_select_indices(torch.tensor([1, 0]))
+            step_mask = torch.cat([mask[rows, :prompt][[1, 0]], torch.ones(2, 1, dtype=torch.long)], 1)
+            step_ids, positions = ids[[1, 0], prompt : prompt + 1], step_mask[:, :-1].sum(-1, keepdim=True)
+            mine, _ = forward(model, step_ids, step_mask, positions, mine_cache)
+            their, _ = forward(theirs, step_ids, step_mask, positions, their_cache)
+            assert torch.equal(mine, their)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_the_loss_pass_has_transformers_gradients(kv_heads):
+    model = llama(kv_heads)
+    theirs = transformers_only(model)
+    ids, mask, completion = batch()
+    for m in (model, theirs):
+        stats = completion_stats(m, ids, mask, completion, 0.7)
+        (stats.logprobs * mask[:, -completion:]).sum().backward()
+    assert plain_forward(model) is not None
+    for (name, mine), their in zip(model.named_parameters(), theirs.parameters(), strict=True):
+        assert mine.grad is not None and torch.equal(mine.grad, their.grad), name
+
+
+def test_sampling_draws_the_same_tokens():
+    from assay.organism.tokenizer import vocabulary  # noqa: F401 - the organism's tokenizer
+
+    from assay.training.policy import load_policy, resolve_model_path
+
+    model, tokenizer = load_policy(resolve_model_path("organism:tiny", quiet=True))
+    theirs = transformers_only(model)
+    prompts = [tokenizer(p)["input_ids"] for p in ["5 1 2>007:", "9 3 4>039:", "2 2>004:", "8 8 8>"]]
+    mine = HFEngine(model, tokenizer).generate(prompts, 4, max_new_tokens=12, seed=3)
+    their = HFEngine(theirs, tokenizer).generate(prompts, 4, max_new_tokens=12, seed=3)
+    assert plain_forward(model) is not None
+    assert [[g.token_ids for g in group] for group in mine] == [[g.token_ids for g in group] for group in their]
+    assert len({len(g.token_ids) for group in mine for g in group}) > 1  # rows left the batch early
+
+
+def test_a_pass_that_differs_in_one_bit_is_not_used(monkeypatch):
+    original = PlainLlama._norm
+
+    def off_by_a_little(self, x, weight):
+        return original(self, x, weight) * (1 + 2**-20)
+
+    monkeypatch.setattr(PlainLlama, "_norm", off_by_a_little)
+    model = llama(4)
+    assert plain_forward(model) is None
+    logits, cache = forward(model, *batch()[:2], torch.arange(13).expand(5, 13))
+    assert not isinstance(cache, KVCache)  # transformers' own pass, and its own cache
+
+
+@pytest.mark.parametrize("change", ["hook", "bias", "eager", "dropout"])
+def test_models_it_was_not_written_for_take_transformers_pass(change):
+    if change == "hook":
+        model = llama(4)
+        model.model.layers[0].mlp.register_forward_hook(lambda *_: None)
+    elif change == "bias":
+        model = llama(4, attention_bias=True)
+    elif change == "eager":
+        model = llama(4, attn_implementation="eager")
+    else:
+        model = llama(4, attention_dropout=0.1)
+    assert plain_forward(model) is None
+
+
+def test_training_with_the_plain_pass_ends_with_the_same_weights(tmp_path):
+    from assay.training import Trainer, resolve
+
+    def trainer(name: str) -> Trainer:
+        config = resolve(
+            sets={"prompts_per_step": "4", "group_size": "4", "max_new_tokens": "12", "learning_rate": "1e-3",
+                  "lr_schedule": "constant", "eval_every": "0", "save_every": "0", "val_size": "1",
+                  "train_size": "64", "progress": "false", "micro_batch_size": "8", "beta": "0.02"},
+            flags={"model": "organism:tiny", "out": str(tmp_path / name), "steps": 3},
+        )
+        return Trainer(config, quiet=True)
+
+    mine, theirs = trainer("plain"), trainer("transformers")
+    plain_llama._CHECKED[theirs.model] = None
+    for _ in range(3):
+        mine.step()
+        theirs.step()
+    assert plain_forward(mine.model) is not None
+    for (name, a), b in zip(mine.model.named_parameters(), theirs.model.parameters(), strict=True):
+        assert torch.equal(a, b), name
