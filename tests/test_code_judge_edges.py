@@ -317,3 +317,14 @@ def test_scratch_puts_a_directory_back_and_refuses_one_that_was_not_empty(tmp_pa
     after = os.stat(clean)
     assert os.listdir(clean) == []
     assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
+
+
+def test_a_batch_stays_on_the_cpu_it_started_on(env):
+    # stay_on_this_cpu: the judge and every candidate it starts run on one CPU (their
+    # hand-overs cost a switch in place, not a wake-up on another CPU).
+    tests = "import os\nassert len(os.sched_getaffinity(0)) == 1\nassert cpus() == 1\n"
+    solution = "import os\ndef cpus():\n    return len(os.sched_getaffinity(0))\n"
+    assert verify(env, tests, solution, entry_point="cpus").correct
+    task = env.make_task({"entry_point": "cpus", "tests": tests}, id="cpus")
+    verdicts = env.verify_many([(task, f"```python\n{solution}\n```\n# {n}\n") for n in range(3)])
+    assert all(v.correct for v in verdicts), verdicts  # a batch of three: through the spawner
