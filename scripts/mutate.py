@@ -84,6 +84,11 @@ TARGETS = (
         "assay/envs/code_harness.py",
         ("tests/test_code_harness.py", "tests/test_code_judge_edges.py", "tests/test_code_env.py"),
     ),
+    Target(
+        "plain_llama",
+        "assay/training/plain_llama.py",
+        ("tests/test_plain_llama.py", "tests/test_training_fast_paths.py"),
+    ),
     Target("rewards_base", "assay/rewards/base.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),
     Target("rewards_builtin", "assay/rewards/builtin.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),
     Target(

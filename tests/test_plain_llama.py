@@ -119,9 +119,43 @@ def test_a_pass_that_differs_in_one_bit_is_not_used(monkeypatch):
     assert not isinstance(cache, KVCache)  # transformers' own pass, and its own cache
 
 
-@pytest.mark.parametrize("change", ["hook", "bias", "eager", "dropout"])
+def test_a_pass_wrong_only_for_padded_prompts_is_not_used(monkeypatch):
+    original = PlainLlama._attention_mask
+
+    def padding_blind(mask, Q, past):  # a causal mask that lets every query see padding
+        return original(torch.ones_like(mask), Q, past)
+
+    monkeypatch.setattr(PlainLlama, "_attention_mask", staticmethod(padding_blind))
+    assert plain_forward(llama(4)) is None
+
+
+def test_a_pass_wrong_only_over_a_cache_is_not_used(monkeypatch):
+    original = PlainLlama._attention_mask
+
+    def padding_blind_after_a_prompt(mask, Q, past):  # right for a prompt read whole only
+        return original(mask if past == 0 else torch.ones_like(mask), Q, past)
+
+    monkeypatch.setattr(PlainLlama, "_attention_mask", staticmethod(padding_blind_after_a_prompt))
+    assert plain_forward(llama(4)) is None
+
+
+def test_two_token_prompts_read_whole_are_causal():
+    model = llama(4)
+    theirs = transformers_only(model)
+    ids = torch.tensor([[5, 9], [7, 3]])
+    mask = torch.ones_like(ids)
+    positions = torch.tensor([[0, 1], [0, 1]])
+    with torch.no_grad():
+        mine, _ = forward(model, ids, mask, positions)
+        their, _ = forward(theirs, ids, mask, positions)
+    assert plain_forward(model) is not None and torch.equal(mine, their)
+
+
+@pytest.mark.parametrize("change", ["hook", "bias", "eager", "dropout", "dynamic rope"])
 def test_models_it_was_not_written_for_take_transformers_pass(change):
-    if change == "hook":
+    if change == "dynamic rope":  # positions rescaled past a length: the short self-check would not see it
+        model = llama(4, rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0})
+    elif change == "hook":
         model = llama(4)
         model.model.layers[0].mlp.register_forward_hook(lambda *_: None)
     elif change == "bias":

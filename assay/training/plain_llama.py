@@ -178,11 +178,9 @@ def plain_forward(model: Any) -> PlainLlama | None:
 def eligible(model: Any) -> bool:
     """Whether `model` is a plain `LlamaForCausalLM` this pass is written for: sdpa
     attention, the default rotary positions, no biases, dropout, adapters or hooks."""
-    try:
-        from transformers import LlamaForCausalLM
-        from transformers.models.llama.modeling_llama import LlamaDecoderLayer
-    except ImportError:
-        return False
+    from transformers import LlamaForCausalLM
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
     if type(model) is not LlamaForCausalLM:
         return False
     config = model.config
