@@ -92,8 +92,6 @@ def test_the_loss_pass_has_transformers_gradients(kv_heads):
 
 
 def test_sampling_draws_the_same_tokens():
-    from assay.organism.tokenizer import vocabulary  # noqa: F401 - the organism's tokenizer
-
     from assay.training.policy import load_policy, resolve_model_path
 
     model, tokenizer = load_policy(resolve_model_path("organism:tiny", quiet=True))
