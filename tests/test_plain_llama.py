@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from assay.training import plain_llama  # noqa: E402
-from assay.training.plain_llama import KVCache, PlainLlama, plain_forward  # noqa: E402
+from assay.training.plain_llama import KVCache, PlainLlama, never_plain, plain_forward  # noqa: E402
 from assay.training.policy import completion_stats, forward, prefill  # noqa: E402
 from assay.training.rollout import HFEngine  # noqa: E402
 
@@ -37,7 +37,7 @@ def llama(kv_heads: int, dtype: torch.dtype = torch.float32, **extra) -> LlamaFo
 def transformers_only(model):
     """A copy of `model` (same weights) that always takes transformers' own pass."""
     twin = copy.deepcopy(model)
-    plain_llama._CHECKED[twin] = None
+    never_plain(twin)
     return twin
 
 
@@ -137,6 +137,17 @@ def test_a_pass_wrong_only_over_a_cache_is_not_used(monkeypatch):
     assert plain_forward(llama(4)) is None
 
 
+def test_a_model_moved_to_another_dtype_is_checked_again(monkeypatch):
+    model = llama(4)
+    assert plain_forward(model) is not None
+    checks = []
+    original = plain_llama.reproduces
+    monkeypatch.setattr(plain_llama, "reproduces", lambda m, p: checks.append(m) or original(m, p))
+    assert plain_forward(model) is not None and checks == []  # once per model
+    model.to(torch.bfloat16)
+    assert plain_forward(model) is not None and checks == [model]
+
+
 def test_two_token_prompts_read_whole_are_causal():
     model = llama(4)
     theirs = transformers_only(model)
@@ -178,7 +189,7 @@ def test_training_with_the_plain_pass_ends_with_the_same_weights(tmp_path):
         return Trainer(config, quiet=True)
 
     mine, theirs = trainer("plain"), trainer("transformers")
-    plain_llama._CHECKED[theirs.model] = None
+    never_plain(theirs.model)
     for _ in range(3):
         mine.step()
         theirs.step()

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-#: model -> its PlainLlama, or None where it was found not to reproduce the model's bits
+#: model -> (the dtype and device it was checked on, its PlainLlama or None where it was
+#: found not to reproduce the model's bits); (None, None): never (`never_plain`)
 _CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -57,13 +58,12 @@ class PlainLlama:
     def __init__(self, model: Any) -> None:
         config = model.config
         self.model = model
+        self.rotary = model.model.rotary_emb  # its inverse frequencies are read at each call
         self.eps = config.rms_norm_eps
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.scaling = self.head_dim**-0.5
-        rotary = model.model.rotary_emb
-        self.inv_freq, self.rope_scaling = rotary.inv_freq, rotary.attention_scaling
 
     def __call__(
         self,
@@ -114,10 +114,11 @@ class PlainLlama:
         return weight * x.to(dtype)
 
     def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions[..., None].float() * self.inv_freq.to(device=positions.device, dtype=torch.float)
+        inv_freq = self.rotary.inv_freq  # a buffer: replaced when the model moves
+        freqs = positions[..., None].float() * inv_freq.to(device=positions.device, dtype=torch.float)
         emb = torch.cat((freqs, freqs), dim=-1)  # (B, Q, D)
-        cos = emb.cos() * self.rope_scaling
-        sin = emb.sin() * self.rope_scaling
+        cos = emb.cos() * self.rotary.attention_scaling
+        sin = emb.sin() * self.rotary.attention_scaling
         return cos.to(dtype=dtype).unsqueeze(1), sin.to(dtype=dtype).unsqueeze(1)
 
     @staticmethod
@@ -159,20 +160,27 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def plain_forward(model: Any) -> PlainLlama | None:
-    """The plain pass for `model` when it gives exactly the model's own logits, else None
-    (decided once per model, on a small batch in each shape the trainer uses)."""
+    """The plain pass for `model` when it gives exactly the model's own logits, else None:
+    decided once per model, on a small batch in each shape the trainer uses, and again if
+    the model has moved to another dtype or device since."""
     try:
-        return _CHECKED[model]
-    except (KeyError, TypeError):
-        pass
+        placement = next(model.parameters())
+        where = (placement.dtype, placement.device)
+        known = _CHECKED.get(model)
+    except (AttributeError, StopIteration, TypeError):  # not a module with parameters
+        return None
+    if known is not None and known[0] in (where, None):
+        return known[1]
     plain = PlainLlama(model) if eligible(model) else None
     if plain is not None and not reproduces(model, plain):
         plain = None
-    try:
-        _CHECKED[model] = plain
-    except TypeError:
-        pass
+    _CHECKED[model] = (where, plain)
     return plain
+
+
+def never_plain(model: Any) -> None:
+    """Send `model` through transformers' own pass from now on (to compare the two)."""
+    _CHECKED[model] = (None, None)
 
 
 def eligible(model: Any) -> bool:
