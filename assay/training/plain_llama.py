@@ -19,6 +19,7 @@ implementation) keeps going through `model(...)`.
 from __future__ import annotations
 
 import copy
+import inspect
 import weakref
 from typing import Any
 
@@ -220,8 +221,6 @@ def reproduces(model: Any, plain: PlainLlama) -> bool:
     """Whether the plain pass gives the model's logits bit for bit, on three prompts (one
     left-padded) and on two unpadded ones: each read whole, then a decoding step over
     its cache, then a continuation of three tokens over it (the loss pass's shape)."""
-    from assay.training.policy import cache_argument
-
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (3, 9), generator=generator).to(device)  # (3, 9)
@@ -252,3 +251,8 @@ def reproduces(model: Any, plain: PlainLlama) -> bool:
     finally:
         model.train(was_training)
     return True
+
+
+def cache_argument(model) -> str:
+    """The name `model.forward` takes a KV cache under (`past_key_values` before 5.24)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

@@ -3,7 +3,6 @@ per-token statistics: log-probs of the sampled tokens, entropies and self-certai
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import torch
 
 from assay.errors import AssayError
 from assay.hf import quiet_transformers
-from assay.training.plain_llama import KVCache, plain_forward
+from assay.training.plain_llama import KVCache, cache_argument, plain_forward
 
 
 class ModelLoadError(AssayError, RuntimeError):
@@ -281,8 +280,3 @@ def completion_logits(
         cache,
     )
     return torch.cat([first, rest], 1)  # (N, C, V)
-
-
-def cache_argument(model) -> str:
-    """The name `model.forward` takes a KV cache under (`past_key_values` before 5.24)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
