@@ -196,3 +196,15 @@ def test_training_with_the_plain_pass_ends_with_the_same_weights(tmp_path):
     assert plain_forward(mine.model) is not None
     for (name, a), b in zip(mine.model.named_parameters(), theirs.model.parameters(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_a_checked_model_can_still_be_freed():
+    import gc
+    import weakref
+
+    model = llama(4)
+    assert plain_forward(model) is not None
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None  # the check's record does not keep it alive

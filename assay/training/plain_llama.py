@@ -58,7 +58,9 @@ class PlainLlama:
 
     def __init__(self, model: Any) -> None:
         config = model.config
-        self.model = model
+        # weakly: `_CHECKED` maps the model to this, and a strong reference here would
+        # keep every model ever checked alive
+        self._model = weakref.ref(model)
         self.rotary = model.model.rotary_emb  # its inverse frequencies are read at each call
         self.eps = config.rms_norm_eps
         self.heads = config.num_attention_heads
@@ -77,7 +79,8 @@ class PlainLlama:
         """Logits (B, Q, V) (only the last `logits_to_keep` positions when > 0) and the
         cache extended by these Q positions. ids, positions: (B, Q); mask: (B, K) over the
         cached positions and these (K = cached + Q), 1 for a real token."""
-        decoder = self.model.model
+        model = self._model()
+        decoder = model.model
         B, Q = ids.shape
         x = F.embedding(ids, decoder.embed_tokens.weight, decoder.embed_tokens.padding_idx)  # (B, Q, E)
         cos, sin = self._rotary(positions, x.dtype)  # (B, 1, Q, D) each
@@ -105,7 +108,7 @@ class PlainLlama:
         x = self._norm(x, decoder.norm.weight)
         if logits_to_keep:
             x = x[:, -logits_to_keep:, :]
-        return F.linear(x, self.model.lm_head.weight), KVCache(layers)  # (B, Q', V)
+        return F.linear(x, model.lm_head.weight), KVCache(layers)  # (B, Q', V)
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype  # RMSNorm in float32, scaled back in the model's dtype
