@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,24 @@ def test_code_has_no_false_positives_on_humaneval(code_env):
         p["name"]: 0 for p in result["probes"]}
     lookalike = next(p for p in result["probes"] if p["name"] == "lookalike_unicode")
     assert lookalike["tried"] > 20
+
+
+def _never_returns(gold: str, completion: str) -> bool:
+    while True:  # a parse that swallowed math-verify's alarm (its LaTeX parser can)
+        pass
+
+
+def test_a_checker_that_never_returns_is_stopped_and_counted(monkeypatch):
+    from assay.audit import against
+    from assay.envs import Task
+
+    pytest.importorskip("math_verify")
+    monkeypatch.setattr(against, "math_verify_judge", _never_returns)
+    monkeypatch.setattr(against, "HARD_LIMIT", 0.5)
+    task = Task(id="t", prompt="1+1?", fields={"answer": "2"})
+    judged = [("reference", (task, "2"), Verdict.right("= 2")), ("hedge", (task, "2 or 3"), Verdict.wrong("no"))]
+    started = time.monotonic()
+    result = against.agreement("math-verify", judged)
+    assert time.monotonic() - started < 10
+    assert result["checker_failures"] == {"timeout": 2, "error": 0}
+    assert result["pairs"] == 2 and result["false_negatives"]["math-verify"] == 1  # a failure is a no

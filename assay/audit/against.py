@@ -10,6 +10,7 @@ task's own right answer rejected).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from assay.envs import Task
@@ -19,10 +20,16 @@ from assay.verifiers import Verdict
 CHECKERS = ("math-verify",)
 EXAMPLES = 10
 TIMEOUT = 2  #: seconds math-verify may spend parsing or comparing one answer
+#: seconds one pair may take in all (two parses and a comparison, each of TIMEOUT): the
+#: hard limit. math-verify's own limits are SIGALRM ones, and its LaTeX parser can swallow
+#: the alarm's exception and parse on for many minutes; the pair's process is then killed.
+HARD_LIMIT = 3 * TIMEOUT + 2
 
 
 def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]]) -> dict[str, Any]:
     """Compare assay's verdicts in `judged` [(probe, (task, completion), verdict)] with `checker`."""
+    from assay.verifiers.timelimit import BoundedPool, Failure
+
     judge = _checker(checker)
     out: dict[str, Any] = {
         "checker": checker, "pairs": 0, "agree": 0,
@@ -30,12 +37,18 @@ def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]])
         "only_checker_accepts": {"count": 0, "examples": []},
         "false_positives": {"assay": 0, checker: 0},
         "false_negatives": {"assay": 0, checker: 0},
+        #: pairs the checker could not judge within HARD_LIMIT, or crashed on: counted as
+        #: rejections (as its own timeouts are), and here so that they are seen
+        "checker_failures": {"timeout": 0, "error": 0},
         "by_probe": {},
     }
-    for probe, (task, completion), verdict in judged:
-        if "answer" not in task.fields:
-            continue  # label-free tasks: math-verify needs a gold answer
-        theirs = judge(str(task["answer"]), completion)
+    judged = [entry for entry in judged if "answer" in entry[1][0].fields]  # math-verify needs a gold answer
+    with BoundedPool(workers=max(1, min(4, os.cpu_count() or 1)), timeout=HARD_LIMIT) as pool:
+        answers = pool.map(judge, [(str(task["answer"]), completion) for _, (task, completion), _ in judged])
+    for (probe, (task, completion), verdict), theirs in zip(judged, answers, strict=True):
+        if isinstance(theirs, Failure):
+            out["checker_failures"][theirs.kind] += 1
+            theirs = False
         ours = verdict.correct
         out["pairs"] += 1
         out["agree"] += theirs == ours
@@ -60,22 +73,27 @@ def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]])
 
 
 def _checker(name: str):
+    """The checker's judge, `judge(gold, completion) -> bool` (a module-level function, so
+    that `BoundedPool` can send it to its workers)."""
     if name not in CHECKERS:
         raise AssayError(f"--against: unknown checker {name!r} (known: {', '.join(CHECKERS)})")
     try:
-        from math_verify import parse, verify
+        import math_verify  # noqa: F401 - imported before the workers fork
     except ImportError:
         raise AssayError("--against math-verify needs the math-verify package: pip install math-verify") from None
     # math-verify logs every parse that runs out of time (the huge-answer probes do) with the
     # whole input: its verdict (no) is what counts here, not the log.
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    return math_verify_judge
 
-    def judge(gold: str, completion: str) -> bool:
-        try:
-            target = parse(gold if "$" in gold or "\\boxed" in gold else f"${gold}$", parsing_timeout=TIMEOUT)
-            answer = parse(completion, parsing_timeout=TIMEOUT)
-            return bool(verify(target, answer, timeout_seconds=TIMEOUT))
-        except Exception:  # math-verify's own failure (a timeout, a parse error) is a no
-            return False
 
-    return judge
+def math_verify_judge(gold: str, completion: str) -> bool:
+    """Whether math-verify accepts `completion` against `gold` (its own failures: no)."""
+    from math_verify import parse, verify
+
+    try:
+        target = parse(gold if "$" in gold or "\\boxed" in gold else f"${gold}$", parsing_timeout=TIMEOUT)
+        answer = parse(completion, parsing_timeout=TIMEOUT)
+        return bool(verify(target, answer, timeout_seconds=TIMEOUT))
+    except Exception:  # math-verify's own failure (a timeout, a parse error) is a no
+        return False
