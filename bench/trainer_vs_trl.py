@@ -208,6 +208,7 @@ def run_trl(args, model_dir: str, out: Path) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     env, _, _ = bench_env(args.arch)
+    env.start_workers()  # before TRL's model loads: forked later, each worker copies it
     chat = args.arch == "smollm2"  # a chat model: TRL applies its template, as assay does
     tasks = env.generate(1024, seed=0)
     data = Dataset.from_list([

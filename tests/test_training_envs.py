@@ -274,3 +274,36 @@ def test_the_progress_bar_shows_the_verification_time():
                "entropy": 1.0, "completion_length": 3.0, "step_time": 1.25, "verify_time": 0.75}
     bar.advance(metrics)
     assert "1.25s/step (verify 0.75s)" in bar.progress.tasks[0].fields["figures"]
+
+
+def test_the_verification_workers_start_before_the_model_loads(tmp_path, random_model, monkeypatch):
+    """Forked after the model, each worker would keep its own copy of every page training
+    writes: a 135M model with two workers ran a 24 GiB machine out of memory."""
+    from assay.training import Trainer, resolve
+    from assay.training import trainer as trainer_module
+
+    envs, workers_at_load = [], []
+    get_env, load_policy = trainer_module.get_env, trainer_module.load_policy
+
+    def capture(*args, **kwargs):
+        envs.append(get_env(*args, **kwargs))
+        return envs[-1]
+
+    def watched(*args, **kwargs):
+        workers_at_load.append(sum(len(p._workers) for env in envs for p in env.__dict__.get("_pools", {}).values()))
+        return load_policy(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "get_env", capture)
+    monkeypatch.setattr(trainer_module, "load_policy", watched)
+    config = resolve(sets={"prompts_per_step": "2", "group_size": "2", "max_new_tokens": "4", "eval_every": "0",
+                           "val_size": "2", "train_size": "4", "progress": "false"},
+                     flags={"model": str(random_model), "env": "math", "out": str(tmp_path / "run"), "steps": 1})
+    trainer = Trainer(config, quiet=True)
+    try:
+        assert workers_at_load and workers_at_load[0] >= 1, workers_at_load
+        (pool,) = trainer.env._pools.values()  # the one pool verification then uses
+        trainer.step()
+        assert (pool,) == tuple(trainer.env._pools.values())
+        assert all(worker.process.is_alive() for worker in pool._workers)
+    finally:
+        trainer.env.close()

@@ -284,6 +284,17 @@ class Environment(ABC):
         raw = pool.map(self.check_completion, pairs, timeout=self.time_limit, on_result=convert)
         return [_as_verdict(value) for value in raw]
 
+    def start_workers(self, workers: int | None = None) -> None:
+        """Start the verification worker processes now, where the env checks in workers.
+
+        They are forked from this process: started before a large model is loaded, they
+        hold none of it. Started later, each would keep its own copy of every page the
+        trainer then writes (weights, optimizer state), and a 135M model's training with
+        two workers can run out of memory on 24 GiB.
+        """
+        if self.verification == "workers":
+            self._pool(workers or os.cpu_count() or 1).start()
+
     def _pool(self, workers: int) -> BoundedPool:
         pools = self.__dict__.setdefault("_pools", {})
         if workers not in pools:

@@ -132,6 +132,7 @@ class Trainer:
         _seed_everything(cfg.seed)
         self.device = torch.device(device_name(cfg.device))
         self.env = get_env(cfg.env, **cfg.env_options)
+        self.env.start_workers()  # forked before the model exists: they hold none of it
         self.reward = get_reward(cfg.reward)
         self.reward.check_env(self.env)  # e.g. self_verify on an env it cannot verify with
         self.monitors = Monitors(cfg.monitor)  # logged every step, never trained on

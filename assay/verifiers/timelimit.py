@@ -140,6 +140,11 @@ class BoundedPool:
             worker.kill()
         self._workers = []
 
+    def start(self) -> None:
+        """Start the workers now rather than at the first call (see `Environment.start_workers`)."""
+        with self._lock:
+            self._ensure_workers()
+
     def _ensure_workers(self) -> None:
         if os.getpid() != self._pid:  # we were forked: the workers belong to our parent
             self._workers, self._pid = [], os.getpid()
