@@ -277,8 +277,8 @@ def test_the_progress_bar_shows_the_verification_time():
 
 
 def test_the_verification_workers_start_before_the_model_loads(tmp_path, random_model, monkeypatch):
-    """Forked after the model, each worker would keep its own copy of every page training
-    writes: a 135M model with two workers ran a 24 GiB machine out of memory."""
+    """Forked after the model, each worker keeps its own copy of every page training
+    writes (the SmolLM2 bench, assay and TRL in one process, ran out of 24 GiB so)."""
     from assay.training import Trainer, resolve
     from assay.training import trainer as trainer_module
 
