@@ -42,10 +42,14 @@ def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]])
         "checker_failures": {"timeout": 0, "error": 0},
         "by_probe": {},
     }
-    judged = [entry for entry in judged if "answer" in entry[1][0].fields]  # math-verify needs a gold answer
+    labelled = [  # math-verify needs a gold answer
+        (probe, (task, completion), verdict)
+        for probe, (task, completion), verdict in judged
+        if "answer" in task.fields
+    ]
     with BoundedPool(workers=max(1, min(4, os.cpu_count() or 1)), timeout=HARD_LIMIT) as pool:
-        answers = pool.map(judge, [(str(task["answer"]), completion) for _, (task, completion), _ in judged])
-    for (probe, (task, completion), verdict), theirs in zip(judged, answers, strict=True):
+        answers = pool.map(judge, [(str(task["answer"]), completion) for _, (task, completion), _ in labelled])
+    for (probe, (task, completion), verdict), theirs in zip(labelled, answers, strict=True):
         if isinstance(theirs, Failure):
             out["checker_failures"][theirs.kind] += 1
             theirs = False
