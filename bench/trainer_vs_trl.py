@@ -191,15 +191,18 @@ def run_assay(args, model_dir: str, out: Path) -> dict:
     config.env_options = env_options
     trainer = Trainer(config, quiet=True)
     timer = RolloutTimer(trainer.engine, "generate", args.device, count_engine)
-    for _ in range(args.warmup):
-        trainer.step()
-    timer.active = True
-    _sync(args.device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        trainer.step()
-    _sync(args.device)
-    return _figures(time.perf_counter() - start, timer, args)
+    try:
+        for _ in range(args.warmup):
+            trainer.step()
+        timer.active = True
+        _sync(args.device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            trainer.step()
+        _sync(args.device)
+        return _figures(time.perf_counter() - start, timer, args)
+    finally:  # the run's verification workers end with it (`Trainer.train` would do this)
+        trainer.env.close()
 
 
 def run_trl(args, model_dir: str, out: Path) -> dict:
@@ -217,10 +220,10 @@ def run_trl(args, model_dir: str, out: Path) -> dict:
         for t in tasks
     ])
 
-    def verifier(completions, task, **_):
+    def verifier(completions, task, **_):  # the whole batch at once, as assay verifies
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        return [env.verify(env.make_task(json.loads(f)), text).score
-                for text, f in zip(texts, task, strict=True)]
+        pairs = [(env.make_task(json.loads(f)), text) for text, f in zip(texts, task, strict=True)]
+        return [verdict.score for verdict in env.verify_many(pairs)]
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     PAD_ID[0] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -274,7 +277,10 @@ def run_trl(args, model_dir: str, out: Path) -> dict:
             marks["end"] = time.perf_counter()
 
     trainer.add_callback(Clock())
-    trainer.train()
+    try:
+        trainer.train()
+    finally:  # left running, each run's workers would hold a copy of what the next one writes
+        env.close()
     return _figures(marks["end"] - marks["start"], timer, args)
 
 

@@ -311,3 +311,20 @@ def test_answer_format_last_number_checks_the_last_number():
 def test_an_unknown_answer_format_is_named():
     with pytest.raises(ValueError, match="answer_format must be one of boxed, last_number"):
         get_env("math", answer_format="first_number")
+
+
+def test_verifying_and_voting_use_the_workers_already_started():
+    """`verify` and `answer_key` after `start_workers`: no second pool is forked (forked later, from a process
+    holding a model, its worker would keep a copy of every page that training writes)."""
+    env = get_env("math")
+    try:
+        env.start_workers(2)
+        (pool,) = env._pools.values()
+        before = set(multiprocessing.active_children())
+        task = env.make_task({"answer": "1"})
+        assert env.verify(task, r"\boxed{1}").status == "correct"
+        assert env.answer_key(task, "0.5") == env.answer_key(task, r"\frac{1}{2}")  # votes too
+        assert tuple(env._pools.values()) == (pool,)
+        assert set(multiprocessing.active_children()) <= before  # nothing forked since
+    finally:
+        env.close()

@@ -202,8 +202,10 @@ class Environment(ABC):
             return Verdict.error(f"verifier raised {type(exc).__name__}: {exc}"[:500])
 
     def verify(self, task: Task, completion: str) -> Verdict:
-        """Verify one completion: `verify_many` with a batch of one."""
-        (verdict,) = self.verify_many([(task, completion)], workers=1)
+        """Verify one completion: `verify_many` with a batch of one (in the workers already
+        started, if any: a pool of one more would be forked from this process as it is now,
+        perhaps with a model in it)."""
+        (verdict,) = self.verify_many([(task, completion)], workers=self._started_workers())
         return verdict
 
     def verify_many(
@@ -294,6 +296,12 @@ class Environment(ABC):
         """
         if self.verification == "workers":
             self._pool(workers or os.cpu_count() or 1).start()
+
+    def _started_workers(self) -> int:
+        """The size of the pool already started, for one call: 1 if none is (then one
+        worker is started for it)."""
+        started = self.__dict__.get("_pools")
+        return next(iter(started)) if started else 1
 
     def _pool(self, workers: int) -> BoundedPool:
         pools = self.__dict__.setdefault("_pools", {})

@@ -26,7 +26,7 @@ from typing import Any
 from assay.envs import math_probes
 from assay.envs.base import Environment, Task, label_offset, seeded_random
 from assay.envs.tools import PythonTool, ToolOptions
-from assay.verifiers import TimedOut, Verdict, WorkerError, call_with_timeout
+from assay.verifiers import Failure, Verdict
 from assay.verifiers.equation import DOMAINS, EquationError, check_equation
 from assay.verifiers.latex_answer import final_answers, last_number, plain_text_key
 from assay.verifiers.math import FORMS, check_math, warm_up
@@ -216,12 +216,13 @@ class MathEnv(PythonTool, Environment):
 
     def answer_key(self, task: Task, answer: str) -> Hashable:
         """Equivalent answers share a key (`0.5`, `\\frac12`, `x = 1/2`); computed under
-        the time limit, falling back to the whitespace-free text."""
+        the time limit, falling back to the whitespace-free text. In the env's verification
+        workers: a worker of its own, forked at the first vote, would keep a copy of every
+        page training writes from then on (with SmolLM2, gigabytes)."""
         warm_up()  # before its worker forks
-        try:
-            return call_with_timeout(math_answer_key, answer, timeout=self.time_limit)
-        except (TimedOut, WorkerError):
-            return ("text", plain_text_key(answer))
+        pool = self._pool(self._started_workers())
+        (key,) = pool.map(math_answer_key, [(answer,)], timeout=self.time_limit)
+        return ("text", plain_text_key(answer)) if isinstance(key, Failure) else key
 
 
 def _gold_text(answer: Any) -> str:

@@ -119,6 +119,7 @@ def evaluate(
     require_single_turn(environment, "assay eval")
     try:
         tasks = training_tasks(environment, tasks_file, n, 7_919 + seed)[:n]
+        environment.start_workers()  # forked before the model loads: they hold none of it
         start = time.perf_counter()
         path = resolve_model_path(config.model, config.prior, quiet=quiet)
         policy, tokenizer = load_policy(path, device=device_name(config.device), dtype=config.dtype)
