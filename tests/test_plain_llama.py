@@ -208,3 +208,50 @@ def test_a_checked_model_can_still_be_freed():
     del model
     gc.collect()
     assert gone() is None  # the check's record does not keep it alive
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_decoding_into_reserved_room_gives_the_bits_of_appending(kv_heads):
+    """Sampling writes each step's keys and values into room reserved after the prompt
+    (no copy of the cache per step); the logits are those of appending by concatenation,
+    through rows leaving the batch, and the room is written in place."""
+    model = llama(kv_heads)
+    ids, mask, _ = batch(rows=4, prompt=7, completion=0)
+    with torch.no_grad():
+        _, appended = prefill(model, ids, mask)
+        _, roomy = prefill(model, ids, mask)
+        appended.batch_repeat_interleave(2)
+        roomy.batch_repeat_interleave(2, room=3)
+        assert roomy.room is not None and appended.room is None
+        buffer = roomy.room[0][0]
+        mask = mask.repeat_interleave(2, 0)
+        position = mask.sum(-1, keepdim=True)
+        steps = torch.randint(1, 61, (8, 3), generator=torch.Generator().manual_seed(5))
+        for t in range(3):
+            if t == 2:  # rows 1 and 6 end: both caches drop them
+                keep = torch.tensor([0, 2, 3, 4, 5, 7])
+                appended.batch_select_indices(keep)
+                roomy.batch_select_indices(keep)
+                mask, position, steps = mask[keep], position[keep], steps[keep]
+            mask = torch.cat([mask, mask.new_ones(len(mask), 1)], 1)
+            theirs, appended = forward(model, steps[:, t : t + 1], mask, position, appended)
+            mine, roomy = forward(model, steps[:, t : t + 1], mask, position, roomy)
+            assert torch.equal(theirs, mine)
+            assert roomy.room is not None and roomy.length == 7 + t + 1
+            if t < 2:
+                assert roomy.room[0][0] is buffer  # written where it was reserved
+            position = position + 1
+        assert not roomy.fits(1)  # full: the next step would append by concatenation
+
+
+def test_a_pass_with_gradients_never_writes_into_the_room():
+    model = llama(4)
+    ids, mask, _ = batch(rows=2, prompt=5, completion=0)
+    with torch.no_grad():
+        _, cache = prefill(model, ids, mask)
+    cache.batch_repeat_interleave(1, room=2)
+    before = cache.room[0][0].clone().view(torch.int32)  # bits: the room may hold anything
+    mask = torch.cat([mask, mask.new_ones(2, 1)], 1)
+    logits, after = forward(model, ids[:, :1], mask, mask.sum(-1, keepdim=True) - 1, cache)
+    assert logits.requires_grad and after.room is None
+    assert torch.equal(cache.room[0][0].view(torch.int32), before)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from assay.errors import AssayError
-from assay.training.plain_llama import plain_forward
+from assay.training.plain_llama import KVCache, plain_forward
 from assay.training.policy import forward, prefill, stop_token_ids
 
 
@@ -108,7 +108,10 @@ class HFEngine(RolloutEngine):
             model.eval()
         # Each prompt once; its cache rows are then repeated for its copies.
         last, cache = prefill(model, ids, mask)
-        cache.batch_repeat_interleave(copies)
+        if isinstance(cache, KVCache):  # with room for the completions: written in place
+            cache.batch_repeat_interleave(copies, room=max_new_tokens)
+        else:
+            cache.batch_repeat_interleave(copies)
         logits = last.repeat_interleave(copies, 0)
         mask = mask.repeat_interleave(copies, 0)
         position = mask.sum(-1, keepdim=True)  # of the next token
