@@ -423,3 +423,22 @@ def test_a_candidate_finds_nothing_of_another_task_in_its_batch(spy_first):
 def test_a_judge_batch_out_of_range_is_refused_naming_the_option(size):
     with pytest.raises(ValueError, match=f"judge_batch must be between 1 and 64, got {size}"):
         CodeEnv(judge_batch=size)
+
+
+@pytest.mark.parametrize(
+    ("checks", "most", "workers", "sizes"),
+    [
+        (164, 24, 2, [21] * 7 + [17]),  # 7 runs of 24 would leave one worker a last run alone
+        (80, 24, 2, [20] * 4),
+        (20, 24, 2, [20]),  # one run: fewer runs than workers stay as they are
+        (6, 4, 2, [3, 3]),
+        (5, 1, 2, [1] * 5),  # judge_batch=1: a run per check
+        (0, 24, 2, []),
+    ],
+)
+def test_judge_runs_are_at_most_judge_batch_and_even_across_the_workers(checks, most, workers, sizes):
+    from assay.envs.code import judge_batches
+
+    runs = judge_batches(list(range(checks)), most, workers)
+    assert [len(run) for run in runs] == sizes
+    assert [index for run in runs for index in run] == list(range(checks))  # in order, once each

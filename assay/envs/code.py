@@ -116,7 +116,7 @@ class CodeOptions:
     workers: int = 0  #: sandbox workers; 0 means the `workers` given to verify_many, or the cores
     #: assert-style checks per sandbox run: the judge takes them in turn, each candidate in a
     #: fresh process that nothing of it outlives (code_judge.py); 1: a run per check
-    judge_batch: int = 8
+    judge_batch: int = 24
     compare: str = "lines"  #: stdin/stdout: "lines" ignores trailing whitespace; "exact" does not
     source: str = "humaneval"  #: generated tasks: "humaneval" (164 problems) or "synth" (procedural: code_synth.py)
     families: tuple[str, ...] = FAMILIES  #: source=synth: the task families drawn in turn
@@ -336,8 +336,8 @@ class CodeEnv(TestFeedback, Environment):
 
         tasks = [task for task, _ in answers]
         judged = [index for index, plan in plans.items() if isinstance(plan, _Judged)]
-        batch = self.options.judge_batch if GROUP_FILTER else 1
-        batches = [judged[i : i + batch] for i in range(0, len(judged), batch)]
+        size = self.options.judge_batch if GROUP_FILTER else 1
+        batches = judge_batches(judged, size, getattr(sandbox, "workers", 1))
         rerun = self._judge(sandbox, plans, batches, tasks, done)
         self._run_jobs(sandbox, plans, [i for i in plans if isinstance(plans[i], _Plan)], tasks, done)
         # A batch that stopped early (a candidate stopped the judge or the spawner) leaves
@@ -526,6 +526,19 @@ class CodeEnv(TestFeedback, Environment):
         state = super().__getstate__()
         state["_sandbox"] = None  # worker processes do not travel
         return state
+
+
+def judge_batches(checks: list[int], most: int, workers: int) -> list[list[int]]:
+    """The checks in judge runs of at most `most`, in order. More runs than workers are
+    made a multiple of the workers in number, and even in size: split as runs of exactly
+    `most`, the last round could leave a worker with one run while the others idle."""
+    if not checks:
+        return []
+    runs = -(-len(checks) // most)
+    if runs > workers:
+        runs = -(-runs // workers) * workers
+    size = -(-len(checks) // runs)
+    return [checks[i : i + size] for i in range(0, len(checks), size)]
 
 
 def _broken(task: Task, exc: Exception) -> Verdict:
