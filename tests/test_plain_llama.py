@@ -160,9 +160,33 @@ def test_two_token_prompts_read_whole_are_causal():
     assert plain_forward(model) is not None and torch.equal(mine, their)
 
 
-@pytest.mark.parametrize("change", ["hook", "bias", "eager", "dropout", "dynamic rope"])
+class Scaled(torch.nn.Linear):
+    """A layer of another kind (as an adapter is) that, as built, computes what its base does."""
+
+    scale = 1.0
+
+    def forward(self, x):
+        return super().forward(x) * self.scale
+
+
+class Tweaked(LlamaForCausalLM):
+    """A model class of its own (its forward could do anything the self-check does not see)."""
+
+
+@pytest.mark.parametrize(
+    "change", ["hook", "bias", "eager", "dropout", "dynamic rope", "linear subclass", "model subclass"]
+)
 def test_models_it_was_not_written_for_take_transformers_pass(change):
-    if change == "dynamic rope":  # positions rescaled past a length: the short self-check would not see it
+    if change == "model subclass":
+        model = llama(4)
+        model.__class__ = Tweaked
+    elif change == "linear subclass":  # equal at the self-check; training could make it differ
+        model = llama(4)
+        base = model.model.layers[0].mlp.up_proj
+        scaled = Scaled(base.in_features, base.out_features, bias=False)
+        scaled.weight = base.weight
+        model.model.layers[0].mlp.up_proj = scaled
+    elif change == "dynamic rope":  # positions rescaled past a length: the short self-check would not see it
         model = llama(4, rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0})
     elif change == "hook":
         model = llama(4)
