@@ -135,3 +135,70 @@ def test_chunked_jobs_keep_per_job_deadlines_and_requeue_the_rest():
     assert [r for i, r in enumerate(out) if i not in (5, 17)] == [
         i * i for i in range(64) if i not in (5, 17)
     ]
+
+
+def _resident_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_replaced_worker_holds_nothing_written_after_the_pool_started():
+    """A worker killed at its limit is replaced by a fork of the zygote, which was forked with
+    the first workers: forked from the owner as it is later, it would map the owner's memory
+    of then (a trainer's model, written every step) and keep a copy of each page it writes."""
+    with BoundedPool(workers=1, timeout=0.5) as pool:
+        pool.start()
+        ballast = b"x" * (300 << 20)  # 300 MB the owner writes after the workers started
+        (failure,) = pool.map(busy_forever, [(0,)])
+        assert failure.kind == "timeout"
+        (worker,) = pool._workers
+        assert _parent_of(worker.process.pid) == pool._zygote.pid  # not forked from here
+        assert _resident_mb(worker.process.pid) < _resident_mb(os.getpid()) - 200
+        assert pool.map(square, [(3,)]) == [9]
+        zygote, replacement = pool._zygote.pid, worker.process.pid
+    del ballast
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in (zygote, replacement)):
+        time.sleep(0.05)
+    assert not _alive(zygote) and not _alive(replacement)  # close() ended both
+    assert not os.path.exists(f"/proc/{zygote}")  # and reaped the zygote: no zombie left
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _replace_a_worker_then_die(sender) -> None:
+    pool = BoundedPool(workers=1, timeout=0.3)
+    pool.map(busy_forever, [(0,)])  # its worker is replaced by one the zygote forks
+    sender.send([pool._workers[0].process.pid, pool._zygote.pid])
+    os._exit(0)  # die without closing the pool
+
+
+def test_a_replaced_worker_and_the_zygote_exit_when_the_owner_dies():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    owner = ctx.Process(target=_replace_a_worker_then_die, args=(sender,))
+    owner.start()
+    assert receiver.poll(30)
+    pids = receiver.recv()
+    owner.join(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    left = [pid for pid in pids if _alive(pid)]
+    for pid in left:  # do not leave them behind if the test fails
+        os.kill(pid, 9)
+    assert not left, f"orphaned processes {left}"

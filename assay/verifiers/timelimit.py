@@ -8,13 +8,17 @@ the limit holds no matter what the verifier does (a C extension that never
 returns, a regex that backtracks forever, a sympy simplification that explodes).
 
 `BoundedPool` keeps warm workers (forked once, reused for every call) so the
-limit costs one pipe round-trip per call, not a process start.
+limit costs one pipe round-trip per call, not a process start. A worker killed at
+its limit is replaced by a fork of the pool's zygote, which was forked with the first
+workers: never by a fork of the owner as it is later (a trainer, by then, holds a model).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import socket
 import threading
 import time
 from collections import deque
@@ -75,8 +79,103 @@ def _worker_main(conn: Connection, parent: int) -> None:
                 conn.send((index, False, detail))
 
 
+class _Zygote:
+    """A process forked when the pool's first workers are, whose one job is to fork the
+    workers that replace them later (after a timeout or a crash).
+
+    Forked from the pool's owner as it is at that later moment, a replacement would keep
+    its own copy of every page the owner writes from then on: a trainer holding a model
+    writes gigabytes a step. Forked from this process instead, it shares only the owner's
+    memory as it was when the pool started. The owner sends a byte per worker; the zygote
+    answers with the worker's pid and, through the socket, the owner's end of its pipe.
+    """
+
+    def __init__(self) -> None:
+        self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the zygote (coverage does not follow forks)
+            self.channel.close()
+            _zygote_main(theirs)
+        theirs.close()
+
+    def spawn(self) -> tuple[Connection, _Adopted]:
+        """A fresh worker: the owner's end of its pipe and a handle on its process."""
+        self.channel.sendall(b"w")
+        message, fds, _, _ = socket.recv_fds(self.channel, 8, 1)
+        if len(message) != 8 or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise OSError("the zygote did not answer with a worker")
+        return Connection(fds[0]), _Adopted(int.from_bytes(message, "big"))
+
+    def close(self) -> None:
+        self.channel.close()  # the zygote reads the end and exits
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _zygote_main(channel: socket.socket) -> None:  # pragma: no cover - runs in the zygote
+    """Fork a worker per byte received; exit when the owner closes its end (or dies)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the workers
+    try:
+        while channel.recv(1):
+            owners_end, workers_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            pid = os.fork()
+            if pid == 0:
+                channel.close()
+                owners_end.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                try:
+                    _worker_main(Connection(workers_end.detach()), os.getppid())
+                finally:
+                    os._exit(0)
+            workers_end.close()
+            socket.send_fds(channel, [pid.to_bytes(8, "big")], [owners_end.fileno()])
+            owners_end.close()
+    finally:
+        os._exit(0)
+
+
+class _Adopted:
+    """A worker forked by the zygote, seen from the owner: not its child, so no exit code
+    comes back; the zygote's kernel-reaped children leave no zombie to mistake for alive."""
+
+    exitcode = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def is_alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # the pid was reused by another user's process
+            return False
+        return True
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
 class _Worker:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, zygote: _Zygote | None = None) -> None:
+        self.fn: Any = None
+        self.jobs: deque[tuple[int, Sequence[Any]]] = deque()  # sent, not yet answered; in order
+        self.deadline = 0.0  # for the first of `jobs`
+        if zygote is not None:
+            self.conn, self.process = zygote.spawn()
+            return
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
         # multiprocessing refuses to start a child from a daemonic process (a
@@ -92,9 +191,6 @@ class _Worker:
             if daemonic:
                 config["daemon"] = daemonic
         child.close()
-        self.fn: Any = None
-        self.jobs: deque[tuple[int, Sequence[Any]]] = deque()  # sent, not yet answered; in order
-        self.deadline = 0.0  # for the first of `jobs`
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -122,6 +218,7 @@ class BoundedPool:
         self.timeout = timeout
         self._ctx = mp.get_context("fork")
         self._workers: list[_Worker] = []
+        self._zygote: _Zygote | None = None  # forks the replacements (see _Zygote)
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -139,6 +236,9 @@ class BoundedPool:
                 pass
             worker.kill()
         self._workers = []
+        if self._zygote is not None and self._pid == os.getpid():
+            self._zygote.close()
+        self._zygote = None
 
     def start(self) -> None:
         """Start the workers now rather than at the first call (see `Environment.start_workers`)."""
@@ -147,14 +247,28 @@ class BoundedPool:
 
     def _ensure_workers(self) -> None:
         if os.getpid() != self._pid:  # we were forked: the workers belong to our parent
-            self._workers, self._pid = [], os.getpid()
-        self._workers = [w for w in self._workers if w.process.is_alive()]
-        while len(self._workers) < self.size:
-            self._workers.append(_Worker(self._ctx))
+            self._workers, self._zygote, self._pid = [], None, os.getpid()
+        if self._zygote is None:  # the first workers, then the zygote: forked as we are now
+            self._workers = [w for w in self._workers if w.process.is_alive()]
+            while len(self._workers) < self.size:
+                self._workers.append(_Worker(self._ctx))
+            self._zygote = _Zygote()
+            return
+        for worker in [w for w in self._workers if not w.process.is_alive()]:
+            self._replace(worker)
+
+    def _fresh_worker(self) -> _Worker:
+        """A worker forked by the zygote; by this process if the zygote is gone."""
+        if self._zygote is not None:
+            try:
+                return _Worker(self._ctx, self._zygote)
+            except OSError:  # the zygote died (killed, Ctrl-C): fork from here, as before
+                self._zygote = None
+        return _Worker(self._ctx)
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
-        fresh = _Worker(self._ctx)
+        fresh = self._fresh_worker()
         self._workers[self._workers.index(worker)] = fresh
         return fresh
 
@@ -224,8 +338,9 @@ class BoundedPool:
                             finish(worker, value if ok else Failure("error", value))
                     except (EOFError, OSError):
                         worker.process.join(timeout=1)  # reap it, so the exit code is known
-                        code = worker.process.exitcode
-                        retire(worker, Failure("error", f"verifier process died (exit code {code})"))
+                        code = worker.process.exitcode  # None for a worker the zygote forked
+                        how = "" if code is None else f" (exit code {code})"
+                        retire(worker, Failure("error", f"verifier process died{how}"))
                         continue
                     if not worker.jobs:
                         del busy[conn]
