@@ -202,3 +202,21 @@ def test_a_replaced_worker_and_the_zygote_exit_when_the_owner_dies():
     for pid in left:  # do not leave them behind if the test fails
         os.kill(pid, 9)
     assert not left, f"orphaned processes {left}"
+
+
+def test_closing_a_pool_ends_its_zygote_while_another_pool_runs():
+    """A pool started later holds a copy of the first pool's end of its zygote's socket (its
+    processes were forked with it open): closing the first must still end its zygote."""
+    first, second = BoundedPool(workers=1, timeout=5), BoundedPool(workers=1, timeout=5)
+    try:
+        first.start()
+        second.start()
+        zygote = first._zygote.pid
+        started = time.monotonic()
+        first.close()
+        assert time.monotonic() - started < 2
+        assert not os.path.exists(f"/proc/{zygote}")  # exited and reaped
+        assert second.map(square, [(4,)]) == [16]
+    finally:
+        first.close()
+        second.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import select
 import signal
 import socket
 import threading
@@ -92,10 +93,11 @@ class _Zygote:
 
     def __init__(self) -> None:
         self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        owner = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the zygote (coverage does not follow forks)
             self.channel.close()
-            _zygote_main(theirs)
+            _zygote_main(theirs, owner)
         theirs.close()
 
     def spawn(self) -> tuple[Connection, _Adopted]:
@@ -109,18 +111,37 @@ class _Zygote:
         return Connection(fds[0]), _Adopted(int.from_bytes(message, "big"))
 
     def close(self) -> None:
-        self.channel.close()  # the zygote reads the end and exits
+        """Tell the zygote to exit, and reap it. Not by closing the socket alone: any process
+        forked from the owner since (another pool's workers) holds a copy of its end."""
         try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
+            self.channel.sendall(b"q")
+        except OSError:
+            pass
+        self.channel.close()
+        deadline = time.monotonic() + 5
+        try:
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    return
+                time.sleep(0.001)
+        except (ChildProcessError, ProcessLookupError):
             pass
 
 
-def _zygote_main(channel: socket.socket) -> None:  # pragma: no cover - runs in the zygote
-    """Fork a worker per byte received; exit when the owner closes its end (or dies)."""
+def _zygote_main(channel: socket.socket, owner: int) -> None:  # pragma: no cover - in the zygote
+    """Fork a worker per `w` received; exit on anything else, or once the owner is gone
+    (checked every second, as the workers do: the socket may not report it)."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the workers
     try:
-        while channel.recv(1):
+        while True:
+            if not select.select([channel], [], [], 1.0)[0]:
+                if os.getppid() != owner:
+                    return
+                continue
+            if channel.recv(1) != b"w":
+                return
             owners_end, workers_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             pid = os.fork()
             if pid == 0:
