@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,46 @@ def scripted(*turns: str):
     def generate(episodes: list) -> list[str]:
         return [turns[min(e.turns, len(turns) - 1)] for e in episodes]
     return generate
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie does not: it only waits to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def survivors(pids, within: float = 5.0) -> list[int]:
+    """The pids still running after `within` seconds (a process killed, or left without
+    its parent, ends a moment later)."""
+    deadline = time.monotonic() + within
+    while True:
+        left = [pid for pid in pids if alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def workers_at_model_load(monkeypatch, envs_from, model_from) -> list[int]:
+    """Watch the order of two things: patches `get_env` on `envs_from` and `load_policy` on
+    `model_from` (the modules the code under test calls them through); the list returned
+    gets, at each model load, how many verification workers the envs made so far had."""
+    envs, counts = [], []
+    get_env, load_policy = envs_from.get_env, model_from.load_policy
+
+    def capture(*args, **kwargs):
+        envs.append(get_env(*args, **kwargs))
+        return envs[-1]
+
+    def watched(*args, **kwargs):
+        counts.append(sum(len(p._workers) for env in envs for p in env.__dict__.get("_pools", {}).values()))
+        return load_policy(*args, **kwargs)
+
+    monkeypatch.setattr(envs_from, "get_env", capture)
+    monkeypatch.setattr(model_from, "load_policy", watched)
+    return counts
 
 
 def hide_module(monkeypatch, name: str) -> None:

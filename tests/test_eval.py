@@ -10,6 +10,7 @@ import tempfile
 from itertools import combinations
 
 import pytest
+from conftest import workers_at_model_load
 
 from assay.lab.evaluate import ks_for, majority_correct, pass_at_k
 from assay.lab.intervals import bootstrap_interval, mean_with_interval
@@ -140,23 +141,11 @@ def test_eval_usage_errors_are_one_line(assay, tmp_path):
 def test_eval_starts_the_verification_workers_before_the_model_loads(tmp_path, random_model, monkeypatch):
     """As in training: a worker forked after the model keeps a copy of every page the
     process writes from then on."""
-    from assay.envs import registry
+    import assay.envs
     from assay.lab import evaluate as evaluate_module
     from assay.training import policy
 
-    envs, workers_at_load = [], []
-    get_env, load_policy = registry.get_env, policy.load_policy
-
-    def capture(*args, **kwargs):
-        envs.append(get_env(*args, **kwargs))
-        return envs[-1]
-
-    def watched(*args, **kwargs):
-        workers_at_load.append(sum(len(p._workers) for env in envs for p in env.__dict__.get("_pools", {}).values()))
-        return load_policy(*args, **kwargs)
-
-    monkeypatch.setattr("assay.envs.get_env", capture)
-    monkeypatch.setattr(policy, "load_policy", watched)
+    workers_at_load = workers_at_model_load(monkeypatch, assay.envs, policy)
     result = evaluate_module.evaluate(model=str(random_model), env="math", n=2, samples=1,
                                       sets={"max_new_tokens": "4"}, quiet=True)
     assert result["tasks"] == 2

@@ -18,7 +18,7 @@ import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
-from conftest import sigint_as_at_a_terminal  # noqa: E402
+from conftest import alive, sigint_as_at_a_terminal  # noqa: E402
 from test_hardening import one_line_exit_2, run  # noqa: E402 - the same CLI helpers
 
 from assay.training import folder_lock  # noqa: E402
@@ -154,14 +154,6 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 SLEEPER = "import time\n\ndef nap(seconds):\n    time.sleep(seconds)\n    return seconds\n"
 INTERRUPTED = """
 import signal, threading, time
@@ -238,9 +230,9 @@ def test_workers_die_with_their_parent(tmp_path, sig):
         pytest.fail(f"compare took {time.time() - signalled:.0f} s to exit after {sig.name}; "
                     f"its stacks at 30 s:\n{log.read_text()[-4000:]}")
     deadline = time.time() + 15
-    while time.time() < deadline and any(_alive(w) for w in workers):
+    while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.2)
-    left = [w for w in workers if _alive(w)]
+    left = [w for w in workers if alive(w)]
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, f"{len(left)} worker(s) outlived their parent (signal {sig.name})"

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from conftest import survivors
 
 from assay.verifiers.timelimit import (
     BoundedPool,
@@ -163,19 +164,8 @@ def test_a_replaced_worker_holds_nothing_written_after_the_pool_started():
         assert pool.map(square, [(3,)]) == [9]
         zygote, replacement = pool._zygote.pid, worker.process.pid
     del ballast
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(pid) for pid in (zygote, replacement)):
-        time.sleep(0.05)
-    assert not _alive(zygote) and not _alive(replacement)  # close() ended both
+    assert survivors([zygote, replacement], within=10) == []  # close() ended both
     assert not os.path.exists(f"/proc/{zygote}")  # and reaped the zygote: no zombie left
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _replace_a_worker_then_die(sender) -> None:
@@ -195,10 +185,7 @@ def test_a_replaced_worker_and_the_zygote_exit_when_the_owner_dies():
     assert receiver.poll(30)
     pids = receiver.recv()
     owner.join(timeout=10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.1)
-    left = [pid for pid in pids if _alive(pid)]
+    left = survivors(pids, within=10)
     for pid in left:  # do not leave them behind if the test fails
         os.kill(pid, 9)
     assert not left, f"orphaned processes {left}"

@@ -12,9 +12,9 @@ import gzip
 import json
 import math
 import os
-import time
 
 import pytest
+from conftest import survivors, workers_at_model_load
 
 from assay.training import Trainer, resolve
 from assay.training.progress import StepProgress
@@ -90,24 +90,6 @@ def bwrap_descendants() -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` still runs (a zombie does not: it only waits to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def survivors(pids, within: float = 5.0) -> list[int]:
-    """The pids still running after `within` seconds: a jail's processes die when its
-    bubblewrap is killed, by a signal the kernel delivers a moment later."""
-    deadline = time.monotonic() + within
-    while True:
-        left = [pid for pid in pids if alive(pid)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
 
 
 def inject_hostile(trainer: Trainer) -> None:
@@ -282,19 +264,7 @@ def test_the_verification_workers_start_before_the_model_loads(tmp_path, random_
     from assay.training import Trainer, resolve
     from assay.training import trainer as trainer_module
 
-    envs, workers_at_load = [], []
-    get_env, load_policy = trainer_module.get_env, trainer_module.load_policy
-
-    def capture(*args, **kwargs):
-        envs.append(get_env(*args, **kwargs))
-        return envs[-1]
-
-    def watched(*args, **kwargs):
-        workers_at_load.append(sum(len(p._workers) for env in envs for p in env.__dict__.get("_pools", {}).values()))
-        return load_policy(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "get_env", capture)
-    monkeypatch.setattr(trainer_module, "load_policy", watched)
+    workers_at_load = workers_at_model_load(monkeypatch, trainer_module, trainer_module)
     config = resolve(sets={"prompts_per_step": "2", "group_size": "2", "max_new_tokens": "4", "eval_every": "0",
                            "val_size": "2", "train_size": "4", "progress": "false"},
                      flags={"model": str(random_model), "env": "math", "out": str(tmp_path / "run"), "steps": 1})
