@@ -337,7 +337,7 @@ class CodeEnv(TestFeedback, Environment):
         tasks = [task for task, _ in answers]
         judged = [index for index, plan in plans.items() if isinstance(plan, _Judged)]
         size = self.options.judge_batch if GROUP_FILTER else 1
-        batches = judge_batches(judged, size, getattr(sandbox, "workers", 1))
+        batches = judge_batches(judged, size, sandbox.workers)
         rerun = self._judge(sandbox, plans, batches, tasks, done)
         self._run_jobs(sandbox, plans, [i for i in plans if isinstance(plans[i], _Plan)], tasks, done)
         # A batch that stopped early (a candidate stopped the judge or the spawner) leaves

@@ -70,7 +70,7 @@ class KVCache:
             return
         self.room = []
         for kv in self.layers:
-            U, H, L, D = kv[0].shape
+            U, H, L, _ = kv[0].shape  # the last size is read per tensor below
             buffers = []
             for j in range(2):
                 buffer = kv[j].new_empty(U * repeats, H, L + room, kv[j].shape[-1])

@@ -171,9 +171,7 @@ class _Adopted:
     def is_alive(self) -> bool:
         try:
             os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # the pid was reused by another user's process
+        except (ProcessLookupError, PermissionError):  # gone (or the pid reused by another user)
             return False
         return True
 
