@@ -328,3 +328,13 @@ def test_a_batch_stays_on_the_cpu_it_started_on(env):
     task = env.make_task({"entry_point": "cpus", "tests": tests}, id="cpus")
     verdicts = env.verify_many([(task, f"```python\n{solution}\n```\n# {n}\n") for n in range(3)])
     assert all(v.correct for v in verdicts), verdicts  # a batch of three: through the spawner
+
+
+def test_a_batch_runs_as_sched_batch(env):
+    # let_the_candidate_run_on: a candidate's answer wakes the judge without handing it the
+    # CPU, so a candidate with a plan answers every call before the judge reads them
+    tests = "import os\nassert os.sched_getscheduler(0) == os.SCHED_BATCH\nassert policy() == os.SCHED_BATCH\n"
+    solution = "import os\ndef policy():\n    return os.sched_getscheduler(0)\n"
+    task = env.make_task({"entry_point": "policy", "tests": tests}, id="policy")
+    verdicts = env.verify_many([(task, f"```python\n{solution}\n```\n# {n}\n") for n in range(3)])
+    assert all(v.correct for v in verdicts), verdicts

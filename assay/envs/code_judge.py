@@ -195,6 +195,181 @@ def _recorded(statement: ast.Assert, number: int) -> list[ast.stmt]:
     return [guarded, ast.Expr(call, **at)]
 
 
+# -- the calls the tests will make, known before they run ------------------------------
+
+#: What a planned test may name besides its candidate: built-ins of plain values, which
+#: neither read nor write anything a candidate could see (the scratch directories).
+_PURE = frozenset({
+    "abs", "all", "any", "bool", "dict", "divmod", "float", "frozenset", "int", "isinstance",
+    "len", "list", "max", "min", "pow", "repr", "reversed", "round", "set", "sorted", "str",
+    "sum", "tuple", "type", "True", "False", "None",
+})
+#: The expressions a planned assert may hold (no lambda, comprehension, walrus or yield).
+_PLAIN_EXPRESSIONS = (
+    ast.Constant, ast.Name, ast.Load, ast.Call, ast.keyword, ast.BinOp, ast.UnaryOp, ast.BoolOp,
+    ast.Compare, ast.IfExp, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Subscript, ast.Slice,
+    ast.Attribute, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)
+#: A plan goes into the candidate's call pipe with its solution, before the candidate
+#: reads either: both must fit in the pipe (64 KiB on Linux) for that write not to wait.
+PLAN_BYTES = 48 << 10
+
+
+def planned_calls(tree: ast.Module, entry_point: str) -> list[dict] | None:
+    """Every call the tests will make to the candidate, in order, as `Candidate` encodes
+    them; None unless the source alone makes that certain.
+
+    Certain means: the module holds only asserts, literal bindings and at most one
+    function, `check(candidate)`, which holds only asserts (docstrings and `pass` aside);
+    each assert names nothing but the candidate and built-ins of plain values (so nothing
+    the judge evaluates touches what a candidate sees) and calls the candidate at most
+    once, with literal arguments, before it evaluates anything that could raise or skip
+    that call. `record_asserts` runs every assert whatever the one before it did, and the
+    judge calls `check` after the module: so each of these calls is made, in this order.
+    The candidate can then answer them one after another without waiting to be asked: a
+    process switch each way per call saved (see `Candidate`).
+    """
+    names = {entry_point, "candidate"}  # both bound to the candidate in the tests' scope
+    if names & _PURE:
+        return None
+    calls: list[dict] = []
+    check = None
+    for statement in tree.body:
+        if type(statement) is ast.FunctionDef and statement.name == "check" and check is None:
+            check = statement
+        elif not (_is_docstring(statement) or _binds_a_literal(statement, names)
+                  or _planned(statement, names, calls)):
+            return None
+    if check is None:
+        return calls
+    arguments = check.args
+    if (check.decorator_list or check.returns is not None or arguments.posonlyargs
+            or arguments.vararg or arguments.kwonlyargs or arguments.kwarg or arguments.defaults
+            or len(arguments.args) != 1 or arguments.args[0].annotation):
+        return None
+    names = names | {arguments.args[0].arg}
+    if names & _PURE:
+        return None
+    for statement in check.body:
+        if not (_is_docstring(statement) or _planned(statement, names, calls)):
+            return None
+    return calls
+
+
+def _planned(statement: ast.stmt, names: set[str], calls: list[dict]) -> bool:
+    """Whether `statement` is `pass` or an assert that can be planned (its call, if any,
+    appended to `calls`). An assert's message is never evaluated (record_asserts)."""
+    if type(statement) is ast.Pass:
+        return True
+    if type(statement) is not ast.Assert:
+        return False
+    call = _the_call(statement.test, names)
+    if call is False:
+        return False
+    if call is not None:
+        calls.append(call)
+    return True
+
+
+#: The built-ins a plan may name, as this process started.
+_PURE_AT_START = {name: builtins.__dict__.get(name) for name in _PURE}
+
+
+def _leaves_the_builtins_alone(scope: dict) -> bool:
+    """Whether, after a task's setup ran in `scope`, the names a plan may hold still mean the
+    built-ins (the setup is the task's own code, trusted as its tests are, yet a helper
+    named `sorted` or a patched `builtins.abs` would run where the plan assumed neither)."""
+    return (scope.get("__builtins__") is builtins and not _PURE_AT_START.keys() & scope.keys()
+            and all(builtins.__dict__.get(name) is value for name, value in _PURE_AT_START.items()))
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return type(statement) is ast.Expr and type(statement.value) is ast.Constant
+
+
+def _binds_a_literal(statement: ast.stmt, names: set[str]) -> bool:
+    if type(statement) is not ast.Assign:
+        return False
+    for target in statement.targets:
+        # (not `check`, the candidate's names or a dunder such as __builtins__)
+        if type(target) is not ast.Name or target.id in _PURE or target.id in names \
+                or target.id == "check" or target.id.startswith("_"):
+            return False
+    return _literal(statement.value) is not _NOT_LITERAL
+
+
+_NOT_LITERAL = object()
+
+
+def _literal(node: ast.AST) -> object:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _NOT_LITERAL
+
+
+def _the_call(test: ast.expr, names: set[str]) -> dict | None | bool:
+    """The call message of the one candidate call `test` makes (None: it makes none), or
+    False when the test cannot be planned. `names`: the candidate's names."""
+    uses = 0
+    for node in ast.walk(test):
+        if not isinstance(node, _PLAIN_EXPRESSIONS):
+            return False
+        if type(node) is ast.Name:
+            if node.id in names:
+                uses += 1
+            elif node.id not in _PURE:
+                return False
+        elif type(node) is ast.Attribute and node.attr.startswith("_"):
+            return False
+    if uses == 0:
+        return None
+    call = _first_effect(test, names)
+    if uses != 1 or call is None or any(type(a) is ast.Starred for a in call.args):
+        return False
+    args = [_literal(a) for a in call.args]
+    kwargs = {k.arg: _literal(k.value) for k in call.keywords}
+    if None in kwargs or any(v is _NOT_LITERAL for v in (*args, *kwargs.values())):
+        return False
+    try:
+        return {"args": [encode(a) for a in args], "kwargs": {k: encode(v) for k, v in kwargs.items()}}
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
+def _first_effect(node: ast.expr, names: set[str]) -> ast.Call | None:
+    """The candidate's call, if evaluating `node` makes it before anything that could raise
+    or branch; else None. Loading a name and building a literal cannot do either."""
+    kind = type(node)
+    if kind is ast.Call and type(node.func) is ast.Name and node.func.id in names:
+        return node
+    if kind is ast.Name or _literal(node) is not _NOT_LITERAL:
+        return None
+    if kind is ast.Call:
+        parts = [node.func, *node.args, *(k.value for k in node.keywords)]
+    elif kind is ast.BinOp:
+        parts = [node.left, node.right]
+    elif kind is ast.Compare:
+        parts = [node.left, node.comparators[0]]
+    elif kind is ast.UnaryOp:
+        parts = [node.operand]
+    elif kind is ast.BoolOp:
+        parts = [node.values[0]]
+    elif kind is ast.List or kind is ast.Tuple or kind is ast.Set:  # items first, then the build
+        parts = node.elts
+    else:
+        return None
+    for part in parts:
+        if type(part) is ast.Starred:  # unpacking iterates: it can raise
+            return None
+        call = _first_effect(part, names)
+        if call is not None:
+            return call
+        if type(part) is not ast.Name and _literal(part) is _NOT_LITERAL:
+            return None  # part did something, before any call of the candidate
+    return None
+
+
 # -- messages between the two processes -----------------------------------------------
 
 
@@ -202,9 +377,13 @@ def _recorded(statement: ast.Assert, number: int) -> list[ast.stmt]:
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _send(fd: int, message: dict, deadline: float | None = None) -> None:
+def _frame(message: dict) -> bytes:
     data = _ENCODE(message).encode()
-    _send_bytes(fd, _LENGTH.pack(len(data)) + data, deadline)
+    return _LENGTH.pack(len(data)) + data
+
+
+def _send(fd: int, message: dict, deadline: float | None = None) -> None:
+    _send_bytes(fd, _frame(message), deadline)
 
 
 def _send_bytes(fd: int, data: bytes, deadline: float | None) -> None:
@@ -301,18 +480,20 @@ def serve_candidate(source: str, entry_point: str, calls: int, replies: int) -> 
             request = _receive(calls)
         except BaseException:
             os._exit(0)
-        try:
-            if problem is not None:
-                raise CandidateFailure(problem)
-            args = [decode(a) for a in request["args"]]
-            kwargs = {k: decode(v) for k, v in request["kwargs"].items()}
-            reply = {"value": encode(function(*args, **kwargs))}
-        except BaseException as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"[:1000], "type": type(exc).__name__}
-        try:
-            _send(replies, reply)
-        except BaseException:
-            os._exit(0)
+        # a plan (`planned_calls`): every call of the tests at once, answered in turn
+        for call in request["plan"] if "plan" in request else (request,):
+            try:
+                if problem is not None:
+                    raise CandidateFailure(problem)
+                args = [decode(a) for a in call["args"]]
+                kwargs = {k: decode(v) for k, v in call["kwargs"].items()}
+                reply = {"value": encode(function(*args, **kwargs))}
+            except BaseException as exc:
+                reply = {"error": f"{type(exc).__name__}: {exc}"[:1000], "type": type(exc).__name__}
+            try:
+                _send(replies, reply)
+            except BaseException:
+                os._exit(0)
 
 
 # -- the judge's side of the calls -----------------------------------------------------
@@ -322,22 +503,33 @@ class Candidate:
     """Stands in for the solution's function inside the tests: each call is a message.
 
     The candidate's first message says whether it runs isolated (in a process group of
-    its own that nothing it starts can leave); it is read before the first call.
+    its own that nothing it starts can leave); it is read before the first call. With a
+    `plan` (sent to the candidate with its solution: `planned_calls`), the candidate
+    answers the planned calls without being asked, and a call here reads the next answer,
+    under the same deadline as an asked one.
     """
 
-    def __init__(self, pid: int, calls: int, replies: int, deadline: float) -> None:
+    def __init__(self, pid: int, calls: int, replies: int, deadline: float, plan: list[dict] | None = None) -> None:
         self.pid, self.calls, self.replies, self.deadline = pid, calls, replies, deadline
         self.dead: str | None = None
         self.timed_out = False
         self.isolated: bool | None = None  # None until its first message is read
+        self.plan, self.planned = plan or [], 0  # the plan, and how many of its calls are made
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         if self.dead is not None:
             raise CandidateFailure(self.dead)
         message = {"args": [encode(a) for a in args], "kwargs": {k: encode(v) for k, v in kwargs.items()}}
+        planned = self.planned < len(self.plan)
+        if planned and message != self.plan[self.planned]:  # never, if planned_calls is right
+            self._kill("the judge planned other calls than the tests made")
+            raise CandidateFailure(self.dead)
         try:
             self._read_hello(self.deadline)
-            _send(self.calls, message, self.deadline)
+            if planned:
+                self.planned += 1
+            else:
+                _send(self.calls, message, self.deadline)
             reply = _receive(self.replies, self.deadline)
         except TimeoutError:
             self.timed_out = True
@@ -616,18 +808,22 @@ def _empty_dir(path: str) -> None:
             os.unlink(entry.path)
 
 
-_CODE: dict[tuple[str, str], object] = {}  # (file name, source) -> code, for this run
+#: (file name, source, entry point) -> (code, the planned calls), for this run
+_CODE: dict[tuple[str, str, str], tuple[object, list[dict] | None]] = {}
 
 
-def _compiled(source: str, filename: str, rewrite: bool) -> object:
-    """The source compiled (the tests with their asserts rewritten), once per run: a
-    batch often holds several completions of one task."""
-    key = (filename, source)
+def _compiled(source: str, filename: str, entry_point: str, rewrite: bool) -> tuple[object, list[dict] | None]:
+    """The source compiled (the tests with their asserts rewritten) and the calls the tests
+    will make (`planned_calls`, for the tests), once per run: a batch often holds several
+    completions of one task."""
+    key = (filename, source, entry_point)
     if key not in _CODE:
         tree = ast.parse(source, filename)
+        plan = None
         if rewrite:
+            plan = planned_calls(tree, entry_point)
             record_asserts(tree)
-        _CODE[key] = compile(tree, filename, "exec", dont_inherit=True)
+        _CODE[key] = compile(tree, filename, "exec", dont_inherit=True), plan
     return _CODE[key]
 
 
@@ -637,11 +833,11 @@ def judge_task(pid: int, index: int, channel: tuple, solution: dict, spec: dict,
     (_, calls_w), (replies_r, _) = channel
     os.set_blocking(calls_w, False)  # a large call to a candidate that never reads must not outlive the deadline
     deadline = started + float(spec["budget_s"])
-    candidate = Candidate(pid, calls_w, replies_r, deadline)
-    try:
-        _send(calls_w, solution, deadline)
-    except (TimeoutError, EOFError, OSError):
-        candidate._kill("the solution could not be sent")
+    entry_point = solution["entry_point"]
+    try:  # before the solution is sent: it goes with the plan
+        tests, plan, unusable = *_compiled(spec["tests"], "tests.py", entry_point, rewrite=True), None
+    except Exception as exc:  # (e.g. a `return` outside a function: it parses, then fails here)
+        tests, plan, unusable = None, None, exc
     outcomes: dict[int, bool] = {}
 
     def record(test_id: int, passed: bool) -> None:
@@ -651,13 +847,31 @@ def judge_task(pid: int, index: int, channel: tuple, solution: dict, spec: dict,
     problem = None
     if spec.get("setup"):
         try:
-            exec(_compiled(spec["setup"], "setup.py", rewrite=False), scope)
+            exec(_compiled(spec["setup"], "setup.py", entry_point, rewrite=False)[0], scope)
         except Exception as exc:  # helpers are optional; the tests will say if they mattered
             problem = f"setup raised {type(exc).__name__}: {exc}"
-    scope[solution["entry_point"]] = candidate
+        if not _leaves_the_builtins_alone(scope):
+            plan = None
+    if not spec.get("call_check", True):
+        plan = None  # the asserts in check() would not run
+    message = _frame(solution)
+    if plan:
+        planned = _frame({"plan": plan})
+        if len(message) + len(planned) <= PLAN_BYTES:  # else the calls are asked one by one
+            message += planned
+        else:
+            plan = None
+    candidate = Candidate(pid, calls_w, replies_r, deadline, plan)
+    try:
+        _send_bytes(calls_w, message, deadline)
+    except (TimeoutError, EOFError, OSError):
+        candidate._kill("the solution could not be sent")
+    scope[entry_point] = candidate
     scope["candidate"] = candidate
     try:
-        exec(_compiled(spec["tests"], "tests.py", rewrite=True), scope)
+        if unusable is not None:
+            raise unusable
+        exec(tests, scope)
         check = scope.get("check")
         if spec.get("call_check", True) and callable(check) and check is not candidate:
             check(candidate)
@@ -694,10 +908,23 @@ def stay_on_this_cpu() -> None:
         pass
 
 
+def let_the_candidate_run_on() -> None:
+    """SCHED_BATCH for this run (the judge, the spawner, every candidate): a process it
+    wakes does not take the CPU from the one running until that one waits or its slice
+    ends. A candidate with a plan then answers call after call while the judge, woken by
+    the first answer, waits its turn, and reads them all when it runs: without this, each
+    answer switched to the judge and back. A scheduling hint like `stay_on_this_cpu`."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (OSError, AttributeError):  # not allowed or not here: the default policy, as before
+        pass
+
+
 def main() -> None:
     """Judge each task of stdin in turn, each against a candidate of its own; a result line
     per task. A task whose line is missing (the batch stopped) is the host's to run again."""
     stay_on_this_cpu()
+    let_the_candidate_run_on()
     (size,) = _LENGTH.unpack(_read_exact(0, _LENGTH.size, None))
     head = json.loads(_read_exact(0, size, None))
     tasks = head["tasks"]
