@@ -35,6 +35,7 @@ from assay.envs.code_harness import (
     JudgeTask,
     TestReport,
     TestsError,
+    compiled_solution,
     count_tests,
     judge_stdin,
     outputs_match,
@@ -469,7 +470,7 @@ class CodeEnv(TestFeedback, Environment):
             return Verdict.error(f"task {task.id}: {exc}")
         code_prompt = self._code_prompt(task)
         source = solution_source(answer, code_prompt)
-        problem = syntax_problem(source)
+        compiled, problem = compiled_solution(source)
         if problem:
             return Verdict.invalid(problem)
         setup = task.get("setup") or code_prompt
@@ -496,7 +497,7 @@ class CodeEnv(TestFeedback, Environment):
                 failure += f"; {report.problem}"
             return self._score(report.passed, total, "tests", failure[:600])
 
-        return _Judged(JudgeTask(source, entry_point, tests, setup, budget), total, decide)
+        return _Judged(JudgeTask(source, entry_point, tests, setup, budget, compiled), total, decide)
 
     def _score(self, passed: int, total: int, unit: str, why: str) -> Verdict:
         detail = f"{passed}/{total} {unit} passed{why}"

@@ -41,12 +41,15 @@ result line is run again, alone, by the host; a missing line there scores 0.
 from __future__ import annotations
 
 import ast
+import binascii
 import builtins
 import gc
 import json
+import marshal
 import os
 import select
 import struct
+import sys
 import time
 
 RESULT_PREFIX = "ASSAY-JUDGE "
@@ -464,12 +467,17 @@ HELLO = {flag: _LENGTH.pack(len(body)) + body for flag, body in ((True, b'{"isol
 # -- the candidate process -------------------------------------------------------------
 
 
-def serve_candidate(source: str, entry_point: str, calls: int, replies: int) -> None:
-    """Load the solution, then answer calls until the judge hangs up. Never returns."""
+def serve_candidate(source: str, entry_point: str, calls: int, replies: int, code: str | None = None) -> None:
+    """Load the solution (`code`: compiled by the host, marshalled, base64), then answer
+    calls until the judge hangs up. Never returns."""
     namespace: dict = {"__name__": "solution", "__builtins__": builtins}
     problem = None
     try:
-        exec(compile(source, "solution.py", "exec", dont_inherit=True), namespace)
+        if code is not None:
+            program = marshal.loads(binascii.a2b_base64(code))
+        else:
+            program = compile(source, "solution.py", "exec", dont_inherit=True)
+        exec(program, namespace)
     except BaseException as exc:  # SystemExit included: exiting early earns nothing
         problem = f"loading the solution raised {type(exc).__name__}: {exc}"
     function = namespace.get(entry_point)
@@ -652,10 +660,10 @@ def become_candidate(calls: int, replies: int, prctl: Prctl | None) -> None:
     try:
         _send_bytes(4, HELLO[isolated], None)
         solution = _receive(3)
-        source, entry_point = str(solution["source"]), str(solution["entry_point"])
+        source, entry_point, code = str(solution["source"]), str(solution["entry_point"]), solution.get("code")
     except BaseException:
         os._exit(0)
-    serve_candidate(source, entry_point, 3, 4)
+    serve_candidate(source, entry_point, 3, 4, code)
 
 
 def fork_candidate(channel: tuple, prctl: Prctl | None) -> int:
@@ -827,17 +835,24 @@ def _compiled(source: str, filename: str, entry_point: str, rewrite: bool) -> tu
     return _CODE[key]
 
 
-def judge_task(pid: int, index: int, channel: tuple, solution: dict, spec: dict, started: float) -> tuple[dict, bool]:
+def judge_task(
+    pid: int, index: int, channel: tuple, solution: dict, spec: dict, started: float,
+    prepared: tuple[object, list[dict] | None] | None = None,
+) -> tuple[dict, bool]:
     """Run one task's tests against its fresh candidate (`pid`, forked at `started`): (the
-    report, whether the candidate ran isolated)."""
+    report, whether the candidate ran isolated). `prepared`: the tests' code and plan as
+    the host made them (`code_harness.prepared_tests`), else they are made here."""
     (_, calls_w), (replies_r, _) = channel
     os.set_blocking(calls_w, False)  # a large call to a candidate that never reads must not outlive the deadline
     deadline = started + float(spec["budget_s"])
     entry_point = solution["entry_point"]
-    try:  # before the solution is sent: it goes with the plan
-        tests, plan, unusable = *_compiled(spec["tests"], "tests.py", entry_point, rewrite=True), None
-    except Exception as exc:  # (e.g. a `return` outside a function: it parses, then fails here)
-        tests, plan, unusable = None, None, exc
+    if prepared is not None:
+        (tests, plan), unusable = prepared, None
+    else:
+        try:  # before the solution is sent: it goes with the plan
+            tests, plan, unusable = *_compiled(spec["tests"], "tests.py", entry_point, rewrite=True), None
+        except Exception as exc:  # (e.g. a `return` outside a function: it parses, then fails here)
+            tests, plan, unusable = None, None, exc
     outcomes: dict[int, bool] = {}
 
     def record(test_id: int, passed: bool) -> None:
@@ -886,6 +901,14 @@ def judge_task(pid: int, index: int, channel: tuple, solution: dict, spec: dict,
         "timed_out": candidate.timed_out,
     }
     return report, isolated
+
+
+def _prepared(code: bytes, spec: dict) -> tuple[object, list[dict] | None] | None:
+    """The host's compiled tests (marshalled) and their plan; None if they do not load."""
+    try:
+        return marshal.loads(code), spec.get("plan")
+    except (ValueError, EOFError, TypeError):
+        return None
 
 
 def stay_on_this_cpu() -> None:
@@ -937,6 +960,8 @@ def main() -> None:
     # from it, so that a collection there does not write to (and copy) all of its pages.
     gc.freeze()
     group_filter = bytes.fromhex(head.get("group_filter", ""))
+    # The host's compiled tests are code for this interpreter only if its bytecode is ours.
+    same_bytecode = head.get("magic") == sys.modules["_frozen_importlib_external"].MAGIC_NUMBER.hex()
     spawner = Spawner(channels, group_filter, private=(results_fd,), alone=len(tasks) == 1)
     for index, task in enumerate(tasks):
         started = time.monotonic()
@@ -949,7 +974,12 @@ def main() -> None:
             "entry_point": task["entry_point"],
         }
         spec = json.loads(_read_exact(0, task["spec_len"], None))
-        report, isolated = judge_task(pid, index, channels[index], solution, spec, started)
+        code = _read_exact(0, task.get("code_len", 0), None)
+        solution_code = _read_exact(0, task.get("solution_code_len", 0), None)
+        if solution_code and same_bytecode:  # the candidate loads it instead of compiling
+            solution["code"] = binascii.b2a_base64(solution_code, newline=False).decode()
+        report, isolated = judge_task(pid, index, channels[index], solution, spec, started,
+                                      _prepared(code, spec) if code and same_bytecode else None)
         line = RESULT_PREFIX + _ENCODE(report) + "\n"
         os.write(results_fd, line.encode())
         last = index == len(tasks) - 1
