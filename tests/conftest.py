@@ -211,9 +211,3 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "prior_rebuild: rebuilds a shipped prior from its recipe (minutes)"
     )
-
-
-def pytest_collection_modifyitems(config, items):
-    # The slow tests first (stable otherwise): the workers of `pytest -n` take tests in this
-    # order, so a minute-long test then runs beside short ones instead of alone at the end.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -95,7 +95,6 @@ def test_noise_moves_some_numbers_and_batches_hold_one_family():
         assert len(names) == 1, names
 
 
-@pytest.mark.slow
 def test_tiny_code_prior_builds_in_seconds_for_the_code_env():
     spec = make_spec("code-tiny")
     start = time.perf_counter()

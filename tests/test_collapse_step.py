@@ -9,8 +9,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
-
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
 from assay.training import collapse_rules  # noqa: E402
@@ -49,7 +47,6 @@ def test_steady_statistics_never_fire():
         assert detector.update(row["step"], row) is None
 
 
-@pytest.mark.slow
 def test_collapse_step_end_to_end(tmp_path):
     out = tmp_path / "cs"
     proc = subprocess.run(

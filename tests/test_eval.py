@@ -84,7 +84,6 @@ def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_tasks():
     assert mean_with_interval([1.0, 1.0])["low"] == 1.0
 
 
-@pytest.mark.slow
 def test_eval_end_to_end_agrees_with_its_completions(assay, tmp_path):
     out = tmp_path / "eval"
     # 2 and 3 numbers: two difficulties to break the figures down by
@@ -129,7 +128,6 @@ def test_eval_end_to_end_agrees_with_its_completions(assay, tmp_path):
     assert again.returncode == 0, again.stderr
 
 
-@pytest.mark.slow
 def test_eval_usage_errors_are_one_line(assay, tmp_path):
     proc = assay("eval", "--model", "organism:tiny", "-n", "0")
     assert proc.returncode == 2 and "at least 1" in proc.stderr

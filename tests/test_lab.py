@@ -135,7 +135,6 @@ def test_smoke_report_is_self_contained(smoke):
 # -- resume ----------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_resume_does_not_redo_finished_runs(smoke, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(smoke, out)

@@ -111,7 +111,6 @@ def test_a_worker_that_cannot_start_says_why_once(local_ray, capsys):
     assert len(lines) == 1  # two actors, one reason: said once
 
 
-@pytest.mark.slow
 def test_verify_ray_writes_the_local_output_file(tmp_path):
     rows = [{"task": task.to_dict(), "completion": completion}
             for task, completion in humaneval_pairs(12)]

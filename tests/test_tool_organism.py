@@ -93,7 +93,6 @@ def test_adding_the_tool_field_kept_every_other_priors_folder():
     assert spec.make_spec("tool").key() != spec.make_spec("tool", tool_fraction=0.5).key()
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_train_plays_tool_episodes_on_the_tool_organism(tmp_path):
     out = tmp_path / "run"

@@ -275,7 +275,6 @@ def test_cli_train_usage_errors_are_one_line(tmp_path, args, message):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_repeating_a_step(tmp_path):
     import signal
     import subprocess

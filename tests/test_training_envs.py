@@ -129,7 +129,6 @@ def watch_jails(trainer: Trainer) -> list[dict]:
     return seen
 
 
-@pytest.mark.slow
 def test_hostile_completions_cost_their_time_limit_score_zero_and_leave_no_process(
     tmp_path, random_model, sandbox_ok
 ):

@@ -32,7 +32,6 @@ def _config(run: Path):
     return resolve(base=yaml.safe_load((run / "config.yaml").read_text()))
 
 
-@pytest.mark.slow
 def test_ttt_end_to_end(tmp_path):
     """The smoke preset, then every figure of its result against the two run folders and
     the task files; the report re-rendered. One test, so that the runs are trained once

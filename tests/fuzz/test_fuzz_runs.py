@@ -24,7 +24,6 @@ import uuid
 from pathlib import Path
 
 import psutil
-import pytest
 from conftest import sigint_as_at_a_terminal
 from fuzz_inputs import fuzz_settings
 from hypothesis import Phase, given, settings
@@ -62,6 +61,15 @@ def finish(proc: subprocess.Popen, sent: int | None = None) -> None:
         assert len(lines) == 1 and any(r in lines[0] for r in REFUSALS), err
         return
     assert code == 0, (code, err[-2000:])
+
+
+def wait_up_to(proc: subprocess.Popen, seconds: float) -> None:
+    """Let `proc` run for `seconds` before it is signalled, or less if it ends first (a signal
+    then finds nothing to stop: waiting on would only idle a test worker)."""
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def tagged(tag: str) -> list[psutil.Process]:
@@ -110,7 +118,6 @@ schedules = st.lists(
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
-@pytest.mark.slow
 @settings(fuzz_settings(share=0.1), phases=NO_SHRINK)
 @given(schedule=schedules)
 def test_train_killed_and_raced_then_resumed_keeps_every_step_once(schedule):
@@ -121,7 +128,7 @@ def test_train_killed_and_raced_then_resumed_keeps_every_step_once(schedule):
             resume = ["--resume"] if (run / "config.yaml").exists() else []
             first = start([*TRAIN, "--out", str(run), *resume], tag)
             second = start([*TRAIN, "--out", str(run), *resume], tag) if racer else None
-            time.sleep(delay)
+            wait_up_to(first, delay)
             first.send_signal(SIGNALS[name])
             finish(first, SIGNALS[name])
             if second is not None:
@@ -137,7 +144,6 @@ def test_train_killed_and_raced_then_resumed_keeps_every_step_once(schedule):
             proc.kill()
 
 
-@pytest.mark.slow
 @settings(fuzz_settings(share=0.1), phases=NO_SHRINK)
 @given(name=st.sampled_from(sorted(SIGNALS)), delay=st.floats(min_value=2.0, max_value=25.0))
 def test_compare_killed_leaves_no_worker_and_resumes_whole(name, delay):
@@ -147,7 +153,7 @@ def test_compare_killed_leaves_no_worker_and_resumes_whole(name, delay):
             "--jobs", "2", "--quiet", "--out", str(out)]
     try:
         first = start(args, tag)
-        time.sleep(delay)
+        wait_up_to(first, delay)
         first.send_signal(SIGNALS[name])
         finish(first, SIGNALS[name])
         check_nothing_left(tag)  # workers included: they carry the tag too
