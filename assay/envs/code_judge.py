@@ -20,7 +20,9 @@ grader). One run judges a batch of tasks, one after another:
    bound to a proxy that makes those calls, so every `==` compares genuine
    built-in values the judge decoded itself. The judge rewrites each `assert` to
    record its outcome and continue (`record_asserts`; the host counts them with
-   the same walk).
+   the same walk). Where the tests' source fixes every call they will make
+   (`planned_calls`), the candidate receives those calls with its solution and
+   answers them in turn, unasked; the proxy then reads the next answer.
 4. The results go to the judge's original stdout, a pipe only the judge holds.
    The candidates' stdout and stderr go to stderr, and the judge and spawner are
    not dumpable, so a candidate cannot reach their file descriptors or memory
@@ -233,7 +235,7 @@ def planned_calls(tree: ast.Module, entry_point: str) -> list[dict] | None:
     process switch each way per call saved (see `Candidate`).
     """
     names = {entry_point, "candidate"}  # both bound to the candidate in the tests' scope
-    if names & _PURE:
+    if names & _PURE or "check" in names:  # (a `check` defined later would mean two things)
         return None
     calls: list[dict] = []
     check = None
