@@ -75,6 +75,8 @@ TARGETS = (
         (
             "tests/test_code_judge_codec.py",
             "tests/test_code_judge_edges.py",
+            "tests/test_code_judge_plan.py",
+            "tests/test_code_judge_prepared.py",
             "tests/test_code_env.py",
             "tests/test_hostile.py",
         ),
@@ -82,7 +84,8 @@ TARGETS = (
     Target(
         "code_harness",
         "assay/envs/code_harness.py",
-        ("tests/test_code_harness.py", "tests/test_code_judge_edges.py", "tests/test_code_env.py"),
+        ("tests/test_code_harness.py", "tests/test_code_judge_edges.py", "tests/test_code_judge_prepared.py",
+         "tests/test_code_env.py"),
     ),
     Target(
         "plain_llama",

@@ -5,6 +5,7 @@ and tests that compile only in the judge still say why they fail."""
 from __future__ import annotations
 
 import marshal
+import warnings
 
 import pytest
 
@@ -75,3 +76,11 @@ def test_the_candidate_runs_the_hosts_compiled_solution(code_env, monkeypatch):
 def test_with_other_bytecode_the_candidate_compiles_the_solution_itself(code_env, monkeypatch, other_bytecode):
     monkeypatch.setattr(code_module, "compiled_solution", returns_one)
     assert verify(code_env, "assert f() == 1\n", WRONG).score == 0.0
+
+
+def test_preparing_tests_shows_no_warning_on_the_host():
+    # an invalid escape in a task's tests warns when compiled; the host must stay quiet
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        data, _ = code_harness.prepared_tests("assert f('\\d') == '\\\\d'  # a source of this test alone\n", "f")
+    assert data and seen == []
