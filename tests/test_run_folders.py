@@ -18,7 +18,7 @@ import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
-from conftest import alive, sigint_as_at_a_terminal  # noqa: E402
+from conftest import sigint_as_at_a_terminal, survivors  # noqa: E402
 from test_hardening import one_line_exit_2, run  # noqa: E402 - the same CLI helpers
 
 from assay.training import folder_lock  # noqa: E402
@@ -229,10 +229,7 @@ def test_workers_die_with_their_parent(tmp_path, sig):
     if time.time() - signalled > 30:  # it exits in a second or two, even on a busy machine
         pytest.fail(f"compare took {time.time() - signalled:.0f} s to exit after {sig.name}; "
                     f"its stacks at 30 s:\n{log.read_text()[-4000:]}")
-    deadline = time.time() + 15
-    while time.time() < deadline and any(alive(w) for w in workers):
-        time.sleep(0.2)
-    left = [w for w in workers if alive(w)]
+    left = survivors(workers, within=15)
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, f"{len(left)} worker(s) outlived their parent (signal {sig.name})"

@@ -73,10 +73,8 @@ def prepared_tests(source: str, entry_point: str) -> tuple[bytes, list[dict] | N
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = ast.parse(source, "tests.py")
-            plan = code_judge.planned_calls(tree, entry_point)
-            code_judge.record_asserts(tree)
-            return marshal.dumps(compile(tree, "tests.py", "exec", dont_inherit=True)), plan
+            code, plan = code_judge.prepare_tests(source, entry_point)
+            return marshal.dumps(code), plan
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return b"", None
 

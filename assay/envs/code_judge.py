@@ -818,22 +818,30 @@ def _empty_dir(path: str) -> None:
             os.unlink(entry.path)
 
 
-#: (file name, source, entry point) -> (code, the planned calls), for this run
-_CODE: dict[tuple[str, str, str], tuple[object, list[dict] | None]] = {}
+def prepare_tests(source: str, entry_point: str) -> tuple[object, list[dict] | None]:
+    """The tests compiled with their asserts rewritten (`record_asserts`), and the calls they
+    will make (`planned_calls`). The host does this once per task (code_harness.prepared_tests);
+    the judge does it only where it cannot load the host's code."""
+    tree = ast.parse(source, "tests.py")
+    plan = planned_calls(tree, entry_point)
+    record_asserts(tree)
+    return compile(tree, "tests.py", "exec", dont_inherit=True), plan
 
 
-def _compiled(source: str, filename: str, entry_point: str, rewrite: bool) -> tuple[object, list[dict] | None]:
-    """The source compiled (the tests with their asserts rewritten) and the calls the tests
-    will make (`planned_calls`, for the tests), once per run: a batch often holds several
-    completions of one task."""
-    key = (filename, source, entry_point)
+#: (source, entry point) -> (code, the planned calls) of the tests; (source, "") -> (code,
+#: None) of a setup; for this run
+_CODE: dict[tuple[str, str], tuple[object, list[dict] | None]] = {}
+
+
+def _compiled(source: str, entry_point: str | None) -> tuple[object, list[dict] | None]:
+    """The tests (`prepare_tests`), or with no entry point a setup, compiled once per run: a
+    batch often holds several completions of one task."""
+    key = (source, entry_point or "")
     if key not in _CODE:
-        tree = ast.parse(source, filename)
-        plan = None
-        if rewrite:
-            plan = planned_calls(tree, entry_point)
-            record_asserts(tree)
-        _CODE[key] = compile(tree, filename, "exec", dont_inherit=True), plan
+        if entry_point is None:
+            _CODE[key] = compile(source, "setup.py", "exec", dont_inherit=True), None
+        else:
+            _CODE[key] = prepare_tests(source, entry_point)
     return _CODE[key]
 
 
@@ -852,7 +860,7 @@ def judge_task(
         (tests, plan), unusable = prepared, None
     else:
         try:  # before the solution is sent: it goes with the plan
-            tests, plan, unusable = *_compiled(spec["tests"], "tests.py", entry_point, rewrite=True), None
+            tests, plan, unusable = *_compiled(spec["tests"], entry_point), None
         except Exception as exc:  # (e.g. a `return` outside a function: it parses, then fails here)
             tests, plan, unusable = None, None, exc
     outcomes: dict[int, bool] = {}
@@ -864,7 +872,7 @@ def judge_task(
     problem = None
     if spec.get("setup"):
         try:
-            exec(_compiled(spec["setup"], "setup.py", entry_point, rewrite=False)[0], scope)
+            exec(_compiled(spec["setup"], None)[0], scope)
         except Exception as exc:  # helpers are optional; the tests will say if they mattered
             problem = f"setup raised {type(exc).__name__}: {exc}"
         if not _leaves_the_builtins_alone(scope):
