@@ -142,8 +142,11 @@ TARGETS = (
         "trainer",
         "assay/training/trainer.py",
         ("tests/test_trainer_step.py", "tests/test_learning.py", "tests/test_episode_training.py"),
-        functions=("step", "step_metrics", "update", "_completion_mask"),
+        functions=("step", "step_metrics", "update"),
     ),
+    Target("batch", "assay/training/batch.py",
+           ("tests/test_rollout_batch.py", "tests/test_trainer_step.py", "tests/test_episode_rollouts.py",
+            "tests/test_training_fast_paths.py", "tests/test_episode_training.py")),
 )
 
 _COMPARE_SWAPS = {

@@ -13,9 +13,9 @@ from gguf_fixture import write_tiny_gguf
 
 from assay.envs.registry import get_env
 from assay.organism.tokenizer import make_tokenizer
+from assay.training.batch import RolloutBatch
 from assay.training.episodes import observation_ids, play_episodes
 from assay.training.rollout import Generation
-from assay.training.trainer import RolloutBatch
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 

@@ -20,9 +20,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubsc
 
 import torch  # noqa: E402
 
+from assay.training.batch import RolloutBatch  # noqa: E402
 from assay.training.policy import completion_stats, load_policy, resolve_model_path  # noqa: E402
 from assay.training.rollout import HFEngine, _draw  # noqa: E402
-from assay.training.trainer import RolloutBatch  # noqa: E402
 
 # Prompts of three lengths, so that left padding and positions are exercised.
 PROMPTS = ["5 1 2>007:", "9 3 4>039:", "2 2>004:", "7 1 3>010:", "8 8 8>", "1 2 3>006:"]

@@ -14,7 +14,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.rewards.base import PENDING
 from assay.training import checkpoint, collapse_rules, folder_lock
+from assay.training.batch import RolloutBatch, completion_mask_of, joined_stats, model_mask
 from assay.training.config import RESUMABLE, TrainConfig, dump_yaml, read_yaml, resume_changes
 from assay.training.data import TaskStream
 from assay.training.diagnostics import (
@@ -61,65 +61,6 @@ from assay.verifiers import STATUSES
 
 class TrainError(AssayError, RuntimeError):
     """A run that cannot start or continue; the message says why in one line."""
-
-
-@dataclass
-class RolloutBatch:
-    """A rollout batch as tensors: prompts left-padded, completions right-padded.
-
-    input_ids, attention_mask: (N, P + C); loss_mask: (N, C), 1 on completion tokens that
-    count in the loss. Row i*G + j is completion j of prompt i. Shapes in comments: N rows
-    (prompts × G completions), P prompt length, C completion length, V vocabulary, G group
-    size.
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    loss_mask: torch.Tensor
-    completions: list[Generation]
-    prompt_tokens: int
-
-    @property
-    def completion_len(self) -> int:
-        return self.loss_mask.size(1)
-
-    @classmethod
-    def build(
-        cls,
-        prompts: list[list[int]],
-        generations: list[list[Generation]],
-        pad_id: int,
-        *,
-        mask_truncated: bool = False,
-    ) -> RolloutBatch:
-        # N rows: prompt i's G completions are rows i*G .. i*G + G-1
-        rows = [(p, g) for p, group in zip(prompts, generations, strict=True) for g in group]
-        width_p = max(len(p) for p, _ in rows)  # P: the longest prompt
-        width_c = max(1, max(len(g.token_ids) for _, g in rows))  # C: the longest completion
-        # Rows as lists first, one tensor each at the end: a tensor write per row and
-        # field costs more than the rest of this function on a small model.
-        ids, attn, loss_mask = [], [], []
-        for p, g in rows:
-            left, right = width_p - len(p), width_c - len(g.token_ids)
-            # the prompt left-padded to P, the completion right-padded to C
-            ids.append([pad_id] * left + list(p) + list(g.token_ids) + [pad_id] * right)
-            attn.append([0] * left + [1] * (len(p) + len(g.token_ids)) + [0] * right)
-            if g.finished or not mask_truncated:  # observations in an episode: never
-                counted = [1.0] * len(g.token_ids) if g.model_mask is None else [float(m) for m in g.model_mask]
-            else:
-                counted = [0.0] * len(g.token_ids)
-            loss_mask.append(counted + [0.0] * right)
-        ids = torch.tensor(ids, dtype=torch.long)  # (N, P + C)
-        attn = torch.tensor(attn, dtype=torch.long)  # (N, P + C)
-        loss_mask = torch.tensor(loss_mask, dtype=torch.float32)  # (N, C)
-        prompt_tokens = sum(len(p) for p, _ in rows)
-        return cls(ids, attn, loss_mask, [g for _, g in rows], prompt_tokens)
-
-    def to(self, device) -> RolloutBatch:
-        self.input_ids = self.input_ids.to(device)
-        self.attention_mask = self.attention_mask.to(device)
-        self.loss_mask = self.loss_mask.to(device)
-        return self
 
 
 class Trainer:
@@ -365,7 +306,7 @@ class Trainer:
                         self.config.temperature,
                     )
                 )
-        return _joined(parts, _completion_mask(batch))
+        return joined_stats(parts, completion_mask_of(batch))
 
     def make_groups(
         self,
@@ -404,7 +345,7 @@ class Trainer:
                 completions.append(
                     Completion(
                         text=texts[i],
-                        token_ids=[t for t, m in zip(g.token_ids, _model_mask(g), strict=True) if m],
+                        token_ids=[t for t, m in zip(g.token_ids, model_mask(g), strict=True) if m],
                         logprobs=PENDING,
                         entropies=PENDING,
                         self_certainty=PENDING,
@@ -434,7 +375,7 @@ class Trainer:
         ]
         completions = [c for group in groups for c in group.completions]
         for i, (c, g) in enumerate(zip(completions, batch.completions, strict=True)):
-            n, mine = len(g.token_ids), _model_mask(g)
+            n, mine = len(g.token_ids), model_mask(g)
             c.logprobs = arrays[0][i, :n][mine]
             c.entropies = arrays[1][i, :n][mine]
             c.self_certainty = arrays[2][i, :n][mine]
@@ -498,7 +439,7 @@ class Trainer:
         cfg = self.config
         computed: list[TokenStats] = []  # stats is None: the first pass's, per micro-batch
         mask = batch.loss_mask  # (N, C); advantages, used: (N,); ref: (N, C) or None
-        completion_mask = _completion_mask(batch)  # (N, C)
+        completion_mask = completion_mask_of(batch)  # (N, C)
         # (N, C): log π_old, the policy that sampled (filled by the first pass when stats is None)
         old = torch.zeros_like(mask) if stats is None else stats.logprobs.detach()
         totals = {"sequences": int(used.sum()), "tokens": float(mask[used].sum().clamp(min=1.0))}
@@ -559,7 +500,7 @@ class Trainer:
         self.scheduler.step()
         self.engine.sync_weights(self.model)
         if stats is None:  # as `token_stats` gives them, without the graph
-            stats = _joined(computed, completion_mask, detach=True)
+            stats = joined_stats(computed, completion_mask, detach=True)
         return {
             "loss": losses[-1],
             "grad_norm": grad_norm,
@@ -579,7 +520,7 @@ class Trainer:
         used: torch.Tensor,
     ) -> dict[str, Any]:
         G = self.config.group_size
-        mask = _completion_mask(batch)  # (N, C)
+        mask = completion_mask_of(batch)  # (N, C)
         lengths = mask.sum(-1)  # (N,)
         stds = group_std.view(-1, G)[:, 0]  # (N,) -> (N/G, G) -> (N/G,): one std per group
         stds = stds[~stds.isnan()]  # the skipped groups have none
@@ -785,36 +726,6 @@ def holds_a_run(out: Path) -> bool:
     """Whether `out` holds anything a run writes (a 0-step run writes its config and summary)."""
     names = ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints")
     return any((out / name).exists() for name in names)
-
-
-def _joined(parts: list[TokenStats], mask: torch.Tensor, *, detach: bool = False) -> TokenStats:
-    """Micro-batches' statistics (rows in batch order) as one `TokenStats`, each field
-    (N, C) and 0 past each completion's end (`mask`)."""
-    return TokenStats(*(
-        torch.cat([getattr(p, f).detach() if detach else getattr(p, f) for p in parts]) * mask
-        for f in ("logprobs", "entropies", "self_certainty")
-    ))
-
-
-def _model_mask(g: Generation) -> np.ndarray:
-    """Which of a generation's tokens the model wrote (an episode's observations: not)."""
-    n = len(g.token_ids)
-    return np.ones(n, dtype=bool) if g.model_mask is None else np.array(g.model_mask, dtype=bool)
-
-
-def _completion_mask(batch: RolloutBatch) -> torch.Tensor:
-    """1 on every token the model generated (finished or not), whatever the loss mask
-    says; an episode's observations are 0."""
-    lengths = torch.tensor(
-        [len(g.token_ids) for g in batch.completions], device=batch.loss_mask.device
-    )  # (N,)
-    mask = (  # (1, C) < (N, 1) -> (N, C)
-        torch.arange(batch.completion_len, device=lengths.device)[None, :] < lengths[:, None]
-    ).float()
-    for i, g in enumerate(batch.completions):
-        if g.model_mask is not None:
-            mask[i, : len(g.model_mask)] = torch.tensor(g.model_mask, dtype=mask.dtype)
-    return mask
 
 
 def _grad_norm(model, max_norm: float) -> float:
