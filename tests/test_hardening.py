@@ -368,6 +368,14 @@ def test_a_checkpoint_carries_the_organisms_assay_json(tmp_path):
     hints = model_hints(str(latest(out)))
     organism = model_hints("organism:tiny")
     assert hints and hints == organism
+    # the run named by its folder or by checkpoints/last: the same checkpoint, the same
+    # settings (not the defaults of a model that recommends none)
+    for name in (out, out / "checkpoints" / "last"):
+        assert model_hints(str(name)) == organism
+        config = resolve(flags={"model": str(name)})
+        assert config.env_options == resolve(flags={"model": "organism:tiny"}).env_options
+        assert config.max_new_tokens == organism["train_defaults"]["max_new_tokens"]
+    assert model_hints(str(tmp_path / "nothing" / "checkpoints" / "last")) == {}
 
 
 def test_truncated_output_is_reported_as_such(code_env):

@@ -386,6 +386,14 @@ def model_hints(model: str, prior: dict[str, Any] | None = None) -> dict[str, An
             "env_options": skill.env_options,
             "train_defaults": skill.train_defaults,
         }
+    if Path(model).name == "last" or (Path(model) / "checkpoints").is_dir():
+        # a run named by its folder or `checkpoints/last`: its latest checkpoint's assay.json
+        from assay.training.policy import ModelLoadError, run_checkpoint
+
+        try:
+            model = run_checkpoint(model) or model
+        except ModelLoadError:  # no checkpoint yet: loading the model says so
+            return {}
     try:
         meta = organism.read_metadata(model) if Path(model).is_dir() else {}
     except (OSError, ValueError) as exc:  # a hand-edited or truncated assay.json
