@@ -371,6 +371,7 @@ def _train_with_trl(flags: dict[str, Any], assignments: tuple[str, ...], config_
     from assay.integrations import trl as trl_backend
     from assay.rewards import get_reward
     from assay.training import resolve
+    from assay.training.folder_lock import check_writable
 
     try:
         if resume:
@@ -382,6 +383,7 @@ def _train_with_trl(flags: dict[str, Any], assignments: tuple[str, ...], config_
         environment = get_env(config.env, **config.env_options)
         environment.check_available()
         trl_backend.require_trl()
+        check_writable(config.out)
         summary = trl_backend.train(config, quiet=quiet)
     except AssayError as exc:
         raise UsageError(_one_line(str(exc))) from None
@@ -412,8 +414,11 @@ def eval_command(model, env_name, n, samples, seed, tasks_file, assignments, bat
     """Evaluate a model on an env's tasks without training (greedy, pass@k, maj@k)."""
     from assay.envs.base import parse_assignments
     from assay.lab import evaluate
+    from assay.training.folder_lock import check_writable
 
     try:
+        if out:  # before the evaluation, so that none is lost for want of a place to write
+            check_writable(out)
         result = evaluate.evaluate(
             model=model, env=env_name, n=n, samples=samples, seed=seed,
             sets=parse_assignments(assignments), tasks_file=tasks_file,
@@ -588,6 +593,9 @@ def detector_eval_command(folders: tuple[str, ...], choose_seeds: str, report_se
     from assay.lab.summary import ReportError, find_runs
 
     runs = []
+    if json_path and (Path(json_path).is_dir() or not Path(json_path).parent.is_dir()):
+        what = "is a folder" if Path(json_path).is_dir() else "is in no existing folder"
+        raise UsageError(f"--json {json_path} {what}: name a file to write")
     try:
         for folder in folders:
             if not Path(folder).is_dir():
@@ -727,6 +735,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except TaskFileError as exc:  # pragma: no cover - commands catch their own
         click.echo(f"assay: error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a file no command check caught (a read-only mount): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"assay: error: {_one_line(where + (exc.strerror or str(exc)))}", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)  # `--help` and friends return theirs
 

@@ -736,3 +736,54 @@ def test_a_symlink_loop_in_a_runs_folder_lists_each_run_once(tmp_path):
     result = run("report", str(root))
     assert result.exit_code == 0, result.stderr
     assert len(json.loads((root / "summary.json").read_text())["runs"]) == 2
+
+
+# -- 10. where a command writes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["eval", "--model", "organism:tiny", "-n", "2", "--samples", "1", "--quiet"],
+    TRAIN + ["--steps", "1"],
+    TRAIN + ["--steps", "1", "--backend", "trl"],
+    ["compare", "--preset", "smoke", "--quiet"],
+    ["zoo", "--preset", "smoke", "--quiet"],
+], ids=["eval", "train", "train-trl", "compare", "an-experiment"])
+def test_an_out_folder_that_cannot_be_made_is_one_line_before_any_work(tmp_path, command):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for out, said in ((blocker, "is a file, not a folder"), (blocker / "sub", "afile is a file")):
+        line = one_line_exit_2(run(*command, "--out", str(out)))
+        assert said in line and str(out) in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing made, nothing lost
+
+
+def test_detector_eval_refuses_a_json_path_it_cannot_write_and_leaves_nothing(tmp_path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    for path, said in ((folder, "is a folder"), (tmp_path / "missing" / "x.json", "no existing folder")):
+        assert said in one_line_exit_2(run("detector-eval", str(tmp_path), "--json", str(path)))
+    assert [p.name for p in tmp_path.iterdir()] == ["a-folder"]
+
+
+def test_write_json_over_a_folder_fails_without_a_stray_temporary_file(tmp_path):
+    from assay.training.checkpoint import write_json
+
+    (tmp_path / "x.json").mkdir()
+    with pytest.raises(OSError):
+        write_json(tmp_path / "x.json", {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_a_file_error_no_command_caught_is_still_one_line(monkeypatch, capfd):
+    import assay.cli
+    from assay.lab import evaluate
+
+    def unwritable(**_):
+        raise PermissionError(13, "Permission denied", "/ro/evaluate.json")
+
+    monkeypatch.setattr(evaluate, "evaluate", unwritable)
+    monkeypatch.setattr("sys.argv", ["assay", "eval", "--model", "organism:tiny", "--quiet"])
+    with pytest.raises(SystemExit) as stop:
+        assay.cli.main()
+    assert stop.value.code == 2
+    assert capfd.readouterr().err.splitlines() == ["assay: error: /ro/evaluate.json: Permission denied"]

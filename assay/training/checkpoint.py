@@ -99,7 +99,11 @@ def write_json(path: Path, data: Any) -> None:
     """Write JSON through a temporary file renamed into place: a kill leaves the old file whole."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # `path` a folder, say: no stray temporary file left beside it
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def list_checkpoints(out: str | Path) -> list[Path]:

@@ -36,15 +36,32 @@ _held: dict[Path, list] = {}  # folder -> [fd, count]: this process's locks (re-
 _guard = threading.Lock()
 
 
+def check_writable(folder: str | Path, flag: str = "--out") -> Path:
+    """`folder` as a path, if it is a folder or could be made one here; else `FolderError`
+    naming `flag`. Checked before a command's work, so that none is lost at the end."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise FolderError(f"{flag} {path} is a file, not a folder")
+    existing = path
+    while not existing.exists():  # the nearest folder that is there: the new ones go in it
+        existing = existing.parent
+    if path != existing and not existing.is_dir():
+        raise FolderError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FolderError(f"{flag} {path}: {existing} is not writable")
+    return path
+
+
 def acquire(folder: str | Path, *, what: str = "this folder") -> Path:
     """Take `folder`'s write lock (creating the folder), or raise `FolderError`.
 
     Call `release(folder)` as often as `acquire`; the lock also ends with the process.
     """
-    path = Path(folder)
-    if path.exists() and not path.is_dir():
-        raise FolderError(f"--out {path} is a file, not a folder")
-    path.mkdir(parents=True, exist_ok=True)
+    path = check_writable(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # /proc, a read-only mount: one line, not a traceback
+        raise FolderError(f"--out {path}: cannot create the folder ({exc.strerror or exc})") from None
     key = path.resolve()
     with _guard:
         if key in _held:
