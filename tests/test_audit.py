@@ -174,6 +174,12 @@ def test_code_has_no_false_positives(code_env):
         (["countdown", "--against", "sympy"], "--against: unknown checker 'sympy'"),
         (["countdown", "--tasks", "/no/such.jsonl"], "cannot read task file /no/such.jsonl"),
         (["countdown", "-n", "0"], "-n must be at least 1"),
+        # nothing for math-verify to compare with: refused, not "0/0 agree"
+        (["countdown", "-n", "2", "--against", "math-verify"],
+         "--against math-verify compares answers with each task's gold `answer`, and none of "
+         "the 2 tasks of env 'countdown' has one"),
+        (["math", "-n", "2", "--set", "kinds=linear,quadratic", "--against", "math-verify"],
+         "none of the 2 tasks of env 'math' has one"),
     ],
 )
 def test_audit_usage_errors_are_one_line(args, message):

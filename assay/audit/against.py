@@ -45,7 +45,7 @@ def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]])
     labelled = [  # math-verify needs a gold answer
         (probe, (task, completion), verdict)
         for probe, (task, completion), verdict in judged
-        if "answer" in task.fields
+        if has_gold(task)
     ]
     with BoundedPool(workers=max(1, min(4, os.cpu_count() or 1)), timeout=HARD_LIMIT) as pool:
         answers = pool.map(judge, [(str(task["answer"]), completion) for _, (task, completion), _ in labelled])
@@ -74,6 +74,12 @@ def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]])
             out["false_positives"]["assay"] += ours
             out["false_positives"][checker] += theirs
     return out
+
+
+def has_gold(task: Task) -> bool:
+    """Whether the checker can judge pairs on `task`: it has a gold `answer` to compare with
+    (countdown's tasks, math's equations and code's have none)."""
+    return "answer" in task.fields
 
 
 def _checker(name: str):

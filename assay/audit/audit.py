@@ -30,7 +30,8 @@ EXAMPLES, SHOWN = 3, 300
 
 
 class AuditError(AssayError, ValueError):
-    """An audit that cannot run (no tasks, an unknown second checker); one line."""
+    """An audit that cannot run (no tasks, an unknown second checker, tasks it cannot judge);
+    one line."""
 
 
 def probe_table(env: Environment) -> dict[str, Probe]:
@@ -56,6 +57,17 @@ def audit(env: Environment, tasks: list[Task], *, against: str | None = None) ->
     """Run every probe on `tasks`; see the module docstring for the result's fields."""
     if not tasks:
         raise AuditError(f"no tasks to audit env {env.name!r} on")
+    if against is not None:
+        from assay.audit.against import CHECKERS, has_gold
+
+        if against not in CHECKERS:
+            raise AuditError(f"--against: unknown checker {against!r} (known: {', '.join(CHECKERS)})")
+        if not any(has_gold(t) for t in tasks):
+            # else it would compare nothing and report "0/0 agree" as if it had
+            raise AuditError(
+                f"--against {against} compares answers with each task's gold `answer`, and none "
+                f"of the {len(tasks)} tasks of env {env.name!r} has one"
+            )
     references = {t.id: ref for t in tasks if (ref := reference_answer(env, t)) is not None}
     ctx = AuditContext(env, find_wrapper(env, tasks, references), references, first=tasks[0])
     attempts: list[tuple[str, Task, str]] = []  # (probe, task, completion)

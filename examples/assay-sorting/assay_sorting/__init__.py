@@ -25,6 +25,20 @@ class SortingOptions:
     max_value: int = 99  #: values are drawn from [-max_value, max_value]
     descending: bool = False  #: ask for the reverse order
 
+    def __post_init__(self) -> None:
+        # a ValueError here is what `--set` reports, in one line naming the env
+        if self.min_length < 1:
+            raise ValueError(f"min_length must be at least 1, got {self.min_length}")
+        if self.min_length > self.max_length:
+            raise ValueError(
+                f"min_length ({self.min_length}) must not exceed max_length ({self.max_length})"
+            )
+        if self.max_value < 0:
+            raise ValueError(
+                f"max_value must be at least 0 (values are drawn from [-max_value, max_value]), "
+                f"got {self.max_value}"
+            )
+
 
 class SortingEnv(Environment):
     name = "sorting"

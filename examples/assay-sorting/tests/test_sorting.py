@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from assay import get_env
+from assay.options import OptionError
 
 
 def test_found_through_the_entry_point():
@@ -23,6 +26,32 @@ def test_options_from_the_command_line():
         capture_output=True, text=True, check=True,
     ).stdout
     assert out.count("\n") == 2 and "descending" in out
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"min_length": 5, "max_length": 1}, "min_length (5) must not exceed max_length (1)"),
+        ({"min_length": -3, "max_length": -1}, "min_length must be at least 1, got -3"),
+        ({"min_length": 0, "max_length": 0}, "min_length must be at least 1, got 0"),
+        ({"max_length": 2}, "min_length (3) must not exceed max_length (2)"),
+        ({"max_value": -5}, "max_value must be at least 0"),
+    ],
+)
+def test_options_out_of_range_are_refused_naming_them(options, message):
+    with pytest.raises(OptionError) as caught:
+        get_env("sorting", **options)
+    assert str(caught.value).startswith("env 'sorting': ") and message in str(caught.value)
+
+
+def test_bad_options_on_the_command_line_are_one_line():
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "assay"), "sample", "sorting", "-n", "1",
+         "--set", "min_length=-3", "--set", "max_length=-1"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 2 and done.stdout == ""  # no task with an empty list
+    assert done.stderr == "assay: error: env 'sorting': min_length must be at least 1, got -3\n"
 
 
 def test_the_audit_runs_the_envs_own_probes_and_none_passes(tmp_path):
