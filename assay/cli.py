@@ -371,14 +371,21 @@ def _train_with_trl(flags: dict[str, Any], assignments: tuple[str, ...], config_
     from assay.integrations import trl as trl_backend
     from assay.rewards import get_reward
     from assay.training import resolve
+    from assay.training.config import read_yaml
     from assay.training.folder_lock import check_writable
 
     try:
         if resume:
             raise UsageError("--resume: the TRL backend does not resume runs")
-        config = resolve(file=config_file, sets=parse_assignments(assignments), flags=flags)
+        sets = parse_assignments(assignments)
+        config = resolve(file=config_file, sets=sets, flags=flags)
         if config.monitor:
             raise UsageError("--monitor: the TRL backend logs only the trained reward")
+        chosen = set(sets) | (set(read_yaml(config_file)) if config_file else set())
+        ignored = trl_backend.unsupported_options(config, chosen)
+        if ignored:  # refused, not dropped: the run would not be the one asked for
+            raise UsageError(f"the TRL backend has no counterpart for {', '.join(ignored)} "
+                             "(docs/integrations.md); leave it out, or train with --backend assay")
         trl_backend.check_reward(get_reward(config.reward))
         environment = get_env(config.env, **config.env_options)
         environment.check_available()

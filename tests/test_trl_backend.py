@@ -143,6 +143,32 @@ def test_train_backend_trl_refuses_token_stat_rewards_in_one_line(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("option", ["train_layers=1", "tensorboard=true", "stop_on_collapse=true",
+                                    "save_every=1", "micro_batch_size=4", "val_size=8"])
+def test_train_backend_trl_refuses_an_option_it_would_ignore(tmp_path, option):
+    proc = subprocess.run([ASSAY, "train", "--backend", "trl", "--model", "organism:tiny",
+                           "--set", option, "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no counterpart" in lines[0] and option.split("=")[0] in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_trl_options_at_what_trl_does_anyway_pass_and_adam_betas_carry_over():
+    from assay.integrations.trl import grpo_config, unsupported_options
+    from assay.training import resolve
+
+    config = resolve(sets={"train_layers": "0", "save_every": "0", "tensorboard": "false",
+                           "adam_beta2": "0.99"}, flags={"model": "organism:tiny"})
+    assert unsupported_options(config, {"train_layers", "save_every", "tensorboard"}) == []
+    # the organism's own settings (not chosen by the user) are never refused
+    assert unsupported_options(config, set()) == []
+    assert unsupported_options(config, {"keep_checkpoints"}) == [f"keep_checkpoints={config.keep_checkpoints}"]
+    made = grpo_config(config, "unused")
+    assert (made.adam_beta1, made.adam_beta2) == (0.9, 0.99)
+
+
 def test_missing_trl_is_one_clear_line(monkeypatch):
     hide_module(monkeypatch, "trl")
     with pytest.raises(TRLError, match=r"pip install 'assay\[trl\]'"):

@@ -171,6 +171,39 @@ METRIC_KEYS = {
 }
 
 
+#: `assay train` options TRL's trainer has no counterpart for, with the value that means
+#: what TRL does anyway (`_ANY`: none); set by the user to anything else they are refused
+#: (`unsupported_options`), not ignored
+_ANY = object()
+WITHOUT_COUNTERPART: dict[str, Any] = {
+    "train_layers": 0,  # TRL trains every layer
+    "micro_batch_size": 0,  # the whole batch in one pass: groups stay whole
+    "dtype": "float32",
+    "engine": "hf",
+    "max_episode_tokens": 0,
+    "eval_every": 0,  # no validation
+    "val_file": None, "val_size": _ANY, "val_samples": _ANY,
+    "log_kl": False,  # TRL logs KL only when beta > 0
+    "collapse_signal": _ANY, "collapse_threshold": _ANY,
+    "stop_on_collapse": False,
+    "save_every": 0,  # the model is saved once, at the end
+    "keep_checkpoints": _ANY,
+    "tensorboard": False, "wandb": False, "wandb_project": _ANY,
+    "save_rollouts": False,  # no rollouts.jsonl.gz
+    "verify_temperature": _ANY, "verify_max_new_tokens": _ANY, "verify_judge": _ANY,
+}
+
+
+def unsupported_options(cfg: Any, chosen: set[str]) -> list[str]:
+    """The options of `chosen` (those the user set, by `--set` or in a config file) that
+    the TRL backend would ignore at the value `cfg` gives them, as `key=value`."""
+    return [
+        f"{key}={getattr(cfg, key)}"
+        for key, neutral in WITHOUT_COUNTERPART.items()
+        if key in chosen and (neutral is _ANY or getattr(cfg, key) != neutral)
+    ]
+
+
 def grpo_config(cfg: Any, output_dir: str, quiet: bool = False) -> Any:
     """TRL's `GRPOConfig` from assay's `TrainConfig` (the knobs both have)."""
     trl = require_trl()
@@ -186,6 +219,8 @@ def grpo_config(cfg: Any, output_dir: str, quiet: bool = False) -> Any:
         num_iterations=cfg.updates_per_batch,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
+        adam_beta1=cfg.adam_beta1,
+        adam_beta2=cfg.adam_beta2,
         lr_scheduler_type="cosine" if cfg.lr_schedule == "cosine" else "constant",
         warmup_steps=cfg.warmup_steps,
         max_grad_norm=cfg.max_grad_norm or 1e9,
