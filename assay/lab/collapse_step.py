@@ -25,7 +25,7 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
-from assay.lab.registry import Experiment, Option, shared
+from assay.lab.registry import Experiment, Option, refuse_owned, shared
 
 #: `--preset`: the model, the step limit and the training settings (flags override them)
 PRESETS: dict[str, Preset] = {
@@ -45,6 +45,12 @@ STUDY = (
     "or repetition drift), since reward accuracy needs them."
 )
 
+#: what collapse-step sets for its run itself, and the flag that changes it instead of
+#: `--set` (or why none does)
+OWNED = {"model": "--model", "env": "--env", "reward": "--reward", "steps": "--max-steps",
+         "seed": "--seed", "out": "--out",
+         "collapse_signal": "its run always stops at the label-free collapse",
+         "stop_on_collapse": "its run always stops at the label-free collapse"}
 
 
 def run(
@@ -64,6 +70,7 @@ def run(
     from assay.training import Trainer, resolve
     from assay.training.tracking import read_metrics
 
+    refuse_owned("collapse-step", sets, OWNED)
     chosen = pick_preset(PRESETS, preset, "collapse-step")
     model = model or chosen["model"]
     max_steps = chosen["max_steps"] if max_steps is None else max_steps
@@ -201,4 +208,5 @@ EXPERIMENT = Experiment(
     ),
     section=section,
     resume_hint="continue the run with assay train --out {out}/run --resume",
+    owned=OWNED,
 )

@@ -22,7 +22,7 @@ from typing import Any
 
 from assay.lab.experiment import LabError, pick_preset
 from assay.lab.presets import PRESETS, lab_config
-from assay.lab.registry import Experiment, ExperimentFailed, Option, shared
+from assay.lab.registry import Experiment, ExperimentFailed, Option, refuse_owned, shared
 from assay.lab.workers import cores, jobs_for, run_all
 
 
@@ -110,19 +110,21 @@ def plan(
 
     With `resume`, the plan is the one saved in `OUT/lab.json`: an option given again must
     have its saved value (else a one-line `LabError` names what differs), one left out
-    keeps it.
+    keeps it. A folder with neither a saved plan nor run folders is refused, as `assay
+    train --resume` refuses a folder without a run: a typo in `--out` must not start anew.
     """
     from assay.envs import OptionError, UnknownEnvError, get_env
     from assay.rewards import RewardError, get_reward
     from assay.training import ConfigError, resolve
 
     out = Path(out)
-    owned = sorted(set(sets or {}) & OWNED)
-    if owned:
-        raise LabError(
-            f"--set {owned[0]}: compare sets it for every run itself; use --{owned[0]} instead"
-        )
+    refuse_owned("compare", sets, OWNED)
     saved = saved_plan(out) if resume else None
+    if resume and saved is None and not holds_runs(out):
+        raise LabError(
+            f"--resume: {out} holds no comparison, so there is nothing to resume "
+            "(run without --resume to start one)"
+        )
     if saved is not None:
         asked = {"preset": preset, "env": env, "model": model, "rewards": rewards,
                  "seeds": seeds, "steps": steps}
@@ -175,7 +177,7 @@ def plan(
         if path and not os.access(path, os.R_OK):
             raise LabError(f"cannot read {name} {path}")
     _check_model(first.model, first.prior, quiet=quiet)  # may build the organism's prior
-    if not resume and (out / "runs").exists() and any((out / "runs").iterdir()):
+    if not resume and holds_runs(out):
         raise LabError(f"{out} already holds a comparison; pass --resume or choose another --out")
 
     skipped: dict[str, str] = {}
@@ -210,13 +212,20 @@ def plan(
     return Plan(out, jobs, skipped, settings)
 
 
-#: what compare decides for each run itself: `--set` cannot change it
-OWNED = frozenset({"model", "env", "steps", "out", "reward", "seed"})
+#: what compare decides for each run itself, and the flag that changes it instead of `--set`
+OWNED = {"model": "--model", "env": "--env", "steps": "--steps", "out": "--out",
+         "reward": "--rewards", "seed": "--seeds"}
+
+
+def holds_runs(out: Path) -> bool:
+    """Whether `OUT/runs` holds a run folder (a comparison's, or runs put there by hand)."""
+    runs = out / "runs"
+    return runs.is_dir() and any(runs.iterdir())
 
 
 def saved_plan(out: Path) -> dict[str, Any] | None:
     """The plan saved in `OUT/lab.json` by an earlier `assay compare` (None when there is
-    none: a comparison stopped before it wrote one starts as planned now)."""
+    none: run folders put there without one are resumed as planned now)."""
     path = out / "lab.json"
     if not path.is_file():
         return None
@@ -408,4 +417,5 @@ EXPERIMENT = Experiment(
     result_file="lab.json",
     resume_hint="finish the comparison with assay compare --out {out} --resume",
     closing=closing,
+    owned=OWNED,
 )

@@ -9,7 +9,9 @@ An experiment is one module that ends with
                             presets=PRESETS, options=(shared("model"), shared("sets"), ...))
 
 where `run(out=..., preset=..., quiet=..., **options)` writes `OUT/my_study.json` and
-returns it, and `section(result, out)` turns it into the report's `Section`. The built-in
+returns it, and `section(result, out)` turns it into the report's `Section`. A training
+option its runs must have (their `out`, say) is named in `owned=` and refused as a `--set`
+by `refuse_owned`, so that a user's value is never silently overridden. The built-in
 ones are named in `BUILTIN`; a plug-in names its module in its package's entry points:
 
     [project.entry-points."assay.experiments"]
@@ -135,6 +137,20 @@ def shared(name: str, **changes: Any) -> Option:
     return dataclasses.replace(SHARED[name], **changes)
 
 
+def refuse_owned(command: str, sets: Mapping[str, Any] | None, owned: Mapping[str, str]) -> None:
+    """A one-line `LabError` when `--set` names a key `command` sets for its runs itself
+    (else the experiment's own value would silently win over the user's). `owned` maps
+    each such key to the flag to use instead (`--seeds`) or, where none can change it, to
+    why not (a phrase)."""
+    taken = sorted(set(sets or {}) & set(owned))
+    if not taken:
+        return
+    key = taken[0]
+    instead = owned[key]
+    hint = f"use {instead} instead" if instead.startswith("--") else instead
+    raise LabError(f"--set {key}: {command} sets it itself; {hint}")
+
+
 # -- experiments ------------------------------------------------------------------------
 
 
@@ -164,6 +180,9 @@ class Experiment:
     resume_hint: str = "run the same command again to continue"
     #: the lines for stderr after the reading, and the exit status, from the result
     closing: Callable[[dict[str, Any], Path], tuple[list[str], int]] | None = None
+    #: the `--set` keys `run` sets itself, each with the flag to use instead or why none
+    #: can change it: `run` refuses them with `refuse_owned` (see there)
+    owned: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -177,6 +196,12 @@ class Experiment:
         if taken:
             raise LabError(f"experiment {self.name!r}: option {sorted(taken)[0]!r} is every "
                            "experiment's already")
+        # a hint must name a flag the command has (compare's seeds are `--seeds`)
+        flags = {"--out", "--preset", "--quiet", *(o.option for o in self.options)}
+        wrong = sorted(k for k, v in self.owned.items() if v.startswith("--") and v not in flags)
+        if wrong:
+            raise LabError(f"experiment {self.name!r}: --set {wrong[0]} points to "
+                           f"{self.owned[wrong[0]]}, which is not one of its options")
 
     @property
     def command(self) -> str:

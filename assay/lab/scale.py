@@ -33,7 +33,7 @@ from assay.lab.experiment import (
     write_result,
 )
 from assay.lab.presets import lab_config
-from assay.lab.registry import Experiment, Option, shared
+from assay.lab.registry import Experiment, Option, refuse_owned, shared
 
 #: the study's sizes (and the default of `--sizes`)
 DEFAULT_SIZES = (32, 128, 512, 2048)
@@ -67,6 +67,10 @@ STUDY = (
 
 #: the lab's failure rule: final validation accuracy this far below the start
 DECLINE = 0.05
+
+#: what scale sets for every run itself, and the flag that changes it instead of `--set`
+OWNED = {"model": "--model", "reward": "--reward", "steps": "--steps", "seed": "--seed",
+         "out": "--out", "train_size": "--sizes"}
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -105,6 +109,7 @@ def run(
     from assay.rewards import RewardError, get_reward
     from assay.training import ConfigError, resolve
 
+    refuse_owned("scale", sets, OWNED)
     chosen = pick_preset(PRESETS, preset, "scale")
     sizes = list(chosen["sizes"] if sizes is None else sizes)
     steps = chosen["steps"] if steps is None else steps
@@ -357,4 +362,5 @@ EXPERIMENT = Experiment(
         shared("sets", help="Any `assay train` option, for every run."),
     ),
     section=section,
+    owned=OWNED,
 )

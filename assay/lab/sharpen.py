@@ -36,7 +36,7 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
-from assay.lab.registry import Experiment, Option, shared
+from assay.lab.registry import Experiment, Option, refuse_owned, shared
 
 #: `--preset`: model, problems, updates and training settings (flags override them)
 PRESETS: dict[str, Preset] = {
@@ -59,6 +59,12 @@ RUN_SETS = {
 #: a fixed draw, not chosen by outcome; the model's own accuracy makes the mix of start states
 PROBLEM_SEED = 2_000
 TASK_FILE = "task.jsonl"
+#: what sharpen sets for every problem's run itself, and the flag that changes it instead
+#: of `--set` (or why none does)
+OWNED = {"model": "--model", "env": "--env", "reward": "--reward", "steps": "--steps",
+         "seed": "--seed", "out": "--out",
+         "train_file": "each problem's run trains on that problem alone (how many: --problems)",
+         "val_file": "each problem's run validates on that problem alone (how many: --problems)"}
 
 STUDY = (
     "training on each problem alone (25 problems) amplified the model's initial preference, "
@@ -85,6 +91,7 @@ def run(
     from assay.lab.workers import jobs_for, run_all
     from assay.training.policy import resolve_model_path
 
+    refuse_owned("sharpen", sets, OWNED)
     chosen = pick_preset(PRESETS, preset, "sharpen")
     model = model or chosen["model"]
     problems = chosen["problems"] if problems is None else problems
@@ -390,4 +397,5 @@ EXPERIMENT = Experiment(
     ),
     section=section,
     resume_hint="run the same command again: finished problems are kept",
+    owned=OWNED,
 )

@@ -36,7 +36,7 @@ from assay.lab.experiment import (
     write_report,
     write_result,
 )
-from assay.lab.registry import Experiment, shared
+from assay.lab.registry import Experiment, refuse_owned, shared
 
 #: `--preset`: model, counted updates and training settings (flags override them)
 PRESETS: dict[str, Preset] = {
@@ -52,6 +52,12 @@ RUN_SETS = {"save_every": "0", "keep_checkpoints": "1", "progress": "false"}
 #: the trainer's own seed offset for generated validation tasks (`Trainer.val_tasks`)
 VAL_SEED = 7_919
 RUNS = ("ttt", "disjoint")
+#: what ttt sets for both runs itself, and the flag that changes it instead of `--set` (or
+#: why none does)
+OWNED = {"model": "--model", "env": "--env", "reward": "--reward", "steps": "--steps",
+         "seed": "--seed", "out": "--out",
+         "train_file": "it generates the tasks both runs train on (how many: --set val_size=N)",
+         "val_file": "it generates the evaluation tasks (how many: --set val_size=N)"}
 
 STUDY = (
     "test-time training with intrinsic rewards (training on the evaluation set itself, "
@@ -80,6 +86,7 @@ def run(
     from assay.training.policy import resolve_model_path
     from assay.training.tracking import read_metrics
 
+    refuse_owned("ttt", sets, OWNED)
     chosen = pick_preset(PRESETS, preset, "ttt")
     model = model or chosen["model"]
     steps = chosen["steps"] if steps is None else steps
@@ -309,4 +316,5 @@ EXPERIMENT = Experiment(
     ),
     section=section,
     resume_hint="run the same command again: finished runs are kept",
+    owned=OWNED,
 )
