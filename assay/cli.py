@@ -277,7 +277,8 @@ def schema_command(env_name: str) -> None:
 def validate_command(env_name: str, task_file: str) -> None:
     """Check a task file against ENV's schema: one `file:line: field: message` per problem.
 
-    Exits 1 when any line is bad.
+    Exits 1 when any line is bad, or when the file holds no task (train, eval and audit
+    refuse such a file).
     """
     env = _make_env(env_name, ())
     try:
@@ -287,12 +288,16 @@ def validate_command(env_name: str, task_file: str) -> None:
     except TaskFileError as exc:
         for problem in exc.problems:
             click.echo(problem)
-        click.echo(f"{len(exc.tasks)} good task(s), {len(exc.problems)} problem(s)", err=True)
+        click.echo(f"{len(exc.tasks)} good task(s), {exc.lines} bad line(s), "
+                   f"{len(exc.problems)} problem(s)", err=True)
         sys.exit(1)
     except AssayError as exc:  # an audit that needs what is not installed (smt: z3)
         raise UsageError(str(exc)) from None
     finally:
         env.close()  # an audit's workers (smt) end with the command
+    if not tasks:
+        click.echo(f"{task_file} holds no tasks (only blank lines and comments)", err=True)
+        sys.exit(1)
     click.echo(f"{len(tasks)} good task(s), 0 problems", err=True)
 
 

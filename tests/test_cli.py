@@ -128,7 +128,12 @@ def test_schema_and_validate(assay, tmp_path):
         f"{bad}:3: (line): invalid JSON: Expecting value at column 2",
         f"{bad}:4: numbers: 'numbers' is a required property",
     ]
-    assert "1 good task(s)" in out.stderr
+    assert out.stderr.strip() == "1 good task(s), 3 bad line(s), 3 problem(s)"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("# nothing but a comment\n\n")
+    out = assay("validate", "countdown", str(empty))
+    assert out.returncode == 1, out.stderr  # train, eval and audit refuse it: so does validate
+    assert "holds no tasks" in out.stderr
 
 
 def test_train_with_a_missing_task_file_is_one_line(assay, tmp_path):

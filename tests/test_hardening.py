@@ -464,7 +464,9 @@ def test_a_bad_train_file_is_one_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"numbers": [1, 2], "target": 3}\n{"numbers": "x"}\n[[[\n')
     line = one_line_exit_2(run(*TRAIN, "--out", str(tmp_path / "r"), "--steps", "0", "--set", f"train_file={bad}"))
-    assert "bad line(s) in task file" in line and "bad.jsonl:2" in line
+    assert "bad.jsonl:2" in line
+    # lines counted as lines: line 2 has two problems (numbers, target), line 3 one
+    assert f"2 bad line(s) in {bad} (3 problems)" in line, line
 
 
 def test_a_malformed_code_task_is_its_own_error_verdict(code_env):
@@ -744,7 +746,7 @@ def test_a_symlink_loop_in_a_runs_folder_lists_each_run_once(tmp_path):
 @pytest.mark.parametrize("command", [
     ["eval", "--model", "organism:tiny", "-n", "2", "--samples", "1", "--quiet"],
     TRAIN + ["--steps", "1"],
-    TRAIN + ["--steps", "1", "--backend", "trl"],
+    ["train", "--model", "organism:tiny", "--quiet", "--steps", "1", "--backend", "trl"],
     ["compare", "--preset", "smoke", "--quiet"],
     ["zoo", "--preset", "smoke", "--quiet"],
 ], ids=["eval", "train", "train-trl", "compare", "an-experiment"])

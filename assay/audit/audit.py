@@ -138,7 +138,7 @@ def load_or_sample(env: Environment, tasks_file: str | None, n: int, seed: int) 
         except OSError as exc:
             raise AuditError(f"cannot read task file {tasks_file}: {exc.strerror or exc}") from None
         except TaskFileError as exc:
-            raise AuditError(f"{len(exc.problems)} bad line(s) in {tasks_file}; first: {exc.problems[0][:300]}") from None
+            raise AuditError(f"{exc.summary()}; first: {exc.problems[0][:300]}") from None
     try:
         return env.generate(n, seed=seed)
     except NotImplementedError:

@@ -20,13 +20,21 @@ if TYPE_CHECKING:
 
 class TaskFileError(AssayError, ValueError):
     """Some lines of a task file are bad. `problems` holds one `file:line: field: message`
-    string per problem; `tasks` holds the tasks from the good lines."""
+    string per problem (a line may have several); `lines` counts the bad lines; `tasks`
+    holds the tasks from the good lines."""
 
-    def __init__(self, path: str, problems: list[str], tasks: list[Task]) -> None:
+    def __init__(self, path: str, problems: list[str], tasks: list[Task],
+                 lines: int | None = None) -> None:
         self.path, self.problems, self.tasks = path, problems, tasks
+        self.lines = len(problems) if lines is None else lines
         shown = "\n".join(problems[:20])
         more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} bad line(s) in {path}:\n{shown}{more}")
+        super().__init__(f"{self.summary()}:\n{shown}{more}")
+
+    def summary(self) -> str:
+        """`3 bad line(s) in FILE (5 problems)`: lines and problems, each counted as such."""
+        extra = f" ({len(self.problems)} problems)" if len(self.problems) != self.lines else ""
+        return f"{self.lines} bad line(s) in {self.path}{extra}"
 
 
 def _field_path(error: jsonschema.ValidationError) -> str:
@@ -104,5 +112,6 @@ def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
         tasks = [task for i, task in enumerate(tasks) if i not in bad]
     if problems:
         problems.sort(key=lambda item: item[0])  # stable: a line's problems keep their order
-        raise TaskFileError(path, [text for _, text in problems], tasks)
+        raise TaskFileError(path, [text for _, text in problems], tasks,
+                            lines=len({lineno for lineno, _ in problems}))
     return tasks

@@ -708,7 +708,7 @@ def training_tasks(env: Any, path: str | None, size: int, seed: int) -> list[Tas
             raise TrainError(f"cannot read task file {path}: {exc.strerror or exc}") from None
         except TaskFileError as exc:  # one line: the count and the first problem
             raise TrainError(
-                f"{len(exc.problems)} bad line(s) in task file {path}; first: {exc.problems[0][:300]}"
+                f"{exc.summary()}; first: {exc.problems[0][:300]}"
                 f" (see: assay validate {env.name} {path})"
             ) from None
         if not tasks:
