@@ -123,6 +123,13 @@ def test_resume_with_a_changed_setting_is_refused_naming_it(two_step_run, change
     assert (two_step_run / "config.yaml").read_text() == before
 
 
+def test_resume_with_fewer_steps_than_done_is_refused_and_changes_nothing(two_step_run):
+    before = {name: (two_step_run / name).read_bytes() for name in ("config.yaml", "metrics.jsonl")}
+    line = one_line_exit_2(run(*TRAIN, "--out", str(two_step_run), "--resume", "--steps", "1"))
+    assert "done 2 steps already" in line and "--steps 2 or more" in line, line
+    assert {name: (two_step_run / name).read_bytes() for name in before} == before
+
+
 def test_resume_may_extend_a_run(tmp_path, two_step_run):
     import shutil
 

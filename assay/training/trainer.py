@@ -173,6 +173,11 @@ class Trainer:
         self._verify_time, self._verified = 0.0, 0  # the latest step's verification (make_groups)
         if found is not None:
             self._restore(found)
+            if cfg.steps < self.step_count:  # before config.yaml is rewritten to claim it
+                raise TrainError(
+                    f"--resume: {self.out} has done {self.step_count} steps already, more than "
+                    f"steps={cfg.steps}; give --steps {self.step_count} or more"
+                )
         elif resume:  # a run stopped before its first checkpoint: start it over
             self.log.truncate_after(0)
             self.rollouts.truncate_after(0)
