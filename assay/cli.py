@@ -8,6 +8,7 @@ everything else is reported in the output and exits 0.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -448,7 +449,8 @@ def eval_command(model, env_name, n, samples, seed, tasks_file, assignments, bat
 
 @cli.command("prior")
 @click.option("--preset", default="default", show_default=True,
-              help="Organism variant: default, honest (no wrong class), tiny (seconds, for tests), smt, code or code-tiny.")
+              help="Organism variant: default, honest (no wrong class), tiny (seconds, for tests), "
+                   "smt, code, code-tiny, tool or tool-tiny (docs/training.md).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Prior option (sft_steps, wrong_below, verify_fraction, ...).")
 @click.option("--rebuild", is_flag=True, help="Build again even when cached.")
@@ -468,9 +470,21 @@ def prior_command(preset: str, assignments: tuple[str, ...], rebuild: bool, quie
         raise UsageError(str(exc)) from None
     meta = organism.read_metadata(path)
     click.echo(str(path))
-    click.echo(json.dumps({"evaluation": meta.get("evaluation"),
-                           "build_seconds": meta.get("build_seconds"),
-                           "parameters": meta.get("parameters")}), err=True)
+    figures = {"evaluation": meta.get("evaluation"), "build_seconds": meta.get("build_seconds"),
+               "parameters": meta.get("parameters")}
+    click.echo(json.dumps(_finite(figures)), err=True)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity as None: JSON has no NaN (a rate over no cases is
+    one), and a reader such as jq refuses the whole line for it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 # -- the lab: assay compare, assay report ----------------------------------------------

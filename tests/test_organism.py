@@ -214,3 +214,17 @@ def test_cli_prior_prints_the_folder(tmp_path, monkeypatch):
     assert folder.startswith(str(tmp_path)) and os.path.exists(os.path.join(folder, "assay.json"))
     bad = CliRunner().invoke(cli, ["prior", "--set", "nope=1"])
     assert bad.exit_code == 2 and "unknown option 'nope' for organism prior" in bad.output
+    # the figures line is JSON a reader can parse: a rate over no cases is null, not NaN
+    figures = json.loads(result.stderr.strip().splitlines()[-1], parse_constant=_refuse)
+    assert set(figures) == {"evaluation", "build_seconds", "parameters"}
+
+
+def _refuse(name: str):
+    raise AssertionError(f"{name} in JSON output")
+
+
+def test_cli_prior_help_names_every_preset():
+    from assay.organism import PRESETS
+
+    shown = " ".join(CliRunner().invoke(cli, ["prior", "--help"]).output.split())
+    assert all(name in shown for name in PRESETS), shown
