@@ -365,7 +365,9 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
         )
         sys.exit(130)
     collapse = summary["collapse"]
-    where = f"{config.out}/metrics.jsonl"
+    metrics = Path(config.out) / "metrics.jsonl"
+    # a 0-step run writes no metrics: name what it did write
+    where = metrics if metrics.exists() else f"{config.out} (config.yaml and summary.json)"
     note = f"; collapse at step {collapse['step']} ({collapse['signal']})" if collapse else ""
     click.echo(f"trained {summary['steps']} steps -> {where}{note}", err=True)
 

@@ -150,3 +150,24 @@ def test_eval_starts_the_verification_workers_before_the_model_loads(tmp_path, r
                                       sets={"max_new_tokens": "4"}, quiet=True)
     assert result["tasks"] == 2
     assert workers_at_load and workers_at_load[0] >= 1, workers_at_load
+
+
+@pytest.mark.parametrize("setting, said", [
+    ("learning_rate=3", "an evaluation does not read it"),
+    ("group_size=3", "an evaluation does not read it"),
+    ("seed=3", "use --seed"),
+    ("model=organism", "use --model"),
+])
+def test_eval_refuses_a_training_setting_it_would_ignore(assay, setting, said):
+    proc = assay("eval", "--model", "organism:tiny", "-n", "2", "--set", setting)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"--set {setting.split('=')[0]}: a training setting; {said}" in lines[0]
+
+
+def test_eval_routes_its_settings_and_env_options():
+    from assay.lab.evaluate import route_sets
+
+    assert route_sets({"temperature": "0.5", "min_numbers": "2", "env.max_value": "9",
+                       "prior.sft_steps": "3"}) == {
+        "temperature": "0.5", "env.min_numbers": "2", "env.max_value": "9", "prior.sft_steps": "3"}

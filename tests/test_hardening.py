@@ -304,8 +304,12 @@ def test_resume_on_an_empty_or_missing_folder_is_refused(tmp_path):
 
 def test_a_zero_step_run_is_a_run(tmp_path):
     out = str(tmp_path / "zero")
-    assert run(*TRAIN, "--out", out, "--steps", "0").exit_code == 0
+    done = run(*TRAIN, "--out", out, "--steps", "0")
+    assert done.exit_code == 0
+    # it names what it wrote (no metrics.jsonl: no step)
+    assert done.stderr.strip() == f"trained 0 steps -> {out} (config.yaml and summary.json)"
     assert "already holds a run" in one_line_exit_2(run(*TRAIN, "--out", out, "--steps", "1"))
+    assert "trained no step" in one_line_exit_2(run("rescore", out, "--rewards", "verifier"))
 
 
 def test_ctrl_c_exits_130_with_an_interrupted_summary(tmp_path, monkeypatch):

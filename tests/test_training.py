@@ -199,6 +199,9 @@ def test_config_precedence_and_errors(tmp_path):
     bad.write_text("steps: 3\n  oops: [\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml:\d+"):
         resolve(file=str(bad))
+    bad.write_text("learning_rate: fast\n")  # a bad value names the file, as a bad key does
+    with pytest.raises(ConfigError, match=r"^.*bad\.yaml: option 'learning_rate' expects float"):
+        resolve(file=str(bad))
 
 
 def test_model_env_options_apply_only_to_the_env_the_model_was_built_for(tmp_path):

@@ -51,6 +51,8 @@ def rescore(run_dir: str | Path, names: list[str]) -> dict[str, Any]:
     rewards = _rewards(names, env)
     path = run / FILENAME
     if not path.exists():
+        if not (run / "metrics.jsonl").exists():  # config.yaml and summary.json only
+            raise RescoreError(f"{run} trained no step, so there are no rollouts to rescore")
         raise RescoreError(
             f"{path} not found: the run stored no rollouts (save_rollouts: false, or an older run)"
         )

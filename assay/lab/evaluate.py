@@ -182,12 +182,24 @@ def evaluate(
     return result
 
 
+#: the `assay train` settings an evaluation reads (the rest of `TrainConfig` it has no use for)
+EVAL_SETTINGS = ("temperature", "top_p", "max_new_tokens", "chat_template", "device", "dtype")
+#: settings eval takes as flags of its own
+EVAL_FLAGS = {"model": "--model", "env": "--env", "seed": "--seed", "val_file": "--tasks",
+              "val_size": "-n", "val_samples": "--samples"}
+
+
 def route_sets(sets: dict[str, str]) -> dict[str, str]:
-    """`--set` of `assay eval`: a training setting (temperature, max_new_tokens, ...) by its
-    name, an env option by `env.NAME` or, where no setting has that name, by its own."""
+    """`--set` of `assay eval`: a sampling setting (`EVAL_SETTINGS`) by its name, an env
+    option by `env.NAME` or, where no setting has that name, by its own. A training
+    setting eval does not read is refused in one line, not ignored."""
     from assay.training.config import TrainConfig
 
     fields = set(TrainConfig.__dataclass_fields__)
+    for key in sorted(k for k in sets if k in fields and k not in EVAL_SETTINGS):
+        instead = f"use {EVAL_FLAGS[key]}" if key in EVAL_FLAGS else "an evaluation does not read it"
+        raise EvalError(f"--set {key}: a training setting; {instead} (eval's settings: "
+                        f"{', '.join(EVAL_SETTINGS)}, and env options)")
     return {(k if k in fields or "." in k else f"env.{k}"): v for k, v in sets.items()}
 
 

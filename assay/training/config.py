@@ -254,7 +254,10 @@ def merge_values(base: dict[str, Any], updates: dict[str, Any], *, where: str) -
             raise ConfigError(
                 f"{where}: unknown option {brief(key)} (see docs/training.md for the list)"
             )
-        value = coerce(key, value)
+        try:
+            value = coerce(key, value)
+        except ConfigError as exc:  # from a file: name it, as an unknown option does
+            raise (exc if where in ("--set", "flags") else ConfigError(f"{where}: {exc}")) from None
         if isinstance(value, dict):
             out[key] = {**out.get(key, {}), **value}
         else:
