@@ -84,6 +84,9 @@ def test_rescore_of_a_folder_without_rollouts_is_one_line(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("env: countdown\n")
     result = CliRunner().invoke(cli, ["rescore", str(tmp_path / "run"), "--rewards", "verifier"])
+    assert result.exit_code == 2 and "trained no step" in result.output  # a 0-step run
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1}\n')
+    result = CliRunner().invoke(cli, ["rescore", str(tmp_path / "run"), "--rewards", "verifier"])
     assert result.exit_code == 2 and "rollouts.jsonl.gz not found" in result.output
     (tmp_path / "run" / "rollouts.jsonl.gz").write_bytes(b"not gzip")
     result = CliRunner().invoke(cli, ["rescore", str(tmp_path / "run"), "--rewards", "verifier"])
