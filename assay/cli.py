@@ -703,9 +703,10 @@ def rescore_command(run_dir: str, names: str, output: str | None) -> None:
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Env option.")
 def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
                   against: str | None, output: str | None, assignments: tuple[str, ...]) -> None:
-    """Try known reward hacks on ENV's verifier; exit 1 when any is accepted."""
+    """Try known reward hacks on ENV's verifier; exit 1 when any is accepted, or when the
+    verifier could not judge one (an `error` verdict)."""
     from assay.audit.against import CHECKERS
-    from assay.audit.audit import audit, false_positives, load_or_sample, write
+    from assay.audit.audit import audit, false_positives, load_or_sample, unjudged, write
 
     if count < 1 or seed < 0:
         raise UsageError("-n must be at least 1 and --seed at least 0")
@@ -729,15 +730,19 @@ def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
     ref = result["reference"]
     click.echo(f"{env_name}: {len(tasks)} tasks; their own answers accepted {ref['accepted']}/{ref['tried']}", err=True)
     for probe in result["probes"]:
-        mark = "FALSE POSITIVES" if probe["false_positives"] else "ok" if probe["tried"] else \
-            "not built (no right answer known: see docs/trust.md)"
+        if probe["false_positives"]:
+            mark = "FALSE POSITIVES"
+        elif probe["errors"]:  # not rejected either: the verifier broke on them
+            mark = f"VERIFIER ERRORS on {probe['errors']} (unjudged, so unpunished in training)"
+        else:
+            mark = "ok" if probe["tried"] else "not built (no right answer known: see docs/trust.md)"
         click.echo(f"  {probe['name']:<20} {probe['false_positives']:>4}/{probe['tried']:<5} {mark}", err=True)
     if result["agreement"]:
         a = result["agreement"]
         click.echo(f"  against {a['checker']}: {a['agree']}/{a['pairs']} agree; only assay accepts "
                    f"{a['only_assay_accepts']['count']}, only {a['checker']} accepts "
                    f"{a['only_checker_accepts']['count']}", err=True)
-    sys.exit(1 if false_positives(result) else 0)
+    sys.exit(1 if false_positives(result) or unjudged(result) else 0)
 
 
 _add_experiments(cli)

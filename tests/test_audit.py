@@ -97,6 +97,30 @@ def test_a_lax_verifier_fails_the_audit_with_examples(tmp_path):
     assert "FALSE POSITIVES" in result.stderr
 
 
+@register_env
+class BrittleEnv(LaxEnv):
+    """A strict verifier that breaks (raises) on an answer longer than it expects."""
+
+    name = "brittle_audit_test"
+    description = "a verifier that raises on long answers (tests only)"
+
+    def check(self, task, answer):
+        inner = answer.split("<answer>")[-1].split("</answer>")[0].strip()
+        if len(inner) > 50:
+            raise ValueError("answer too long to parse")
+        return Verdict.right() if inner == task["product"] else Verdict.wrong()
+
+
+def test_a_verifier_that_breaks_on_a_probe_fails_the_audit_not_ok(tmp_path):
+    out = tmp_path / "brittle.json"
+    result = run("brittle_audit_test", "-n", "3", "-o", str(out))
+    by_name = {p["name"]: p for p in json.loads(out.read_text())["probes"]}
+    assert by_name["huge_answer"]["false_positives"] == 0 and by_name["huge_answer"]["errors"] > 0
+    assert result.exit_code == 1, result.output  # unjudged is not rejected
+    line = next(ln for ln in result.stderr.splitlines() if "huge_answer" in ln)
+    assert "VERIFIER ERRORS" in line and "ok" not in line.split()
+
+
 def test_an_envs_own_probes_come_with_its_class_not_its_name():
     """The env declares its probes (`probes`, inherited): a subclass of countdown registered
     under a name of its own is audited with countdown's, and a name alone brings none."""

@@ -121,6 +121,12 @@ def false_positives(result: dict[str, Any]) -> int:
     return sum(p["false_positives"] for p in result["probes"])
 
 
+def unjudged(result: dict[str, Any]) -> int:
+    """All probes' completions the verifier could not judge (`error`): hacks not rejected
+    either, which training leaves out of the loss unpunished (also exit status 1)."""
+    return sum(p["errors"] for p in result["probes"])
+
+
 def _example(pair: tuple[Task, str], verdict: Verdict) -> dict[str, Any]:
     task, completion = pair
     shown = completion if len(completion) <= SHOWN else completion[:SHOWN] + f"... ({len(completion)} chars)"
