@@ -170,6 +170,10 @@ def _read_pairs(env: Environment, path: str) -> list[tuple[Task, str] | Verdict]
     return items
 
 
+#: the most worker processes `assay verify --workers` starts (the code env's `workers` too)
+MAX_WORKERS = 1024
+
+
 @cli.command("verify")
 @click.argument("env_name", metavar="ENV")
 @click.argument("input_path", metavar="INPUT.jsonl")
@@ -199,8 +203,8 @@ def verify_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     env = _make_env(env_name, assignments)
-    if workers is not None and workers < 1:
-        raise UsageError("--workers must be at least 1")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:  # 10^5 processes hang a machine
+        raise UsageError(f"--workers must be from 1 to {MAX_WORKERS}")
     try:
         env.check_available()  # a missing solver or toolchain: one line, before any work
     except AssayError as exc:
@@ -237,8 +241,8 @@ def verify_command(
             else:
                 verdicts = iter(
                     env.verify_many(
-                        pairs,
-                        workers=workers or os.cpu_count() or 1,
+                        pairs,  # no more workers than pairs: each would only start and stop
+                        workers=max(1, min(workers or os.cpu_count() or 1, len(pairs))),
                         on_result=lambda i, v: progress.advance(bar),
                     )
                 )

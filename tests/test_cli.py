@@ -144,3 +144,23 @@ def test_train_with_a_missing_task_file_is_one_line(assay, tmp_path):
     assert out.stderr.strip().splitlines() == [
         f"assay: error: cannot read task file {tmp_path / 'missing.jsonl'}: No such file or directory"
     ]
+
+
+def test_verify_workers_are_bounded_and_never_more_than_the_pairs(assay, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from assay.cli import cli
+    from assay.envs.countdown import CountdownEnv
+
+    pairs = write_jsonl(tmp_path / "p.jsonl", [
+        {"task": {"numbers": [2, 3], "target": 6}, "completion": "<answer>2*3</answer>"}] * 2)
+    out = assay("verify", "countdown", str(pairs), "--workers", "100000")
+    assert out.returncode == 2 and out.stderr.strip() == "assay: error: --workers must be from 1 to 1024"
+    asked = []
+    real = CountdownEnv.verify_many
+    monkeypatch.setattr(CountdownEnv, "verify_many",
+                        lambda self, pairs, workers=None, **kw: (asked.append(workers),
+                                                                 real(self, pairs, workers=workers, **kw))[1])
+    result = CliRunner().invoke(cli, ["verify", "countdown", str(pairs), "--workers", "64"])
+    assert result.exit_code == 0, result.output
+    assert asked == [2]  # two pairs: two workers, not 64 started to stop again
