@@ -227,6 +227,20 @@ def test_options_come_from_text_and_bad_ones_are_one_line():
     assert out.exit_code == 2 and len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("env_name, option, needle", [
+    ("rg:composite", "datasets=composite", "AssertionError: Must specify at least one dataset"),
+    ("rg:composite", 'datasets=[{"name": "basic_arithmetic", "weight": 1, "config": {"bogus": 1}}]',
+     "unexpected keyword argument 'bogus'"),
+    ("rg:arc_agi", 'board_format_opts={"alphabet": "ab"}', "failed to make item 0 (IndexError"),
+])
+def test_options_reasoning_gym_refuses_only_when_it_draws_are_one_line(env_name, option, needle):
+    with pytest.raises(OptionError, match=r"reasoning-gym (refused|failed)"):
+        get_env(env_name, **dict([option.split("=", 1)])).generate(1)
+    out = run("sample", env_name, "--set", option, "-n", "1")
+    lines = out.stderr.strip().splitlines()
+    assert out.exit_code == 2 and len(lines) == 1 and needle in lines[0], out.stderr
+
+
 def test_options_change_the_tasks():
     env = get_env("rg:basic_arithmetic", min_terms="2", max_terms="2", operators="+")
     for task in env.generate(5, seed=0):

@@ -46,6 +46,7 @@ from assay.envs.countdown_formats import extract_answer_tag
 from assay.envs.rg_codec import CodecError, decode, encode
 from assay.envs.rg_options import make_config, make_options_class, options_schema
 from assay.errors import AssayError
+from assay.options import OptionError
 from assay.verifiers import Verdict
 from assay.verifiers.reasoning import outside_reasoning
 
@@ -200,10 +201,14 @@ class ReasoningGymEnv(Environment):
     def generate(self, n: int, seed: int = 0) -> list[Task]:
         """`n` tasks of reasoning-gym's generator, seeded with `rg_seed(seed)`."""
         dataset_cls, _ = self._classes()
-        made = dataset_cls(config=self._config(seed=rg_seed(seed), size=max(n, 1)))
+        config = self._config(seed=rg_seed(seed), size=max(n, 1))
+        # reasoning-gym checks some options only when it builds or draws (asserts, or an
+        # IndexError deep inside): that is a refusal of the options, one line, not a traceback
+        made = _refusing(lambda: dataset_cls(config=config), "reasoning-gym refused the options")
         tasks = []
         for i in range(n):
-            fields = entry_fields(made[i], where=f"{self.name} item {i}")
+            entry = _refusing(lambda i=i: made[i], f"reasoning-gym failed to make item {i}")
+            fields = entry_fields(entry, where=f"{self.name} item {i}")
             tasks.append(self.make_task(fields, id=f"{self.name}-{seed}-{i}"))
         return tasks
 
@@ -334,3 +339,12 @@ def guard(answer: str, entry: dict[str, Any]) -> str | None:
     if said != gold and re.fullmatch(f"{re.escape(gold)}(?:{_SEPARATORS}{re.escape(gold)})+", said):
         return "the answer is the gold answer said more than once"
     return None
+
+
+def _refusing(call: Callable[[], Any], what: str) -> Any:
+    """`call()`, with any exception of reasoning-gym's as an `OptionError` saying `what`
+    and naming it (every command shows that as one line)."""
+    try:
+        return call()
+    except Exception as exc:
+        raise OptionError(f"{what} ({type(exc).__name__}: {str(exc)[:300] or 'no message'})") from None
