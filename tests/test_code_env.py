@@ -373,6 +373,67 @@ def test_schema_names_the_missing_field(env, tmp_path):
     assert "tasks.jsonl:1: entry_point" in problems and "tasks.jsonl:2: io" in problems
 
 
+HIDDEN_TEST = "def check(candidate):\n    assert candidate(1) == 1\n"
+NO_PROMPT = {"entry_point": "f", "test": HIDDEN_TEST}  # a HumanEval row without its prompt
+
+
+def test_a_humaneval_row_needs_its_prompt(env, tmp_path):
+    """A row with `test` (HumanEval's hidden tests) is shown to the model through its prompt,
+    the code to complete: without one (or a `code_prompt`) nothing could be rendered, and the
+    task check says so as a problem of its line, as it does for the schema's."""
+    from assay.envs.taskfile import TaskFileError
+
+    rows = [NO_PROMPT, {**NO_PROMPT, "prompt": ""}, {**NO_PROMPT, "code_prompt": ""},
+            {**NO_PROMPT, "prompt": "def f(x):\n    \"\"\"x\"\"\"\n"},
+            {**NO_PROMPT, "code_prompt": "def f(x):\n    \"\"\"x\"\"\"\n"},
+            {**NO_PROMPT, "tests": "assert f(1) == 1\n"}]  # `tests` is what runs, and shown
+    path = tmp_path / "he.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(TaskFileError) as caught:
+        env.load(path)
+    assert [p.split(": ", 2)[:2] for p in caught.value.problems] == [[f"{path}:{n}", "prompt"] for n in (1, 2, 3)]
+    assert "needs its `prompt`" in caught.value.problems[0]
+    good = caught.value.tasks
+    assert good[0].prompt.startswith("def f(x):")  # HumanEval's own: the code is the prompt
+    assert good[1].prompt.startswith("Complete the following") and good[2].prompt.startswith("Write a Python function")
+    assert [v.status for v in env.verify_many([(t, "def f(x):\n    return x\n") for t in good])] == ["correct"] * 3
+
+
+def test_a_task_that_cannot_be_rendered_is_its_own_error_in_a_batch(env):
+    """The API does not validate: such a task is still made (its prompt empty), and each of
+    its verdicts is an error saying why, while the rest of the batch is verified."""
+    bad = env.make_task(dict(NO_PROMPT), id="bad")
+    assert bad.prompt == ""
+    good = env.make_task({"entry_point": "f", "tests": "assert f(1) == 1\n"}, id="good")
+    no_case = Task("no-case", "shown elsewhere", {"io": []})  # no case would ever decide it
+    answer = fenced("def f(x):\n    return x\n")
+    verdicts = env.verify_many([(good, answer), (bad, answer), (no_case, answer), (good, answer + "\n")])
+    assert [v.status for v in verdicts] == ["correct", "error", "error", "correct"], verdicts
+    assert verdicts[1].detail.startswith("task bad: malformed task: ValueError: a task with `test`")
+    assert verdicts[2].detail == "task no-case: malformed task: io holds no case"
+
+
+def test_cli_validate_and_verify_name_a_humaneval_row_without_its_prompt(tmp_path):
+    from click.testing import CliRunner
+
+    from assay.cli import cli
+
+    tasks = tmp_path / "he1task.jsonl"
+    tasks.write_text(json.dumps(NO_PROMPT) + "\n")
+    result = CliRunner().invoke(cli, ["validate", "code", str(tasks)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.stdout.startswith(f"{tasks}:1: prompt: a task with `test`"), result.output
+    right = {"task": {"entry_point": "f", "tests": "assert f(1) == 1\n"}, "completion": fenced("def f(x):\n    return x\n")}
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in [right, {**right, "task": NO_PROMPT}, right]))
+    args = ["verify", "code", str(pairs), "--set", f"backend={BACKEND}", "--set", "timeout=3"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["status"] for r in rows] == ["correct", "error", "correct"], rows
+    assert rows[1]["detail"].startswith(f"{pairs}:2: task.prompt: a task with `test`"), rows[1]
+
+
 def test_example_task_file_loads_and_verifies(env):
     tasks = env.load(ROOT / "tasks" / "code.example.jsonl")
     assert {"io" in t.fields for t in tasks} == {True, False}

@@ -338,3 +338,20 @@ def test_a_batch_runs_as_sched_batch(env):
     task = env.make_task({"entry_point": "policy", "tests": tests}, id="policy")
     verdicts = env.verify_many([(task, f"```python\n{solution}\n```\n# {n}\n") for n in range(3)])
     assert all(v.correct for v in verdicts), verdicts
+
+
+@pytest.mark.parametrize("where", ["/work", "/tmp", "/dev/shm"])
+def test_a_module_the_solution_plants_in_scratch_is_never_imported_by_the_judge(env, where):
+    """The tests run in the judge; a module the solution writes where the judge would look
+    first must not run there (it would hold the judge's result pipe)."""
+    solution = (
+        f"open({where + '/zzplant.py'!r}, 'w').write("
+        "'import sys; sys.stderr.write(\"PLANTED\"); raise RuntimeError(\"planted in the judge\")')\n"
+        "import sys\n"
+        f"sys.path.insert(0, {where!r})\n"  # the candidate's own path: the judge's is its own
+        "def add(a, b):\n    return a + b\n"
+    )
+    tests = ADD_TESTS + "import zzplant\n"
+    verdict = verify(env, tests, solution)
+    assert "planted" not in verdict.detail, verdict
+    assert "ModuleNotFoundError" in verdict.detail, verdict

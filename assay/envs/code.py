@@ -4,7 +4,9 @@ Task fields:
 - assert style: `{"tests": str, "entry_point": str}` plus optional `setup` (trusted
   helper code the tests use); HumanEval rows are accepted as they are (`test`,
   `entry_point`, and `prompt` as the code prompt), as are the tasks `generate` makes
-  from HumanEval (`code_prompt` holds the original prompt).
+  from HumanEval (`code_prompt` holds the original prompt). A row with `test` (and no
+  `tests`) needs that code, in `prompt` or `code_prompt`: its tests are hidden, so
+  nothing else could show the model what to write (`task_problems` refuses it).
 - stdin/stdout style: `{"io": [{"stdin": str, "stdout": str}, ...]}`.
 
 Answer: the last fenced python block of the completion (or the whole completion
@@ -70,6 +72,11 @@ PROMPT_FUNCTION = (
 PROMPT_TESTS = (
     "Write a Python function `{entry_point}` that passes these tests. Answer with the "
     "complete function in a single ```python code block.\n\n```python\n{tests}\n```\n"
+)
+#: Why a HumanEval row (`test`, no `tests`) without `prompt` or `code_prompt` is refused.
+NO_CODE_PROMPT = (
+    "a task with `test` (HumanEval's hidden tests) needs its `prompt`: the code of the "
+    "function to complete (or `code_prompt`); for tests the prompt may show, use `tests`"
 )
 PROMPT_IO = (
     "Write a Python program that reads standard input and writes the expected output. "
@@ -268,11 +275,25 @@ class CodeEnv(TestFeedback, Environment):
         code_prompt = self._code_prompt(task)
         if code_prompt:
             return PROMPT_FUNCTION.format(code=_with_newline(code_prompt))
+        if "tests" not in task.fields:  # a HumanEval row without its prompt: tests are hidden
+            raise ValueError(NO_CODE_PROMPT)
         return PROMPT_TESTS.format(entry_point=task["entry_point"], tests=task["tests"].strip())
 
+    def make_task(self, fields: dict[str, Any], *, id: str = "") -> Task:
+        """As `Environment.make_task`, but a task whose prompt cannot be rendered (a task
+        file refuses it: `task_problems`; the API does not validate) is made with an empty
+        prompt rather than raising, so that a batch built from many tasks survives it: each
+        of its verdicts is an `error` saying why (`_plan`)."""
+        try:
+            return super().make_task(fields, id=id)
+        except Exception:
+            return Task.from_dict(fields, default_id=id)
+
     def task_problems(self, fields: dict[str, Any]) -> list[str]:
-        problem = shown_problem(fields)
-        return [problem] if problem else []
+        problems = [problem for problem in (shown_problem(fields),) if problem]
+        if "test" in fields and "tests" not in fields and not (fields.get("prompt") or fields.get("code_prompt")):
+            problems.append(f"prompt: {NO_CODE_PROMPT}")
+        return problems
 
     # -- verifying -------------------------------------------------------------------
 
@@ -428,6 +449,11 @@ class CodeEnv(TestFeedback, Environment):
             return Verdict.error(f"task {task.id}: {problem}")
         if text_problem(answer) is not None:
             return Verdict.error(f"task {task.id}: the completion holds a lone surrogate (not Unicode)")
+        if not task.prompt:  # built without one (`make_task` could not render it, or Task())
+            try:
+                self.render_prompt(task)
+            except Exception as exc:  # the task is malformed: its own error, as in _verify_answers
+                return _broken(task, exc)
         if "io" in task.fields:
             return self._plan_io(task, answer)
         return self._plan_asserts(task, answer)
@@ -437,6 +463,8 @@ class CodeEnv(TestFeedback, Environment):
         if problem:
             return Verdict.invalid(problem)
         cases = task["io"]
+        if not cases:  # else no run would ever decide it (the schema asks for one case)
+            return Verdict.error(f"task {task.id}: malformed task: io holds no case")
         jobs = [
             {"code": answer, "stdin": case["stdin"], "timeout": self.options.timeout, "memory_mb": self.options.memory_mb}
             for case in cases

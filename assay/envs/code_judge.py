@@ -953,9 +953,24 @@ def let_the_candidate_run_on() -> None:
         pass
 
 
+def _import_nothing_from_scratch() -> None:
+    """Take the run-writable directories (and the working directory, which is one) off
+    the judge's import path: a solution writes there, and a module it left for the tests
+    to import would run in the judge, beside its result pipe. Before any candidate
+    exists, so none inherits the old path either."""
+    def writable(entry: str) -> bool:
+        path = os.path.abspath(entry or os.curdir)
+        return any(path == root or path.startswith(root + "/") for root in SCRATCH_DIRS)
+
+    for entry in [e for e in sys.path if writable(e)]:
+        sys.path.remove(entry)
+        sys.path_importer_cache.pop(entry, None)
+
+
 def main() -> None:
     """Judge each task of stdin in turn, each against a candidate of its own; a result line
     per task. A task whose line is missing (the batch stopped) is the host's to run again."""
+    _import_nothing_from_scratch()
     stay_on_this_cpu()
     let_the_candidate_run_on()
     (size,) = _LENGTH.unpack(_read_exact(0, _LENGTH.size, None))
