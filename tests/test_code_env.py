@@ -503,3 +503,23 @@ def test_judge_runs_are_at_most_judge_batch_and_even_across_the_workers(checks, 
     runs = judge_batches(list(range(checks)), most, workers)
     assert [len(run) for run in runs] == sizes
     assert [index for run in runs for index in run] == list(range(checks))  # in order, once each
+
+
+def test_a_sandbox_that_cannot_start_is_one_line_before_any_work(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from assay.cli import cli
+    from assay.sandbox import sandbox
+    from assay.sandbox.execution import SandboxError
+
+    def missing(name, limits, options):
+        raise SandboxError("bwrap not found (install bubblewrap)")
+
+    monkeypatch.setattr(sandbox, "make_backend", missing)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"task": {"io": [{"stdin": "", "stdout": "1\n"}]},
+                                 "completion": "print(1)"}) + "\n")
+    result = CliRunner().invoke(cli, ["verify", "code", str(pairs)])
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert result.stderr.strip() == ("assay: error: env 'code': the local sandbox cannot run here: "
+                                     "bwrap not found (install bubblewrap)")

@@ -54,6 +54,7 @@ from assay.envs.code_synth import (
     synth_fields,
 )
 from assay.envs.jsonl import text_problem
+from assay.errors import AssayError
 from assay.sandbox.execution import MAX_TIMEOUT, RunRequest
 from assay.sandbox.seccomp import build_group_filter
 from assay.verifiers import Verdict
@@ -196,6 +197,10 @@ class _Judged:
     decide: Callable[[TestReport | None, Any], Verdict]
 
 
+class SandboxUnavailable(AssayError, RuntimeError):
+    """The code env's sandbox cannot start on this machine; the message says why."""
+
+
 class CodeEnv(TestFeedback, Environment):
     """Code: Python functions checked by assert tests, or programs by stdin/stdout cases."""
 
@@ -265,6 +270,21 @@ class CodeEnv(TestFeedback, Environment):
             task_id = row["task_id"] if i < len(order) else f"{row['task_id']}#{i // len(order)}"
             tasks.append(self.make_task(fields, id=task_id))
         return tasks
+
+    def check_available(self) -> None:
+        """A sandbox that cannot start here (no bubblewrap, no Docker daemon) is one line
+        before any work (`assay verify`, `assay train`), not an `error` verdict on every
+        pair. The API's `verify_many` still gives those verdicts: it never raises."""
+        if self._sandbox is not None or self.options.backend == "ray":  # ray: probed on use
+            return
+        from assay.sandbox.execution import Limits, SandboxError
+        from assay.sandbox.sandbox import make_backend
+
+        try:
+            make_backend(self.options.backend, Limits(), {})
+        except SandboxError as exc:
+            raise SandboxUnavailable(f"env 'code': the {self.options.backend} sandbox cannot "
+                                     f"run here: {exc}") from None
 
     def render_prompt(self, task: Task) -> str:
         if "shown" in task.fields:  # a procedural task: a few of its cases, as examples
