@@ -131,3 +131,74 @@ def test_the_majority_rule_fires_at_its_threshold_not_only_above_it():
     assert collapse.at_or_above(rows, "majority_ratio", 0.5).step == 5  # exactly 0.5 counts
     assert collapse.at_or_above(rows, "majority_ratio", 0.75) is None
     assert collapse.below(rows, "majority_ratio", 0.5).step == 1
+
+
+def _write(root: Path, items: list[Run]) -> None:
+    for run in items:
+        folder = root / run.path.name
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(run.config))
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in run.rows))
+
+
+def test_a_run_reached_twice_counts_once(tmp_path, monkeypatch):
+    """Folders that overlap (the same folder twice, a folder and one inside it, one folder
+    under two names) give each run folder once, by its resolved path."""
+    from assay.lab.summary import find_runs
+
+    _write(tmp_path / "runs", runs(0) + runs(3))
+    monkeypatch.chdir(tmp_path)
+    once = detector_eval.evaluate(find_runs("runs"), [0], [3])
+    for folders in (["runs", "runs", "./runs"], ["runs", "runs/collapsed-3"],
+                    ["runs/collapsed-3", "runs/collapsed-3", str(tmp_path / "runs")]):
+        gathered = [run for folder in folders for run in find_runs(folder)]
+        assert len(gathered) > 8  # the same run, more than once
+        again = detector_eval.evaluate(gathered, [0], [3])
+        assert again["labels"] == once["labels"], folders
+        assert again["reported_on"] == once["reported_on"], folders
+    assert once["labels"]["reported_on"] == {"declined": 2, "improved": 2, "within noise": 0}
+    # through the command line: the table of `runs runs/x ./runs` is the table of `runs`
+    plain = subprocess.run([ASSAY, "detector-eval", "runs", "--choose-seeds", "0",
+                            "--report-seeds", "3"], capture_output=True, text=True, timeout=300)
+    overlapping = subprocess.run([ASSAY, "detector-eval", "runs", "runs/collapsed-3", "./runs",
+                                  "--choose-seeds", "0", "--report-seeds", "3"],
+                                 capture_output=True, text=True, timeout=300)
+    assert plain.returncode == overlapping.returncode == 0, overlapping.stderr
+    assert overlapping.stdout == plain.stdout
+
+
+@pytest.mark.parametrize("choose, report, words", [
+    ([0, 0], [3], "--choose-seeds: seed 0 is listed twice"),
+    ([0], [3, 3], "--report-seeds: seed 3 is listed twice"),
+    ([-1], [3], "--choose-seeds: seeds are whole numbers from 0, got -1"),
+    ([0], [-3, 3], "--report-seeds: seeds are whole numbers from 0, got -3"),
+    ([0], [4, 5], "--report-seeds 4,5: no run has any of those seeds"),
+    ([7], [3], "--choose-seeds 7: no run has that seed"),
+])
+def test_bad_seed_sets_are_refused_in_one_line(choose, report, words):
+    with pytest.raises(ValueError, match=words) as caught:
+        detector_eval.evaluate(runs(0) + runs(3), choose, report)
+    assert "\n" not in str(caught.value)
+
+
+def test_report_seeds_whose_runs_cannot_be_labelled_are_refused():
+    """Runs of the report seeds without per-task figures: no run to score either."""
+    bare = [Run(r.path, r.config, [{k: v for k, v in row.items() if not k.startswith("val_task")}
+                                   for row in r.rows]) for r in runs(3)]
+    with pytest.raises(ValueError, match="--report-seeds 3: no run of that seed has per-task"):
+        detector_eval.evaluate(runs(0) + bare, [0], [3])
+
+
+def test_the_command_refuses_seeds_no_run_has(tmp_path):
+    """Every run is seed 0 and the report seeds are the default 3,4: not an all-zero table
+    with exit 0, but one line and exit 2; likewise a seed list with a seed twice or below 0."""
+    _write(tmp_path, runs(0))
+    for args, words in ((["--choose-seeds", "1"], "--report-seeds 3,4: no run has"),
+                        (["--choose-seeds", "0,0"], "seed 0 is listed twice"),
+                        (["--choose-seeds", "0", "--report-seeds", "-1"],
+                         "whole numbers from 0, got -1")):
+        proc = subprocess.run([ASSAY, "detector-eval", str(tmp_path), *args],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, (args, proc.stdout)
+        assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "|" not in proc.stdout

@@ -152,3 +152,32 @@ def test_an_unknown_preset_is_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown preset 'huge'" in lines[0]
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed", "-1"], "theory: option 'seed' must be in [0, 2**63), got -1"),
+    (["--seed", str(2**63)], f"option 'seed' must be in [0, 2**63), got {2**63}"),
+    (["--answers", "²"], "--answers must be a whole number"),
+    (["--answers", "1000", "--group-size", "2"], "too many to enumerate"),
+    # C(2e6 - 1, 1e6 - 1) would take minutes to compute: refused at once
+    (["--answers", "1000000", "--group-size", "1000000"], "more than 1,000,000 possible groups"),
+])
+def test_numeric_options_are_checked_before_anything_runs(tmp_path, args, words):
+    """A seed numpy refuses (negative, or 2**63 and above) is the one line every experiment
+    gives, not numpy's traceback; so is any other option theory cannot use."""
+    out = tmp_path / "bad"
+    proc = _cli("--preset", "smoke", "--quiet", *args, "--out", str(out), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"seed": -1}, "option 'seed'"), ({"groups": 0}, "groups"), ({"lr": float("inf")}, "--lr"),
+    ({"steps": 0}, "--steps"), ({"group_size": 1}, "--group-size"), ({"answers": 1}, "--answers"),
+])
+def test_run_checks_its_options_from_python_too(tmp_path, kwargs, words):
+    with pytest.raises(theory.LabError, match=words):
+        theory.run(preset="smoke", out=tmp_path / "x", quiet=True, **kwargs)
+    assert not (tmp_path / "x").exists()

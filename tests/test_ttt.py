@@ -162,3 +162,49 @@ def test_the_figures_come_from_the_right_evaluations():
     assert fell["safe"] is False and fell["helped"] is False
     level = ttt.figures({"ttt": curves["ttt"][:1], "disjoint": curves["ttt"]})
     assert level["safe"] is True and level["helped"] is False
+
+
+def _result(before, after, other, bg, ag, og=0.5) -> dict:
+    return {"reward": "majority_vote", "eval_tasks": 16, "val_samples": 2, "steps": 4,
+            "before": before, "after": after, "after_disjoint": other,
+            "before_greedy": bg, "after_greedy": ag, "after_disjoint_greedy": og}
+
+
+@pytest.mark.parametrize("figures, says, never", [
+    # the tester's run: sampled and greedy both fell; nothing may say sampled rose
+    ((0.03125, 0.0, 0.0, 0.125, 0.0625), ["from 0.031 to 0.000 (-0.031)", "not safe",
+                                          "ended 0.031 below", "Greedy accuracy fell too"],
+     ["rose", "helped", "level"]),
+    ((0.2, 0.3, 0.25, 0.5, 0.4), ["moved sampled", "safe and helped: +0.100, more than "
+                                  "training on other tasks (+0.050)",
+                                  "Greedy accuracy fell (0.500 → 0.400) while sampled "
+                                  "accuracy rose"], ["not safe", "fell too", "level"]),
+    ((0.2, 0.2, 0.25, 0.5, 0.4), ["left sampled accuracy", "safe (level) but did not help: "
+                                  "+0.000, less than training on other tasks (+0.050)",
+                                  "while sampled accuracy stayed level"],
+     ["rose", "not safe", "helped:"]),
+    ((0.2, 0.2, 0.1, 0.5, 0.5), ["safe (level) but did not help: +0.000, more than training "
+                                 "on other tasks (-0.100)"], ["Greedy accuracy", "rose"]),
+    ((0.2, 0.3, 0.3, 0.4, 0.5), ["safe and helped: +0.100, as much as training on other "
+                                 "tasks (+0.100)"], ["Greedy accuracy", "not safe"]),
+    ((0.3, 0.2, 0.3, 0.4, 0.5), ["not safe", "Greedy accuracy rose (0.400 → 0.500) while "
+                                 "sampled accuracy fell"], ["helped", "fell too"]),
+    ((0.3, 0.2, 0.3, 0.4, 0.4), ["not safe"], ["Greedy accuracy", "rose"]),
+    # figures that differ below the third decimal are printed far enough to differ
+    ((0.12504, 0.12512, 0.12504, 0.5, 0.5), ["from 0.1250 to 0.1251 (+0.0001)",
+                                             "safe and helped: +0.0001, more than training "
+                                             "on other tasks (+0.0000)"], ["+0.000,"]),
+])
+def test_the_reading_says_what_the_figures_did(tmp_path, figures, says, never):
+    """Each sentence of the reading is decided on the figures it prints: a sentence
+    about greedy accuracy never says sampled accuracy rose when it fell (or stayed)."""
+    text = "\n".join(ttt.section(_result(*figures), tmp_path).reading)
+    for words in says:
+        assert words in text, text
+    for words in never:
+        assert words not in text, text
+    before, after = figures[0], figures[1]
+    if after <= before:
+        assert "sampled accuracy rose" not in text
+    if after >= before:
+        assert "sampled accuracy fell" not in text

@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
+    NUMBER,
     LabError,
     Preset,
     Section,
+    maybe,
+    optional,
     pick_preset,
     pyplot,
+    where,
     write_report,
     write_result,
 )
@@ -44,6 +48,23 @@ STUDY = (
     "tokens (1.19B against 6.66B); assay decides the step without labels (entropy, length "
     "or repetition drift), since reward accuracy needs them."
 )
+
+
+def _diagnostics_problem(diag: dict[str, Any]) -> str | None:
+    if diag.get("initial_val_accuracy") is not None and diag.get("final_val_accuracy") is None:
+        return "initial_val_accuracy is a number but final_val_accuracy is null"
+    return None
+
+
+#: what OUT/collapse_step.json holds that the report reads (`assay report` refuses a file
+#: without it)
+RESULT_SHAPE = {
+    "collapse_step": maybe(NUMBER),
+    "tokens": NUMBER,
+    "diagnostics": optional(maybe(where(
+        {key: optional(maybe(NUMBER)) for key in ("initial_val_accuracy", "final_val_accuracy")},
+        _diagnostics_problem))),
+}
 
 #: what collapse-step sets for its run itself, and the flag that changes it instead of
 #: `--set` (or why none does)
@@ -209,4 +230,5 @@ EXPERIMENT = Experiment(
     section=section,
     resume_hint="continue the run with assay train --out {out}/run --resume",
     owned=OWNED,
+    shape=RESULT_SHAPE,
 )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,13 +134,54 @@ def score(name: str, rule: Rule, runs: Sequence[Labelled]) -> Score:
     return out
 
 
+def check_seeds(seeds: Sequence[int], option: str) -> None:
+    """A one-line `ValueError` for a seed listed twice or below 0 (a run's seed is in
+    [0, 2**63), as `assay train` takes it)."""
+    negative = sorted({s for s in seeds if s < 0})
+    if negative:
+        raise ValueError(f"{option}: seeds are whole numbers from 0, got {negative[0]}")
+    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if twice:
+        raise ValueError(f"{option}: seed {twice[0]} is listed twice")
+
+
+def distinct(runs: Sequence[Run]) -> list[Run]:
+    """`runs` with each run folder once (by its resolved path), in their order."""
+    seen: set[Path] = set()
+    out = []
+    for run in runs:
+        try:
+            where = run.path.resolve()
+        except (OSError, RuntimeError):  # a loop resolve() cannot end: the path as given
+            where = run.path.absolute()
+        if where not in seen:
+            seen.add(where)
+            out.append(run)
+    return out
+
+
 def evaluate(runs: Sequence[Run], choose_seeds: Sequence[int],
              report_seeds: Sequence[int]) -> dict[str, Any]:
     """The detector table: every criterion on the report seeds' runs, the candidate's
-    threshold chosen on the choose seeds' runs; plus the labels counted per seed set."""
+    threshold chosen on the choose seeds' runs; plus the labels counted per seed set.
+
+    A run reached twice (folders that overlap: `runs runs/x`, or one folder under two
+    names) counts once, by its resolved path. Bad input is a one-line `ValueError`: a
+    seed listed twice or negative, a seed in both sets, or a seed set that no run has
+    (its table would be all zeros, and a threshold chosen on no run is no choice)."""
+    for option, seeds in (("--choose-seeds", choose_seeds), ("--report-seeds", report_seeds)):
+        check_seeds(seeds, option)
     overlap = set(choose_seeds) & set(report_seeds)
     if overlap:
         raise ValueError(f"seeds {sorted(overlap)} are both chosen on and reported on")
+    runs = distinct(runs)
+    have = {run.seed for run in runs}
+    shown = ", ".join(map(str, sorted(have)[:10])) + (", ..." if len(have) > 10 else "")
+    for option, seeds in (("--report-seeds", report_seeds), ("--choose-seeds", choose_seeds)):
+        if not have & set(seeds):
+            raise ValueError(f"{option} {','.join(map(str, seeds))}: no run has "
+                             f"{'that seed' if len(seeds) == 1 else 'any of those seeds'} "
+                             f"(the runs' seeds: {shown})")
     every = []  # (run, its summary, its label): each run summarized once
     for run in runs:
         summary = summarize(run.rows, seed=run.seed)
@@ -148,6 +190,12 @@ def evaluate(runs: Sequence[Run], choose_seeds: Sequence[int],
     labelled = [Labelled(run, kind, summary) for run, summary, kind in every if kind is not None]
     choose = [item for item in labelled if item.run.seed in set(choose_seeds)]
     report = [item for item in labelled if item.run.seed in set(report_seeds)]
+    for option, seeds, part in (("--report-seeds", report_seeds, report),
+                                ("--choose-seeds", choose_seeds, choose)):
+        if not part:
+            raise ValueError(f"{option} {','.join(map(str, seeds))}: no run of "
+                             f"{'that seed' if len(seeds) == 1 else 'those seeds'} has per-task "
+                             "validation figures, so none can be labelled")
 
     def margin(threshold: float) -> tuple[float, float]:
         s = score("", majority_rule(threshold), choose)

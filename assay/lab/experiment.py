@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime
 import html
 import json
+import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,9 +113,172 @@ def read_result(out: Path, command: str) -> dict[str, Any]:
         raise LabError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LabError(f"{path}: not a JSON result ({exc})") from None
+    except RecursionError:
+        raise LabError(f"{path}: not a JSON result (nested too deeply)") from None
     if not isinstance(value, dict):
         raise LabError(f"{path}: expected a JSON object")
     return value
+
+
+# -- the shape of a result -------------------------------------------------------------
+#
+# What an experiment's result file must hold for its report to be drawn, written as data:
+# a dict is a JSON object with those keys (each required unless `optional`), `list_of`
+# a list, `map_of` an object with any keys, `maybe` allows null, `where` adds a test of
+# the whole value, and a `Kind` (NUMBER, WHOLE, TEXT, FLAG, ANY) is a leaf. `assay report`
+# checks a result against its experiment's `shape` before drawing it, so that a file that
+# is not what the experiment writes is one line naming the file and the field, not a
+# traceback or an empty report.
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A leaf of a shape: what the value must be, in words, and the test."""
+
+    words: str
+    test: Callable[[Any], bool]
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+NUMBER = Kind("a number", _number)
+WHOLE = Kind("a whole number", _whole)
+TEXT = Kind("text", lambda value: isinstance(value, str))
+FLAG = Kind("true or false", lambda value: isinstance(value, bool))
+ANY = Kind("anything", lambda value: True)
+
+
+@dataclass(frozen=True)
+class _Maybe:
+    shape: Any
+
+
+@dataclass(frozen=True)
+class _Optional:
+    shape: Any
+
+
+@dataclass(frozen=True)
+class _ListOf:
+    item: Any
+    at_least: int
+
+
+@dataclass(frozen=True)
+class _MapOf:
+    value: Any
+    key: Kind
+
+
+@dataclass(frozen=True)
+class _Where:
+    shape: Any
+    test: Callable[[Any], str | None]
+
+
+def maybe(shape: Any) -> Any:
+    """`shape`, or null."""
+    return _Maybe(shape)
+
+
+def optional(shape: Any) -> Any:
+    """In a dict shape: the key may be left out; when there, its value is of `shape`."""
+    return _Optional(shape)
+
+
+def list_of(item: Any, at_least: int = 0) -> Any:
+    """A list of at least `at_least` values, each of shape `item`."""
+    return _ListOf(item, at_least)
+
+
+def map_of(value: Any, key: Kind = TEXT) -> Any:
+    """An object with any keys (each `key`), every value of shape `value`."""
+    return _MapOf(value, key)
+
+
+def where(shape: Any, test: Callable[[Any], str | None]) -> Any:
+    """`shape`, then `test(value)`: None, or what is wrong (a phrase)."""
+    return _Where(shape, test)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    return "null" if value is None else f"{value!r:.40}"
+
+
+def _field(name: str, key: Any) -> str:
+    """`name.key`, a long key cut short."""
+    key = str(key) if len(str(key)) <= 40 else f"{str(key)[:40]}..."
+    return f"{name}.{key}" if name else key
+
+
+def shape_problem(value: Any, shape: Any, name: str = "") -> str | None:
+    """What is wrong with `value` against `shape` (the field named, e.g. `runs[2].initial:
+    expected a number, got 'x'`), or None."""
+    where_ = f"{name}: " if name else ""
+    if isinstance(shape, _Optional):
+        shape = shape.shape
+    if isinstance(shape, _Maybe):
+        return None if value is None else shape_problem(value, shape.shape, name)
+    if isinstance(shape, Kind):
+        return None if shape.test(value) else f"{where_}expected {shape.words}, got {_show(value)}"
+    if isinstance(shape, _Where):
+        return shape_problem(value, shape.shape, name) or (
+            None if (wrong := shape.test(value)) is None else f"{where_}{wrong}")
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where_}expected an object, got {_show(value)}"
+        for key, sub in shape.items():
+            field_name = _field(name, key)
+            if key not in value:
+                if isinstance(sub, _Optional):
+                    continue
+                return f"{field_name}: missing"
+            problem = shape_problem(value[key], sub, field_name)
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, _ListOf):
+        if not isinstance(value, list):
+            return f"{where_}expected a list, got {_show(value)}"
+        if len(value) < shape.at_least:
+            return (f"{where_}expected at least {shape.at_least} "
+                    f"{'entry' if shape.at_least == 1 else 'entries'}, got {len(value)}")
+        for i, item in enumerate(value):
+            problem = shape_problem(item, shape.item, f"{name}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, _MapOf):
+        if not isinstance(value, dict):
+            return f"{where_}expected an object, got {_show(value)}"
+        for key, item in value.items():
+            field_name = _field(name, key)
+            if not shape.key.test(key):
+                return f"{field_name}: expected a key that is {shape.key.words}"
+            problem = shape_problem(item, shape.value, field_name)
+            if problem:
+                return problem
+        return None
+    raise TypeError(f"not a shape: {shape!r}")  # the experiment's own mistake
+
+
+def check_result(path: Path, command: str, value: dict[str, Any], shape: Any) -> None:
+    """A one-line `LabError` when the result read from `path` is not of `shape` (what
+    `assay <command>` writes); None `shape` checks nothing."""
+    if shape is None:
+        return
+    problem = shape_problem(value, shape)
+    if problem:
+        raise LabError(f"{path}: not what assay {command} writes: {problem}")
 
 
 # -- progress over runs ----------------------------------------------------------------

@@ -30,7 +30,15 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from assay.lab.experiment import LabError, Preset, Section, read_result, reading_text, write_report
+from assay.lab.experiment import (
+    LabError,
+    Preset,
+    Section,
+    check_result,
+    read_result,
+    reading_text,
+    write_report,
+)
 
 #: the built-in experiments, in the order the study tells them (`compare` first: the
 #: comparison the others take apart); each module defines `EXPERIMENT`
@@ -40,6 +48,8 @@ ENTRY_POINT_GROUP = "assay.experiments"
 
 #: result files `assay report` re-renders that no experiment writes: `assay eval`'s
 REPORTS = {"evaluate": "assay.lab.evaluate"}
+#: the command that writes each of them
+REPORT_COMMANDS = {"evaluate": "eval"}
 
 #: the experiment a folder of plain run folders (made one by one with `assay train`) is
 #: reported as
@@ -183,6 +193,9 @@ class Experiment:
     #: the `--set` keys `run` sets itself, each with the flag to use instead or why none
     #: can change it: `run` refuses them with `refuse_owned` (see there)
     owned: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: the shape of the result file (experiment.py: a dict of fields, `list_of`, NUMBER,
+    #: ...): `assay report` refuses a file not of it in one line before drawing it
+    shape: Any = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -220,7 +233,8 @@ class Experiment:
         if self.report is not None:
             return self.report(folder)
         assert self.section is not None
-        section = self.section(read_result(folder, self.name), folder)
+        stem = Path(self.result_name).stem
+        section = draw_section(self.section, folder, stem, self.command, self.shape)
         write_report(folder, self.name, section)
         return reading_text(section)
 
@@ -229,6 +243,23 @@ class Experiment:
         if self.closing is not None:
             return self.closing(result, out)
         return [f"result: {out}/{self.result_name}; report: {out}/report.html"], 0
+
+
+def draw_section(section: Callable[[dict[str, Any], Path], Section], folder: Path, stem: str,
+                 command: str, shape: Any = None) -> Section:
+    """`section(result, folder)` from `folder/<stem>.json`, checked against `shape` first.
+    A result that passes and still cannot be drawn (a field the shape leaves open, or an
+    experiment without a shape) is one line naming the file too, not a traceback."""
+    path = folder / f"{stem}.json"
+    result = read_result(folder, stem)
+    check_result(path, command, result, shape)
+    try:
+        return section(result, folder)
+    except LabError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise LabError(f"{path}: not what assay {command} writes: the report cannot be drawn "
+                       f"from it ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def _load(name: str, target: str) -> Experiment:
@@ -289,7 +320,9 @@ def render(folder: Path) -> str:
         return found.render(folder)
     for name, module in REPORTS.items():
         if (folder / f"{name}.json").is_file():
-            section = import_module(module).section(read_result(folder, name), folder)
+            loaded = import_module(module)
+            section = draw_section(loaded.section, folder, name, REPORT_COMMANDS.get(name, name),
+                                   getattr(loaded, "RESULT_SHAPE", None))
             write_report(folder, name, section)
             return reading_text(section)
     return get_experiment(RUN_FOLDERS).render(folder)

@@ -22,13 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
+    ANY,
+    FLAG,
+    NUMBER,
+    Kind,
     LabError,
     Preset,
     Section,
+    map_of,
+    maybe,
+    optional,
     pick_preset,
     pyplot,
     run_progress,
     train_run,
+    where,
     write_report,
     write_result,
 )
@@ -67,6 +75,17 @@ STUDY = (
 
 #: the lab's failure rule: final validation accuracy this far below the start
 DECLINE = 0.05
+
+#: what OUT/scale.json holds that the report reads (`assay report` refuses a file without
+#: it): per size (its task count, as text), the figures of its run
+_SIZE = {"collapsed": FLAG, "collapse_step": maybe(NUMBER),
+         **{key: maybe(NUMBER) for key in ("peak_val_accuracy", "final_val_accuracy", "final_kl")},
+         "initial_val_accuracy": optional(maybe(NUMBER)), "study_collapse_step": optional(ANY),
+         "passes_over_data": optional(ANY), "declined": optional(ANY),
+         "collapse_signal": optional(ANY)}
+_SIZE_KEY = Kind("a whole number", lambda key: key.isdecimal())
+RESULT_SHAPE = {"sizes": where(map_of(_SIZE, key=_SIZE_KEY),
+                               lambda sizes: None if sizes else "no sizes")}
 
 #: what scale sets for every run itself, and the flag that changes it instead of `--set`
 OWNED = {"model": "--model", "reward": "--reward", "steps": "--steps", "seed": "--seed",
@@ -363,4 +382,5 @@ EXPERIMENT = Experiment(
     ),
     section=section,
     owned=OWNED,
+    shape=RESULT_SHAPE,
 )

@@ -26,13 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
+    FLAG,
+    NUMBER,
+    TEXT,
+    WHOLE,
     LabError,
     Preset,
     Section,
+    list_of,
+    maybe,
+    optional,
     pick_preset,
     pyplot,
     run_progress,
     train_run,
+    where,
     write_report,
     write_result,
 )
@@ -70,6 +78,26 @@ STUDY = (
     "training on each problem alone (25 problems) amplified the model's initial preference, "
     "right or wrong, on 22 of them (88%); greedy correctness flipped on only 3 (12%)."
 )
+
+
+def _majority_fields_problem(per: list[dict[str, Any]]) -> str | None:
+    """Results written before the greedy-is-majority fields lack them on every problem."""
+    has = {("initial_greedy_is_majority" in p, "final_greedy_is_majority" in p) for p in per}
+    if len(has) > 1 or has - {(True, True), (False, False)}:
+        return ("initial_greedy_is_majority and final_greedy_is_majority must be on every "
+                "problem or on none")
+    return None
+
+
+#: what OUT/sharpen.json holds that the report reads (`assay report` refuses a file without it)
+_PROBLEM = {"task": TEXT, "prompt": TEXT, "initial_answer": maybe(TEXT),
+            "final_answer": maybe(TEXT), "initial_greedy": FLAG, "final_greedy": FLAG,
+            "initial_majority_share": NUMBER, "final_majority_share": NUMBER,
+            "trajectory": list_of(NUMBER),
+            "initial_greedy_is_majority": optional(FLAG),
+            "final_greedy_is_majority": optional(FLAG)}
+RESULT_SHAPE = {"per_problem": where(list_of(_PROBLEM, 1), _majority_fields_problem),
+                **{key: WHOLE for key in ("kept", "wrong_to_right", "right_to_wrong")}}
 
 
 def run(
@@ -398,4 +426,5 @@ EXPERIMENT = Experiment(
     section=section,
     resume_hint="run the same command again: finished problems are kept",
     owned=OWNED,
+    shape=RESULT_SHAPE,
 )

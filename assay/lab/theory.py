@@ -36,12 +36,20 @@ from typing import Any
 import numpy as np
 
 from assay.lab.experiment import (
+    ANY,
+    FLAG,
+    NUMBER,
+    TEXT,
+    WHOLE,
     LabError,
     Preset,
     Section,
+    list_of,
+    map_of,
     pick_preset,
     pyplot,
     run_progress,
+    where,
     write_report,
     write_result,
 )
@@ -54,10 +62,29 @@ STD_EPS = 1e-4
 #: defaults: the organism's group size, a step size on the logits, the step limit, and the
 #: sampled mode's groups per step (the organism's 16 prompts per step)
 GROUP_SIZE, LR, STEPS, GROUPS = 8, 1.0, 3000, 16
-#: the exact update enumerates every count vector; beyond this many it is refused
+#: the exact update enumerates every count vector; beyond this many it is refused, and
+#: beyond this many counts in all (vectors x answers: its arrays' size)
 MAX_GROUPS_ENUMERATED = 1_000_000
+MAX_COUNTS_ENUMERATED = 10_000_000
 #: trajectory points kept per run in theory.json (for the plot)
 POINTS = 120
+
+
+def _trajectory_problem(trajectory: dict[str, Any]) -> str | None:
+    steps, probs = trajectory["steps"], trajectory["probs"]
+    if len(steps) != len(probs):
+        return f"{len(steps)} steps but {len(probs)} rows of probabilities"
+    if len({len(row) for row in probs}) > 1:
+        return "rows of probabilities of different lengths"
+    return None
+
+
+#: what OUT/theory.json holds that the report reads (`assay report` refuses a file without it)
+_RUN = {"name": TEXT, "correct": WHOLE, "initial": list_of(NUMBER, 2), "final": list_of(NUMBER),
+        "initial_majority": WHOLE, "converged_to": WHOLE, "converged": FLAG, "steps": WHOLE,
+        "trajectory": where({"steps": list_of(NUMBER), "probs": list_of(list_of(NUMBER, 1), 1)},
+                            _trajectory_problem)}
+RESULT_SHAPE = {"runs": list_of(_RUN, 1), "sampled": list_of(_RUN), "settings": map_of(ANY)}
 
 STUDY = (
     "Theorem 1: under majority-vote (TTRL) rewards the policy converges to a deterministic "
@@ -137,16 +164,30 @@ def group_gradient(counts: np.ndarray, majority: int) -> np.ndarray:
     return counts * advantage / g
 
 
+def groups_enumerated(k: int, g: int) -> int | None:
+    """How many count vectors the exact update enumerates, C(g + k - 1, k - 1); None when
+    more than `MAX_GROUPS_ENUMERATED` (found without computing a huge binomial: `math.comb`
+    of a million answers in groups of a million takes minutes)."""
+    m, n = min(k - 1, g), 1
+    for i in range(1, m + 1):  # C(N, i) grows with i up to N / 2, and m <= N / 2
+        n = n * (g + k - 1 - m + i) // i
+        if n > MAX_GROUPS_ENUMERATED:
+            return None
+    return n
+
+
 class ExpectedUpdate:
     """The exact expected GRPO update of a softmax policy over K answers, groups of G."""
 
     def __init__(self, k: int, g: int):
-        n = math.comb(g + k - 1, k - 1)
-        if n > MAX_GROUPS_ENUMERATED:
+        n = groups_enumerated(k, g)
+        if n is None or n * k > MAX_COUNTS_ENUMERATED:
+            many = f"{n:,}" if n is not None else f"more than {MAX_GROUPS_ENUMERATED:,}"
             raise LabError(
-                f"theory: {k} answers in groups of {g} make {n:,} possible groups, too many "
-                f"to enumerate (at most {MAX_GROUPS_ENUMERATED:,}); use fewer answers or a "
-                "smaller group"
+                f"theory: {k} answers in groups of {g} make {many} possible groups, too many "
+                f"to enumerate (at most {MAX_GROUPS_ENUMERATED:,}, and "
+                f"{MAX_COUNTS_ENUMERATED:,} counts in all); use fewer answers or a smaller "
+                "group"
             )
         self.counts = count_vectors(k, g)
         self.log_coef = (math.lgamma(g + 1)
@@ -214,9 +255,13 @@ def train(initial: list[float], update: Any, *, lr: float, steps: int,
 
 def parse_answers(text: str) -> int:
     """`--answers K`: a whole number, at least 2; else one line."""
-    if not text.strip().isdigit() or int(text) < 2:
+    try:
+        value = int(text)
+    except ValueError:  # "x", or a digit int() does not read ("²")
+        value = None
+    if value is None or not text.strip().isdigit() or value < 2:
         raise LabError(f"--answers must be a whole number, at least 2, got {text!r}")
-    return int(text)
+    return value
 
 
 #: `--preset`: group size and step limit (flags override them). `smoke` uses groups of 4,
@@ -238,14 +283,7 @@ def run(*, answers: int = 4, group_size: int | None = None, steps: int | None = 
     g = chosen["group_size"] if group_size is None else group_size
     steps = chosen["steps"] if steps is None else steps
     lr = LR if lr is None else lr
-    if answers < 2:
-        raise LabError(f"--answers must be at least 2, got {answers}")
-    if g < 2:
-        raise LabError(f"--group-size must be at least 2, got {g}")
-    if steps < 1:
-        raise LabError(f"--steps must be at least 1, got {steps}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise LabError(f"--lr must be a positive number, got {lr}")
+    check_options(answers=answers, group_size=g, steps=steps, lr=lr, groups=groups, seed=seed)
     expected = ExpectedUpdate(answers, g)
     sampled = SampledUpdate(answers, g, groups)
     modes: dict[str, list[dict[str, Any]]] = {"expected": [], "sampled": []}
@@ -275,6 +313,28 @@ def run(*, answers: int = 4, group_size: int | None = None, steps: int | None = 
     write_result(out, "theory", result)
     write_report(out, "theory", section(result, out))
     return result
+
+
+def check_options(*, answers: int, group_size: int, steps: int, lr: float, groups: int,
+                  seed: int) -> None:
+    """Every numeric option checked before anything runs: a bad one is one line naming it
+    (a negative seed would otherwise end in numpy's traceback)."""
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not whole(seed) or not 0 <= seed < 2**63:
+        raise LabError(f"theory: option 'seed' must be in [0, 2**63), got {seed!r}")
+    for name, value in (("answers", answers), ("group-size", group_size)):
+        if not whole(value) or value < 2:
+            raise LabError(f"--{name} must be at least 2, got {value!r}")
+    if not whole(steps) or steps < 1:
+        raise LabError(f"--steps must be at least 1, got {steps!r}")
+    if not whole(groups) or groups < 1:
+        raise LabError(f"theory: groups (sampled groups per step) must be at least 1, "
+                       f"got {groups!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
+            lr > 0 and math.isfinite(lr)):
+        raise LabError(f"--lr must be a positive number, got {lr!r}")
 
 
 def tally(runs: list[dict[str, Any]]) -> dict[str, int]:
@@ -392,4 +452,5 @@ EXPERIMENT = Experiment(
     ),
     section=section,
     resume_hint="run the same command again (it takes seconds)",
+    shape=RESULT_SHAPE,
 )

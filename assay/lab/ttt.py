@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
+    NUMBER,
     LabError,
     Preset,
     Section,
+    list_of,
     pick_preset,
     pyplot,
     run_progress,
@@ -58,6 +60,14 @@ OWNED = {"model": "--model", "env": "--env", "reward": "--reward", "steps": "--s
          "seed": "--seed", "out": "--out",
          "train_file": "it generates the tasks both runs train on (how many: --set val_size=N)",
          "val_file": "it generates the evaluation tasks (how many: --set val_size=N)"}
+
+#: what OUT/ttt.json holds that the report reads (`assay report` refuses a file without it)
+_POINT = {"updates": NUMBER, "val_accuracy": NUMBER, "val_greedy_accuracy": NUMBER}
+RESULT_SHAPE = {
+    **{key: NUMBER for key in ("before", "after", "after_disjoint", "before_greedy",
+                               "after_greedy", "after_disjoint_greedy")},
+    "curves": {name: list_of(_POINT) for name in RUNS},
+}
 
 STUDY = (
     "test-time training with intrinsic rewards (training on the evaluation set itself, "
@@ -228,50 +238,86 @@ def evaluations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def section(result: dict[str, Any], out: Path) -> Section:
     """The report's part: before, after, after on disjoint tasks; the curves plotted."""
-    before, after, other = result["before"], result["after"], result["after_disjoint"]
-    n, k, steps = result.get("eval_tasks"), result.get("val_samples"), result.get("steps")
-    reading = [
-        f"Test-time training ({result.get('reward')} on the {n} evaluation tasks themselves, "
-        f"no labels, {steps} updates) moved sampled accuracy on them (mean over {k} samples "
-        f"per task) from {before:.3f} to {after:.3f} ({after - before:+.3f}); greedy "
-        f"{result.get('before_greedy'):.3f} → {result.get('after_greedy'):.3f}.",
-        f"The same {steps} updates on {n} disjoint training tasks: {other:.3f} "
-        f"({other - before:+.3f}; greedy {result.get('after_disjoint_greedy'):.3f}).",
-    ]
-    if after >= before:
-        verdict = ("safe and helped" if after > before else "safe (level) but did not help")
-        beside = ("more than" if after > other else "no more than") + " training on other tasks"
-        reading.append(f"As measured here, test-time training was {verdict}: "
-                       f"{after - before:+.3f}, {beside} ({other - before:+.3f}).")
-    else:
-        reading.append(f"As measured here, test-time training was not safe: it ended "
-                       f"{before - after:.3f} below where it started.")
-    bg, ag = result.get("before_greedy"), result.get("after_greedy")
-    if bg is not None and ag is not None and ag < bg:
-        reading.append(
-            f"Greedy accuracy fell ({bg:.3f} → {ag:.3f}): sampled accuracy rose toward the "
-            "greedy level as the policy sharpened, while its most likely answer got worse on "
-            "some tasks; the verdict above is on the sampled figure (the study's avg@k)."
-        )
-    figures = [_plot(result, out / "ttt.png")] if result.get("curves") else []
-    rows = [
-        [label, f"{result[a]:.3f}", f"{result[g]:.3f}"]
-        for label, a, g in (("before", "before", "before_greedy"),
-                            (f"after {steps} updates on the evaluation tasks", "after",
-                             "after_greedy"),
-                            (f"after {steps} updates on disjoint tasks", "after_disjoint",
-                             "after_disjoint_greedy"))
-    ]
     return Section(
         title="Test-time training",
-        reading=reading,
+        reading=reading(result),
         study=STUDY,
-        figures=figures,
+        figures=[_plot(result, out / "ttt.png")] if result.get("curves") else [],
         columns=["", "sampled accuracy", "greedy accuracy"],
-        rows=rows,
+        rows=[
+            [label, f"{result[a]:.3f}", f"{result[g]:.3f}"]
+            for label, a, g in (("before", "before", "before_greedy"),
+                                (f"after {result.get('steps')} updates on the evaluation "
+                                 "tasks", "after", "after_greedy"),
+                                (f"after {result.get('steps')} updates on disjoint tasks",
+                                 "after_disjoint", "after_disjoint_greedy"))
+        ],
         settings={k: result.get(k) for k in ("model", "env", "reward", "steps", "eval_tasks",
                                              "val_samples", "seed", "preset", "wall_time")},
     )
+
+
+def _digits(*groups: tuple[float, ...]) -> int:
+    """Decimals (3, or up to 6 where needed) at which the distinct figures of each group
+    print distinct: a reading that says a figure rose must not print it the same before
+    and after, nor a change of +0.000."""
+    digits = 3
+    while digits < 6 and any(len({round(x, digits) for x in group}) < len(set(group))
+                             for group in groups):
+        digits += 1
+    return digits
+
+
+def _than(a: float, b: float) -> str:
+    return "more than" if a > b else "as much as" if a == b else "less than"
+
+
+def reading(result: dict[str, Any]) -> list[str]:
+    """The reading: what each run did to sampled and greedy accuracy, the verdict on the
+    sampled figure (the study's avg@k) and, where greedy accuracy fell or moved the other
+    way, what that says. Each sentence is decided on the figures it prints."""
+    before, after, other = result["before"], result["after"], result["after_disjoint"]
+    bg, ag, og = result["before_greedy"], result["after_greedy"], result["after_disjoint_greedy"]
+    n, k, steps = result.get("eval_tasks"), result.get("val_samples"), result.get("steps")
+    d = _digits((before, after, other), (0.0, after - before, other - before), (bg, ag, og))
+
+    def f(x: float) -> str:
+        return f"{x:.{d}f}"
+
+    def change(x: float) -> str:
+        return f"{x - before:+.{d}f}"
+
+    greedy = f"{f(bg)} → {f(ag)}"
+    lines = [
+        f"Test-time training ({result.get('reward')} on the {n} evaluation tasks themselves, "
+        f"no labels, {steps} updates) {'left' if after == before else 'moved'} sampled "
+        f"accuracy on them (mean over {k} samples per task) from {f(before)} to {f(after)} "
+        f"({change(after)}); greedy {greedy}.",
+        f"The same {steps} updates on {n} disjoint training tasks: {f(other)} "
+        f"({change(other)}; greedy {f(og)}).",
+    ]
+    if after >= before:
+        verdict = "safe and helped" if after > before else "safe (level) but did not help"
+        lines.append(f"As measured here, test-time training was {verdict}: {change(after)}, "
+                     f"{_than(after, other)} training on other tasks ({change(other)}).")
+    else:
+        lines.append(f"As measured here, test-time training was not safe: it ended "
+                     f"{f(before - after)} below where it started.")
+    on_sampled = "the verdict above is on the sampled figure (the study's avg@k)."
+    if ag < bg and after > before:
+        lines.append(f"Greedy accuracy fell ({greedy}) while sampled accuracy rose: samples "
+                     "were right more often while the most likely answer got worse on some "
+                     f"tasks; {on_sampled}")
+    elif ag < bg and after == before:
+        lines.append(f"Greedy accuracy fell ({greedy}) while sampled accuracy stayed level: the "
+                     f"most likely answer got worse on some tasks; {on_sampled}")
+    elif ag < bg:
+        lines.append(f"Greedy accuracy fell too ({greedy}).")
+    elif ag > bg and after < before:
+        lines.append(f"Greedy accuracy rose ({greedy}) while sampled accuracy fell: the most "
+                     "likely answer got better on some tasks while samples were right less "
+                     f"often; {on_sampled}")
+    return lines
 
 
 def _plot(result: dict[str, Any], path: Path) -> Path:
@@ -317,4 +363,5 @@ EXPERIMENT = Experiment(
     section=section,
     resume_hint="run the same command again: finished runs are kept",
     owned=OWNED,
+    shape=RESULT_SHAPE,
 )

@@ -45,9 +45,16 @@ from pathlib import Path
 from typing import Any
 
 from assay.lab.experiment import (
+    ANY,
+    FLAG,
+    NUMBER,
+    TEXT,
     LabError,
     Preset,
     Section,
+    list_of,
+    maybe,
+    optional,
     pick_preset,
     pyplot,
     run_progress,
@@ -173,6 +180,33 @@ STUDY = (
     "models like their gain from ground-truth RL, at 5.6x fewer tokens (1.19B against "
     "6.66B); assay decides the step without labels (entropy, length or repetition drift)."
 )
+
+#: what OUT/zoo.json holds that the report reads (`assay report` refuses a file without
+#: it); a zoo over seeds adds each member's per-seed lists and the seeds' figures
+_MODEL = {
+    "name": TEXT,
+    **{key: NUMBER for key in ("collapse_step", "gt_gain", "initial_val_accuracy",
+                               "final_val_accuracy", "tokens_collapse_step", "tokens_gt_gain")},
+    "varies": optional(TEXT),
+    "collapsed": optional(FLAG),
+    "prior_evaluation": optional(maybe({key: optional(maybe(NUMBER)) for key in
+                                        ("greedy_accuracy", "wrong_class_accuracy")})),
+    "collapse_steps": optional(list_of(NUMBER)),
+    "gt_gains": optional(list_of(NUMBER)),
+}
+RESULT_SHAPE = {
+    "models": list_of(_MODEL, 1),
+    "spearman": maybe(NUMBER),
+    "token_ratio": maybe(NUMBER),
+    "spearman_p": optional(maybe(NUMBER)),
+    "tokens_collapse_step": optional(NUMBER),
+    "tokens_gt_gain": optional(NUMBER),
+    "never_collapsed": optional(list_of(TEXT)),
+    "max_steps": optional(maybe(NUMBER)),
+    "seeds": optional(list_of(ANY)),
+    "spearman_interval": optional(maybe(list_of(NUMBER, 2))),
+    "per_seed": optional(list_of({"spearman": optional(maybe(NUMBER))})),
+}
 
 
 
@@ -637,4 +671,5 @@ EXPERIMENT = Experiment(
     section=section,
     resume_hint="run the same command again to continue (built priors and finished runs are "
                 "kept)",
+    shape=RESULT_SHAPE,
 )
