@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from assay import Environment, Task, Verdict, seeded_random
 from assay.verifiers.reasoning import outside_reasoning
 
+#: the longest number read (Python's int() refuses text of over 4,300 digits)
+MAX_DIGITS = 4_000
 _INTEGER_LIST = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
 
 
@@ -75,7 +77,10 @@ class SortingEnv(Environment):
     def check(self, task: Task, answer: str) -> Verdict:
         if not _INTEGER_LIST.match(answer):
             return Verdict.invalid("expected comma-separated integers")
-        given = [int(v) for v in answer.split(",")]
+        parts = answer.split(",")
+        if any(len(v.strip()) > MAX_DIGITS for v in parts):  # int() of longer raises: refuse first
+            return Verdict.invalid(f"a number longer than {MAX_DIGITS} digits")
+        given = [int(v) for v in parts]
         expected = sorted(task["values"], reverse=self.options.descending)
         if given == expected:
             return Verdict.right()
