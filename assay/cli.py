@@ -714,6 +714,12 @@ def audit_command(env_name: str, tasks_file: str | None, count: int, seed: int,
 
     if count < 1 or seed < 0:
         raise UsageError("-n must be at least 1 and --seed at least 0")
+    context = click.get_current_context()
+    given = [flag for name, flag in (("count", "-n"), ("seed", "--seed"))
+             if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if tasks_file and given:  # they choose generated tasks: with a file they would do nothing
+        raise UsageError(f"{' and '.join(given)}: for generated tasks; --tasks audits every "
+                         "task of its file")
     if against is not None and against not in CHECKERS:
         raise UsageError(f"--against: unknown checker {against!r} (known: {', '.join(CHECKERS)})")
     env = _make_env(env_name, assignments)

@@ -212,6 +212,14 @@ def test_audit_usage_errors_are_one_line(args, message):
     assert message in result.output and result.output.count("\n") == 1
 
 
+def test_n_and_seed_with_a_task_file_are_refused_not_ignored(tmp_path):
+    tasks = str(ROOT / "tasks" / "countdown.example.jsonl")
+    for extra, said in ((["-n", "3"], "-n:"), (["--seed", "2"], "--seed:")):
+        result = run("countdown", "--tasks", tasks, *extra)
+        assert result.exit_code == 2 and result.stderr.startswith(f"assay: error: {said}"), result.output
+    assert run("countdown", "--tasks", tasks, "-o", str(tmp_path / "a.json")).exit_code == 0  # defaults: fine
+
+
 def test_a_verifier_that_accepts_nothing_is_not_a_pass(monkeypatch):
     from assay.envs.countdown import CountdownEnv
 
