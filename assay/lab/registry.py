@@ -46,10 +46,9 @@ BUILTIN = ("compare", "collapse_step", "zoo", "sharpen", "scale", "ttt", "theory
 
 ENTRY_POINT_GROUP = "assay.experiments"
 
-#: result files `assay report` re-renders that no experiment writes: `assay eval`'s
-REPORTS = {"evaluate": "assay.lab.evaluate"}
-#: the command that writes each of them
-REPORT_COMMANDS = {"evaluate": "eval"}
+#: result files `assay report` re-renders that no experiment writes, each with its module
+#: and the command that writes it: `assay eval`'s
+REPORTS = {"evaluate": ("assay.lab.evaluate", "eval")}
 
 #: the experiment a folder of plain run folders (made one by one with `assay train`) is
 #: reported as
@@ -318,10 +317,10 @@ def render(folder: Path) -> str:
     found = experiment_in(folder)
     if found is not None:
         return found.render(folder)
-    for name, module in REPORTS.items():
+    for name, (module, command) in REPORTS.items():
         if (folder / f"{name}.json").is_file():
             loaded = import_module(module)
-            section = draw_section(loaded.section, folder, name, REPORT_COMMANDS.get(name, name),
+            section = draw_section(loaded.section, folder, name, command,
                                    getattr(loaded, "RESULT_SHAPE", None))
             write_report(folder, name, section)
             return reading_text(section)

@@ -255,13 +255,10 @@ def train(initial: list[float], update: Any, *, lr: float, steps: int,
 
 def parse_answers(text: str) -> int:
     """`--answers K`: a whole number, at least 2; else one line."""
-    try:
-        value = int(text)
-    except ValueError:  # "x", or a digit int() does not read ("²")
-        value = None
-    if value is None or not text.strip().isdigit() or value < 2:
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or int(digits) < 2:  # "²" is a digit int() cannot read
         raise LabError(f"--answers must be a whole number, at least 2, got {text!r}")
-    return value
+    return int(digits)
 
 
 #: `--preset`: group size and step limit (flags override them). `smoke` uses groups of 4,
@@ -319,9 +316,7 @@ def check_options(*, answers: int, group_size: int, steps: int, lr: float, group
                   seed: int) -> None:
     """Every numeric option checked before anything runs: a bad one is one line naming it
     (a negative seed would otherwise end in numpy's traceback)."""
-    def whole(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
+    whole = WHOLE.test
     if not whole(seed) or not 0 <= seed < 2**63:
         raise LabError(f"theory: option 'seed' must be in [0, 2**63), got {seed!r}")
     for name, value in (("answers", answers), ("group-size", group_size)):
