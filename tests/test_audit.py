@@ -167,6 +167,19 @@ def test_math_against_math_verify_reports_the_disagreements(tmp_path):
     assert set(example) == {"probe", "task_id", "gold", "completion", "assay", "detail"}
 
 
+def test_against_math_verify_reads_the_answer_a_reasoning_gym_env_extracts(tmp_path):
+    """reasoning-gym's answers are in `<answer>` tags, which are not maths: math-verify is
+    given the answer inside them, and so accepts every task's own answer."""
+    pytest.importorskip("math_verify")
+    pytest.importorskip("reasoning_gym")
+    out = tmp_path / "rg.json"
+    run("rg:basic_arithmetic", "-n", "4", "--against", "math-verify", "-o", str(out))
+    a = json.loads(out.read_text())["agreement"]
+    assert a["pairs"] > 0
+    assert a["false_negatives"] == {"assay": 0, "math-verify": 0}
+    assert "reference" not in a["by_probe"]
+
+
 def test_math_task_files_are_audited_and_a_copied_question_is_reported():
     env = get_env("math")
     try:

@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Any
 
-from assay.envs import Task
+from assay.envs import Environment, Task
 from assay.errors import AssayError
 from assay.verifiers import Verdict
 
@@ -26,8 +26,10 @@ TIMEOUT = 2  #: seconds math-verify may spend parsing or comparing one answer
 HARD_LIMIT = 3 * TIMEOUT + 2
 
 
-def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]]) -> dict[str, Any]:
-    """Compare assay's verdicts in `judged` [(probe, (task, completion), verdict)] with `checker`."""
+def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]],
+              env: Environment | None = None) -> dict[str, Any]:
+    """Compare assay's verdicts in `judged` [(probe, (task, completion), verdict)] with
+    `checker`, which reads what `checker_text(env, completion)` gives it."""
     from assay.verifiers.timelimit import BoundedPool, Failure
 
     judge = _checker(checker)
@@ -48,7 +50,8 @@ def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]])
         if has_gold(task)
     ]
     with BoundedPool(workers=max(1, min(4, os.cpu_count() or 1)), timeout=HARD_LIMIT) as pool:
-        answers = pool.map(judge, [(str(task["answer"]), completion) for _, (task, completion), _ in labelled])
+        answers = pool.map(judge, [(str(task["answer"]), checker_text(env, completion))
+                                   for _, (task, completion), _ in labelled])
     for (probe, (task, completion), verdict), theirs in zip(labelled, answers, strict=True):
         if isinstance(theirs, Failure):
             out["checker_failures"][theirs.kind] += 1
@@ -74,6 +77,17 @@ def agreement(checker: str, judged: list[tuple[str, tuple[Task, str], Verdict]])
             out["false_positives"]["assay"] += ours
             out["false_positives"][checker] += theirs
     return out
+
+
+def checker_text(env: Environment | None, completion: str) -> str:
+    """What the checker reads of `completion`: the whole of it where the env's answers are
+    in a form math-verify finds itself (the math env's `\\boxed{}`: then the two checkers'
+    extraction is compared too); otherwise the answer the env extracts (reasoning-gym's
+    `<answer>` tags, for one, are not maths: math-verify would miss every answer in them),
+    and nothing where the env extracts none."""
+    if env is None or getattr(getattr(env, "options", None), "answer_format", None) == "boxed":
+        return completion
+    return env.extract(completion) or ""
 
 
 def has_gold(task: Task) -> bool:

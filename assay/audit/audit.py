@@ -112,7 +112,7 @@ def audit(env: Environment, tasks: list[Task], *, against: str | None = None) ->
     if against is not None:
         from assay.audit.against import agreement
 
-        result["agreement"] = agreement(against, judged)
+        result["agreement"] = agreement(against, judged, env)
     return result
 
 

@@ -56,11 +56,20 @@ def finish(proc: subprocess.Popen, sent: int | None = None) -> None:
     code = proc.returncode
     if sent is not None and code in (-sent, 130, 0):  # the signal, Ctrl-C, or done first
         return
+    if sent == signal.SIGINT and code == 1 and interrupted_starting_python(err):
+        return  # Ctrl-C while Python itself was starting: before any of assay's code ran
     if code == 2:
         lines = err.strip().splitlines()
         assert len(lines) == 1 and any(r in lines[0] for r in REFUSALS), err
         return
     assert code == 0, (code, err[-2000:])
+
+
+def interrupted_starting_python(err: str) -> bool:
+    """Whether Python itself died of Ctrl-C at start-up (it then exits 1, not by the signal):
+    a fatal error of its initialisation ("Fatal Python error: init_import_site: ...") ending
+    in KeyboardInterrupt. `-m assay.cli` runs only after that initialisation."""
+    return err.startswith("Fatal Python error: init_") and "KeyboardInterrupt" in err
 
 
 def wait_up_to(proc: subprocess.Popen, seconds: float) -> None:
