@@ -270,22 +270,25 @@ def verify_command(
 
 @cli.command("schema")
 @click.argument("env_name", metavar="ENV")
-def schema_command(env_name: str) -> None:
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Env option.")
+def schema_command(env_name: str, assignments: tuple[str, ...]) -> None:
     """Print the JSON Schema of ENV's task fields."""
-    env = _make_env(env_name, ())
+    env = _make_env(env_name, assignments)
     click.echo(json.dumps(env.task_schema, indent=2))
 
 
 @cli.command("validate")
 @click.argument("env_name", metavar="ENV")
 @click.argument("task_file", metavar="TASKS.jsonl")
-def validate_command(env_name: str, task_file: str) -> None:
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Env option (the options the tasks will be trained or verified with).")
+def validate_command(env_name: str, task_file: str, assignments: tuple[str, ...]) -> None:
     """Check a task file against ENV's schema: one `file:line: field: message` per problem.
 
     Exits 1 when any line is bad, or when the file holds no task (train, eval and audit
     refuse such a file).
     """
-    env = _make_env(env_name, ())
+    env = _make_env(env_name, assignments)
     try:
         tasks = env.load(task_file)
     except OSError as exc:

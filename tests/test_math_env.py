@@ -115,13 +115,16 @@ def test_bad_task_lines_name_the_field(env, tmp_path):
 
     path = write_jsonl(
         tmp_path / "tasks.jsonl",
-        [{"answer": "1"}, {"problem": "no gold"}, {"answer": "2", "form": "pretty"}],
+        [{"answer": "1"}, {"problem": "no gold"}, {"answer": "2", "form": "pretty"},
+         {"equation": "x + 1 = 3", "answer": "2"}],
     )
     with pytest.raises(TaskFileError) as info:
         env.load(path)
     assert info.value.problems == [
         f"{path}:2: answer: 'answer' is a required property",
         f"{path}:3: form: 'pretty' is not one of ['number', 'fraction', 'simplified', 'expanded']",
+        # an equation is label-free: jsonschema's own words were "False schema does not allow '2'"
+        f"{path}:4: answer: not allowed in a task with `equation`",
     ]
 
 

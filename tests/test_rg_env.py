@@ -126,6 +126,24 @@ def test_composite_takes_its_datasets_as_an_option():
     assert all(v.correct for v in verdicts)
 
 
+def test_schema_and_validate_take_composites_datasets(tmp_path):
+    env = get_env("rg:composite", datasets="basic_arithmetic,chain_sum")
+    try:
+        tasks = env.generate(3, seed=0)
+    finally:
+        env.close()
+    task_file = tmp_path / "composite.jsonl"
+    task_file.write_text("".join(json.dumps({"id": t.id, **t.fields}) + "\n" for t in tasks))
+    options = ("--set", "datasets=basic_arithmetic,chain_sum")
+    validated = run("validate", "rg:composite", str(task_file), *options)
+    assert validated.exit_code == 0, validated.output
+    assert "3 good task(s), 0 problems" in validated.output
+    schema = run("schema", "rg:composite", *options)
+    assert schema.exit_code == 0 and "metadata" in json.loads(schema.output)["required"]
+    refused = run("validate", "rg:composite", str(task_file))  # composite needs its datasets
+    assert refused.exit_code == 2 and "at least one dataset" in refused.output
+
+
 # -- every scorer outcome has its status ---------------------------------------------------
 
 

@@ -56,11 +56,31 @@ def _message(error: jsonschema.ValidationError) -> str:
     return cut(message, 2 * BRIEF)
 
 
+def _forbidden(schema: dict[str, Any], error: jsonschema.ValidationError, fields: Any) -> str | None:
+    """A field a `false` schema forbids, named, as `field: not allowed in a task with
+    `other``; jsonschema's own words ("False schema does not allow '2'") name neither the
+    field nor the rule. None for any other error."""
+    if error.schema is not False or not isinstance(fields, dict):
+        return None
+    where: Any = schema
+    for key in error.absolute_schema_path:  # the `properties` holding the false schema
+        where = where[key] if isinstance(where, (dict, list)) else None
+    names = [k for k, v in where.items() if v is False and k in fields] if isinstance(where, dict) else []
+    if not names:
+        return None
+    reason = "not allowed in this task"
+    condition = schema.get("if", {}).get("required")
+    if list(error.absolute_schema_path)[:1] == ["then"] and condition:
+        reason = "not allowed in a task with " + " and ".join(f"`{c}`" for c in condition)
+    return "; ".join(f"{name}: {reason}" for name in names)
+
+
 def validate_fields(env: Environment, fields: Any) -> list[str]:
     """Every schema problem of one task, as `field: message` strings (empty when valid)."""
     validator = jsonschema.Draft202012Validator(env.task_schema)
     errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.absolute_path))
-    found = [f"{_field_path(e)}: {_message(e)}" for e in errors]
+    found = [_forbidden(env.task_schema, e, fields) or f"{_field_path(e)}: {_message(e)}"
+             for e in errors]
     if not found and isinstance(fields, dict):
         found = [str(p).replace("\n", " ")[:1000] for p in env.task_problems(fields)]
     return found
