@@ -551,7 +551,9 @@ def _run_experiment(experiment: Experiment, out: str, preset: str | None, quiet:
                 folder_lock.release(out, tidy=True)
             reading = experiment.render(Path(out))
         except KeyboardInterrupt:
-            click.echo(f"assay: interrupted; {experiment.resume_hint.format(out=out)}", err=True)
+            hint = experiment.resume_hint
+            hint = hint.format(out=out) if isinstance(hint, str) else hint(Path(out))
+            click.echo(f"assay: interrupted; {hint}", err=True)
             sys.exit(130)
     except ExperimentFailed as exc:
         for line in exc.details:

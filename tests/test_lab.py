@@ -392,3 +392,30 @@ def test_a_comparison_whose_runs_all_fail_says_why_and_exits_1(tmp_path):
     assert proc.stdout == "" and not (out / "report.html").exists()
     report = assay("report", str(out))
     assert report.returncode == 2 and "no run folders with metrics" in report.stderr
+
+
+@pytest.mark.parametrize("interrupted_in", ["plan", "runs"])
+def test_ctrl_c_in_compare_says_resume_only_when_there_is_something_to_resume(
+        interrupted_in, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from assay.cli import cli
+    from assay.lab import compare, display
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if interrupted_in == "plan":  # nothing written: --resume would be refused
+        monkeypatch.setattr(compare, "plan", interrupt)
+    else:  # the plan saved in lab.json, then Ctrl-C as the runs' board is drawn
+        monkeypatch.setattr(display, "Board", interrupt)
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(cli, ["compare", "--preset", "smoke", "--rewards", "verifier",
+                                      "--steps", "1", "--out", str(out), "--quiet"])
+    assert result.exit_code == 130, result.output
+    if interrupted_in == "plan":
+        assert "nothing was written yet: run the same command again" in result.output
+        assert "--resume" not in result.output
+    else:
+        assert (out / "lab.json").is_file()
+        assert f"assay compare --out {out} --resume" in result.output

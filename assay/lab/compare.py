@@ -415,7 +415,10 @@ EXPERIMENT = Experiment(
     ),
     report=report,
     result_file="lab.json",
-    resume_hint="finish the comparison with assay compare --out {out} --resume",
+    resume_hint=lambda out: (
+        f"finish the comparison with assay compare --out {out} --resume"
+        if (out / "lab.json").is_file() or holds_runs(out)
+        else "nothing was written yet: run the same command again to start"),
     closing=closing,
     owned=OWNED,
 )

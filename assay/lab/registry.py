@@ -185,8 +185,9 @@ class Experiment:
     report: Callable[[Path], str] | None = None
     #: the file `run` writes in OUT (default `<name>.json`); `assay report` looks for it
     result_file: str = ""
-    #: what to do after Ctrl-C (`{out}` is the output folder)
-    resume_hint: str = "run the same command again to continue"
+    #: what to do after Ctrl-C (`{out}` is the output folder), or `resume_hint(out)` where
+    #: that depends on how far the command got
+    resume_hint: str | Callable[[Path], str] = "run the same command again to continue"
     #: the lines for stderr after the reading, and the exit status, from the result
     closing: Callable[[dict[str, Any], Path], tuple[list[str], int]] | None = None
     #: the `--set` keys `run` sets itself, each with the flag to use instead or why none
