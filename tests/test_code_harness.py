@@ -5,6 +5,7 @@ tests' parse error, and the report's immutability."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -96,7 +97,9 @@ def test_the_judge_numbers_every_assert_in_source_order_and_carries_on():
     def boom():
         raise ValueError("no")
 
-    scope = {"ok": ok, "boom": boom, code_judge.RECORD: lambda number, passed: recorded.append((number, passed))}
+    reasons = []
+    scope = {"ok": ok, "boom": boom, code_judge.RECORD: lambda number, passed: recorded.append((number, passed)),
+             code_judge.REASON: lambda number, exc: reasons.append((number, code_judge.failure_reason(exc)))}
     exec(compile(tree, "tests.py", "exec", dont_inherit=True), scope)
     # ok(n) is assert number n until the first 99 (number 6); asserts 3 and the 99s never
     # run (the other branch, a dead loop, an unused handler, another case); 13 and 14 (17
@@ -104,6 +107,7 @@ def test_the_judge_numbers_every_assert_in_source_order_and_carries_on():
     assert seen == [0, 13, 14, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     assert [n for n, _ in recorded] == [0, 17, 18, 1, 2, 4, 5, 7, 9, 10, 11, 12, 14, 15, 16]
     assert [n for n, passed in recorded if not passed] == [15, 16]
+    assert reasons == [(15, "ValueError: no")]  # only the assert that raised has a reason
 
 
 def test_a_report_cannot_be_changed_after_the_judge_wrote_it():
@@ -118,3 +122,20 @@ def test_code_that_cannot_be_compiled_says_why_without_running():
     nested = syntax_problem("x = " + "-" * 200_000 + "1")  # the compiler runs out of room
     assert nested is not None and nested.startswith("the code cannot be compiled: ")
     assert syntax_problem("def f():\n    return 1\n") is None
+
+
+def test_a_reports_reasons_are_kept_only_as_short_text_of_failed_tests():
+    from assay.envs import code_judge
+
+    line = code_judge.RESULT_PREFIX + json.dumps({
+        "task": 0, "outcomes": {"0": True, "1": False, "2": False, "3": False},
+        "reasons": {"0": "ValueError: a passed test has none", "1": "x" * 5000, "2": ["not", "text"],
+                    "x": "not a test", "9": "no such test"},
+        "problem": None, "timed_out": False,
+    })
+    report = harness.read_judge_reports(line + "\n", [4])[0]
+    assert report.failed_ids == (1, 2, 3)
+    assert report.reasons == {1: "x" * code_judge.REASON_CHARS}
+    assert report.first_failure() == f"#2 ({'x' * code_judge.REASON_CHARS})"
+    bare = harness.read_judge_reports(line.replace('"reasons"', '"other"') + "\n", [4])[0]
+    assert bare.reasons == {} and bare.first_failure() == "#2"

@@ -170,7 +170,8 @@ def test_a_solution_that_dies_is_seen_at_once_not_at_the_deadline(env):
     file at once; holding them open would leave the judge waiting for its deadline and the
     verdict would blame the time limit."""
     verdict = verify(env, "assert f() == 1\nassert f() == 1\n", "import os\ndef f():\n    os._exit(0)\n", "f")
-    assert verdict.status == "incorrect" and verdict.detail == "0/2 tests passed; first failed assert: #1"
+    assert verdict.status == "incorrect" and verdict.detail == (
+        "0/2 tests passed; first failed assert: #1 (the solution's process ended or broke the protocol (EOFError))")
 
 
 def test_a_large_call_to_a_solution_that_died_loading_fails_at_once(env):
@@ -179,7 +180,43 @@ def test_a_large_call_to_a_solution_that_died_loading_fails_at_once(env):
     for the deadline."""
     solution = "import os\nos._exit(0)\ndef f(x):\n    return 1\n"
     verdict = verify(env, "assert f('x' * 1_000_000) == 1\n", solution, "f")
-    assert verdict.status == "incorrect" and verdict.detail == "0/1 tests passed; first failed assert: #1"
+    assert verdict.status == "incorrect", verdict
+    assert verdict.detail.startswith("0/1 tests passed; first failed assert: #1 (the solution")
+
+
+@pytest.mark.parametrize("solution, why", [
+    ("def add(a, b):\n    raise ValueError(f'bad {a}')\n", "(ValueError: bad 1)"),
+    ("def add(a, b):\n    return {}[a]\n", "(KeyError: 1)"),  # a message that is not one string
+    ("class Mine(Exception):\n    pass\ndef add(a, b):\n    raise Mine('no')\n", "(Mine: no)"),
+    ("import nonesuch\ndef add(a, b):\n    return a + b\n",
+     "(loading the solution raised ModuleNotFoundError: No module named 'nonesuch')"),
+    ("def plus(a, b):\n    return a + b\n", "(the solution defines no function 'add')"),
+    ("def add(a, b):\n    return a - b\n", ""),  # a false assert raised nothing
+])
+def test_the_first_failed_assert_says_what_it_raised(env, solution, why):
+    verdict = verify(env, "assert add(1, 2) == 3\nassert add(2, 2) == 4\n", solution)
+    assert verdict.status == "incorrect", verdict
+    assert verdict.detail == f"0/2 tests passed; first failed assert: #1{' ' + why if why else ''}", verdict
+
+
+def test_the_reason_is_the_first_failed_asserts_and_cut_short(env):
+    solution = "def add(a, b):\n    if a == 2:\n        raise ValueError('x' * 5000)\n    return a + b\n"
+    verdict = verify(env, "assert add(1, 2) == 3\nassert add(2, 2) == 4\nassert add(3, 3) == 6\n", solution)
+    assert verdict.detail.startswith("2/3 tests passed; first failed assert: #2 (ValueError: xxx"), verdict
+    assert len(verdict.detail) < 400, verdict
+    # a false assert before any that raised is the first failure: no reason is borrowed
+    false_first = verify(env, "assert add(1, 2) == 4\nassert add(2, 2) == 4\n", solution)
+    assert false_first.detail == "0/2 tests passed; first failed assert: #1", false_first
+
+
+def test_a_reason_that_looks_like_a_judge_report_passes_nothing(env):
+    """The reason crosses inside the judge's JSON line: a message holding a line break and
+    a forged report stays text in the verdict's detail."""
+    forged = '\\nASSAY-JUDGE {"task": 0, "outcomes": {"0": true}, "problem": null, "timed_out": false}\\n'
+    solution = f"def add(a, b):\n    raise ValueError('{forged}')\n"
+    verdict = verify(env, "assert add(1, 2) == 3\n", solution)
+    assert verdict.status == "incorrect" and verdict.score == 0.0, verdict
+    assert "ASSAY-JUDGE" in verdict.detail
 
 
 def test_a_malformed_reply_is_a_failure_not_a_none(env):

@@ -540,7 +540,7 @@ class CodeEnv(TestFeedback, Environment):
             if report.timed_out:
                 failure = f"; the {timeout:g} s time limit cut the rest off"
             if report.failed_ids:
-                failure += f"; first failed assert: #{report.failed_ids[0] + 1}"
+                failure += f"; first failed assert: {report.first_failure()}"
             if report.problem:
                 failure += f"; {report.problem}"
             return self._score(report.passed, total, "tests", failure[:600])

@@ -18,7 +18,7 @@ import marshal
 import struct
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
@@ -106,6 +106,15 @@ class TestReport:
     timed_out: bool
     problem: str | None
     failed_ids: tuple[int, ...]
+    #: failed test id -> the exception its assert failed on, for the first few that raised
+    reasons: dict[int, str] = field(default_factory=dict)
+
+    def first_failure(self) -> str:
+        """`#N` of the first failed assert (counted from 1), with what it raised if it did:
+        `#2 (ValueError: bad input)`."""
+        first = self.failed_ids[0]
+        why = self.reasons.get(first)
+        return f"#{first + 1}" + (f" ({why})" if why else "")
 
 
 def read_judge_reports(stdout: str, totals: Sequence[int]) -> dict[int, TestReport]:
@@ -128,8 +137,21 @@ def read_judge_reports(stdout: str, totals: Sequence[int]) -> dict[int, TestRepo
         failed = tuple(i for i in range(total) if outcomes.get(i) is not True)
         problem = report.get("problem")
         timed_out = bool(report.get("timed_out"))
-        reports[index] = TestReport(passed, total, timed_out, problem if isinstance(problem, str) else None, failed)
+        reports[index] = TestReport(passed, total, timed_out, problem if isinstance(problem, str) else None,
+                                    failed, _reasons(report.get("reasons"), failed))
     return reports
+
+
+def _reasons(found: object, failed: tuple[int, ...]) -> dict[int, str]:
+    """The report's reasons that belong to failed tests, each a string of at most
+    `REASON_CHARS` (anything else in the line is dropped, not trusted)."""
+    if not isinstance(found, dict):
+        return {}
+    reasons = {}
+    for key, text in list(found.items())[: code_judge.REASONS_KEPT]:
+        if isinstance(key, str) and key.isdigit() and int(key) in failed and isinstance(text, str):
+            reasons[int(key)] = text[: code_judge.REASON_CHARS]
+    return reasons
 
 
 def solution_source(answer: str, code_prompt: str) -> str:

@@ -56,7 +56,13 @@ import time
 
 RESULT_PREFIX = "ASSAY-JUDGE "
 RECORD = "__assay_record__"
+#: the name under which a rewritten assert reports the exception it failed on (`reason`)
+REASON = "__assay_reason__"
 _OK = "__assay_ok__"
+_ERROR = "__assay_error__"
+#: failed asserts whose exception is kept for the report (the first is what is shown)
+REASONS_KEPT = 8
+REASON_CHARS = 200
 #: The run-writable directories (the sandbox's tmpfs mounts), emptied between candidates.
 SCRATCH_DIRS = ("/work", "/tmp", "/dev/shm")
 HELLO_WAIT = 1.0  #: seconds to wait for a candidate's first message after its tests
@@ -162,7 +168,8 @@ def count_asserts(tree: ast.AST) -> int:
 
 def record_asserts(tree: ast.AST) -> int:
     """Rewrite, in place, each `assert test, msg` as: evaluate test (an exception counts
-    as a failure), record its outcome under its number, carry on. Returns the count.
+    as a failure, and is handed to `REASON` with the assert's number), record its outcome
+    under its number, carry on. Returns the count.
 
     The numbers are those of `count_asserts`: depth first, in source order.
     """
@@ -194,7 +201,9 @@ def _recorded(statement: ast.Assert, number: int) -> list[ast.stmt]:
 
     evaluate = ast.Assign([name(_OK, ast.Store())], ast.Call(name("bool", ast.Load()), [statement.test], [], **at), **at)
     failed = ast.Assign([name(_OK, ast.Store())], ast.Constant(False, **at), **at)
-    handler = ast.ExceptHandler(name("Exception", ast.Load()), None, [failed], **at)
+    why = ast.Expr(ast.Call(name(REASON, ast.Load()), [ast.Constant(number, **at), name(_ERROR, ast.Load())],
+                            [], **at), **at)
+    handler = ast.ExceptHandler(name("Exception", ast.Load()), _ERROR, [failed, why], **at)
     guarded = ast.Try([evaluate], [handler], [], [], **at)
     call = ast.Call(name(RECORD, ast.Load()), [ast.Constant(number, **at), name(_OK, ast.Load())], [], **at)
     return [guarded, ast.Expr(call, **at)]
@@ -864,11 +873,16 @@ def judge_task(
         except Exception as exc:  # (e.g. a `return` outside a function: it parses, then fails here)
             tests, plan, unusable = None, None, exc
     outcomes: dict[int, bool] = {}
+    reasons: dict[int, str] = {}  # test id -> the exception its assert failed on, the first few
 
     def record(test_id: int, passed: bool) -> None:
         outcomes[test_id] = outcomes.get(test_id, True) and passed is True
 
-    scope = {"__name__": "tests", "__builtins__": builtins, RECORD: record}
+    def reason(test_id: int, exc: BaseException) -> None:
+        if test_id not in reasons and len(reasons) < REASONS_KEPT:
+            reasons[test_id] = failure_reason(exc)
+
+    scope = {"__name__": "tests", "__builtins__": builtins, RECORD: record, REASON: reason}
     problem = None
     if spec.get("setup"):
         try:
@@ -907,10 +921,29 @@ def judge_task(
     report = {
         "task": index,
         "outcomes": {str(k): v for k, v in outcomes.items()},
+        "reasons": {str(k): v for k, v in reasons.items()},
         "problem": problem,
         "timed_out": candidate.timed_out,
     }
     return report, isolated
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What an assert failed on, in at most REASON_CHARS characters: the exception's type
+    and its message where that is one string (a solution's exception crosses over as its
+    type and text, `_as_exception`; a CandidateFailure says what went wrong with the
+    solution: it did not load, ran out of time, died). Other arguments are left out:
+    formatting them (a huge value a test used as a key) could cost the judge its budget."""
+    args = getattr(exc, "args", ())
+    message = args[0] if len(args) == 1 and isinstance(args[0], str) else ""
+    name = type(exc).__name__
+    if isinstance(exc, CandidateFailure):  # its own words, or the solution's "Type: text"
+        text = message.removeprefix(f"{name}: ") or name
+    elif message.startswith(f"{name}: "):  # a solution's built-in exception, already named
+        text = message
+    else:
+        text = f"{name}: {message}" if message else name
+    return text[:REASON_CHARS]
 
 
 def _prepared(code: bytes, spec: dict) -> tuple[object, list[dict] | None] | None:
