@@ -139,3 +139,27 @@ def test_a_reports_reasons_are_kept_only_as_short_text_of_failed_tests():
     assert report.first_failure() == f"#2 ({'x' * code_judge.REASON_CHARS})"
     bare = harness.read_judge_reports(line.replace('"reasons"', '"other"') + "\n", [4])[0]
     assert bare.reasons == {} and bare.first_failure() == "#2"
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (ValueError("no"), "ValueError: no"),  # a test's own exception
+    (ValueError("ValueError: no"), "ValueError: no"),  # a solution's, named as it crossed over
+    (KeyError(10**100), "KeyError"),  # not one string: never formatted (it could be huge)
+    (OSError(2, "No such file"), "FileNotFoundError"),  # (errno 2 makes that subclass)
+    (ValueError(), "ValueError"),
+    (ValueError("x" * 1000), "ValueError: " + "x" * 188),
+])
+def test_a_failure_reason_is_the_type_and_a_string_message_cut_short(exc, reason):
+    from assay.envs import code_judge
+
+    assert code_judge.failure_reason(exc) == reason
+
+
+def test_a_candidate_failure_reads_in_its_own_words():
+    from assay.envs.code_judge import CandidateFailure, failure_reason
+
+    assert failure_reason(CandidateFailure("the solution defines no function 'f'")) == (
+        "the solution defines no function 'f'")
+    # a solution's own exception class crosses over as a CandidateFailure holding "Name: text"
+    assert failure_reason(CandidateFailure("CandidateFailure: forged")) == "forged"
+    assert failure_reason(CandidateFailure()) == "CandidateFailure"

@@ -880,7 +880,10 @@ def judge_task(
 
     def reason(test_id: int, exc: BaseException) -> None:
         if test_id not in reasons and len(reasons) < REASONS_KEPT:
-            reasons[test_id] = failure_reason(exc)
+            try:  # (a test's own exception class could make even its `args` raise)
+                reasons[test_id] = failure_reason(exc)
+            except Exception:
+                reasons[test_id] = "an exception"
 
     scope = {"__name__": "tests", "__builtins__": builtins, RECORD: record, REASON: reason}
     problem = None
