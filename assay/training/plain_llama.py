@@ -5,8 +5,9 @@ forward call through transformers is Python (its layers, output records, mask bu
 cache classes and hub-kernel wrappers) rather than arithmetic, and the trainer makes
 about fourteen such calls a step (a prefill and a call per decoding step, then the loss
 pass). This module runs the same operations, in the same order, on the model's own
-parameters, so that results and gradients are bit for bit those of `model(...)`: every
-recorded figure stays as it was.
+parameters (or fewer operations giving the same numbers: the rotary embedding's roll),
+so that results and gradients are bit for bit those of `model(...)`: every recorded
+figure stays as it was.
 
 What "the same operations" means is transformers' code of the version installed, which
 can change; so `plain_forward(model)` first runs both on a small batch in each of the
