@@ -35,6 +35,10 @@ class UnknownEnvError(AssayError, KeyError):
         return str(self.args[0])
 
 
+class PluginError(AssayError, TypeError):
+    """A plug-in env (an `assay.envs` entry point) that does not load, or is not an env."""
+
+
 def register_env(cls: E) -> E:
     """Class decorator: make an `Environment` subclass available by its `name`."""
     if not (isinstance(cls, type) and issubclass(cls, Environment)):
@@ -78,10 +82,14 @@ def get_env_class(name: str) -> type[Environment]:
         module, member = family
         return module.env_class(member)  # a missing extra is an AssayError naming it
     eps = _entry_points()
-    if name in eps:
-        cls = eps[name].load()
+    if name in eps:  # a plug-in: whatever its loading raises is its fault, said in one line
+        try:
+            cls = eps[name].load()
+        except Exception as exc:
+            raise PluginError(f"env {name!r} (entry point {eps[name].value}) cannot be loaded: "
+                              f"{type(exc).__name__}: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, Environment)):
-            raise TypeError(f"entry point {name!r} ({eps[name].value}) is not an Environment subclass")
+            raise PluginError(f"env {name!r}: entry point {eps[name].value} is not an Environment subclass")
         return cls
     families = ", ".join(_FAMILY_LABELS.values())
     raise UnknownEnvError(f"unknown env {name!r} (known: {', '.join(env_names())}, {families})")
@@ -102,7 +110,9 @@ def list_envs(*, expand: bool = False) -> dict[str, str]:
     for name in env_names():
         try:
             out[name] = get_env_class(name).description
-        except Exception as exc:  # a broken plug-in must not hide the others
+        except PluginError as exc:  # a broken plug-in must not hide the others
+            out[name] = f"(cannot be loaded: {str(exc).split(' cannot be loaded: ')[-1]})"
+        except Exception as exc:
             out[name] = f"(cannot be loaded: {type(exc).__name__}: {exc})"
     for prefix, target in _FAMILIES.items():
         module = importlib.import_module(target)
