@@ -142,6 +142,12 @@ def test_schema_and_validate_take_composites_datasets(tmp_path):
     assert schema.exit_code == 0 and "metadata" in json.loads(schema.output)["required"]
     refused = run("validate", "rg:composite", str(task_file))  # composite needs its datasets
     assert refused.exit_code == 2 and "at least one dataset" in refused.output
+    # a task of a dataset the composite was not given has no scorer there: a problem of the file
+    narrower = run("validate", "rg:composite", str(task_file), "--set", "datasets=basic_arithmetic")
+    sources = [t["metadata"]["source_dataset"] for t in tasks]
+    assert narrower.exit_code == (1 if "chain_sum" in sources else 0), narrower.output
+    assert narrower.output.count("a task of rg:chain_sum, not of this composite's datasets "
+                                 "(basic_arithmetic)") == sources.count("chain_sum")
 
 
 # -- every scorer outcome has its status ---------------------------------------------------

@@ -222,8 +222,17 @@ class ReasoningGymEnv(Environment):
         except CodecError as exc:
             return [str(exc)]
         source = metadata.get("source_dataset") if isinstance(metadata, dict) else None
-        if isinstance(source, str) and self.dataset != "composite" and source != self.dataset:
-            return [f"metadata.source_dataset: a task of {PREFIX + source}, not of {self.name}"]
+        if not isinstance(source, str):
+            return []
+        if self.dataset != "composite":
+            if source != self.dataset:
+                return [f"metadata.source_dataset: a task of {PREFIX + source}, not of {self.name}"]
+            return []
+        # a composite scores each task with its own dataset's scorer: one of `datasets`
+        names = [spec.name for spec in getattr(self.options, "datasets", None) or []]
+        if source not in names:
+            return [f"metadata.source_dataset: a task of {PREFIX + source}, not of this composite's "
+                    f"datasets ({', '.join(names)}): add it to --set datasets=..."]
         return []
 
     # -- verifying ------------------------------------------------------------------
