@@ -775,6 +775,10 @@ def main() -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("assay: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # click's own (no such option, a missing argument): one line
+        where = exc.ctx.command_path if exc.ctx is not None else "assay"
+        click.echo(f"assay: error: {_one_line(exc.format_message())} (see {where} --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -43,6 +43,12 @@ def test_usage_errors_are_one_line_and_exit_2(assay, tmp_path):
         (("sample", "countdown", "--set", "novalue"), "KEY=VALUE"),
         (("verify", "countdown", str(tmp_path / "missing.jsonl")), "cannot read"),
         (("verify", "nope", str(tmp_path / "missing.jsonl")), "unknown env"),
+        # click's own: a mistyped option or command, a missing argument, a bad choice
+        (("verify", "countdown", "x.jsonl", "--worker", "2"),
+         "No such option '--worker'. Did you mean '--workers'? (see assay verify --help)"),
+        (("verfy",), "No such command 'verfy'"),
+        (("sample",), "Missing argument 'ENV'. (see assay sample --help)"),
+        (("train", "--backend", "nope"), "'nope' is not one of 'assay', 'trl'"),
     ]:
         out = assay(*args)
         assert out.returncode == 2, (args, out.stderr)
