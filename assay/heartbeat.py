@@ -7,7 +7,9 @@ instead: what is being done, how far it is, and an estimate of the rest.
         ...
 
 On a terminal it prints nothing (the bar is there); `--quiet` (a disabled bar) turns it
-off too.
+off too. Where it prints, the rich bar prints nothing at all (it would draw itself once at
+the end, squeezed to 80 columns: "t… reward 0.123 ... (ver…"); the heartbeat's own last
+line, when the block ends, says where it got to.
 """
 
 from __future__ import annotations
@@ -48,21 +50,29 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            self._line()  # where it got to: the end, or where it was stopped
 
     def _beat(self) -> None:
         while not self._stop.wait(every()):
-            try:
-                line = self.describe()
-            except Exception as exc:  # noqa: BLE001 - a progress line must never stop the work
-                line = f"(progress unavailable: {type(exc).__name__})"
-            print(f"[{clock(time.monotonic() - self.started)}] {line}", file=sys.stderr, flush=True)
+            self._line()
+
+    def _line(self) -> None:
+        try:
+            line = self.describe()
+        except Exception as exc:  # noqa: BLE001 - a progress line must never stop the work
+            line = f"(progress unavailable: {type(exc).__name__})"
+        print(f"[{clock(time.monotonic() - self.started)}] {line}", file=sys.stderr, flush=True)
 
 
 def heartbeat(progress: Any, label: str) -> Heartbeat:
     """A `Heartbeat` over a rich `Progress`: on when its bar is on but cannot draw."""
     drawn = progress.console.is_terminal and not progress.console.is_dumb_terminal
-    return Heartbeat(lambda: describe_tasks(progress, label),
-                     enabled=not progress.disable and not drawn)
+    enabled = not progress.disable and not drawn
+    if enabled and progress.live.is_started:  # the lines replace the bar: it draws nothing
+        progress.live.transient = True  # (its one drawing, when it stops, is left out)
+        progress.live.stop()
+        progress.disable = True  # its stop() then prints nothing either; its tasks still count
+    return Heartbeat(lambda: describe_tasks(progress, label), enabled=enabled)
 
 
 def describe_tasks(progress: Any, label: str) -> str:

@@ -61,6 +61,10 @@ def test_assay_train_in_a_log_prints_progress_lines(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if "] train: " in line]
     assert lines, proc.stderr
     assert re.search(r"train: \d/6 \(\d+%\)", lines[-1]), lines[-1]
+    # the last line says where it ended, whole; rich's bar, squeezed to 80 columns in a log
+    # ("t… reward 0.000 ... (ve…"), is not drawn at all
+    assert re.search(r"train: 6/6 \(100%\) reward [\d.]+ .* \(verify [\d.]+s\); ", lines[-1]), lines[-1]
+    assert "…" not in proc.stderr, proc.stderr
 
 
 def test_the_compare_board_says_runs_done_running_and_time_left(tmp_path):
