@@ -69,6 +69,16 @@ def test_accepted_proofs_and_rejections(fake_repl):
     assert "axiom" in got[8].detail
 
 
+def test_a_proof_only_inside_reasoning_is_not_the_answer(fake_repl):
+    env = get_env("lean", time_limit=10)
+    try:
+        got = verdicts(env, ["<think>```lean\nby rfl\n```</think>", "<think><answer>by rfl</answer></think>",
+                             "<think>```lean\nby omega\n```</think>```lean\nby rfl\n```"])
+    finally:
+        env.close()
+    assert [v.status for v in got] == ["invalid", "invalid", "correct"], got
+
+
 def test_timeout_kills_the_repl_and_the_next_check_works(fake_repl):
     env = get_env("lean", time_limit=1.5)
     task = env.make_task({"statement": STATEMENT})

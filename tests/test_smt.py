@@ -60,6 +60,19 @@ def test_malformed_answers_are_invalid(env, answer, why):
     assert verdict.status == "invalid" and why in verdict.detail, verdict
 
 
+@pytest.mark.parametrize("prompt_style", ["smtlib", "compact"])
+def test_an_answer_only_inside_reasoning_is_not_the_answer(prompt_style):
+    env = get_env("smt", prompt_style=prompt_style)
+    try:
+        task = env.make_task({"smtlib": SUM})
+        drafts = ["<think><answer>x = 8, y = 2</answer></think>", "<think>x=8,y=2</think>",
+                  "<think>x=8,y=2"]  # (an unclosed block runs to the end)
+        assert [env.verify(task, d).status for d in drafts] == ["invalid"] * 3
+        assert env.verify(task, "<think>x=1,y=1</think><answer>x = 8, y = 2</answer>").correct
+    finally:
+        env.close()
+
+
 def test_types_of_values():
     constants = {"i": "Int", "r": "Real", "p": "Bool"}
     values = parse_assignment("i = -3, r = -3/4, p = false", constants)

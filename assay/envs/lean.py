@@ -28,6 +28,7 @@ from assay.errors import AssayError
 from assay.verifiers import Verdict
 from assay.verifiers.lean import STANDARD_AXIOMS, check_lean, extract_proof
 from assay.verifiers.lean_repl import LeanRepl
+from assay.verifiers.reasoning import outside_reasoning
 
 TOOLCHAIN_MISSING = "Lean toolchain not found: set ASSAY_LEAN_PATH or put lean on PATH"
 PROMPT = (
@@ -135,7 +136,8 @@ class LeanEnv(Environment):
             raise LeanUnavailable(TOOLCHAIN_MISSING)
 
     def extract(self, completion: str) -> str | None:
-        return extract_proof(completion)
+        # a proof inside <think> is a draft, not the answer (`assay audit`'s reasoning_only)
+        return extract_proof(outside_reasoning(completion))
 
     def check(self, task: Task, answer: str) -> Verdict:
         found = find_repl()

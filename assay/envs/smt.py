@@ -25,6 +25,7 @@ from assay.envs.smt_formats import PROMPT_FORMATS, CompactFormat, SmtLibFormat
 from assay.envs.smt_generate import GENERATORS, KINDS
 from assay.errors import AssayError
 from assay.verifiers import Failure, Verdict
+from assay.verifiers.reasoning import outside_reasoning
 from assay.verifiers.smt import INSTALL_HINT, Z3Missing, check_smt, find_model, load, require_z3
 from assay.verifiers.smtlib import (
     MAX_SCRIPT_CHARS,
@@ -189,7 +190,8 @@ class SmtEnv(Environment):
             raise SolverMissing(f"env 'smt': {INSTALL_HINT}") from None
 
     def extract(self, completion: str) -> str | None:
-        return self.prompt_format.extract(completion)
+        # an assignment inside <think> is a draft, not the answer (`assay audit`'s reasoning_only)
+        return self.prompt_format.extract(outside_reasoning(completion))
 
     def check(self, task: Task, answer: str) -> Verdict:
         return check_smt(
