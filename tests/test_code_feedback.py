@@ -232,3 +232,34 @@ def test_a_sandbox_that_fails_is_one_tool_error_and_ends_the_episode(env, monkey
     (episode,) = run_episodes(env, [env.make_task(TASK)], scripted(WRONG, RIGHT), verify=False)
     assert (episode.turns, episode.tool_calls, episode.tool_errors) == (1, 1, 1)
     assert episode.observations == []  # nothing to show the model: its last submission stands
+
+
+def test_a_visible_test_runs_with_the_imports_and_helpers_before_it(env):
+    """The prompt shows every line of `tests`; an assert needing `math` or a helper defined
+    above it passes on a right program, which ends the episode at once."""
+    tests = "import math\ndef twice(x):\n    return 2 * x\nassert f(16) == math.sqrt(16) * 2\nassert f(1) == twice(1)\n"
+    task = env.make_task({"tests": tests, "entry_point": "f"})
+    assert [t["tests"] for t in visible_tests(task)] == ["assert f(16) == math.sqrt(16) * 2\n",
+                                                         "assert f(1) == twice(1)\n"]
+    (episode,) = run_episodes(env, [task], scripted("```python\ndef f(x):\n    return 2 * x ** 0.5 if x != 1 else 2\n```"))
+    assert episode.turns == 1 and episode.verdict.correct and episode.observations == [], episode.observations
+
+
+def test_a_task_with_its_own_prompt_shows_only_the_tests_that_prompt_holds(env):
+    hidden = env.make_task({"prompt": "Write a function f(x) that doubles x.", "entry_point": "f",
+                            "tests": "assert f(1) == 2\nassert f(5) == 10\nassert f(-3) == -6\n"})
+    assert visible_tests(hidden) == []  # none shown: none may be fed back
+    some = env.make_task({"prompt": "Write f(x) that doubles x, e.g.\nassert f(1) == 2\n", "entry_point": "f",
+                          "tests": "assert f(1) == 2\nassert f(5) == 10\n"})
+    assert [t["tests"] for t in visible_tests(some)] == ["assert f(1) == 2\n"]
+    (episode,) = run_episodes(env, [some], scripted(WRONG, RIGHT))
+    assert "f(5)" not in " ".join(episode.observations)
+
+
+def test_an_assert_over_several_lines_is_one_visible_test(env):
+    task = env.make_task({"tests": "assert f(\n    1) == 2\nassert f(2) == 4\n", "entry_point": "f"})
+    assert [t["tests"] for t in visible_tests(task)] == ["assert f(\n    1) == 2\n", "assert f(2) == 4\n"]
+    (episode,) = run_episodes(env, [task], scripted("```python\ndef f(x):\n    return 0\n```",
+                                                    "```python\ndef f(x):\n    return 2 * x\n```"))
+    assert episode.tool_errors == 0 and episode.turns == 2 and episode.verdict.correct
+    assert "failed 2 of the 2 visible tests" in episode.observations[0]

@@ -2,8 +2,9 @@
 fails, the model is shown which of the *visible* tests it failed and may submit again.
 
 The visible tests are the ones the prompt shows: a procedural task's `shown` examples,
-the first stdin/stdout case of an io task, every assert of a task whose prompt lists its
-tests. HumanEval's tests are all hidden, so there the feedback can only say that the code
+the first stdin/stdout case of an io task, each assert of `tests` whose text the prompt
+holds (the env's own prompt lists them all; a task's own `prompt` may show none), each
+run with the statements before it (imports, helpers). HumanEval's tests are all hidden, so there the feedback can only say that the code
 does not parse. The hidden tests still decide the verdict, on the last submission, as
 for one turn: feedback never reveals a test the prompt did not show.
 
@@ -20,6 +21,7 @@ restates the failed examples as a compact prompt, `f(5)=16:`.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -34,26 +36,50 @@ FEEDBACK = ("none", "tests")
 AFTER_FAILURE = "Answer with the corrected complete program in a single ```python code block."
 
 
-def assert_lines(fields: dict[str, Any]) -> list[str]:
-    """A task's assert tests, one line each."""
-    return [line for line in fields.get("tests", "").splitlines() if line.startswith("assert ")]
+def split_asserts(tests: str) -> list[tuple[str, str]]:
+    """Each top-level assert of `tests` as written (over as many lines as it takes), with
+    the statements before it that are not asserts (imports, helpers: what it needs to
+    run): [(preamble, assert)]. Empty when the tests do not parse."""
+    try:
+        tree = ast.parse(tests)
+    except (SyntaxError, ValueError):
+        return []
+    found, before = [], []
+    for node in tree.body:
+        if isinstance(node, ast.Assert):
+            found.append(("".join(before), ast.get_source_segment(tests, node) or ast.unparse(node)))
+        else:  # unparsed, not cut from the source: a decorator's lines come with it
+            before.append(ast.unparse(node) + "\n")
+    return found
 
 
 def visible_tests(task: Task) -> list[Task]:
     """One task per test the prompt shows (see the module docstring), each checkable by
-    the code env on its own; none for a task whose tests are all hidden."""
+    the code env on its own; none for a task whose tests are all hidden.
+
+    Of a `tests` task: the first `shown` asserts of a procedural task (its prompt shows
+    their examples); otherwise each assert whose text the prompt holds (the env's own
+    prompt lists them all; a task's own `prompt` may show some, or none). Each is checked
+    with the statements before it that are not asserts as its setup."""
     f = task.fields
     if "io" in f:
         cases = f["io"][: f.get("shown", 1)]
         return [Task(f"{task.id}/visible-{i}", "", {"io": [case]}) for i, case in enumerate(cases)]
     if "tests" not in f or "code_prompt" in f:
         return []  # HumanEval: the prompt is a signature and a docstring, the tests hidden
-    lines = assert_lines(f)
+    asserts = split_asserts(f["tests"])
     if "shown" in f:
-        lines = lines[: f["shown"]]
-    keep = {k: f[k] for k in ("entry_point", "setup") if k in f}
-    return [Task(f"{task.id}/visible-{i}", "", {**keep, "tests": line + "\n"})
-            for i, line in enumerate(lines)]
+        asserts = asserts[: f["shown"]]
+    else:
+        asserts = [(before, test) for before, test in asserts if test in task.prompt]
+    visible = []
+    for i, (before, test) in enumerate(asserts):
+        fields = {"entry_point": f["entry_point"], "tests": test + "\n"}
+        setup = "".join(part for part in (f.get("setup", ""), before) if part)
+        if setup:
+            fields["setup"] = setup
+        visible.append(Task(f"{task.id}/visible-{i}", "", fields))
+    return visible
 
 
 def compact_example(test: Task) -> str:
