@@ -690,6 +690,11 @@ def rescore_command(run_dir: str, names: str, output: str | None) -> None:
     except AssayError as exc:
         raise UsageError(str(exc)) from None
     out = Path(output) if output else Path(run_dir) / "rescore.json"
+    if out.suffix == ".png":  # the plot goes to OUT with .png: it would replace the figures
+        raise UsageError(f"-o {output}: the figures are JSON (the plot is written beside them as .png)")
+    for path in (out, out.with_suffix(".png")):
+        if _a_run_file(Path(run_dir), path):
+            raise UsageError(f"-o {output}: {path} is one of the run's own files; choose another path")
     try:
         write(result, out)
         plot = draw_rescore(result, out.with_suffix(".png"), title=f"{run_dir}: agreement with the verifier")
@@ -698,6 +703,23 @@ def rescore_command(run_dir: str, names: str, output: str | None) -> None:
     for name, entry in result["rewards"].items():
         click.echo(f"{name:<20} mean {entry['mean']:.4g}  accuracy {entry['accuracy']:.3f}", err=True)
     click.echo(f"{result['completions']} completions over {result['steps']} steps -> {out}, {plot}", err=True)
+
+
+def _a_run_file(run_dir: Path, path: Path) -> bool:
+    """Whether `path` is a file already in `run_dir` that an earlier rescore did not write
+    (its metrics, rollouts, config, a checkpoint's file: not to be overwritten)."""
+    try:
+        where, root = path.resolve(), run_dir.resolve()
+    except OSError:
+        return False
+    if not where.exists() or root not in where.parents:
+        return False
+    figures = where.with_suffix(".json") if where.suffix == ".png" else where
+    try:  # an earlier rescore's figures (or the plot beside them) may be written again
+        earlier = json.loads(figures.read_text(encoding="utf-8"))
+        return not (isinstance(earlier, dict) and {"rewards", "completions", "steps"} <= set(earlier))
+    except (OSError, ValueError):
+        return True
 
 
 @cli.command("audit")

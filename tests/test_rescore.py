@@ -64,6 +64,24 @@ def test_rescore_writes_into_the_run_by_default(run):
     assert (run / "rescore.png").exists()
 
 
+@pytest.mark.parametrize("name", ["metrics.jsonl", "rollouts.jsonl.gz", "config.yaml", "summary.json",
+                                  "metrics.png"])
+def test_rescore_never_writes_over_the_runs_own_files(run, name):
+    before = (run / name).read_bytes() if (run / name).exists() else None
+    target = run / name if before is not None else run / "summary.png"  # (no plot: its .json)
+    result = CliRunner().invoke(cli, ["rescore", str(run), "--rewards", "random", "-o", str(target)])
+    assert result.exit_code == 2, result.output
+    assert "is one of the run's own files" in result.output or "the figures are JSON" in result.output
+    if before is not None:
+        assert (run / name).read_bytes() == before
+
+
+def test_rescore_may_write_its_own_figures_again(run):
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["rescore", str(run), "--rewards", "random", "-o", str(run / "mine.json")])
+        assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
