@@ -436,16 +436,25 @@ def eval_command(model, env_name, n, samples, seed, tasks_file, assignments, bat
     """Evaluate a model on an env's tasks without training (greedy, pass@k, maj@k)."""
     from assay.envs.base import parse_assignments
     from assay.lab import evaluate
-    from assay.training.folder_lock import check_writable
+    from assay.training import folder_lock
 
     try:
         if out:  # before the evaluation, so that none is lost for want of a place to write
-            check_writable(out)
-        result = evaluate.evaluate(
-            model=model, env=env_name, n=n, samples=samples, seed=seed,
-            sets=parse_assignments(assignments), tasks_file=tasks_file,
-            batch_size=batch_size, out=out, quiet=quiet,
-        )
+            folder_lock.check_writable(out)
+            if found := folder_lock.foreign_files(out, evaluate.FILES):  # a run's, a comparison's
+                raise UsageError(f"--out {out} holds other files ({', '.join(found[:3])}"
+                                 f"{', ...' if len(found) > 3 else ''}); eval writes "
+                                 f"{', '.join(sorted(evaluate.FILES))} there: choose a new or empty folder")
+            folder_lock.acquire(out, what="assay eval")  # a live run there is refused
+        try:
+            result = evaluate.evaluate(
+                model=model, env=env_name, n=n, samples=samples, seed=seed,
+                sets=parse_assignments(assignments), tasks_file=tasks_file,
+                batch_size=batch_size, out=out, quiet=quiet,
+            )
+        finally:
+            if out:
+                folder_lock.release(out, tidy=True)
     except AssayError as exc:
         raise UsageError(_one_line(str(exc))) from None
     except KeyboardInterrupt:

@@ -138,6 +138,29 @@ def test_eval_usage_errors_are_one_line(assay, tmp_path):
     assert proc.returncode == 2 and "no_such_option" in proc.stderr
 
 
+def test_eval_never_writes_into_a_folder_of_other_files_or_one_being_written(assay, tmp_path):
+    from assay.training import folder_lock
+
+    run = tmp_path / "run"  # a run's or a comparison's folder: its report.html was replaced
+    run.mkdir()
+    (run / "report.html").write_text("the comparison's report")
+    (run / "summary.json").write_text("{}")
+    proc = assay("eval", "--model", "organism:tiny", "-n", "2", "--samples", "1", "--out", str(run))
+    assert proc.returncode == 2 and "holds other files (summary.json)" in proc.stderr, proc.stderr
+    assert (run / "report.html").read_text() == "the comparison's report"
+    live = tmp_path / "live"
+    folder_lock.acquire(live, what="assay train")  # this process writes there
+    try:
+        proc = assay("eval", "--model", "organism:tiny", "-n", "2", "--samples", "1", "--out", str(live))
+        assert proc.returncode == 2 and "is being written by pid" in proc.stderr, proc.stderr
+    finally:
+        folder_lock.release(live)
+    again = tmp_path / "eval"  # its own files may be written again
+    for _ in range(2):
+        proc = assay("eval", "--model", "organism:tiny", "-n", "2", "--samples", "1", "--out", str(again))
+        assert proc.returncode == 0, proc.stderr
+
+
 def test_eval_starts_the_verification_workers_before_the_model_loads(tmp_path, random_model, monkeypatch):
     """As in training: a worker forked after the model keeps a copy of every page the
     process writes from then on."""

@@ -419,3 +419,17 @@ def test_ctrl_c_in_compare_says_resume_only_when_there_is_something_to_resume(
     else:
         assert (out / "lab.json").is_file()
         assert f"assay compare --out {out} --resume" in result.output
+
+
+def test_a_new_comparison_refuses_a_folder_holding_other_files(tmp_path):
+    from click.testing import CliRunner
+
+    from assay.cli import cli
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "summary.json").write_text("mine")
+    result = CliRunner().invoke(cli, ["compare", "--preset", "smoke", "--rewards", "verifier",
+                                      "--steps", "1", "--out", str(out), "--quiet"])
+    assert result.exit_code == 2 and "is not empty (summary.json)" in result.output, result.output
+    assert (out / "summary.json").read_text() == "mine"

@@ -116,6 +116,7 @@ def plan(
     from assay.envs import OptionError, UnknownEnvError, get_env
     from assay.rewards import RewardError, get_reward
     from assay.training import ConfigError, resolve
+    from assay.training.folder_lock import foreign_files
 
     out = Path(out)
     refuse_owned("compare", sets, OWNED)
@@ -177,8 +178,11 @@ def plan(
         if path and not os.access(path, os.R_OK):
             raise LabError(f"cannot read {name} {path}")
     _check_model(first.model, first.prior, quiet=quiet)  # may build the organism's prior
-    if not resume and holds_runs(out):
+    if not resume and (holds_runs(out) or (out / "lab.json").is_file()):
         raise LabError(f"{out} already holds a comparison; pass --resume or choose another --out")
+    if not resume and (found := foreign_files(out)):  # its summary.json, report.html: the user's
+        raise LabError(f"--out {out} is not empty ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); "
+                       "a comparison writes its own files there: choose a new or empty folder")
 
     skipped: dict[str, str] = {}
     jobs: list[Job] = []

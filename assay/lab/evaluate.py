@@ -338,6 +338,10 @@ def print_table(result: dict[str, Any]) -> None:
           f"sample {s['sample']} s, verify {s['verify']} s")
 
 
+#: what `write` puts in OUT (an OUT holding anything else is refused by `assay eval`)
+FILES = frozenset({"evaluate.json", "completions.jsonl", "report.html"})
+
+
 def write(out: Path, result: dict[str, Any], per_task: list) -> None:
     """`OUT/evaluate.json`, `OUT/completions.jsonl` (every completion and its verdict) and
     `OUT/report.html`."""

@@ -52,6 +52,15 @@ def check_writable(folder: str | Path, flag: str = "--out") -> Path:
     return path
 
 
+def foreign_files(folder: str | Path, ours: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The names in `folder` other than `ours` and the lock (sorted; none when it is not
+    there): what a command that writes its own files there would overwrite or mix with."""
+    path = Path(folder)
+    if not path.is_dir():
+        return []
+    return sorted(p.name for p in path.iterdir() if p.name not in ours and p.name != LOCK_NAME)
+
+
 def acquire(folder: str | Path, *, what: str = "this folder") -> Path:
     """Take `folder`'s write lock (creating the folder), or raise `FolderError`.
 
