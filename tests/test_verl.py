@@ -165,3 +165,41 @@ def test_data_script_mistakes_are_one_line(tmp_path, args, words):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr[-2000:]
     assert lines[0].startswith("assay: error: ") and not (tmp_path / "x.parquet").exists()
+
+
+# -- a task file the data script cannot use is one line naming its first problem -------------
+
+
+def test_data_script_names_the_first_bad_line_of_a_task_file(tmp_path):
+    good = json.dumps(get_env("countdown").generate(1)[0].to_dict())
+    tasks = tmp_path / "bad.jsonl"
+    tasks.write_text("\n".join([good, '{"numbers": [1, 2], "target": "x"}', "{nope"]) + "\n")
+    out = tmp_path / "x.parquet"
+    proc = data_script("countdown", "--tasks", str(tasks), "--out", str(out))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    # the count, then the first problem as `file:line: field: message`, then where to look
+    assert lines[0].startswith(f"assay: error: 2 bad line(s) in {tasks}"), lines[0]
+    assert f"; first: {tasks}:2: target: " in lines[0], lines[0]
+    assert f"(see: assay validate countdown {tasks})" in lines[0], lines[0]
+    assert not lines[0].endswith(":") and not out.exists()
+
+
+def test_data_script_refuses_a_task_file_of_no_tasks(tmp_path):
+    tasks = tmp_path / "empty.jsonl"
+    tasks.write_text("\n# only a comment\n\n")
+    out = tmp_path / "x.parquet"
+    proc = data_script("countdown", "--tasks", str(tasks), "--out", str(out))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0] == f"assay: error: task file {tasks} holds no tasks; nothing to write"
+    assert not out.exists()
+
+
+def test_data_script_task_file_that_is_not_there_is_one_line(tmp_path):
+    out = tmp_path / "x.parquet"
+    proc = data_script("countdown", "--tasks", str(tmp_path / "nope.jsonl"), "--out", str(out))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "cannot read task file" in lines[0] and "nope.jsonl" in lines[0]
+    assert not out.exists()

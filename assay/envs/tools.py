@@ -20,9 +20,10 @@ fails, times out or prints nothing reads `=?`. Any other reply is the answer.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,15 +145,53 @@ def compact_observation(execution: Any) -> str:
     return compact_value(execution.stdout) if execution.status == "ok" else "=?"
 
 
+def _reading_outside_calls(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` (an env's `extract(completion)` or `check_completion(task, completion)`)
+    reading only the text outside the completion's tool calls when the tool is on."""
+    if getattr(method, "_outside_calls", False):
+        return method
+
+    @functools.wraps(method)
+    def reads_outside_calls(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[-1], str) and self._reads_calls:
+            args = (*args[:-1], outside_calls(args[-1]))
+        elif isinstance(kwargs.get("completion"), str) and self._reads_calls:
+            kwargs["completion"] = outside_calls(kwargs["completion"])
+        return method(self, *args, **kwargs)
+
+    reads_outside_calls._outside_calls = True  # type: ignore[attr-defined]
+    return reads_outside_calls
+
+
 class PythonTool:
     """Mixin for an `Environment` whose options include `ToolOptions`: with
     `tools=python`, a reply that calls the tool and gives no answer gets the tool's
-    output as its observation; any other reply ends the episode."""
+    output as its observation; any other reply ends the episode.
+
+    With the tool on, a completion's answer is read only outside its tool calls: the
+    text of a `<python>` block or a JSON `<tool_call>` is code, not an answer, in the
+    last reply of an episode too (else `<python>x='<answer>…</answer>'</python>` as the
+    last reply would be verified as an answer while the same reply earlier is a call).
+    Every subclass's `extract` and `check_completion` (its own or inherited) are wrapped
+    to read `outside_calls(completion)`, so the env's own extractors need not know."""
 
     options: Any
     _tool_sandbox: Any = None
     #: a tool's output is a `tool` message in a chat template that has the role
     observation_role = "tool"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("extract", "check_completion"):
+            method = getattr(cls, name, None)
+            if callable(method):
+                setattr(cls, name, _reading_outside_calls(method))
+
+    @property
+    def _reads_calls(self) -> bool:
+        """Whether a completion's `<python>` blocks and JSON tool calls are tool calls
+        (the tool is on, in its full form; a compact call is a whole reply `#EXPR`)."""
+        return getattr(self.options, "tools", "none") == "python" and not self._compact
 
     def tool_prompt(self, prompt: str) -> str:
         """The prompt, with how to call the tool when the tool is on (a compact prompt has

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from assay.envs import Environment, get_env
 from assay.envs.registry import UnknownEnvError, env_names
-from assay.envs.taskfile import validate_fields
+from assay.envs.taskfile import TaskFileError, validate_fields
 from assay.verifiers import Verdict
 
 #: every result has the same keys: veRL collects each key into a list per batch, and a
@@ -148,6 +148,12 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line: its message's first line, else its repr."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m assay.integrations.verl",
@@ -169,9 +175,24 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"--out {args.out} is a folder; name the .parquet file to write")
     try:
         env = get_env(args.env)
+    except Exception as exc:  # one line, exit 2: an unknown env, bad options
+        _fail(_first_line(exc))
+    try:
         tasks = env.load(args.tasks) if args.tasks else env.generate(args.n, seed=args.seed)
-    except Exception as exc:  # one line, exit 2: an unknown env, a bad task file
-        _fail(str(exc).splitlines()[0] if str(exc) else repr(exc))
+    except TaskFileError as exc:  # one line, as `assay train` says it: the count and the first
+        env.close()
+        first = exc.problems[0].replace("\n", " ")[:300] if exc.problems else "?"
+        _fail(f"{exc.summary()}; first: {first} (see: assay validate {env.name} {args.tasks})")
+    except OSError as exc:  # a task file that is not there or cannot be read
+        env.close()
+        _fail(f"cannot read task file {args.tasks}: {exc.strerror or exc}")
+    except Exception as exc:  # one line, exit 2: an env that cannot generate, a bad file
+        env.close()
+        _fail(_first_line(exc))
+    if not tasks:  # as `assay validate` and `assay train`: a file of no tasks is refused
+        env.close()
+        _fail(f"task file {args.tasks} holds no tasks; nothing to write" if args.tasks
+              else f"env {args.env!r} made no tasks; nothing to write")
     try:
         write_parquet(verl_rows(args.env, tasks, args.split), args.out)
     except OSError as exc:  # a read-only folder, a full disk, a parent that is a file
