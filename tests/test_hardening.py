@@ -382,6 +382,18 @@ def test_a_checkpoint_carries_the_organisms_assay_json(tmp_path):
     assert model_hints(str(tmp_path / "nothing" / "checkpoints" / "last")) == {}
 
 
+def test_a_run_stopped_before_its_first_checkpoint_is_named_so(tmp_path):
+    from assay.training.policy import ModelLoadError, run_checkpoint
+
+    out = tmp_path / "run"
+    assert run(*TRAIN, "--out", str(out), "--steps", "1", "--set", "save_every=0").exit_code == 0
+    import shutil
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # as if stopped before the first
+    for name in (out, out / "checkpoints" / "last"):
+        with pytest.raises(ModelLoadError, match="has no checkpoint yet"):
+            run_checkpoint(str(name))
+
+
 def test_truncated_output_is_reported_as_such(code_env):
     task = Task("big", "", {"io": [{"stdin": "", "stdout": "x" * (2 << 20) + "\n"}]})
     (verdict,) = code_env.verify_many([(task, "print('x' * (2 << 20))")])

@@ -128,10 +128,11 @@ def test_train_backend_trl_writes_metrics(tmp_path):
     assert (last / "config.json").is_file() and (last / "model.safetensors").is_file()
     assert not (out / "trl").exists()  # no empty folder of TRL's beside it
     assert json.loads((last / "assay.json").read_text())["env"] == "countdown"
-    evaluated = subprocess.run(
-        [ASSAY, "eval", "--model", str(last), "-n", "2", "--samples", "1", "--quiet",
-         "--set", "max_new_tokens=8"], capture_output=True, text=True, timeout=600)
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    for name in (last, out):  # the run named by its folder too: its checkpoints/last
+        evaluated = subprocess.run(
+            [ASSAY, "eval", "--model", str(name), "-n", "2", "--samples", "1", "--quiet",
+             "--set", "max_new_tokens=8"], capture_output=True, text=True, timeout=600)
+        assert evaluated.returncode == 0, evaluated.stderr[-2000:]
 
 
 def test_train_backend_trl_refuses_token_stat_rewards_in_one_line(tmp_path):

@@ -49,12 +49,16 @@ def run_checkpoint(model: str) -> str | None:
     path = Path(model)
     if path.name == "last" and path.parent.name == "checkpoints" and not path.exists():
         run = path.parent.parent
-    elif (path / "checkpoints").is_dir() and not (path / "config.json").is_file():
+    elif ((path / "checkpoints").is_dir() or (path / "config.yaml").is_file()) \
+            and not (path / "config.json").is_file():  # a run's folder, not a model's
         run = path
     else:
         return None
     found = checkpoint.latest(run)
     if found is None:
+        last = run / "checkpoints" / "last"  # `--backend trl` saves the model there, whole
+        if (last / "config.json").is_file():
+            return str(last)
         raise ModelLoadError(f"run {run} has no checkpoint yet")
     return str(found)
 
