@@ -433,3 +433,16 @@ def test_a_new_comparison_refuses_a_folder_holding_other_files(tmp_path):
                                       "--steps", "1", "--out", str(out), "--quiet"])
     assert result.exit_code == 2 and "is not empty (summary.json)" in result.output, result.output
     assert (out / "summary.json").read_text() == "mine"
+
+
+def test_report_names_the_planned_runs_it_cannot_find(smoke, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out)
+    (out / "runs" / "verifier-seed0" / "config.yaml").unlink()  # no longer a run folder
+    proc = assay("report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Planned but not found (left out of this report): verifier seed 0." in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["missing"] == ["verifier seed 0"] and "verifier" not in summary["runs"]
+    assert "Planned runs not found (left out): verifier seed 0." in (out / "report.html").read_text()
+    assert json.loads((smoke / "summary.json").read_text()).get("missing") in (None, [])

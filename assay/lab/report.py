@@ -99,6 +99,17 @@ def _settings_from_runs(runs: list[Run]) -> dict[str, Any]:
     }
 
 
+def missing_runs(settings: dict[str, Any], runs: list[Any], summary: dict[str, Any]) -> list[str]:
+    """The runs `lab.json` planned (each reward, each seed) that are not among `runs`, and
+    were neither skipped nor recorded as failed: deleted, moved or never begun. The report
+    is drawn from the runs there are; these are named, not silently left out."""
+    found = {(run.label, run.seed) for run in runs}
+    return [f"{reward} seed {seed}" for reward in settings.get("rewards") or []
+            for seed in settings.get("seeds") or []
+            if (reward, seed) not in found and reward not in summary["skipped"]
+            and f"{reward}#{seed}" not in summary["failed"]]  # (a compare job's key)
+
+
 def render(folder: str | Path) -> dict[str, Any]:
     """Write summary.json, the PNGs and report.html in `folder`; returns the summary."""
     from assay.lab import plots
@@ -126,6 +137,7 @@ def render(folder: str | Path) -> dict[str, Any]:
     summary["unfinished"] = sorted(
         f"{run.label} seed {run.seed}" for run in runs if not run.finished
     )
+    summary["missing"] = missing_runs(meta.get("settings") or {}, runs, summary)  # lab.json's plan
     target = folder / "summary.json"
     try:
         # allow_nan=False: the inputs were checked, so a NaN here is a bug, not a file to write
@@ -254,6 +266,8 @@ def reading(summary: dict[str, Any]) -> list[str]:
         if by_trend.get(words):
             overview.append(f"{words[0].upper()}{words[1:]}: "
                             + ", ".join(html.escape(x) for x in by_trend[words]) + ".")
+    if summary.get("missing"):
+        lines.append(f"Planned but not found (left out of this report): {', '.join(summary['missing'])}.")
     return [" ".join(overview), *lines]
 
 
@@ -372,6 +386,9 @@ def html_page(summary: dict[str, Any], figures: dict[str, Path]) -> str:
         parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
                   for k, v in summary["failed"].items()]
         parts.append("</ul>")
+    if summary.get("missing"):
+        parts.append("<p class='note'>Planned runs not found (left out): "
+                     + html.escape(", ".join(summary["missing"])) + ".</p>")
     if summary.get("unfinished"):
         parts.append("<p class='note'>Unfinished runs (shown as far as they got): "
                      + html.escape(", ".join(summary["unfinished"])) + ".</p>")
