@@ -126,6 +126,14 @@ def test_eval_end_to_end_agrees_with_its_completions(assay, tmp_path):
     # of greedy replies; the report re-renders from the JSON alone)
     again = assay("report", str(out))
     assert again.returncode == 0, again.stderr
+    # a damaged figure is one line naming it, not a traceback or "answered 750.0%"
+    for damage, said in ((7.5, "greedy_accuracy.mean: not between 0 and 1"),
+                         ("high", "greedy_accuracy.mean: expected a number")):
+        result["greedy_accuracy"]["mean"] = damage
+        (out / "evaluate.json").write_text(json.dumps(result))
+        proc = assay("report", str(out))
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_eval_usage_errors_are_one_line(assay, tmp_path):

@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError
-from assay.lab.experiment import Section, write_report, write_result
+from assay.lab.experiment import (
+    NUMBER,
+    TEXT,
+    WHOLE,
+    Section,
+    map_of,
+    where,
+    write_report,
+    write_result,
+)
 from assay.lab.intervals import mean_with_interval
 
 COMMAND = "evaluate"
@@ -337,6 +346,14 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{result['tokens_per_second']:.0f} tokens/s sampling; load {s['load']} s, "
           f"sample {s['sample']} s, verify {s['verify']} s")
 
+
+#: a share: a figure between 0 and 1
+_SHARE = where(NUMBER, lambda value: None if 0 <= value <= 1 else "not between 0 and 1")
+_INTERVAL = {"mean": _SHARE, "low": _SHARE, "high": _SHARE}
+#: what `assay report` checks evaluate.json against before drawing it again
+RESULT_SHAPE = {"tasks": WHOLE, "samples": WHOLE, "model": TEXT, "env": TEXT,
+                "greedy_accuracy": _INTERVAL, "pass_at_k": map_of(_INTERVAL),
+                "answer_rate": _SHARE, "truncated": _SHARE}
 
 #: what `write` puts in OUT (an OUT holding anything else is refused by `assay eval`)
 FILES = frozenset({"evaluate.json", "completions.jsonl", "report.html"})
