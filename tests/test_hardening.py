@@ -805,3 +805,24 @@ def test_a_file_error_no_command_caught_is_still_one_line(monkeypatch, capfd):
         assay.cli.main()
     assert stop.value.code == 2
     assert capfd.readouterr().err.splitlines() == ["assay: error: /ro/evaluate.json: Permission denied"]
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("train_defaults", 7, "train_defaults: expected an object, got 7"),
+    ("env_options", [1], "env_options: expected an object, got [1]"),
+    ("env", 3, "env: expected text, got 3"),
+    ("train_defaults", {"learning_rate": "x"}, "train_defaults: config: option 'learning_rate' expects float"),
+])
+def test_a_damaged_assay_json_is_named_with_its_field(tmp_path, key, value, said):
+    from assay.training.checkpoint import latest
+    from assay.training.config import ConfigError
+
+    out = tmp_path / "run"
+    assert run(*TRAIN, "--out", str(out), "--steps", "1").exit_code == 0
+    meta_path = latest(out) / "assay.json"
+    meta = json.loads(meta_path.read_text())
+    meta[key] = value
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError) as err:
+        resolve(flags={"model": str(out)})
+    assert str(err.value).startswith(f"{latest(out)}/assay.json: {said}"), err.value

@@ -403,7 +403,16 @@ def model_hints(model: str, prior: dict[str, Any] | None = None) -> dict[str, An
         raise ConfigError(f"cannot read {model}/assay.json: {exc}") from None
     if not isinstance(meta, dict):
         raise ConfigError(f"{model}/assay.json: expected a JSON object")
-    return {k: meta[k] for k in ("env", "env_options", "train_defaults") if k in meta}
+    kinds = {"env": (str, "text"), "env_options": (dict, "an object"), "train_defaults": (dict, "an object")}
+    for key, (kind, words) in kinds.items():  # a hand-edited file: named, not a traceback later
+        if key in meta and not isinstance(meta[key], kind):
+            raise ConfigError(f"{model}/assay.json: {key}: expected {words}, got {meta[key]!r:.40}")
+    if "train_defaults" in meta:  # checked here, where the file can be named
+        try:
+            make_config(dict(meta["train_defaults"]))
+        except ConfigError as exc:
+            raise ConfigError(f"{model}/assay.json: train_defaults: {exc}") from None
+    return {k: meta[k] for k in kinds if k in meta}
 
 
 def dump_yaml(config: TrainConfig, path: str | Path) -> None:
