@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from assay.errors import AssayError, cut
+
 STATE_FILE = "trainer_state.pt"
+#: a checkpoint folder's name; anything else in checkpoints/ (a user's `step-000005-backup`,
+#: `step-old`) is not one: never read as a step, never pruned
+_NAME = re.compile(r"step-(\d+)")
+#: what `save` puts in `trainer_state.pt`, every key of which a resume reads
+_STATE_KEYS = ("optimizer", "scheduler", "data", "step", "rng")
+
+
+class CheckpointError(AssayError, ValueError):
+    """A checkpoint that cannot be read back; the message names its file."""
 
 
 def checkpoint_dir(out: str | Path, step: int) -> Path:
@@ -112,11 +124,11 @@ def list_checkpoints(out: str | Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [
-        p
+        (int(match.group(1)), p)
         for p in root.iterdir()
-        if p.name.startswith("step-") and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()
+        if (match := _NAME.fullmatch(p.name)) and (p / STATE_FILE).exists()
     ]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+    return [p for _, p in sorted(found)]
 
 
 def latest(out: str | Path) -> Path | None:
@@ -125,4 +137,18 @@ def latest(out: str | Path) -> Path | None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    return torch.load(path / STATE_FILE, weights_only=False)
+    """The trainer state of checkpoint `path`; a file cut short, corrupt or not written by
+    `save` is a `CheckpointError` naming it."""
+    file = path / STATE_FILE
+    try:
+        state = torch.load(file, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways (zip, pickle, EOF)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{file}: cannot be read ({cut(why)}); it is damaged") from None
+    missing = [key for key in _STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(f"{file}: not a trainer state (no {', '.join(missing)})")
+    step = state["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{file}: its step {step!r} is not a step number")
+    return state

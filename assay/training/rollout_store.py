@@ -26,6 +26,7 @@ import gzip
 import json
 import math
 import os
+import re
 import stat
 import zlib
 from collections.abc import Iterator, Sequence
@@ -106,35 +107,59 @@ class RolloutStore:
             handle.write(gzip.compress(data, compresslevel=6))
 
     def truncate_after(self, step: int) -> None:
-        """Drop the rows of steps after `step` (a resumed run runs them again).
+        """Drop the rows of steps after `step` (a resumed run runs them again)."""
+        if self.path.exists():
+            self.replace(self.kept_through(step))
+
+    def kept_through(self, step: int) -> bytes:
+        """The file's bytes holding the rows of steps up to `step`: what a resume from a
+        checkpoint at `step` keeps. Nothing is written.
 
         Steps are stored in order, so reading stops at the first member holding a later
-        step: a corrupt member past it is dropped with the steps that run again. A corrupt
-        member before it raises `RolloutStoreError` and leaves the file as it was, since
-        rewriting it would lose the completed steps stored after the damage.
+        step: a corrupt member past it is dropped with the steps that run again. A last
+        member cut short by a kill is dropped only when it holds a later step (its first
+        line, or the steps before it, say so). Any other damage raises `RolloutStoreError`,
+        since rewriting the file would lose the completed steps stored in or after it.
         """
-        if not self.path.exists():
-            return
         kept = bytearray()
-        if step >= 1:  # steps start at 1: resuming from step 0 keeps nothing
-            try:
-                for member in _members(self.path):
-                    if all(_step_of(row) <= step for _, row in member.rows):
-                        kept += member.raw  # the member as it was written
-                        continue
-                    keep = [row for _, row in member.rows if _step_of(row) <= step]
-                    if keep:
-                        data = "".join(json.dumps(row) + "\n" for row in keep).encode("utf-8")
-                        kept += gzip.compress(data, compresslevel=6)
+        if step < 1 or not self.path.exists():  # steps start at 1: step 0 keeps nothing
+            return bytes(kept)
+        last = None  # the last step read
+        try:
+            for member in _members(self.path):
+                cut = member.cut
+                if cut is not None:  # the last member, cut short
+                    if cut.step is not None:
+                        later = cut.step > step
+                    else:  # one member per step, in order: it holds a step after `last`
+                        later = last is not None and last >= step
+                    if not later:
+                        raise RolloutStoreError(
+                            f"{self.path}: gzip member {cut.number} (byte {cut.offset}) is cut "
+                            f"short, and it may hold step {step} or one before it"
+                        )
                     break
-            except RolloutStoreError as exc:
-                raise RolloutStoreError(
-                    f"cannot resume: {exc}; the file is left as it was (move it away to resume "
-                    "without the stored rollouts)"
-                ) from None
+                if all(_step_of(row) <= step for _, row in member.rows):
+                    kept += member.raw  # the member as it was written
+                    last = max((_step_of(row) for _, row in member.rows), default=last)
+                    continue
+                keep = [row for _, row in member.rows if _step_of(row) <= step]
+                if keep:
+                    data = "".join(json.dumps(row) + "\n" for row in keep).encode("utf-8")
+                    kept += gzip.compress(data, compresslevel=6)
+                break
+        except RolloutStoreError as exc:
+            raise RolloutStoreError(
+                f"cannot resume: {exc}; the file is left as it was (move it away to resume "
+                "without the stored rollouts)"
+            ) from None
+        return bytes(kept)
+
+    def replace(self, data: bytes) -> None:
+        """Make `data` the file: all or nothing, a kill leaves the old file."""
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(bytes(kept))
-        os.replace(tmp, self.path)  # all or nothing: a kill here leaves the old file
+        tmp.write_bytes(data)
+        os.replace(tmp, self.path)
 
 
 def read_rollouts(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -155,15 +180,30 @@ def numbered_rollouts(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[
 
 
 @dataclass
+class _Cut:
+    """A last member cut short (a run killed mid-write)."""
+
+    number: int  #: the member's number, from 1
+    offset: int  #: its first byte
+    step: int | None  #: the step of its first line, when enough of it survives to say
+
+
+@dataclass
 class _Member:
     raw: bytes  #: the member's compressed bytes, as written
     rows: list[tuple[int, dict[str, Any]]]  #: (line number, row)
+    cut: _Cut | None = None  #: set on a last member cut short, which has no rows
+
+
+#: how a stored line begins (`completion_rows` puts the step first), up to the step's end
+_STEP_PREFIX = re.compile(rb'\{"step": (\d+)[,}]')
 
 
 def _members(path: Path) -> Iterator[_Member]:
     """The file's gzip members, read in chunks of `CHUNK` bytes, each decompressed to at
     most `MAX_MEMBER_BYTES` and parsed. A member cut short at the end of the file (a run
-    killed mid-write) ends the file; any other damage is a `RolloutStoreError`."""
+    killed mid-write) ends the file, as a last `_Member` with no rows and `cut` set; any
+    other damage is a `RolloutStoreError`."""
     number, offset, lineno, last_step = 0, 0, 0, None
 
     def error(reason: str) -> RolloutStoreError:
@@ -194,7 +234,11 @@ def _members(path: Path) -> Iterator[_Member]:
             if not decomp.eof:
                 if raw.find(_MAGIC, 1) >= 0:  # it runs into the next member: not a kill
                     raise error("it does not end where the next member starts")
-                return  # the end of the file, or a last member cut by a kill
+                if raw:  # a last member cut by a kill: a resume must know which step it held
+                    found = _STEP_PREFIX.match(bytes(data))
+                    step = int(found.group(1)) if found else None
+                    yield _Member(bytes(raw), [], _Cut(number, offset, step))
+                return  # the end of the file
             rows = []
             pieces = bytes(data).split(b"\n")
             if pieces[-1] == b"":

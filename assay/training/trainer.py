@@ -54,8 +54,8 @@ from assay.training.policy import (
     uses_chat_template,
 )
 from assay.training.rollout import Generation, HFEngine, make_engine
-from assay.training.rollout_store import RolloutStore, completion_rows
-from assay.training.tracking import MetricsLog, read_metrics
+from assay.training.rollout_store import FILENAME, RolloutStore, completion_rows
+from assay.training.tracking import MetricsLog, kept_through
 from assay.verifiers import STATUSES
 
 
@@ -114,6 +114,14 @@ class Trainer:
             raise TrainError(
                 f"{self.out} already holds a run; pass --resume or choose another --out"
             )
+        # A fresh run appends to the rollouts and events it finds: ones left by another
+        # run (no run of this folder to resume with them) are refused, never adopted.
+        foreign = [name for name in APPENDED if _present(self.out / name)]
+        if not resume and foreign:
+            raise TrainError(
+                f"{self.out} already holds {' and '.join(foreign)} of another run; move "
+                "them away or choose another --out"
+            )
         saved = self.out / "config.yaml"
         changes = resume_changes(read_yaml(str(saved)), cfg) if resume and saved.exists() else []
         if changes:  # never half-applied: refuse, naming what differs
@@ -125,8 +133,24 @@ class Trainer:
         if cfg.device == "cuda" and not torch.cuda.is_available():
             why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
             raise TrainError(f"device=cuda, but CUDA is not available ({why}); use device=cpu or auto")
-        self.model_path = resolve_model_path(cfg.model, cfg.prior, quiet=quiet)
+        # A resume reads and checks all it needs (the checkpoint's state, the metrics and
+        # rollouts it keeps) before anything in the folder is written or cut: a refused
+        # resume leaves the run as it was.
         found = checkpoint.latest(self.out) if resume else None
+        state = checkpoint.load_state(found) if found is not None else None
+        done = 0 if state is None else state["step"]
+        if cfg.steps < done:  # before config.yaml is rewritten to claim it
+            raise TrainError(
+                f"--resume: {self.out} has done {done} steps already, more than "
+                f"steps={cfg.steps}; give --steps {done} or more"
+            )
+        self.rollouts = RolloutStore(self.out, cfg.save_rollouts)
+        metrics_path = self.out / "metrics.jsonl"
+        if resume:  # what is kept of each (steps 1..done), read before either is cut
+            kept_rollouts = self.rollouts.kept_through(done)
+            kept_rows, kept_metrics = kept_through(metrics_path, done)
+
+        self.model_path = resolve_model_path(cfg.model, cfg.prior, quiet=quiet)
         self.model, self.tokenizer = load_policy(
             str(found or self.model_path), device=str(self.device), dtype=cfg.dtype
         )
@@ -157,33 +181,37 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
         self.data = TaskStream(self.train_tasks, cfg.seed)
-        self.log = MetricsLog(
-            self.out,
-            tensorboard=cfg.tensorboard,
-            wandb=cfg.wandb,
-            wandb_project=cfg.wandb_project,
-            config=cfg.to_dict(),
-        )
-        self.rollouts = RolloutStore(self.out, cfg.save_rollouts)
         self.step_count = 0
         self.detector = CollapseDetector(
             cfg.collapse_signal, cfg.collapse_threshold, window=collapse_rules.window(cfg.steps)
         )
         self.notes: list[str] = []  # what the command line tells the user before training
         self._verify_time, self._verified = 0.0, 0  # the latest step's verification (make_groups)
-        if found is not None:
-            self._restore(found)
-            if cfg.steps < self.step_count:  # before config.yaml is rewritten to claim it
-                raise TrainError(
-                    f"--resume: {self.out} has done {self.step_count} steps already, more than "
-                    f"steps={cfg.steps}; give --steps {self.step_count} or more"
-                )
+        if state is not None:
+            self._restore(found, state, kept_rows)
         elif resume:  # a run stopped before its first checkpoint: start it over
-            self.log.truncate_after(0)
-            self.rollouts.truncate_after(0)
             self.notes.append(f"{self.out} has no checkpoint yet: --resume starts it from step 0")
+
+        # Everything is checked: from here on the folder is written. config.yaml comes
+        # before the metrics, rollouts and events, so that a folder holding any of this
+        # run's holds a run to resume (`holds_a_run`).
+        self.log = MetricsLog(
+            self.out,
+            tensorboard=cfg.tensorboard,
+            wandb=cfg.wandb,
+            wandb_project=cfg.wandb_project,
+            config=cfg.to_dict(),
+            resumed_at=done if resume else None,
+        )
         self.out.mkdir(parents=True, exist_ok=True)
         dump_yaml(cfg, self.out / "config.yaml")
+        if resume:  # cut back to the checkpoint's step: the steps after it run again
+            if self.rollouts.path.exists():
+                self.rollouts.replace(kept_rollouts)
+            if metrics_path.exists():
+                self.log.replace(kept_metrics)
+        if state is not None:  # again, after everything that might draw random numbers
+            checkpoint.set_rng_state(state["rng"])
 
     # -- the GRPO step -----------------------------------------------------------------
 
@@ -668,18 +696,28 @@ class Trainer:
             metadata=organism.read_metadata(self.model_path),
         )
 
-    def _restore(self, path: Path) -> None:
-        state = checkpoint.load_state(path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.data.load_state(state["data"])
+    def _restore(self, path: Path, state: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        """Continue from checkpoint `path` (its `state` read by `checkpoint.load_state`),
+        with `rows`, the metrics of its steps, as the collapse detector's history."""
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.data.load_state(state["data"])
+            checkpoint.set_rng_state(state["rng"])  # set here to be checked before any write
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # not what save() wrote
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TrainError(
+                f"{path / checkpoint.STATE_FILE}: cannot be restored ({why[:200]})"
+            ) from None
         self.step_count = state["step"]
-        checkpoint.set_rng_state(state["rng"])
-        # rollouts first: a store it cannot read refuses the resume before anything is cut
-        self.rollouts.truncate_after(self.step_count)
-        self.log.truncate_after(self.step_count)
-        for row in read_metrics(self.out) if (self.out / "metrics.jsonl").exists() else []:
-            self.detector.update(row["step"], row)  # the detector resumes with its history
+        for row in rows:  # the detector resumes with its history
+            try:
+                self.detector.update(row["step"], row)
+            except TypeError:  # a figure that is not a number, e.g. "reward_accuracy": "x"
+                raise TrainError(
+                    f"{self.out / 'metrics.jsonl'}: step {row['step']} holds a "
+                    f"{self.detector.signal} that is not a number; cannot resume"
+                ) from None
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -727,10 +765,19 @@ def training_tasks(env: Any, path: str | None, size: int, seed: int) -> list[Tas
         ) from None
 
 
+#: what makes a folder hold a run, one to --resume (a 0-step run writes its config and summary)
+RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints")
+#: what a run appends to, written only after its metrics.jsonl: alone, they are another run's
+APPENDED = (FILENAME, "tensorboard")
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()  # a dangling link is there too
+
+
 def holds_a_run(out: Path) -> bool:
-    """Whether `out` holds anything a run writes (a 0-step run writes its config and summary)."""
-    names = ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints")
-    return any((out / name).exists() for name in names)
+    """Whether `out` holds a run (`RUN_FILES`): `--resume` needs one, a fresh run refuses it."""
+    return any(_present(out / name) for name in RUN_FILES)
 
 
 def _grad_norm(model, max_norm: float) -> float:
