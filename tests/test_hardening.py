@@ -826,3 +826,20 @@ def test_a_damaged_assay_json_is_named_with_its_field(tmp_path, key, value, said
     with pytest.raises(ConfigError) as err:
         resolve(flags={"model": str(out)})
     assert str(err.value).startswith(f"{latest(out)}/assay.json: {said}"), err.value
+
+
+def test_a_task_file_of_default_prompts_is_named_when_the_run_writes_others(tmp_path):
+    """`assay sample countdown` stores the prompt countdown writes by default; the organism
+    reads the compact one, and would train on prompts it cannot read without a word."""
+    sampled = run("sample", "countdown", "-n", "8")
+    assert sampled.exit_code == 0
+    stored = tmp_path / "stored.jsonl"
+    stored.write_text(sampled.stdout)
+    trained = run(*TRAIN, "--set", f"train_file={stored}", "--out", str(tmp_path / "a"), "--steps", "1")
+    assert trained.exit_code == 0, trained.output
+    assert f"{stored}: 8 of 8 tasks carry the prompt countdown writes with its default options" in trained.stderr
+    bare = tmp_path / "bare.jsonl"  # without `prompt`: written for the run, nothing to say
+    bare.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "prompt"}) + "\n"
+                            for line in sampled.stdout.splitlines()))
+    trained = run(*TRAIN, "--set", f"train_file={bare}", "--out", str(tmp_path / "b"), "--steps", "1")
+    assert trained.exit_code == 0 and "carry the prompt" not in trained.stderr, trained.stderr

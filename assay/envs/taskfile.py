@@ -135,3 +135,27 @@ def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
         raise TaskFileError(path, [text for _, text in problems], tasks,
                             lines=len({lineno for lineno, _ in problems}))
     return tasks
+
+
+def stale_prompts(env: Environment, tasks: list[Task]) -> int:
+    """How many of `tasks` carry the prompt `env` writes with its default options where
+    its options now write another: a file made by `assay sample` or the veRL exporter
+    with the defaults, read by a run that asks for another prompt style (the organism's
+    compact one). Such prompts are kept as they are, as every task's own prompt is;
+    this only counts them, so that the run can say so. A prompt of the task's own, or
+    one the options would write the same, is not counted."""
+    try:
+        plain = type(env)()  # the defaults (an env that needs options has no such file)
+    except Exception:  # noqa: BLE001 - rg:composite needs its datasets, for one
+        return 0
+    try:
+        stale = 0
+        for task in tasks:
+            try:
+                now, default = env.render_prompt(task), plain.render_prompt(task)
+            except Exception:  # noqa: BLE001 - a prompt it cannot write: the task's own
+                continue
+            stale += task.prompt == default != now
+        return stale
+    finally:
+        plain.close()

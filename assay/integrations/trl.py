@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -257,7 +258,7 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
     from assay.training.checkpoint import write_json
     from assay.training.config import dump_yaml
     from assay.training.policy import load_policy, resolve_model_path
-    from assay.training.trainer import training_tasks
+    from assay.training.trainer import prompt_note, training_tasks
 
     trl = require_trl()
     # transformers' deprecation notices about settings TRL passes, not about the user's
@@ -271,6 +272,8 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
     reward = get_reward(cfg.reward)
     check_reward(reward)
     tasks = training_tasks(env, cfg.train_file, cfg.train_size, cfg.seed)  # as assay train
+    if note := prompt_note(env, tasks, cfg.train_file):
+        print(f"assay: {note}", file=sys.stderr)
     # loaded on the CPU; TRL (accelerate) moves it where GRPOConfig says
     model_path = resolve_model_path(cfg.model, cfg.prior, quiet=quiet)
     model, tokenizer = load_policy(model_path)

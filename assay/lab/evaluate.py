@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
@@ -117,7 +118,7 @@ def evaluate(
         uses_chat_template,
     )
     from assay.training.rollout import HFEngine
-    from assay.training.trainer import training_tasks
+    from assay.training.trainer import prompt_note, training_tasks
 
     if n < 1 or samples < 1 or batch_size < 1:
         raise EvalError("assay eval: -n, --samples and --batch-size must be at least 1")
@@ -128,6 +129,8 @@ def evaluate(
     require_single_turn(environment, "assay eval")
     try:
         tasks = training_tasks(environment, tasks_file, n, 7_919 + seed)[:n]
+        if note := prompt_note(environment, tasks, tasks_file):
+            print(f"assay: {note}", file=sys.stderr)
         environment.start_workers()  # forked before the model loads: they hold none of it
         start = time.perf_counter()
         path = resolve_model_path(config.model, config.prior, quiet=quiet)

@@ -23,6 +23,7 @@ import torch
 from assay import organism
 from assay.envs import Task, TaskFileError, get_env
 from assay.envs.episode import Episode, discounted, max_turns
+from assay.envs.taskfile import stale_prompts
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.rewards.base import PENDING
@@ -85,6 +86,10 @@ class Trainer:
         # Tasks before the model, so that a bad task file fails at once, not after a model load.
         self.train_tasks = training_tasks(self.env, cfg.train_file, cfg.train_size, cfg.seed)
         self.val_tasks = training_tasks(self.env, cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
+        self.notes: list[str] = []  # what the command line tells the user before training
+        for path, tasks in ((cfg.train_file, self.train_tasks), (cfg.val_file, self.val_tasks)):
+            if note := prompt_note(self.env, tasks, path):
+                self.notes.append(note)
 
         # One writer per run folder: a second command writing here is refused in one line
         # (folder_lock.py), and the lock is given back when train() ends or setup fails.
@@ -185,7 +190,6 @@ class Trainer:
         self.detector = CollapseDetector(
             cfg.collapse_signal, cfg.collapse_threshold, window=collapse_rules.window(cfg.steps)
         )
-        self.notes: list[str] = []  # what the command line tells the user before training
         self._verify_time, self._verified = 0.0, 0  # the latest step's verification (make_groups)
         if state is not None:
             self._restore(found, state, kept_rows)
@@ -763,6 +767,19 @@ def training_tasks(env: Any, path: str | None, size: int, seed: int) -> list[Tas
         raise TrainError(
             f"env {env.name!r} does not generate tasks; pass train_file and val_file"
         ) from None
+
+
+def prompt_note(env: Any, tasks: list[Task], path: str | None) -> str | None:
+    """What to tell the user when a task file's stored prompts are those the env writes
+    with its defaults, not with this run's options (`stale_prompts`): the model reads them
+    as they are, and the organism, for one, cannot read the long ones."""
+    stale = stale_prompts(env, tasks) if path else 0
+    if not stale:
+        return None
+    return (f"{path}: {stale} of {len(tasks)} tasks carry the prompt "
+            f"{env.name} writes with its default options, not the one these options write; "
+            "they are used as they are (remove the `prompt` field from the file to have "
+            "them written for this run)")
 
 
 #: what makes a folder hold a run, one to --resume (a 0-step run writes its config and summary)
