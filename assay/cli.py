@@ -347,7 +347,8 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
         if resume:
             saved = Path(out or "runs/assay") / "config.yaml"
             base = read_yaml(str(saved)) if saved.exists() else None
-        config = resolve(file=config_file, sets=sets, flags=flags, base=base)
+        config = resolve(file=config_file, sets=sets, flags=flags, base=base,
+                         base_file=str(Path(out or "runs/assay") / "config.yaml"))
         from assay.rewards import get_reward
 
         get_reward(config.reward)  # an unknown reward fails before any model is loaded

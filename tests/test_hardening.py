@@ -843,3 +843,12 @@ def test_a_task_file_of_default_prompts_is_named_when_the_run_writes_others(tmp_
                             for line in sampled.stdout.splitlines()))
     trained = run(*TRAIN, "--set", f"train_file={bare}", "--out", str(tmp_path / "b"), "--steps", "1")
     assert trained.exit_code == 0 and "carry the prompt" not in trained.stderr, trained.stderr
+
+
+def test_a_damaged_value_in_a_runs_config_yaml_names_the_file(tmp_path):
+    out = tmp_path / "run"
+    assert run(*TRAIN, "--out", str(out), "--steps", "1").exit_code == 0
+    saved = out / "config.yaml"
+    saved.write_text(saved.read_text().replace("learning_rate: ", "learning_rate: fast #", 1))
+    said = one_line_exit_2(run(*TRAIN, "--out", str(out), "--steps", "2", "--resume"))
+    assert said == f"assay: error: {saved}: option 'learning_rate' expects float, got 'fast'", said

@@ -347,11 +347,13 @@ def resolve(
     sets: dict[str, str] | None = None,
     flags: dict[str, Any] | None = None,
     base: dict[str, Any] | None = None,
+    base_file: str = "saved config",
 ) -> TrainConfig:
-    """Resolve a config: defaults < model hints < `base` (a resumed run) < file < sets < flags."""
+    """Resolve a config: defaults < model hints < `base` (a resumed run's, read from
+    `base_file`, which its errors name) < file < sets < flags."""
     values: dict[str, Any] = {}
     if base:
-        values = merge_values(values, base, where="saved config")
+        values = merge_values(values, base, where=base_file)
     if file:
         values = merge_values(values, read_yaml(file), where=file)
     values = merge_values(values, sets or {}, where="--set")
