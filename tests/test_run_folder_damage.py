@@ -223,3 +223,14 @@ def test_tensorboard_shows_each_step_once_after_a_resume(killed, tmp_path):
     rows = read_metrics(out)
     assert [step for step, _ in loss] == [1, 2, 3, 4, 5, 6]
     assert [value for _, value in loss] == pytest.approx([r["loss"] for r in rows], rel=1e-5)
+
+
+def test_a_file_that_cannot_be_replaced_is_named_and_leaves_no_temporary_file(tmp_path):
+    from assay.files import replace_file
+
+    target = tmp_path / "metrics.jsonl"
+    target.mkdir()  # a folder where the file goes: os.replace fails, as on an immutable file
+    with pytest.raises(OSError) as err:
+        replace_file(target, b"x\n")
+    assert err.value.filename == str(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]

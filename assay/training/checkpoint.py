@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from assay.errors import AssayError, cut
+from assay.files import replace_file
 
 STATE_FILE = "trainer_state.pt"
 #: a checkpoint folder's name; anything else in checkpoints/ (a user's `step-000005-backup`,
@@ -109,13 +110,7 @@ def write_model(
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON through a temporary file renamed into place: a kill leaves the old file whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    try:
-        os.replace(tmp, path)
-    except OSError:  # `path` a folder, say: no stray temporary file left beside it
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_file(path, (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
 
 
 def list_checkpoints(out: str | Path) -> list[Path]:

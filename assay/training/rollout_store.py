@@ -39,6 +39,7 @@ import numpy as np
 
 from assay.envs.jsonl import parse_line
 from assay.errors import AssayError
+from assay.files import replace_file
 from assay.rewards import RolloutGroup
 
 FILENAME = "rollouts.jsonl.gz"
@@ -157,9 +158,7 @@ class RolloutStore:
 
     def replace(self, data: bytes) -> None:
         """Make `data` the file: all or nothing, a kill leaves the old file."""
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, self.path)
+        replace_file(self.path, data)
 
 
 def read_rollouts(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

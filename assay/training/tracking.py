@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError
+from assay.files import replace_file
 
 
 class TrackerError(AssayError, RuntimeError):
@@ -149,9 +150,7 @@ class MetricsLog:
     def replace(self, text: str) -> None:
         """Make `text` the file, through a temporary file renamed into place: a kill
         leaves the old file whole, never half of it."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.path)
+        replace_file(self.path, text.encode("utf-8"))
 
     def write(self, metrics: dict[str, Any]) -> None:
         row = {k: _clean(v) for k, v in metrics.items()}
