@@ -255,3 +255,47 @@ def test_a_multi_turn_rollout_is_rewarded_on_its_last_reply():
                                  "<answer>2+3</answer> ... <answer>2*3</answer>"],
                   assay_final_reply=["<answer>2*3</answer>", "<answer>2+3</answer>"])
     assert out == [0.0, 1.0]
+
+
+def test_a_reward_gets_the_token_ids_trl_passes_and_never_empty_statistics(tmp_path):
+    import numpy as np
+
+    from assay.rewards import register_reward
+    from assay.rewards import registry as reward_registry
+    from assay.rewards.base import RewardError
+
+    env = get_env("countdown")
+    a = env.make_task({"numbers": [2, 3], "target": 5})
+    before = dict(reward_registry._registered)
+    try:
+        @register_reward("trl_test_short", kind="intrinsic")
+        def short(group):  # training.md's example: shorter is better
+            return [1.0 / (1 + len(c.token_ids)) for c in group.completions]
+
+        @register_reward("trl_test_nll", kind="intrinsic")
+        def nll(group):  # reads the statistics without saying so (`needs`)
+            return [float(np.sum(c.logprobs)) for c in group.completions]
+
+        texts = ["<answer>2+3</answer>", "x"]
+        out = reward_funcs(env, "trl_test_short", num_generations=2)(
+            prompts=[a.prompt] * 2, completions=texts, completion_ids=[[7, 7, 7], [7]],
+            **{TASK_COLUMN: [json.dumps(a.to_dict())] * 2})
+        assert out == [0.25, 0.5]
+        with pytest.raises(RewardError, match="read the per-token statistics"):  # not [0.0, 0.0]
+            reward_funcs(env, "trl_test_nll", num_generations=2)(
+                prompts=[a.prompt] * 2, completions=texts, completion_ids=[[1], [2]],
+                **{TASK_COLUMN: [json.dumps(a.to_dict())] * 2})
+    finally:
+        reward_registry._registered.clear()
+        reward_registry._registered.update(before)
+
+
+@pytest.mark.parametrize("column, said", [
+    (['{"numbers": [1, 2]}'] * 2, "column 'assay_task', row 0: not a task of env 'countdown': target"),
+    (["{not json"] * 2, "column 'assay_task', row 0: not a task's JSON"),
+])
+def test_a_row_that_is_not_a_task_is_one_line_naming_it(column, said):
+    func = reward_funcs(get_env("countdown"), "verifier", num_generations=2)
+    with pytest.raises(TRLError) as err:
+        func(prompts=["p", "p"], completions=["a", "b"], completion_ids=[[1], [2]], **{TASK_COLUMN: column})
+    assert str(err.value).startswith(said), err.value

@@ -38,12 +38,14 @@ from assay.envs.episode import max_turns
 from assay.errors import AssayError
 from assay.integrations.trl_episodes import FINAL_REPLY, episode_rollout, message_text
 from assay.rewards import get_reward
-from assay.rewards.base import Completion, Reward, RolloutGroup
+from assay.rewards.base import PENDING, Completion, Reward, RolloutGroup
 from assay.verifiers import STATUSES
 
 TASK_COLUMN = "assay_task"
-#: a completion's per-token statistics: TRL gives reward functions none
-_NO_STATS: tuple[Any, Any, Any] = ((), (), ())
+#: a completion's per-token statistics: TRL gives reward functions none, so a reward that
+#: reads them without saying so (`needs`: those are refused by `check_reward`) fails
+#: loudly (`PendingStats`) rather than reading empty arrays as zeros
+_NO_STATS: tuple[Any, Any, Any] = (PENDING, PENDING, PENDING)
 
 
 class TRLError(AssayError, ValueError):
@@ -92,6 +94,29 @@ def _groups(keys: list[str]) -> list[range]:
     return runs
 
 
+def _task_fields(env: Environment, columns: dict[str, Any], rows: int) -> list[dict[str, Any]]:
+    """Each row's task fields: the `assay_task` column's JSON, or the env's fields as
+    columns of their own; a row that is not a task of `env` is a `TRLError` naming it."""
+    from assay.envs.taskfile import validate_fields
+
+    if TASK_COLUMN in columns:
+        fields = []
+        for i, text in enumerate(columns[TASK_COLUMN]):
+            try:
+                fields.append(json.loads(text))
+            except (TypeError, ValueError) as exc:
+                raise TRLError(f"column {TASK_COLUMN!r}, row {i}: not a task's JSON ({exc})") from None
+    else:  # the env's task fields as columns of their own
+        names = [k for k in columns if k in env.task_schema.get("properties", {})]
+        fields = [{k: columns[k][i] for k in names} for i in range(rows)]
+    for i, row in enumerate(fields):
+        problems = validate_fields(env, row)
+        if problems:
+            where = f"column {TASK_COLUMN!r}" if TASK_COLUMN in columns else "the task columns"
+            raise TRLError(f"{where}, row {i}: not a task of env {env.name!r}: {problems[0]}")
+    return fields
+
+
 def reward_funcs(
     env: Environment, reward: str | Reward, *, num_generations: int | None = None
 ) -> Callable[..., list[float | None]]:
@@ -109,13 +134,14 @@ def reward_funcs(
 
     def assay_reward(prompts: list[Any], completions: list[Any], completion_ids: Any = None,
                      **columns: Any) -> list[float | None]:
-        if TASK_COLUMN in columns:
-            fields = [json.loads(text) for text in columns[TASK_COLUMN]]
-        else:  # the env's task fields as columns of their own
-            names = [k for k in columns if k in env.task_schema.get("properties", {})]
-            fields = [{k: columns[k][i] for k in names} for i in range(len(prompts))]
+        fields = _task_fields(env, columns, len(prompts))
         texts = [str(t) for t in columns[FINAL_REPLY]] if FINAL_REPLY in columns else \
             [message_text(c) for c in completions]
+        if len(texts) != len(fields):
+            raise TRLError(f"reward {reward.name!r}: {len(texts)} completions for {len(fields)} prompts")
+        ids = list(completion_ids) if completion_ids is not None else [[] for _ in texts]
+        if len(ids) != len(texts):
+            raise TRLError(f"reward {reward.name!r}: {len(ids)} completion_ids for {len(texts)} completions")
         runs = _groups([json.dumps(f, sort_keys=True) for f in fields])
         if groupwise and num_generations:
             for run in runs:
@@ -133,7 +159,8 @@ def reward_funcs(
         out: list[float | None] = [None] * len(texts)
         for task, run in zip(tasks, runs, strict=True):
             group = RolloutGroup(task=task, prompt=task.prompt, env=env,
-                                 completions=[Completion(texts[i], [], *_NO_STATS) for i in run],
+                                 completions=[Completion(texts[i], [int(t) for t in ids[i]], *_NO_STATS)
+                                              for i in run],
                                  verdicts=[verdicts[i] for i in run])
             for i, value, verdict in zip(run, reward(group), group.verdicts, strict=True):
                 out[i] = None if verdict.status == "error" else value
