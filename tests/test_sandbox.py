@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import os
 import signal
 import struct
@@ -253,3 +254,35 @@ def test_warm_programs_that_cannot_travel_are_refused_at_once():
         Sandbox(workers=1, programs=[b"print(1)"])
     with pytest.raises(ValueError, match="programs must total under 983,040 bytes as JSON, got 1,000,00"):
         Sandbox(workers=1, programs=["#" * 1_000_000])
+
+
+@pytest.mark.parametrize("option, error, said", [
+    ({"output_bytes": -1}, ValueError, "output_bytes must be at least 1, got -1"),
+    ({"output_bytes": 1.5}, TypeError, "output_bytes must be a whole number, got 1.5"),
+    ({"processes": "x"}, TypeError, "processes must be a whole number"),
+    ({"work_mb": 0}, ValueError, "work_mb must be at least 1, got 0"),
+    ({"stack": True}, TypeError, "stack must be a whole number, got True"),
+    ({"limits": {"output_bytes": 5}}, TypeError, "limits must be a Limits, got dict"),
+    ({"workers": 0}, ValueError, "workers must be a whole number of at least 1, got 0"),
+    ({"workers": "2"}, ValueError, "workers must be a whole number of at least 1, got '2'"),
+])
+def test_bad_limits_and_workers_are_named_before_any_sandbox_starts(option, error, said):
+    """Before, each failed inside the fork server or bubblewrap, or dropped every byte of
+    output (output_bytes=-1) with status ok."""
+    from assay.sandbox import Sandbox
+
+    with pytest.raises(error, match=re.escape(said)):
+        Sandbox(**({"workers": 1} | option))
+
+
+@pytest.mark.parametrize("files, said", [
+    ({"a": "1", "./a": "2"}, "files 'a' and './a' are the same file"),
+    ({"a": "1", "a/b": "2"}, "files 'a' and 'a/b' need one name to be a file and a folder"),
+    ({"d/x": "1", "d": "2"}, "files 'd/x' and 'd' need one name to be a file and a folder"),
+])
+def test_file_names_that_clash_are_the_callers_mistake(files, said):
+    """Before, `a` and `./a` kept the last in silence, and `a` beside `a/b` failed the run's
+    set-up, reported as the program's own error."""
+    with pytest.raises(ValueError, match=re.escape(said)):
+        RunRequest.build("print(1)", files=files)
+    assert RunRequest.build("print(1)", files={"d/x": "1", "d/y": "2", "dx": "3"}).files

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from assay.errors import AssayError
@@ -75,6 +75,16 @@ class Limits:
     tmp_mb: int = 64  #: size of the private /tmp tmpfs
     shm_mb: int = 16  #: size of the private /dev/shm tmpfs
 
+    def __post_init__(self) -> None:
+        # checked here, where the field can be named: a bad one otherwise fails inside the
+        # fork server or bubblewrap, or drops every byte of output (output_bytes=-1)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"sandbox limit {f.name} must be a whole number, got {value!r:.40}")
+            if value < 1:
+                raise ValueError(f"sandbox limit {f.name} must be at least 1, got {value}")
+
     def to_wire(self) -> dict[str, int]:
         return {
             "output": self.output_bytes,
@@ -117,9 +127,15 @@ class RunRequest:
             raise ValueError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout!r}")
         if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb < 32:
             raise ValueError(f"memory_mb must be an int of at least 32, got {memory_mb!r}")
-        blobs = []
+        if files is not None and not isinstance(files, Mapping):
+            raise TypeError(f"files must be a dict of name -> content, got {type(files).__name__}")
+        blobs: list[tuple[str, bytes]] = []
+        given: dict[str, str] = {}  # normalised name -> the name as given
         for name, content in (files or {}).items():
-            blobs.append((_check_file_name(name), _as_bytes(content, f"files[{name!r}]")))
+            normal = _check_file_name(name)
+            _check_no_clash(normal, name, given)
+            given[normal] = name
+            blobs.append((normal, _as_bytes(content, f"files[{name!r}]")))
         return cls(
             code=code.encode("utf-8", errors="surrogateescape"),
             stdin=_as_bytes(stdin, "stdin"),
@@ -167,6 +183,20 @@ def _check_file_name(name: object) -> str:
     if normal.startswith(("/", "..")) or normal == ".":
         raise ValueError(f"file name {name!r} must be a relative path inside the work directory")
     return normal
+
+
+def _check_no_clash(normal: str, name: str, given: dict[str, str]) -> None:
+    """Two names for one file (`a` and `./a`: the last would win in silence), or a file
+    where another needs a folder (`a` and `a/b`: the run's set-up would fail, and the
+    program be blamed), are the caller's mistake: a `ValueError` naming both."""
+    for other, as_given in given.items():
+        if other == normal:
+            clash = "are the same file"
+        elif other.startswith(normal + "/") or normal.startswith(other + "/"):
+            clash = "need one name to be a file and a folder"
+        else:
+            continue
+        raise ValueError(f"files {as_given!r} and {name!r} {clash}")
 
 
 def execution_from_reply(

@@ -79,6 +79,11 @@ class Sandbox:
     ) -> None:
         programs = _checked_programs(programs)
         limits = backend_options.pop("limits", None) or Limits()
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a Limits, got {type(limits).__name__} "
+                            "(or give each limit as its own keyword, e.g. output_bytes=...)")
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+            raise ValueError(f"workers must be a whole number of at least 1, got {workers!r:.40}")
         overrides = {k: backend_options.pop(k) for k in list(backend_options) if k in _LIMIT_NAMES}
         self.limits = dataclasses.replace(limits, **overrides)
         self.backend_name = backend
