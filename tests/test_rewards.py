@@ -355,3 +355,30 @@ def test_pending_statistics_refuse_every_read_and_answer_python_s_own_probes():
         with pytest.raises(RewardError, match="without declaring needs"):
             read()
     assert not hasattr(PENDING, "__array_interface__") and repr(PENDING) == "PENDING"
+
+
+def test_a_function_reward_returning_no_list_is_named():
+    from assay.rewards import register_reward
+    from assay.rewards import registry as reward_registry
+
+    before = dict(reward_registry._registered)
+    try:
+        @register_reward("returns_none", kind="external")
+        def returns_none(group):
+            return None
+
+        with pytest.raises(RewardError, match="reward 'returns_none' returned NoneType"):
+            get_reward("returns_none")(group(TEXTS))
+    finally:
+        reward_registry._registered.clear()
+        reward_registry._registered.update(before)
+
+
+def test_a_weighted_sum_keeps_each_parts_own_parts():
+    from assay.rewards.registry import score_group
+
+    alone = score_group(get_reward("incorrect_label"), group(TEXTS))[1]
+    summed = score_group(get_reward("0.5*verifier + 0.5*incorrect_label"), group(TEXTS))[1]
+    assert "incorrect_label_failed" in alone
+    assert summed["incorrect_label_failed"] == alone["incorrect_label_failed"]
+    assert set(summed) == {"verifier", "incorrect_label", "incorrect_label_failed"}

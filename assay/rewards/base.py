@@ -219,7 +219,12 @@ class FunctionReward(Reward):
         self.name, self.fn, self.kind, self.binary = name, fn, kind, binary  # type: ignore[misc]
 
     def score(self, group: RolloutGroup) -> list[float]:
-        return list(self.fn(group))
+        values = self.fn(group)
+        try:  # None, a number: named here, as `check_values` names a wrong list
+            return list(values)
+        except TypeError:
+            raise RewardError(f"reward {self.name!r} returned {type(values).__name__}, "
+                              "not a list of one number per completion") from None
 
 
 class WeightedSum(Reward):
@@ -242,7 +247,9 @@ class WeightedSum(Reward):
             reward.check_env(env)
 
     def score_parts(self, group: RolloutGroup) -> tuple[list[float], dict[str, list[float]]]:
-        parts = {reward.name: reward(group) for _, reward in self.terms}
+        parts: dict[str, list[float]] = {}
+        for _, reward in self.terms:  # each part's own parts too (incorrect_label's failures)
+            parts.update(reward.score_parts(group)[1])
         total = np.zeros(len(group))
         for weight, reward in self.terms:
             total += weight * np.asarray(parts[reward.name])
