@@ -382,3 +382,36 @@ def test_a_weighted_sum_keeps_each_parts_own_parts():
     assert "incorrect_label_failed" in alone
     assert summed["incorrect_label_failed"] == alone["incorrect_label_failed"]
     assert set(summed) == {"verifier", "incorrect_label", "incorrect_label_failed"}
+
+
+@pytest.mark.parametrize("name, said", [
+    ("bad-name", "cannot be used in a reward spec"),
+    ("2fast", "cannot be used in a reward spec"),
+    ("verifier", "'verifier' is built in"),
+])
+def test_a_reward_name_a_spec_cannot_say_or_a_built_in_one_is_refused(name, said):
+    with pytest.raises(RewardError, match=said):
+        register_reward(name, kind="external")(lambda group: [0.0] * len(group))
+    assert get_reward("verifier").kind == "external"  # the built-in stands
+
+
+def test_a_class_registered_under_another_name_goes_by_that_name():
+    from assay.rewards import registry as reward_registry
+    from assay.rewards.base import Reward
+
+    class Real(Reward):
+        name = "real_name_test"
+        kind = "external"
+
+        def score(self, group):
+            return [1.0] * len(group)
+
+    before = dict(reward_registry._registered)
+    try:
+        register_reward("alias_test")(Real)
+        reward = get_reward("alias_test")
+        assert reward.name == "alias_test" and Real.name == "real_name_test"
+        assert list(reward.score_parts(group(TEXTS))[1]) == ["alias_test"]
+    finally:
+        reward_registry._registered.clear()
+        reward_registry._registered.update(before)

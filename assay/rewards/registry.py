@@ -59,12 +59,15 @@ def register_reward(target: Any = None, *, kind: str | None = None, binary: bool
             key = name or obj.name
             if not key:
                 raise RewardError(f"{obj.__name__} needs a `name` to be registered")
+            _check_name(key)
             check_kind(key, kind or obj.kind)
             if kind and kind != obj.kind:
                 raise RewardError(f"reward {key!r}: kind={kind!r} differs from its class's {obj.kind!r}")
-            _registered[key] = obj
+            # registered under another name than its class's: its metrics go by the one used
+            _registered[key] = obj if key == obj.name else lambda: _renamed(obj(), key)
         elif callable(obj):
             key = name or obj.__name__
+            _check_name(key)
             check_kind(key, kind or "")
             _registered[key] = lambda: FunctionReward(key, obj, kind=kind or "", binary=binary)
         else:
@@ -74,6 +77,20 @@ def register_reward(target: Any = None, *, kind: str | None = None, binary: bool
     if isinstance(target, str) or target is None:
         return lambda obj: register(obj, target)
     return register(target, None)
+
+
+def _check_name(name: str) -> None:
+    """A name a reward spec can say (`0.5*NAME + ...`), and not a built-in reward's."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise RewardError(f"reward name {name!r} cannot be used in a reward spec: use letters, "
+                          "digits and _, not starting with a digit")
+    if name in BUILTIN:
+        raise RewardError(f"reward {name!r} is built in; register yours under another name")
+
+
+def _renamed(reward: Reward, name: str) -> Reward:
+    reward.name = name  # type: ignore[misc]
+    return reward
 
 
 def _entry_points() -> dict[str, Any]:
