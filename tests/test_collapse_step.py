@@ -76,6 +76,33 @@ def test_collapse_step_end_to_end(tmp_path):
     again = subprocess.run([ASSAY, "report", str(out)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert (out / "report.html").exists() and "Model Collapse Step" in again.stdout
+    # the same command again reads the finished run back (it was refused: "already holds a run")
+    rerun = subprocess.run([ASSAY, "collapse-step", "--preset", "smoke", "--quiet", "--out", str(out)],
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads((out / "collapse_step.json").read_text()) == result
+
+
+def test_an_interrupted_collapse_step_goes_on_with_the_same_command(tmp_path):
+    """Ctrl-C, then the command again: the run is continued and the result written (the hint
+    was `assay train --resume`, which never wrote collapse_step.json)."""
+    import signal
+    import time
+
+    out = tmp_path / "cs"
+    args = [ASSAY, "collapse-step", "--preset", "smoke", "--quiet", "--out", str(out),
+            "--set", "save_every=2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "run" / "checkpoints").is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    if proc.returncode == 130:
+        assert "run the same command again" in err and "--resume" not in err, err
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert (out / "collapse_step.json").is_file() and (out / "report.html").is_file()
 
 
 def test_a_reward_that_needs_labels_is_refused(tmp_path):

@@ -25,6 +25,7 @@ from assay.lab.experiment import (
     optional,
     pick_preset,
     pyplot,
+    train_run,
     where,
     write_report,
     write_result,
@@ -88,8 +89,6 @@ def run(
 ) -> dict[str, Any]:
     """Train until the label-free collapse (or `max_steps`); write and return the result."""
     from assay.rewards import get_reward
-    from assay.training import Trainer, resolve
-    from assay.training.tracking import read_metrics
 
     refuse_owned("collapse-step", sets, OWNED)
     chosen = pick_preset(PRESETS, preset, "collapse-step")
@@ -104,16 +103,14 @@ def run(
             "(label-free) reward such as majority_vote or self_certainty"
         )
     out = Path(out)
-    flags = {"model": model, "env": env, "reward": reward, "steps": max_steps, "seed": seed,
-             "out": str(out / "run")}
-    config = resolve(
+    flags = {"model": model, "env": env, "reward": reward, "steps": max_steps, "seed": seed}
+    # the run is read back when it is done, continued when it was stopped (the same command
+    # again), and refused when it was made with other settings
+    summary, rows = train_run(
+        out=out / "run", flags=flags, quiet=quiet,
         sets={**chosen["sets"], **(sets or {}), "collapse_signal": "label_free",
               "stop_on_collapse": "true"},
-        flags=flags,
     )
-    trainer = Trainer(config, quiet=quiet)
-    summary = trainer.train()
-    rows = read_metrics(out / "run")
     result = measure(rows, summary, model=model, reward=reward, max_steps=max_steps)
     result["preset"] = preset
     write_result(out, "collapse_step", result)
@@ -228,7 +225,6 @@ EXPERIMENT = Experiment(
         shared("sets", help="Any `assay train` option."),
     ),
     section=section,
-    resume_hint="continue the run with assay train --out {out}/run --resume",
     owned=OWNED,
     shape=RESULT_SHAPE,
 )

@@ -59,8 +59,10 @@ def train_run(
     flags: dict[str, Any],
     sets: dict[str, str] | None = None,
     resume: bool = False,
+    quiet: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One `assay train` run into `out` (quietly): returns its summary and metric rows.
+    """One `assay train` run into `out` (quietly, unless `quiet` is False: then with its
+    progress bar): returns its summary and metric rows.
 
     A folder that already holds a finished run (its summary.json says it was not
     interrupted and ran its steps or stopped at a collapse) is read back, not trained
@@ -71,7 +73,7 @@ def train_run(
     from assay.training.tracking import read_metrics
 
     flags = {**flags, "out": str(out)}
-    config = resolve(sets={"progress": "false", **(sets or {})}, flags=flags)
+    config = resolve(sets={**({"progress": "false"} if quiet else {}), **(sets or {})}, flags=flags)
     saved = out / "config.yaml"
     # task files are compared by content by the experiments that write them (ttt), not by path
     changes = (resume_changes(read_yaml(str(saved)), config, also=("train_file", "val_file"))
@@ -90,7 +92,7 @@ def train_run(
         resume = True
     elif (out / "metrics.jsonl").exists():
         resume = True
-    summary = Trainer(config, resume=resume, quiet=True).train()
+    summary = Trainer(config, resume=resume, quiet=quiet).train()
     return summary, read_metrics(out)
 
 
