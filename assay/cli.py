@@ -554,6 +554,10 @@ def _run_experiment(experiment: Experiment, out: str, preset: str | None, quiet:
             options = {o.name: o.value(typed[o.name]) for o in experiment.options}
             if preset is not None:  # left out: the experiment's own default (or a saved plan's)
                 options["preset"] = preset
+            if (Path(out) / "report.html").exists() and not experiment.holds_result(Path(out)):
+                raise UsageError(  # another command's page, or the user's: never overwritten
+                    f"--out {out} holds a report.html that assay {experiment.command} did not "
+                    f"write (no {experiment.result_name} beside it); choose another --out")
             folder_lock.acquire(out, what=f"assay {experiment.command}")  # one writer per folder
             try:
                 result = experiment.run(out=out, quiet=quiet, **options)

@@ -446,3 +446,17 @@ def test_report_names_the_planned_runs_it_cannot_find(smoke, tmp_path):
     assert summary["missing"] == ["verifier seed 0"] and "verifier" not in summary["runs"]
     assert "Planned runs not found (left out): verifier seed 0." in (out / "report.html").read_text()
     assert json.loads((smoke / "summary.json").read_text()).get("missing") in (None, [])
+
+
+@pytest.mark.parametrize("command", ["collapse-step", "sharpen", "scale", "theory", "ttt", "zoo"])
+def test_an_experiment_never_writes_over_a_report_it_did_not_write(command, tmp_path):
+    from click.testing import CliRunner
+
+    from assay.cli import cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("mine")
+    result = CliRunner().invoke(cli, [command, "--preset", "smoke", "--out", str(out), "--quiet"])
+    assert result.exit_code == 2 and "holds a report.html that assay" in result.output, result.output
+    assert (out / "report.html").read_text() == "mine"
