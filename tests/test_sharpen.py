@@ -52,6 +52,7 @@ def test_sharpen_end_to_end(tmp_path):
     for problem in result["per_problem"]:
         check_problem(out, result, problem)
     assert (out / "report.html").is_file() and (out / "sharpen.png").is_file()
+    check_the_reading_follows_the_figures(result, out)
     (out / "report.html").unlink()
     assert registry.render(out).startswith("Sharpening")  # what `assay report` does
     assert "Sharpening" in (out / "report.html").read_text()
@@ -197,3 +198,18 @@ def test_run_all_keeps_the_call_order_with_workers():
     got = run_all(sharpen.folder_name, [{"task_id": f"a b/{i}"} for i in range(5)], jobs=2,
                   done=lambda i, r: seen.append(i))
     assert got == [f"a_b_{i}" for i in range(5)] and sorted(seen) == list(range(5))
+
+
+def check_the_reading_follows_the_figures(result, out):
+    """The shares rose: "sharpened the answer the model already preferred" only where most
+    problems kept their first majority answer (it was said on 0 of 2)."""
+    import copy
+
+    for same, says, never in ((0, "on the others the majority moved to another answer", "already preferred"),
+                              (len(result["per_problem"]), "already preferred", "moved to another")):
+        changed = copy.deepcopy(result)
+        for p in changed["per_problem"]:
+            p["initial_majority_share"], p["final_majority_share"] = 0.4, 0.95
+        changed["same_majority_answer"] = same
+        text = " ".join(sharpen.section(changed, out).reading)
+        assert says in text and never not in text, text

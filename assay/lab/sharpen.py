@@ -321,17 +321,21 @@ def section(result: dict[str, Any], out: Path) -> Section:
         first = sum(p["initial_majority_share"] for p in per) / len(per)
         last = sum(p["final_majority_share"] for p in per) / len(per)
         sharp = sum(p["final_majority_share"] >= 0.9 for p in per)
-        reading.append(
-            f"The majority answer's share of the group rose from {first:.2f} (mean over the "
-            f"problems, first step) to {last:.2f} (last step); {sharp} of {n} ended at 0.9 or "
-            f"more, and on {result.get('same_majority_answer')} of {n} the last step's majority "
-            "answer was the first step's: training sharpened the answer the model already "
-            "preferred." if last > first else
-            f"The majority answer's share of the group went from {first:.2f} (mean over the "
-            f"problems, first step) to {last:.2f} (last step); on "
-            f"{result.get('same_majority_answer')} of {n} the last step's majority answer was "
-            "the first step's."
-        )
+        same = result.get("same_majority_answer")
+        rose = (f"The majority answer's share of the group rose from {first:.2f} (mean over the "
+                f"problems, first step) to {last:.2f} (last step); {sharp} of {n} ended at 0.9 or "
+                "more")
+        if last > first and isinstance(same, int) and 2 * same > n:  # most kept their answer
+            reading.append(f"{rose}, and on {same} of {n} the last step's majority answer was the "
+                           "first step's: training sharpened the answer the model already preferred.")
+        elif last > first:
+            reading.append(f"{rose}, but on only {same} of {n} was the last step's majority answer "
+                           "the first step's: on the others the majority moved to another answer.")
+        else:
+            reading.append(
+                f"The majority answer's share of the group went from {first:.2f} (mean over the "
+                f"problems, first step) to {last:.2f} (last step); on {same} of {n} the last "
+                "step's majority answer was the first step's.")
     if per and "initial_greedy_is_majority" in per[0]:
         apart = [p for p in per if not p["initial_greedy_is_majority"]]
         flipped = [p for p in per if p["initial_greedy"] != p["final_greedy"]]
