@@ -152,6 +152,9 @@ def test_a_result_not_of_its_shape_is_one_line_naming_the_file(tmp_path, name, r
     ("theory", json.dumps({**_theory(), "runs": [{**_theory()["runs"][0], "initial": [0.5]}]}),
      "runs[0].initial: expected at least 2 entries, got 1"),
     ("scale", '{"sizes": {"32": {"collapsed": "no"}}}', "sizes.32.collapsed: expected true or false"),
+    # fields the reading names, printed as they were ("eleven steps per size", "3 of three")
+    ("scale", json.dumps({**_scale(), "steps": "eleven"}), "steps: expected a whole number, got 'eleven'"),
+    ("sharpen", json.dumps({**_sharpen(), "problems": "three"}), "problems: expected a whole number"),
 ])
 def test_the_command_names_the_file_and_the_field(tmp_path, name, text, words):
     """The tester's files: a traceback (ttt), an empty report (theory) and a reading of

@@ -25,6 +25,8 @@ from assay.lab.experiment import (
     ANY,
     FLAG,
     NUMBER,
+    TEXT,
+    WHOLE,
     Kind,
     LabError,
     Preset,
@@ -85,7 +87,8 @@ _SIZE = {"collapsed": FLAG, "collapse_step": maybe(NUMBER),
          "collapse_signal": optional(ANY)}
 _SIZE_KEY = Kind("a whole number", lambda key: key.isdecimal())
 RESULT_SHAPE = {"sizes": where(map_of(_SIZE, key=_SIZE_KEY),
-                               lambda sizes: None if sizes else "no sizes")}
+                               lambda sizes: None if sizes else "no sizes"),
+                "steps": WHOLE, "reward": TEXT, "model": TEXT}  # the reading names them
 
 #: what scale sets for every run itself, and the flag that changes it instead of `--set`
 OWNED = {"model": "--model", "reward": "--reward", "steps": "--steps", "seed": "--seed",

@@ -97,7 +97,11 @@ _PROBLEM = {"task": TEXT, "prompt": TEXT, "initial_answer": maybe(TEXT),
             "initial_greedy_is_majority": optional(FLAG),
             "final_greedy_is_majority": optional(FLAG)}
 RESULT_SHAPE = {"per_problem": where(list_of(_PROBLEM, 1), _majority_fields_problem),
-                **{key: WHOLE for key in ("kept", "wrong_to_right", "right_to_wrong")}}
+                # the counts and settings the reading names
+                **{key: WHOLE for key in ("problems", "kept", "wrong_to_right", "right_to_wrong",
+                                          "stayed_right", "stayed_wrong", "same_majority_answer",
+                                          "steps", "group_size")},
+                "reward": TEXT}
 
 
 def run(
