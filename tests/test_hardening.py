@@ -852,3 +852,21 @@ def test_a_damaged_value_in_a_runs_config_yaml_names_the_file(tmp_path):
     saved.write_text(saved.read_text().replace("learning_rate: ", "learning_rate: fast #", 1))
     said = one_line_exit_2(run(*TRAIN, "--out", str(out), "--steps", "2", "--resume"))
     assert said == f"assay: error: {saved}: option 'learning_rate' expects float, got 'fast'", said
+
+
+def test_a_hub_id_with_the_hub_unreachable_is_one_line_at_once(tmp_path):
+    """It retried for most of a minute, printing each retry, before its one line."""
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there
+    for args in (["train", "--model", "no-such/model", "--steps", "1", "--out", str(tmp_path / "t")],
+                 ["compare", "--preset", "smoke", "--model", "no-such/model", "--out", str(tmp_path / "c")]):
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "assay.cli", *args], capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "the hub cannot be reached from here" in lines[0], proc.stderr
+        assert time.monotonic() - started < 60

@@ -71,8 +71,10 @@ def missing_requirement(spec: str, env: Any) -> str | None:
 
 def _check_model(model: str, prior: dict[str, Any], *, quiet: bool = True) -> None:
     """A bad model is a one-line `LabError` before anything trains."""
+    from assay.hf import hub_reachable
     from assay.training.policy import (
         ModelLoadError,
+        hub_hint,
         is_local_model,
         quiet_transformers,
         resolve_model_path,
@@ -87,10 +89,10 @@ def _check_model(model: str, prior: dict[str, Any], *, quiet: bool = True) -> No
 
     quiet_transformers()
     try:
-        AutoConfig.from_pretrained(path, local_files_only=local)
+        AutoConfig.from_pretrained(path, local_files_only=local or not hub_reachable())
     except (OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise LabError(f"cannot load model {model!r}: {first}") from None
+        raise LabError(f"cannot load model {model!r}: {first}{hub_hint(local)}") from None
 
 
 def plan(

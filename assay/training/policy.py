@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from assay.errors import AssayError
-from assay.hf import quiet_transformers
+from assay.hf import hub_reachable, quiet_transformers
 from assay.training.plain_llama import KVCache, cache_argument, plain_forward
 
 
@@ -92,18 +92,18 @@ def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
             f"cannot load model {path!r}: the folder has no tokenizer (none of "
             f"{', '.join(TOKENIZER_FILES)}); save the tokenizer beside the model"
         )
+    cache_only = local or not hub_reachable()  # an unreachable hub: its cache, at once
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=cache_only)
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=getattr(torch, dtype), local_files_only=local
+            path, dtype=getattr(torch, dtype), local_files_only=cache_only
         )
     except Exception as exc:
         # transformers reports a folder it cannot use with many exception types (OSError,
         # ValueError for a missing tokenizer, KeyError for an unknown model type, ...):
         # whichever it is, the user gets its first line, not a traceback.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "" if local else " (a hub id needs network access; pass a local folder instead)"
-        raise ModelLoadError(f"cannot load model {path!r}: {first[:300]}{hint}") from None
+        raise ModelLoadError(f"cannot load model {path!r}: {first[:300]}{hub_hint(local)}") from None
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise ModelLoadError(
@@ -113,6 +113,16 @@ def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
         tokenizer.pad_token = tokenizer.eos_token  # padding is masked out: any id serves
     tokenizer.padding_side = "left"
     return model.to(device), tokenizer
+
+
+def hub_hint(local: bool) -> str:
+    """What to add to a failed load of a hub id (nothing for a local folder)."""
+    if local:
+        return ""
+    if not hub_reachable():
+        return (" (not a local folder, and as a hub id it is not in the local cache: the hub "
+                "cannot be reached from here; pass a local folder instead)")
+    return " (a hub id needs network access; pass a local folder instead)"
 
 
 #: files of which a model folder needs one for `AutoTokenizer` to load its tokenizer
