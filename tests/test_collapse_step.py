@@ -76,6 +76,16 @@ def test_collapse_step_end_to_end(tmp_path):
     again = subprocess.run([ASSAY, "report", str(out)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert (out / "report.html").exists() and "Model Collapse Step" in again.stdout
+    # the lab's report on the run folder names the step it stopped at (with the window the
+    # trainer watched with, not one of the rows it stopped with: it said 29 for 30)
+    import shutil
+
+    wrap = tmp_path / "wrap"
+    shutil.copytree(out / "run", wrap / "run")
+    reported = subprocess.run([ASSAY, "report", str(wrap)], capture_output=True, text=True, timeout=120)
+    assert reported.returncode == 0, reported.stderr
+    entry = next(iter(json.loads((wrap / "summary.json").read_text())["runs"].values()))
+    assert entry["collapse_steps"]["label_free"] == result["collapse_step"]
     # the same command again reads the finished run back (it was refused: "already holds a run")
     rerun = subprocess.run([ASSAY, "collapse-step", "--preset", "smoke", "--quiet", "--out", str(out)],
                            capture_output=True, text=True, timeout=600)

@@ -66,12 +66,15 @@ def _first(rows: Sequence[dict], key: str, smooth: bool, fires) -> Fired | None:
     return None
 
 
-def criteria(rows: Sequence[dict]) -> dict[str, Fired | None]:
-    """Each criterion's first firing (None when it never fired) for one run's metrics."""
+def criteria(rows: Sequence[dict], planned: int | None = None) -> dict[str, Fired | None]:
+    """Each criterion's first firing (None when it never fired) for one run's metrics.
+    `planned`: the steps the run was set to run (its config's `steps`); the label-free
+    rule then uses the window the trainer watched with, so that a run stopped at its
+    collapse (`stop_on_collapse`, `assay collapse-step`) is named at the step it stopped."""
     return {
         "reward_accuracy": below(rows, "reward_accuracy"),
         # one step's precision is over few prompts (0 by chance when accuracy is low):
         # the complement uses a trailing mean; the study's criterion stays per step
         "reward_precision": below(rows, "reward_precision", smooth=True),
-        "label_free": label_free(rows),
+        "label_free": label_free(rows, w=window(planned) if planned else None),
     }

@@ -57,6 +57,12 @@ class Run:
         return int(self.config.get("seed", 0))  # read_config checked it
 
     @property
+    def planned(self) -> int | None:
+        """The steps the run was set to run (its config's `steps`), when it says."""
+        steps = self.config.get("steps")
+        return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
+
+    @property
     def finished(self) -> bool:
         """Whether the run reached its configured steps and wrote its summary."""
         steps = int(self.config.get("steps", 0))
@@ -320,19 +326,21 @@ def interval_fields(reps: dict[str, np.ndarray] | None) -> dict[str, list[float]
 
 
 def summarize(
-    rows: list[dict[str, Any]], seed: int = 0, reps: dict[str, np.ndarray] | None = None
+    rows: list[dict[str, Any]], seed: int = 0, reps: dict[str, np.ndarray] | None = None,
+    planned: int | None = None,
 ) -> dict[str, Any]:
     """The summary fields of one run, plus each collapse criterion's firing. With per-task
     validation figures, `intervals` holds a 95% interval for each accuracy and for the
     paired changes (end - start, peak - start, peak - end); `seed` seeds the bootstrap,
     so that two runs of one seed (which share validation tasks) are resampled alike;
-    `reps`, when given, are those replicates already computed."""
+    `reps`, when given, are those replicates already computed; `planned`, the steps the
+    run was set to run (`collapse.criteria`)."""
     evals = [r for r in rows if r.get("val_accuracy") is not None]
     intervals = interval_fields(replicates(rows, seed) if reps is None else reps)
     declined = None if intervals is None else intervals["val_change"][1] < 0
     greedy = [r for r in evals if r.get("val_greedy_accuracy") is not None]
     peak = max(evals, key=lambda r: r["val_accuracy"]) if evals else None  # first max wins
-    fired = collapse.criteria(rows)
+    fired = collapse.criteria(rows, planned)
     first = min((f for f in fired.values() if f is not None), key=lambda f: f.step, default=None)
     return {
         "initial_val_accuracy": evals[0]["val_accuracy"] if evals else None,
@@ -449,7 +457,7 @@ def build_summary(
         per_seed, reps = {}, []
         for run in members:
             reps.append(replicates(run.rows, seed=run.seed))
-            run.summary = summarize(run.rows, seed=run.seed, reps=reps[-1])
+            run.summary = summarize(run.rows, seed=run.seed, reps=reps[-1], planned=run.planned)
             per_seed[str(run.seed)] = run.summary
         entry = mean_over_seeds(per_seed, reps)
         runs[label] = {"kind": reward_kind(members[0].reward), **entry}
