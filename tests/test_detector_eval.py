@@ -202,3 +202,13 @@ def test_the_command_refuses_seeds_no_run_has(tmp_path):
         assert proc.returncode == 2, (args, proc.stdout)
         assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "|" not in proc.stdout
+
+
+def test_no_threshold_is_chosen_on_runs_all_within_noise():
+    """Every threshold scores alike there; the grid's tie-break (0.95) passed for a choice."""
+    flat = [Run(Path(f"/x/flat{i}"), {"seed": 0}, metrics([0.0] * 10, collapse_at=None)) for i in range(2)]
+    result = detector_eval.evaluate(flat + runs(3), [0], [3])
+    assert result["labels"]["chosen_on"] == {"declined": 0, "improved": 0, "within noise": 2}
+    assert result["majority_threshold"] is None
+    assert not any(r["criterion"].startswith("majority_ratio") for r in result["reported_on"])
+    assert "No majority-ratio threshold was chosen" in detector_eval.render(result)

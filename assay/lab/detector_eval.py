@@ -203,9 +203,13 @@ def evaluate(runs: Sequence[Run], choose_seeds: Sequence[int],
         alarm = s.alarms / s.improved if s.improved else 0.0
         return hit - alarm, threshold  # ties: the higher threshold (fewer alarms)
 
-    best = max(MAJORITY_GRID, key=margin)
     rules = {name: lab_rule(name) for name in collapse.CRITERIA}
-    rules[f"majority_ratio >= {best:.2f}"] = majority_rule(best)
+    # a threshold is chosen on runs that declined or improved; on runs all within noise every
+    # threshold scores alike, and the grid's tie-break would pass for a choice
+    best = (max(MAJORITY_GRID, key=margin)
+            if any(item.kind != "within noise" for item in choose) else None)
+    if best is not None:
+        rules[f"majority_ratio >= {best:.2f}"] = majority_rule(best)
     table = {"chosen_on": [score(n, rule, choose).to_dict() for n, rule in rules.items()],
              "reported_on": [score(n, rule, report).to_dict() for n, rule in rules.items()]}
     return {
@@ -245,6 +249,9 @@ def render(result: dict[str, Any]) -> str:
                          f"{_rate(row['detection_rate'])} | {row['false_alarms']} / {row['improved']} | "
                          f"{_rate(row['false_alarm_rate'])} | {lead} |")
         lines.append("")
+    if result["majority_threshold"] is None:
+        lines.append("No majority-ratio threshold was chosen: none of the chosen-on seeds' runs "
+                     "declined or improved beyond noise, so every threshold scores alike.")
     if result["unlabelled"]:
         lines.append(f"Left out (no per-task validation figures): {len(result['unlabelled'])} runs.")
     return "\n".join(lines)
