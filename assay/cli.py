@@ -650,7 +650,7 @@ def detector_eval_command(folders: tuple[str, ...], choose_seeds: str, report_se
     try:
         for folder in folders:
             if not Path(folder).is_dir():
-                raise UsageError(f"{folder}: no such folder")
+                raise UsageError(f"{folder}: {'a file, not a folder' if Path(folder).exists() else 'no such folder'}")
             runs += find_runs(folder)
     except ReportError as exc:
         raise UsageError(_one_line(str(exc))) from None

@@ -460,3 +460,14 @@ def test_an_experiment_never_writes_over_a_report_it_did_not_write(command, tmp_
     result = CliRunner().invoke(cli, [command, "--preset", "smoke", "--out", str(out), "--quiet"])
     assert result.exit_code == 2 and "holds a report.html that assay" in result.output, result.output
     assert (out / "report.html").read_text() == "mine"
+
+
+def test_report_and_detector_eval_on_a_file_say_it_is_a_file(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    proc = assay("report", str(afile))
+    assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr, proc.stderr
+    proc = assay("detector-eval", str(afile), "--choose-seeds", "0", "--report-seeds", "1")
+    assert proc.returncode == 2 and "a file, not a folder" in proc.stderr, proc.stderr
+    proc = assay("report", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and "is no folder" in proc.stderr, proc.stderr

@@ -116,7 +116,8 @@ def render(folder: str | Path) -> dict[str, Any]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise ReportError(f"no folder {str(folder)!r}")
+        what = "is a file, not a folder" if folder.exists() else "is no folder"
+        raise ReportError(f"{str(folder)!r} {what}: point assay report at a folder")
     if (folder / "metrics.jsonl").exists():
         # The report's summary.json would overwrite the run's own (written by the trainer).
         raise ReportError(

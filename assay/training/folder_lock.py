@@ -84,7 +84,7 @@ def acquire(folder: str | Path, *, what: str = "this folder") -> Path:
             os.close(fd)
             raise FolderError(
                 f"{path} is being written by {holder}; wait for it to finish or stop it, "
-                f"then run again (another {what} cannot write there at the same time)"
+                f"then run again (this {what} cannot write there at the same time)"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {' '.join(sys.argv)[:300]}\n".encode())
