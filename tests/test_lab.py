@@ -471,3 +471,15 @@ def test_report_and_detector_eval_on_a_file_say_it_is_a_file(tmp_path):
     assert proc.returncode == 2 and "a file, not a folder" in proc.stderr, proc.stderr
     proc = assay("report", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "is no folder" in proc.stderr, proc.stderr
+
+
+def test_resume_of_a_finished_comparison_keeps_its_record(smoke, tmp_path):
+    """It rewrote lab.json: wall time 0 s, and the resume's jobs and threads as the runs'."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out)
+    before = (out / "lab.json").read_text()
+    proc = assay("compare", "--preset", "smoke", "--out", str(out), "--resume", "--quiet", "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "lab.json").read_text() == before
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["wall_time"] == json.loads(before)["settings"]["wall_time"]

@@ -295,6 +295,8 @@ def _execute(the_plan: Plan, *, jobs: int, live: bool, echo: Any) -> dict[str, A
     out = the_plan.out
     done = finished_runs(out)
     todo = [job for job in the_plan.jobs if job.out.resolve() not in done]
+    if not todo and (finished := _finished_meta(out)) is not None:
+        return finished  # every run done: its record stands (not a resume's 0 s and settings)
     jobs = max(1, min(jobs, len(todo) or 1))
     threads = max(1, cores() // jobs)
     meta = {
@@ -336,6 +338,19 @@ def _execute(the_plan: Plan, *, jobs: int, live: bool, echo: Any) -> dict[str, A
     meta["settings"]["wall_time"] = round(time.perf_counter() - start, 1)
     meta["settings"]["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     (out / "lab.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+def _finished_meta(out: Path) -> dict[str, Any] | None:
+    """`OUT/lab.json` of a comparison whose runs all finished, as it was written; None when
+    it is not that (missing, unreadable, or from a run that never finished)."""
+    try:
+        meta = json.loads((out / "lab.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    settings = meta.get("settings") if isinstance(meta, dict) else None
+    if not isinstance(settings, dict) or "wall_time" not in settings or meta.get("failed"):
+        return None
     return meta
 
 
