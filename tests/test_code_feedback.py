@@ -263,3 +263,15 @@ def test_an_assert_over_several_lines_is_one_visible_test(env):
                                                     "```python\ndef f(x):\n    return 2 * x\n```"))
     assert episode.tool_errors == 0 and episode.turns == 2 and episode.verdict.correct
     assert "failed 2 of the 2 visible tests" in episode.observations[0]
+
+
+def test_without_feedback_every_episode_ends_and_a_humaneval_row_shows_no_test():
+    plain = get_env("code")
+    try:
+        task = plain.make_task(TASK)
+        assert plain.respond_many([type("E", (), {"task": task, "final_reply": WRONG})()] * 2) == [None, None]
+    finally:
+        plain.close()
+    row = get_env("code").make_task({"prompt": "def f(x):\n", "test": "def check(c):\n    assert c(1) == 3\n",
+                                     "entry_point": "f"})
+    assert visible_tests(row) == []  # HumanEval's hidden tests, its prompt the code

@@ -212,3 +212,24 @@ def test_no_threshold_is_chosen_on_runs_all_within_noise():
     assert result["majority_threshold"] is None
     assert not any(r["criterion"].startswith("majority_ratio") for r in result["reported_on"])
     assert "No majority-ratio threshold was chosen" in detector_eval.render(result)
+
+
+def test_a_run_without_per_task_figures_is_left_out_and_named():
+    bare = metrics(RISE_FALL, collapse_at=40)
+    for row in bare:
+        row.pop("val_task_accuracy", None)
+        row.pop("val_task_greedy", None)
+    result = detector_eval.evaluate(runs(0) + runs(3) + [Run(Path("/x/bare"), {"seed": 3}, bare)], [0], [3])
+    assert result["unlabelled"] == ["/x/bare"]
+    assert sum(result["labels"]["reported_on"].values()) == len(runs(3))
+    assert "Left out (no per-task validation figures): 1 runs." in detector_eval.render(result)
+
+
+def test_a_seed_no_run_has_is_named_with_the_seeds_there_are():
+    ten = [Run(Path(f"/x/s{s}"), {"seed": s}, metrics(RISING, collapse_at=None)) for s in range(10)]
+    with pytest.raises(ValueError) as err:
+        detector_eval.evaluate(ten, [0], [11])
+    assert str(err.value).endswith("(the runs' seeds: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)"), err.value
+    eleven = ten + [Run(Path("/x/s10"), {"seed": 10}, metrics(RISING, collapse_at=None))]
+    with pytest.raises(ValueError, match=r", \.\.\.\)$"):  # more than ten: the first ten, then ...
+        detector_eval.evaluate(eleven, [0], [11])
