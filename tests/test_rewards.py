@@ -415,3 +415,18 @@ def test_a_class_registered_under_another_name_goes_by_that_name():
     finally:
         reward_registry._registered.clear()
         reward_registry._registered.update(before)
+
+
+@pytest.mark.parametrize("spec, said", [
+    (None, "expected a name, `w*name + ...`, a Reward or (weight, reward) pairs, got None"),
+    (3, "got 3"),
+    (["verifier"], "expected (weight, reward) pairs, got 'verifier'"),
+    ([("x", "verifier")], "expected (weight, reward) pairs"),
+    ([(float("nan"), "verifier")], "is nan, not a finite number"),
+    ([], "got []"),
+    ("1e999*verifier", "its weight is not a finite number"),
+])
+def test_a_reward_spec_of_the_wrong_kind_is_a_reward_error(spec, said):
+    with pytest.raises(RewardError) as err:
+        get_reward(spec)
+    assert said in str(err.value), err.value
