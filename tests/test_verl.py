@@ -203,3 +203,9 @@ def test_data_script_task_file_that_is_not_there_is_one_line(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert "cannot read task file" in lines[0] and "nope.jsonl" in lines[0]
     assert not out.exists()
+
+
+def test_extra_info_that_is_not_a_dict_and_a_bytes_response_are_read():
+    truth = json.dumps({"numbers": [2, 3], "target": 5})
+    assert compute_score("countdown", "<answer>2+3</answer>", truth, extra_info="abc")["score"] == 1.0
+    assert compute_score("countdown", b"<answer>2+3</answer>", truth)["score"] == 1.0

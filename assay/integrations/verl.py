@@ -102,14 +102,17 @@ def compute_score(
     silent zero); an unknown `data_source` raises, naming the known envs, since no
     response of that source could be scored.
     """
-    options = dict((extra_info or {}).get("env_options") or {})
+    info = extra_info if isinstance(extra_info, dict) else {}  # veRL's is a dict, or None
+    options = dict(info.get("env_options") or {})
     env = _env(str(data_source), options)
     fields = task_fields(env, ground_truth)
     problems = validate_fields(env, fields)
     if problems:
         return result(Verdict.error(f"ground_truth: {problems[0]}"))
-    index = (extra_info or {}).get("index", "")
+    index = info.get("index", "")
     task = env.make_task(fields, id=f"{data_source}-{index}")
+    if isinstance(solution_str, bytes):  # decoded, not scored as an empty response
+        solution_str = solution_str.decode("utf-8", errors="replace")
     return result(env.verify(task, solution_str if isinstance(solution_str, str) else ""))
 
 
