@@ -136,15 +136,13 @@ def _example(pair: tuple[Task, str], verdict: Verdict) -> dict[str, Any]:
 
 def load_or_sample(env: Environment, tasks_file: str | None, n: int, seed: int) -> list[Task]:
     """The tasks of `tasks_file`, or `n` generated ones (an `AuditError` naming the problem)."""
-    from assay.envs import TaskFileError
+    from assay.envs.taskfile import TaskFileUnusable, read_task_file
 
     if tasks_file:
         try:
-            return env.load(tasks_file)
-        except OSError as exc:
-            raise AuditError(f"cannot read task file {tasks_file}: {exc.strerror or exc}") from None
-        except TaskFileError as exc:
-            raise AuditError(f"{exc.summary()}; first: {exc.problems[0][:300]}") from None
+            return read_task_file(env, tasks_file)
+        except TaskFileUnusable as exc:
+            raise AuditError(str(exc)) from None
     try:
         return env.generate(n, seed=seed)
     except NotImplementedError:

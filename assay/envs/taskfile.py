@@ -137,6 +137,27 @@ def load_tasks(env: Environment, path: str | os.PathLike[str]) -> list[Task]:
     return tasks
 
 
+class TaskFileUnusable(AssayError, ValueError):
+    """A task file a command cannot take: unreadable, with bad lines, or holding no task;
+    one line naming the file (and its first bad line)."""
+
+
+def read_task_file(env: Environment, path: str) -> list[Task]:
+    """The tasks of `path` for a command that needs all of them (train, eval, audit, the
+    veRL exporter): any problem is one `TaskFileUnusable` line, the first bad line named
+    and `assay validate` offered for the rest."""
+    try:
+        tasks = env.load(path)
+    except OSError as exc:
+        raise TaskFileUnusable(f"cannot read task file {path}: {exc.strerror or exc}") from None
+    except TaskFileError as exc:  # the count and the first problem
+        raise TaskFileUnusable(f"{exc.summary()}; first: {exc.problems[0][:300]}"
+                               f" (see: assay validate {env.name} {path})") from None
+    if not tasks:
+        raise TaskFileUnusable(f"task file {path} holds no tasks")
+    return tasks
+
+
 def stale_prompts(env: Environment, tasks: list[Task]) -> int:
     """How many of `tasks` carry the prompt `env` writes with its default options where
     its options now write another: a file made by `assay sample` or the veRL exporter

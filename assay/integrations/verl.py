@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from assay.envs import Environment, get_env
 from assay.envs.registry import UnknownEnvError, env_names
-from assay.envs.taskfile import TaskFileError, validate_fields
+from assay.envs.taskfile import TaskFileUnusable, read_task_file, validate_fields
 from assay.verifiers import Verdict
 
 #: every result has the same keys: veRL collects each key into a list per batch, and a
@@ -181,21 +181,16 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # one line, exit 2: an unknown env, bad options
         _fail(_first_line(exc))
     try:
-        tasks = env.load(args.tasks) if args.tasks else env.generate(args.n, seed=args.seed)
-    except TaskFileError as exc:  # one line, as `assay train` says it: the count and the first
+        tasks = read_task_file(env, args.tasks) if args.tasks else env.generate(args.n, seed=args.seed)
+    except TaskFileUnusable as exc:  # one line, as `assay train` says it
         env.close()
-        first = exc.problems[0].replace("\n", " ")[:300] if exc.problems else "?"
-        _fail(f"{exc.summary()}; first: {first} (see: assay validate {env.name} {args.tasks})")
-    except OSError as exc:  # a task file that is not there or cannot be read
-        env.close()
-        _fail(f"cannot read task file {args.tasks}: {exc.strerror or exc}")
-    except Exception as exc:  # one line, exit 2: an env that cannot generate, a bad file
+        _fail(f"{exc}; nothing to write")
+    except Exception as exc:  # one line, exit 2: an env that cannot generate
         env.close()
         _fail(_first_line(exc))
-    if not tasks:  # as `assay validate` and `assay train`: a file of no tasks is refused
+    if not tasks:
         env.close()
-        _fail(f"task file {args.tasks} holds no tasks; nothing to write" if args.tasks
-              else f"env {args.env!r} made no tasks; nothing to write")
+        _fail(f"env {args.env!r} made no tasks; nothing to write")
     try:
         write_parquet(verl_rows(args.env, tasks, args.split), args.out)
     except OSError as exc:  # a read-only folder, a full disk, a parent that is a file

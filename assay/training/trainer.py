@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from assay import organism
-from assay.envs import Task, TaskFileError, get_env
+from assay.envs import Task, get_env
 from assay.envs.episode import Episode, discounted, max_turns
-from assay.envs.taskfile import stale_prompts
+from assay.envs.taskfile import TaskFileUnusable, read_task_file, stale_prompts
 from assay.errors import AssayError
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.rewards.base import PENDING
@@ -750,17 +750,9 @@ def training_tasks(env: Any, path: str | None, size: int, seed: int) -> list[Tas
     cannot generate is one line (`TrainError`)."""
     if path:
         try:
-            tasks = env.load(path)
-        except OSError as exc:
-            raise TrainError(f"cannot read task file {path}: {exc.strerror or exc}") from None
-        except TaskFileError as exc:  # one line: the count and the first problem
-            raise TrainError(
-                f"{exc.summary()}; first: {exc.problems[0][:300]}"
-                f" (see: assay validate {env.name} {path})"
-            ) from None
-        if not tasks:
-            raise TrainError(f"task file {path} holds no tasks")
-        return tasks
+            return read_task_file(env, path)
+        except TaskFileUnusable as exc:
+            raise TrainError(str(exc)) from None
     try:
         return env.generate(size, seed=seed)
     except NotImplementedError:
