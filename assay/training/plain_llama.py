@@ -119,6 +119,7 @@ class PlainLlama:
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.scaling = self.head_dim**-0.5
+        self._sign_of: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # `_signs`
 
     def __call__(
         self,
@@ -170,18 +171,21 @@ class PlainLlama:
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype  # RMSNorm in float32, scaled back in the model's dtype
-        if dtype == torch.float32:  # the same, without two conversions that do nothing
-            return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-        x = x.to(torch.float32)
+        wide = dtype == torch.float32  # then both conversions would do nothing: none is made
+        x = x if wide else x.to(torch.float32)
         variance = x.pow(2).mean(-1, keepdim=True)
         x = x * torch.rsqrt(variance + self.eps)
-        return weight * x.to(dtype)
+        return weight * (x if wide else x.to(dtype))
 
     def _signs(self, like: torch.Tensor) -> torch.Tensor:
-        """(D,): -1 for the first half of a head's dimensions, +1 for the second."""
-        signs = torch.ones(self.head_dim, dtype=like.dtype, device=like.device)
-        signs[: self.head_dim // 2] = -1
-        return signs
+        """(D,): -1 for the first half of a head's dimensions, +1 for the second; made once
+        per dtype and device (every forward call, decoding steps included, uses it)."""
+        key = (like.dtype, like.device)
+        if key not in self._sign_of:
+            signs = torch.ones(self.head_dim, dtype=like.dtype, device=like.device)
+            signs[: self.head_dim // 2] = -1
+            self._sign_of[key] = signs
+        return self._sign_of[key]
 
     def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         inv_freq = self.rotary.inv_freq  # a buffer: replaced when the model moves
