@@ -443,8 +443,7 @@ def eval_command(model, env_name, n, samples, seed, tasks_file, assignments, bat
         if out:  # before the evaluation, so that none is lost for want of a place to write
             folder_lock.check_writable(out)
             if found := folder_lock.foreign_files(out, evaluate.FILES):  # a run's, a comparison's
-                raise UsageError(f"--out {out} holds other files ({', '.join(found[:3])}"
-                                 f"{', ...' if len(found) > 3 else ''}); eval writes "
+                raise UsageError(f"--out {out} holds other files ({folder_lock.shown(found)}); eval writes "
                                  f"{', '.join(sorted(evaluate.FILES))} there: choose a new or empty folder")
             folder_lock.acquire(out, what="assay eval")  # a live run there is refused
         try:

@@ -23,6 +23,7 @@ from typing import Any
 from assay.lab.experiment import LabError, pick_preset
 from assay.lab.presets import PRESETS, lab_config
 from assay.lab.registry import Experiment, ExperimentFailed, Option, refuse_owned, shared
+from assay.lab.summary import job_key
 from assay.lab.workers import cores, jobs_for, run_all
 
 
@@ -35,7 +36,7 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"{self.reward}#{self.seed}"
+        return job_key(self.reward, self.seed)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def plan(
     from assay.envs import OptionError, UnknownEnvError, get_env
     from assay.rewards import RewardError, get_reward
     from assay.training import ConfigError, resolve
-    from assay.training.folder_lock import foreign_files
+    from assay.training.folder_lock import foreign_files, shown
 
     out = Path(out)
     refuse_owned("compare", sets, OWNED)
@@ -180,10 +181,10 @@ def plan(
         if path and not os.access(path, os.R_OK):
             raise LabError(f"cannot read {name} {path}")
     _check_model(first.model, first.prior, quiet=quiet)  # may build the organism's prior
-    if not resume and (holds_runs(out) or (out / "lab.json").is_file()):
+    if not resume and holds_comparison(out):
         raise LabError(f"{out} already holds a comparison; pass --resume or choose another --out")
     if not resume and (found := foreign_files(out)):  # its summary.json, report.html: the user's
-        raise LabError(f"--out {out} is not empty ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); "
+        raise LabError(f"--out {out} is not empty ({shown(found)}); "
                        "a comparison writes its own files there: choose a new or empty folder")
 
     skipped: dict[str, str] = {}
@@ -227,6 +228,11 @@ def holds_runs(out: Path) -> bool:
     """Whether `OUT/runs` holds a run folder (a comparison's, or runs put there by hand)."""
     runs = out / "runs"
     return runs.is_dir() and any(runs.iterdir())
+
+
+def holds_comparison(out: Path) -> bool:
+    """Whether `OUT` holds a comparison to `--resume`: its saved plan or run folders."""
+    return (out / "lab.json").is_file() or holds_runs(out)
 
 
 def saved_plan(out: Path) -> dict[str, Any] | None:
@@ -438,7 +444,7 @@ EXPERIMENT = Experiment(
     result_file="lab.json",
     resume_hint=lambda out: (
         f"finish the comparison with assay compare --out {out} --resume"
-        if (out / "lab.json").is_file() or holds_runs(out)
+        if holds_comparison(out)
         else "nothing was written yet: run the same command again to start"),
     closing=closing,
     owned=OWNED,

@@ -23,6 +23,7 @@ from assay.lab.summary import (
     data_problem,
     find_runs,
     group_runs,
+    job_key,
 )
 
 #: the reading's words: a change of at least MOVE in validation accuracy counts as a move
@@ -107,7 +108,7 @@ def missing_runs(settings: dict[str, Any], runs: list[Any], summary: dict[str, A
     return [f"{reward} seed {seed}" for reward in settings.get("rewards") or []
             for seed in settings.get("seeds") or []
             if (reward, seed) not in found and reward not in summary["skipped"]
-            and f"{reward}#{seed}" not in summary["failed"]]  # (a compare job's key)
+            and job_key(reward, seed) not in summary["failed"]]
 
 
 def render(folder: str | Path) -> dict[str, Any]:

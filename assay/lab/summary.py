@@ -70,6 +70,11 @@ class Run:
         return (self.path / "summary.json").exists() and done >= steps
 
 
+def job_key(reward: str, seed: int) -> str:
+    """How `lab.json` names a comparison's run (its `kept` and `failed` entries)."""
+    return f"{reward}#{seed}"
+
+
 class ReportError(AssayError, ValueError):
     """A run folder the lab cannot read, or nothing to report: one line naming the file,
     the line and the field."""

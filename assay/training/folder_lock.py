@@ -61,6 +61,11 @@ def foreign_files(folder: str | Path, ours: set[str] | frozenset[str] = frozense
     return sorted(p.name for p in path.iterdir() if p.name not in ours and p.name != LOCK_NAME)
 
 
+def shown(names: list[str], most: int = 3) -> str:
+    """The first `most` of `names` for a message, `...` after them when there are more."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
 def acquire(folder: str | Path, *, what: str = "this folder") -> Path:
     """Take `folder`'s write lock (creating the folder), or raise `FolderError`.
 
