@@ -36,7 +36,12 @@ class UnknownEnvError(AssayError, KeyError):
 
 
 class PluginError(AssayError, TypeError):
-    """A plug-in env (an `assay.envs` entry point) that does not load, or is not an env."""
+    """A plug-in env (an `assay.envs` entry point) that does not load, or is not an env;
+    `reason` is why, without the env's name (what `assay envs` lists beside it)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"env {name!r}: {reason}")
+        self.reason = reason
 
 
 def register_env(cls: E) -> E:
@@ -86,10 +91,10 @@ def get_env_class(name: str) -> type[Environment]:
         try:
             cls = eps[name].load()
         except Exception as exc:
-            raise PluginError(f"env {name!r} (entry point {eps[name].value}) cannot be loaded: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise PluginError(name, f"entry point {eps[name].value} cannot be loaded: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, Environment)):
-            raise PluginError(f"env {name!r}: entry point {eps[name].value} is not an Environment subclass")
+            raise PluginError(name, f"entry point {eps[name].value} is not an Environment subclass")
         return cls
     families = ", ".join(_FAMILY_LABELS.values())
     raise UnknownEnvError(f"unknown env {name!r} (known: {', '.join(env_names())}, {families})")
@@ -111,7 +116,7 @@ def list_envs(*, expand: bool = False) -> dict[str, str]:
         try:
             out[name] = get_env_class(name).description
         except PluginError as exc:  # a broken plug-in must not hide the others
-            out[name] = f"(cannot be loaded: {str(exc).split(' cannot be loaded: ')[-1]})"
+            out[name] = f"({exc.reason})"
         except Exception as exc:
             out[name] = f"(cannot be loaded: {type(exc).__name__}: {exc})"
     for prefix, target in _FAMILIES.items():
