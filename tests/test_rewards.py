@@ -422,9 +422,9 @@ def test_a_class_registered_under_another_name_goes_by_that_name():
     (3, "got 3"),
     (["verifier"], "expected (weight, reward) pairs, got 'verifier'"),
     ([("x", "verifier")], "expected (weight, reward) pairs"),
-    ([(float("nan"), "verifier")], "is nan, not a finite number"),
+    ([(float("nan"), "verifier")], "reward 'verifier': its weight is nan, not a finite number"),
     ([], "got []"),
-    ("1e999*verifier", "its weight is not a finite number"),
+    ("1e999*verifier", "reward 'verifier': its weight is inf, not a finite number"),
 ])
 def test_a_reward_spec_of_the_wrong_kind_is_a_reward_error(spec, said):
     with pytest.raises(RewardError) as err:

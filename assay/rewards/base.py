@@ -233,6 +233,9 @@ class WeightedSum(Reward):
     def __init__(self, terms: Sequence[tuple[float, Reward]]):
         if not terms:
             raise RewardError("a weighted reward needs at least one part")
+        for weight, reward in terms:  # every way of building one comes here (a spec, pairs)
+            if not math.isfinite(weight):
+                raise RewardError(f"reward {reward.name!r}: its weight is {weight}, not a finite number")
         self.terms = list(terms)
         self.name = " + ".join(f"{w:g}*{r.name}" for w, r in self.terms)
         self.binary = len(self.terms) == 1 and self.terms[0][0] == 1.0 and self.terms[0][1].binary
