@@ -30,3 +30,9 @@ def brief(value: object, limit: int = BRIEF) -> str:
     if isinstance(value, str) and len(value) > 2 * limit:
         value = value[: 2 * limit]  # no repr of all of a long string
     return cut(repr(value), limit)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line, its first (a library's own messages run to
+    many): its type's name when it has none."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from assay.envs import Environment, get_env
 from assay.envs.registry import UnknownEnvError, env_names
 from assay.envs.taskfile import TaskFileUnusable, read_task_file, validate_fields
+from assay.errors import first_line
 from assay.verifiers import Verdict
 
 #: every result has the same keys: veRL collects each key into a list per batch, and a
@@ -151,12 +152,6 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def _first_line(exc: BaseException) -> str:
-    """An exception as one line: its message's first line, else its repr."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m assay.integrations.verl",
@@ -179,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         env = get_env(args.env)
     except Exception as exc:  # one line, exit 2: an unknown env, bad options
-        _fail(_first_line(exc))
+        _fail(first_line(exc))
     try:
         tasks = read_task_file(env, args.tasks) if args.tasks else env.generate(args.n, seed=args.seed)
     except TaskFileUnusable as exc:  # one line, as `assay train` says it
@@ -187,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{exc}; nothing to write")
     except Exception as exc:  # one line, exit 2: an env that cannot generate
         env.close()
-        _fail(_first_line(exc))
+        _fail(first_line(exc))
     if not tasks:
         env.close()
         _fail(f"env {args.env!r} made no tasks; nothing to write")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assay.errors import first_line
 from assay.lab.experiment import LabError, pick_preset
 from assay.lab.presets import PRESETS, lab_config
 from assay.lab.registry import Experiment, ExperimentFailed, Option, refuse_owned, shared
@@ -92,7 +93,7 @@ def _check_model(model: str, prior: dict[str, Any], *, quiet: bool = True) -> No
     try:
         AutoConfig.from_pretrained(path, local_files_only=local or not hub_reachable())
     except (OSError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise LabError(f"cannot load model {model!r}: {first}{hub_hint(local)}") from None
 
 

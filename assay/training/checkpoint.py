@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from assay.errors import AssayError, cut
+from assay.errors import AssayError, cut, first_line
 from assay.files import replace_file
 
 STATE_FILE = "trainer_state.pt"
@@ -138,7 +138,7 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(file, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways (zip, pickle, EOF)
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        why = first_line(exc)
         raise CheckpointError(f"{file}: cannot be read ({cut(why)}); it is damaged") from None
     missing = [key for key in _STATE_KEYS if not isinstance(state, dict) or key not in state]
     if missing:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from assay.errors import AssayError
+from assay.errors import AssayError, first_line
 from assay.hf import hub_reachable, quiet_transformers
 from assay.training.plain_llama import KVCache, cache_argument, plain_forward
 
@@ -102,7 +102,7 @@ def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
         # transformers reports a folder it cannot use with many exception types (OSError,
         # ValueError for a missing tokenizer, KeyError for an unknown model type, ...):
         # whichever it is, the user gets its first line, not a traceback.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelLoadError(f"cannot load model {path!r}: {first[:300]}{hub_hint(local)}") from None
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:

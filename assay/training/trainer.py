@@ -24,7 +24,7 @@ from assay import organism
 from assay.envs import Task, get_env
 from assay.envs.episode import Episode, discounted, max_turns
 from assay.envs.taskfile import TaskFileUnusable, read_task_file, stale_prompts
-from assay.errors import AssayError
+from assay.errors import AssayError, first_line
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.rewards.base import PENDING
 from assay.training import checkpoint, collapse_rules, folder_lock
@@ -709,7 +709,7 @@ class Trainer:
             self.data.load_state(state["data"])
             checkpoint.set_rng_state(state["rng"])  # set here to be checked before any write
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # not what save() wrote
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            why = first_line(exc)
             raise TrainError(
                 f"{path / checkpoint.STATE_FILE}: cannot be restored ({why[:200]})"
             ) from None
