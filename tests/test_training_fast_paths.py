@@ -120,5 +120,7 @@ def test_shared_prompt_pass_matches_one_plain_pass(policy):
     assert torch.allclose(stats.logprobs * real, plain.detach() * real, atol=1e-5)
     assert torch.allclose(stats.entropies * real, entropy.detach() * real, atol=1e-5)
     for p, expected in zip(model.parameters(), plain_grads, strict=True):
-        assert torch.allclose(p.grad, expected, atol=1e-5, rtol=1e-4)
+        # to rounding, on the scale of each gradient: the tied embedding's entries are
+        # sums that cancel (1e-2 out of terms of 1e2), so no tolerance per entry fits
+        assert (p.grad - expected).abs().max() <= 1e-5 * expected.abs().max()
     model.zero_grad()

@@ -6,8 +6,15 @@ cache classes and hub-kernel wrappers) rather than arithmetic, and the trainer m
 about fourteen such calls a step (a prefill and a call per decoding step, then the loss
 pass). This module runs the same operations, in the same order, on the model's own
 parameters (or fewer operations giving the same numbers: the rotary embedding's roll),
-so that results and gradients are bit for bit those of `model(...)`: every recorded
-figure stays as it was.
+so that its logits are bit for bit those of `model(...)`, and so are its gradients over
+whole rows.
+
+One shortcut gives the same logits but not the same gradients: the loss pass reads only
+the completions' real tokens (`real`), packed, where transformers reads every row to the
+longest completion. Each weight gradient then sums fewer rows, in another order: equal
+to rounding (relative differences about 1e-6), not bit for bit. On the organism's short
+completions this spares about a third of the loss pass's arithmetic; runs recorded before it
+(docs/training.md says which) sampled the same first step and then drift by rounding.
 
 What "the same operations" means is transformers' code of the version installed, which
 can change; so `plain_forward(model)` first runs both on a small batch in each of the
@@ -120,6 +127,9 @@ class PlainLlama:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.scaling = self.head_dim**-0.5
         self._sign_of: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # `_signs`
+        #: whether `real` packs the real positions (`reproduces` turns it off where the
+        #: packed logits are not the padded ones bit for bit: then every position is read)
+        self.packs = True
 
     def __call__(
         self,
@@ -128,13 +138,24 @@ class PlainLlama:
         positions: torch.Tensor,
         cache: KVCache | None = None,
         logits_to_keep: int = 0,
+        real: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Logits (B, Q, V) (only the last `logits_to_keep` positions when > 0) and the
         cache extended by these Q positions. ids, positions: (B, Q); mask: (B, K) over the
-        cached positions and these (K = cached + Q), 1 for a real token."""
+        cached positions and these (K = cached + Q), 1 for a real token.
+
+        With `real` ((B, Q) bool, each row's real positions first, then its padding), the
+        per-token work (norms, projections, MLP, logits) is done on the real positions
+        only, packed into one (T, E) matrix, and only attention sees the rows padded: the
+        logits at padding are 0. The logits at real positions are the padded pass's; the
+        gradients differ in their last bits, since each weight gradient sums fewer rows."""
         model = self._model()
         decoder = model.model
         B, Q = ids.shape
+        packed = real is not None and self.packs
+        keep = real.reshape(-1).nonzero().squeeze(1) if packed else None  # (T,) of B * Q
+        if keep is not None:  # the real positions only, as a batch of one: (1, T)
+            ids, positions = ids.reshape(1, -1)[:, keep], positions.reshape(1, -1)[:, keep]
         x = F.embedding(ids, decoder.embed_tokens.weight, decoder.embed_tokens.padding_idx)  # (B, Q, E)
         cos, sin = self._rotary(positions, x.dtype)  # (B, 1, Q, D) each
         # transformers' `rotate_half(q) * sin` is `q.roll(D/2) * sin` with the first half of
@@ -150,15 +171,19 @@ class PlainLlama:
         for i, layer in enumerate(decoder.layers):
             attn = layer.self_attn
             h = self._norm(x, layer.input_layernorm.weight)  # (B, Q, E)
-            q = F.linear(h, attn.q_proj.weight).view(B, Q, -1, self.head_dim).transpose(1, 2)  # (B, H, Q, D)
-            k = F.linear(h, attn.k_proj.weight).view(B, Q, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, Q, D)
-            v = F.linear(h, attn.v_proj.weight).view(B, Q, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, Q, D)
+            q = F.linear(h, attn.q_proj.weight).view(*h.shape[:2], -1, self.head_dim).transpose(1, 2)  # (B, H, Q, D)
+            k = F.linear(h, attn.k_proj.weight).view(*h.shape[:2], -1, self.head_dim).transpose(1, 2)  # (B, Hkv, Q, D)
+            v = F.linear(h, attn.v_proj.weight).view(*h.shape[:2], -1, self.head_dim).transpose(1, 2)  # (B, Hkv, Q, D)
             q = (q * cos) + (q.roll(half, -1) * turned)
             k = (k * cos) + (k.roll(half, -1) * turned)
+            if keep is not None:  # (1, H, T, D) -> (B, H, Q, D), zeros at padding
+                q, k, v = (_unpack(t, keep, B, Q) for t in (q, k, v))
             if cache is not None:  # (B, Hkv, past + Q, D)
                 k, v = cache.extended(i, k, v, in_place)
             layers.append([k, v])
             o = self._attend(q, k, v, attend)  # (B, Q, H * D)
+            if keep is not None:  # (B, Q, H * D) -> (1, T, H * D)
+                o = o.reshape(B * Q, -1).index_select(0, keep)[None]
             x = x + F.linear(o, attn.o_proj.weight)
             h = self._norm(x, layer.post_attention_layernorm.weight)
             mlp = layer.mlp
@@ -167,7 +192,10 @@ class PlainLlama:
         x = self._norm(x, decoder.norm.weight)
         if logits_to_keep:
             x = x[:, -logits_to_keep:, :]
-        return F.linear(x, model.lm_head.weight), KVCache(layers, cache.room if in_place else None)  # (B, Q', V)
+        logits = F.linear(x, model.lm_head.weight)  # (B, Q', V), or (1, T, V) packed
+        if keep is not None:  # (B, Q, V), zeros at padding
+            logits = logits.new_zeros(B * Q, logits.shape[-1]).index_copy(0, keep, logits[0]).view(B, Q, -1)
+        return logits, KVCache(layers, cache.room if in_place else None)
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype  # RMSNorm in float32, scaled back in the model's dtype
@@ -230,6 +258,14 @@ class PlainLlama:
         return o.reshape(B, Q, -1).contiguous()
 
 
+def _unpack(packed: torch.Tensor, keep: torch.Tensor, B: int, Q: int) -> torch.Tensor:
+    """(1, H, T, D) of the real positions -> (B, H, Q, D), zeros at padding."""
+    H, T, D = packed.shape[1:]
+    rows = packed[0].transpose(0, 1).reshape(T, H * D)  # (T, H * D)
+    padded = rows.new_zeros(B * Q, H * D).index_copy(0, keep, rows)  # (B * Q, H * D)
+    return padded.view(B, Q, H, D).transpose(1, 2)
+
+
 def plain_forward(model: Any) -> PlainLlama | None:
     """The plain pass for `model` when it gives exactly the model's own logits, else None:
     decided once per model, on a small batch in each shape the trainer uses, and again if
@@ -290,7 +326,9 @@ def eligible(model: Any) -> bool:
 def reproduces(model: Any, plain: PlainLlama) -> bool:
     """Whether the plain pass gives the model's logits bit for bit, on three prompts (one
     left-padded) and on two unpadded ones: each read whole, then a decoding step over
-    its cache, then a continuation of three tokens over it (the loss pass's shape)."""
+    its cache, then a continuation of three tokens over it (the loss pass's shape, one
+    row's continuation padded). Sets `plain.packs`: whether reading only the real tokens
+    of that continuation gives the same logits there too."""
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (3, 9), generator=generator).to(device)  # (3, 9)
@@ -310,12 +348,18 @@ def reproduces(model: Any, plain: PlainLlama) -> bool:
             their_cache = theirs.cache if "cache" in theirs else theirs.past_key_values
             for extra in (1, 3):
                 step_positions = prompt_mask.sum(-1, keepdim=True) + torch.arange(extra, device=device)
-                step, step_mask = rows[:, width : width + extra], mask[:, : width + extra]
+                step, step_mask = rows[:, width : width + extra], mask[:, : width + extra].clone()
+                if extra > 1:  # the first row's continuation one token shorter (padded)
+                    step_mask[0, -1] = 0
                 theirs = model(input_ids=step, attention_mask=step_mask, position_ids=step_positions,
                                use_cache=True, **{cache_argument(model): copy.deepcopy(their_cache)})
                 mine, _ = plain(step, step_mask, step_positions, KVCache([list(kv) for kv in my_cache.layers]))
                 if not torch.equal(theirs.logits, mine):
                     return False
+                real = step_mask[:, width:].bool()  # the loss pass's packed read of real tokens
+                packed, _ = plain(step, step_mask, step_positions, KVCache([list(kv) for kv in my_cache.layers]),
+                                  real=real)
+                plain.packs = plain.packs and torch.equal(theirs.logits[real], packed[real])
     except Exception:  # a shape or an argument this pass does not know: the model's own pass
         return False
     finally:

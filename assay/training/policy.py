@@ -230,13 +230,17 @@ def forward(
     positions: torch.Tensor,
     cache: Any = None,
     logits_to_keep: int = 0,
+    real: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Any]:
     """One pass of the model over `ids` (B, Q) after `cache`: (logits (B, Q', V), the
     cache extended by these positions). A Llama model goes through the plain pass of
-    `plain_llama`, the same bits with less Python, when it reproduces the model exactly."""
+    `plain_llama`, the same bits with less Python, when it reproduces the model exactly.
+    `real` ((B, Q) bool) marks the positions whose logits are wanted, each row's first:
+    the plain pass computes only those (the others' logits are then 0); any other model
+    computes every position."""
     plain = plain_forward(model)
     if plain is not None and (cache is None or isinstance(cache, KVCache)):
-        return plain(ids, mask, positions, cache, logits_to_keep)
+        return plain(ids, mask, positions, cache, logits_to_keep, real)
     out = model(
         input_ids=ids,
         attention_mask=mask,
@@ -267,6 +271,9 @@ def completion_logits(
     the completions run on top of them. That is exact, since a prompt token never attends
     to what follows it, and it spares the prompt's share of the work G−1 times in G.
     Gradients flow through the shared prompt pass like through any other.
+
+    The logits past each completion's end (padding) are not computed by the plain pass
+    (`plain_llama`): they are 0 there, and every reader masks them out.
     """
     # Shapes: N rows, P prompt length, C = completion_len, V vocabulary, U distinct prompts.
     P = input_ids.size(1) - completion_len  # input_ids, attention_mask: (N, P + C)
@@ -285,12 +292,15 @@ def completion_logits(
     positions = mask.sum(-1)[row_prompt, None] + torch.arange(  # (N, 1) + (C-1,) -> (N, C-1)
         completion_len - 1, device=mask.device
     )
-    # Completion token t predicts token t+1: the last one predicts nothing we score.
+    # Completion token t predicts token t+1: the last one predicts nothing we score, and
+    # neither does padding (its logits are masked out everywhere they are read), so only
+    # the real tokens are read (`real`): on short completions, about half the positions.
     rest, _ = forward(  # (N, C-1, V)
         model,
         input_ids[:, P:-1],  # (N, C-1)
         attention_mask[:, :-1],  # (N, P + C-1): prompt and cache included
         positions,  # (N, C-1)
         cache,
+        real=attention_mask[:, P:-1].bool(),  # (N, C-1): right-padded completions
     )
     return torch.cat([first, rest], 1)  # (N, C, V)
