@@ -1,8 +1,9 @@
-"""The trainer's two shortcuts compute what the plain way computes.
+"""The trainer's shortcuts compute what the plain way computes.
 
 `HFEngine` samples with its own loop (each prompt read once, ended rows dropped) instead of
-transformers' `generate`; `completion_stats` reads each distinct prompt once for a group.
-Both are checked against the plain computation on the organism.
+transformers' `generate`; `completion_stats` reads each distinct prompt once for a group;
+micro-batches continue from one pass over the batch's prompts (`SharedPrompts`). Each is
+checked against the plain computation on the organism.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubsc
 import torch  # noqa: E402
 
 from assay.training.batch import RolloutBatch  # noqa: E402
-from assay.training.policy import completion_stats, load_policy, resolve_model_path  # noqa: E402
+from assay.training import policy as policy_module  # noqa: E402
+from assay.training.policy import SharedPrompts, completion_stats, load_policy, resolve_model_path  # noqa: E402
 from assay.training.rollout import HFEngine, _draw  # noqa: E402
 
 # Prompts of three lengths, so that left padding and positions are exercised.
@@ -124,3 +126,55 @@ def test_shared_prompt_pass_matches_one_plain_pass(policy):
         # sums that cancel (1e-2 out of terms of 1e2), so no tolerance per entry fits
         assert (p.grad - expected).abs().max() <= 1e-5 * expected.abs().max()
     model.zero_grad()
+
+
+def test_micro_batches_continue_from_one_prompt_pass(policy, monkeypatch):
+    """Micro-batches of 4 rows (two prompts each) with one pass over the batch's prompts:
+    the log-probs and gradients of a pass per micro-batch, to rounding (a product of 2
+    rows and one of 6 can round differently: MKL's small-matrix kernels), and the
+    prompts read once instead of once per micro-batch."""
+    model, tokenizer, prompts = policy
+    gens = HFEngine(model, tokenizer).generate(prompts, 2, max_new_tokens=10, seed=7)
+    batch = RolloutBatch.build(prompts, gens, tokenizer.pad_token_id)
+    C, real = batch.completion_len, batch.attention_mask[:, -batch.completion_len:].float()
+    micro = [slice(i, i + 4) for i in range(0, len(batch.completions), 4)]
+    reads = []
+    original = policy_module.prefill
+    monkeypatch.setattr(policy_module, "prefill", lambda *a: reads.append(1) or original(*a))
+
+    def update(shared: SharedPrompts | None):
+        model.zero_grad()
+        logprobs = []
+        for rows in micro:
+            stats = completion_stats(model, batch.input_ids[rows], batch.attention_mask[rows], C, 0.8,
+                                     prompts=shared and shared.rows(rows))
+            (stats.logprobs * real[rows]).sum().backward()
+            logprobs.append(stats.logprobs.detach())
+        if shared is not None:
+            shared.backward()
+        return torch.cat(logprobs), [p.grad.clone() for p in model.parameters()]
+
+    own, own_grads = update(None)
+    assert len(reads) == len(micro) == 3
+    reads.clear()
+    shared = SharedPrompts.of(model, batch.input_ids, batch.attention_mask, C)
+    once, once_grads = update(shared)
+    assert len(reads) == 1
+    assert (once * real - own * real).abs().max() <= 1e-5
+    for mine, theirs in zip(once_grads, own_grads, strict=True):
+        assert (mine - theirs).abs().max() <= 1e-5 * theirs.abs().max()
+    model.zero_grad()
+
+
+def test_a_model_outside_the_plain_pass_reads_prompts_per_micro_batch(policy):
+    import copy
+
+    from assay.training.plain_llama import never_plain
+
+    model, tokenizer, prompts = policy
+    twin = copy.deepcopy(model)
+    never_plain(twin)
+    gens = HFEngine(model, tokenizer).generate(prompts, 2, max_new_tokens=6, seed=7)
+    batch = RolloutBatch.build(prompts, gens, tokenizer.pad_token_id)
+    args = (batch.input_ids, batch.attention_mask, batch.completion_len)
+    assert SharedPrompts.of(twin, *args) is None and SharedPrompts.of(model, *args) is not None

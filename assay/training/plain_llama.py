@@ -69,6 +69,10 @@ class KVCache:
         for kv in self.layers:
             kv[0], kv[1] = kv[0].index_select(0, rows), kv[1].index_select(0, rows)
 
+    def selected(self, rows: torch.Tensor) -> KVCache:
+        """A new cache of these rows (in this order), this one left as it is."""
+        return KVCache([[kv[0].index_select(0, rows), kv[1].index_select(0, rows)] for kv in self.layers])
+
     def batch_repeat_interleave(self, repeats: int, room: int = 0) -> None:
         """Each row `repeats` times in a row, as `Tensor.repeat_interleave` orders them;
         with `room`, in buffers with that many positions to spare."""

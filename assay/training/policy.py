@@ -202,12 +202,14 @@ def completion_stats(
     temperature: float,
     *,
     with_entropy: bool = True,
+    prompts: PromptPass | None = None,
 ) -> TokenStats:
     """Statistics at the last `completion_len` positions of `input_ids` (prompt left-padded,
     completion right-padded). Logits are divided by the sampling temperature first, so
-    log-probs match the distribution the completions were drawn from."""
+    log-probs match the distribution the completions were drawn from. `prompts`: the
+    prompts' pass already made (`completion_logits`)."""
     # Shapes: N rows, P prompt length, C = completion_len, V vocabulary; input_ids (N, P + C).
-    logits = completion_logits(model, input_ids, attention_mask, completion_len)  # (N, C, V)
+    logits = completion_logits(model, input_ids, attention_mask, completion_len, prompts)  # (N, C, V)
     logits = logits.float() / temperature  # z_t: (N, C, V)
     targets = input_ids[:, -completion_len:]  # (N, C): the sampled tokens y_t
     log_norm = torch.logsumexp(logits, dim=-1)  # (N, C)
@@ -261,8 +263,81 @@ def prefill(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
     return logits[:, -1], cache  # logits (U, 1, V) -> (U, V); cache: U rows of P positions
 
 
+@dataclass
+class PromptPass:
+    """The distinct prompts of a batch read once: what the completions continue from.
+
+    last: (U, V) the logits at each distinct prompt's last position (they predict the
+    completions' first token); cache: their keys and values, U rows; lengths: (U,) their
+    real tokens; row_prompt: (N,) the distinct prompt of each row.
+    """
+
+    last: torch.Tensor
+    cache: Any
+    lengths: torch.Tensor
+    row_prompt: torch.Tensor
+
+
+def read_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 completion_len: int) -> PromptPass:
+    """One pass over the distinct prompts of these rows (prompt left-padded to the width
+    of `input_ids` less `completion_len`)."""
+    P = input_ids.size(1) - completion_len  # input_ids, attention_mask: (N, P + C)
+    distinct, row_prompt = torch.unique(  # (U, 2P) distinct (ids, mask) rows; (N,) row -> U
+        torch.cat([input_ids[:, :P], attention_mask[:, :P]], 1), dim=0, return_inverse=True
+    )
+    ids, mask = distinct[:, :P], distinct[:, P:]  # (U, P) each
+    last, cache = prefill(model, ids, mask)  # (U, V); cache: U rows
+    return PromptPass(last, cache, mask.sum(-1), row_prompt)
+
+
+class SharedPrompts:
+    """A batch's prompt pass, made once for all of its micro-batches.
+
+    Micro-batched, each micro-batch would otherwise read its own prompts again (a model
+    call and its backward pass each, which at the organism's size cost more in fixed
+    overhead than in arithmetic). Here the pass is made once (its graph kept when
+    gradients are on); each micro-batch continues from stand-ins for its outputs
+    (detached copies that gather the gradients its backward pass sends them), and
+    `backward` then runs what they gathered through the pass once. By the chain rule the
+    gradients are the same as one pass per micro-batch would give, summed in another
+    order (equal to rounding). Only for the plain pass's cache (`PlainLlama`): `of`
+    gives None for any other model, which then reads its prompts per micro-batch.
+    """
+
+    def __init__(self, prompts: PromptPass) -> None:
+        self._ends = [prompts.last] + [t for kv in prompts.cache.layers for t in kv]
+        self._stand_ins = [t.detach().requires_grad_(t.requires_grad) for t in self._ends]
+        last, *kv = self._stand_ins
+        cache = KVCache([[kv[i], kv[i + 1]] for i in range(0, len(kv), 2)])
+        self._prompts = PromptPass(last, cache, prompts.lengths, prompts.row_prompt)
+
+    @classmethod
+    def of(cls, model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+           completion_len: int) -> SharedPrompts | None:
+        """The batch's prompts read once, or None where they cannot be shared this way
+        (no prompt, or a model outside the plain pass)."""
+        if input_ids.size(1) == completion_len:
+            return None
+        prompts = read_prompts(model, input_ids, attention_mask, completion_len)
+        return cls(prompts) if isinstance(prompts.cache, KVCache) else None
+
+    def rows(self, rows: slice | torch.Tensor) -> PromptPass:
+        """The prompt pass as these rows of the batch see it."""
+        p = self._prompts
+        return PromptPass(p.last, p.cache, p.lengths, p.row_prompt[rows])
+
+    def backward(self) -> None:
+        """The gradients the micro-batches sent into the prompts, run through their pass."""
+        pairs = [(end, stand_in.grad) for end, stand_in in zip(self._ends, self._stand_ins, strict=True)
+                 if stand_in.grad is not None]
+        if pairs:
+            torch.autograd.backward([end for end, _ in pairs], [grad for _, grad in pairs])
+
+
 def completion_logits(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int,
+    prompts: PromptPass | None = None,
 ) -> torch.Tensor:
     """The logits that predict each of the last `completion_len` tokens, shape (N, C, V).
 
@@ -270,7 +345,8 @@ def completion_logits(
     keys and values are computed once per distinct prompt and repeated for each row, then
     the completions run on top of them. That is exact, since a prompt token never attends
     to what follows it, and it spares the prompt's share of the work G−1 times in G.
-    Gradients flow through the shared prompt pass like through any other.
+    Gradients flow through the shared prompt pass like through any other. `prompts`: that
+    pass already made for these rows (`SharedPrompts.rows`), else it is made here.
 
     The logits past each completion's end (padding) are not computed by the plain pass
     (`plain_llama`): they are 0 there, and every reader masks them out.
@@ -279,18 +355,20 @@ def completion_logits(
     P = input_ids.size(1) - completion_len  # input_ids, attention_mask: (N, P + C)
     if P == 0:  # nothing to share
         return model(input_ids=input_ids, attention_mask=attention_mask).logits  # (N, C, V)
-    prompt_mask = attention_mask[:, :P]  # (N, P)
-    distinct, row_prompt = torch.unique(  # (U, 2P) distinct (ids, mask) rows; (N,) row -> U
-        torch.cat([input_ids[:, :P], prompt_mask], 1), dim=0, return_inverse=True
-    )
-    ids, mask = distinct[:, :P], distinct[:, P:]  # (U, P) each
-    last, cache = prefill(model, ids, mask)  # (U, V); cache: U rows
-    first = last[row_prompt, None]  # (N, 1, V): the last prompt position predicts token 0
+    own = prompts is None
+    if own:
+        prompts = read_prompts(model, input_ids, attention_mask, completion_len)
+    row_prompt = prompts.row_prompt  # (N,) row -> U
+    first = prompts.last[row_prompt, None]  # (N, 1, V): the last prompt position predicts token 0
     if completion_len == 1:
         return first
-    cache.batch_select_indices(row_prompt)  # U -> N rows: its prompt's keys and values per row
-    positions = mask.sum(-1)[row_prompt, None] + torch.arange(  # (N, 1) + (C-1,) -> (N, C-1)
-        completion_len - 1, device=mask.device
+    cache = prompts.cache  # U -> N rows: its prompt's keys and values per row
+    if own:
+        cache.batch_select_indices(row_prompt)  # in place: transformers' caches have no copy
+    else:
+        cache = cache.selected(row_prompt)  # a copy: the next micro-batch reads the same pass
+    positions = prompts.lengths[row_prompt, None] + torch.arange(  # (N, 1) + (C-1,) -> (N, C-1)
+        completion_len - 1, device=input_ids.device
     )
     # Completion token t predicts token t+1: the last one predicts nothing we score, and
     # neither does padding (its logits are masked out everywhere they are read), so only

@@ -45,6 +45,7 @@ from assay.training.episodes import Sampler, episode_metrics, play_episodes
 from assay.training.loss import group_advantages, masked_group_advantages, policy_loss, token_mean
 from assay.training.monitor import Monitors
 from assay.training.policy import (
+    SharedPrompts,
     TokenStats,
     completion_stats,
     device_name,
@@ -333,7 +334,9 @@ class Trainer:
         """Per-token statistics of every completion (with the autograd graph when `grad`)."""
         parts = []
         with torch.set_grad_enabled(grad):
-            for rows in self._micro_batches(len(batch.completions), whole=grad):
+            micro = self._micro_batches(len(batch.completions), whole=grad)
+            shared = self._shared_prompts(self.model, batch, micro)
+            for rows in micro:
                 parts.append(  # each field (rows, C)
                     completion_stats(
                         self.model,
@@ -341,6 +344,7 @@ class Trainer:
                         batch.attention_mask[rows],  # (rows, P + C)
                         batch.completion_len,
                         self.config.temperature,
+                        prompts=shared and shared.rows(rows),
                     )
                 )
         return joined_stats(parts, completion_mask_of(batch))
@@ -443,6 +447,8 @@ class Trainer:
 
     @torch.no_grad()
     def reference_logprobs(self, batch: RolloutBatch) -> torch.Tensor:
+        micro = self._micro_batches(len(batch.completions))
+        shared = self._shared_prompts(self.reference, batch, micro)
         parts = [
             completion_stats(
                 self.reference,
@@ -451,8 +457,9 @@ class Trainer:
                 batch.completion_len,
                 self.config.temperature,
                 with_entropy=False,
+                prompts=shared and shared.rows(rows),
             ).logprobs
-            for rows in self._micro_batches(len(batch.completions))
+            for rows in micro
         ]
         return torch.cat(parts)
 
@@ -481,17 +488,22 @@ class Trainer:
         old = torch.zeros_like(mask) if stats is None else stats.logprobs.detach()
         totals = {"sequences": int(used.sum()), "tokens": float(mask[used].sum().clamp(min=1.0))}
         losses, clips, kls = [], [], []  # kl: of the first iteration, before any update
+        micro = self._micro_batches(len(batch.completions), whole=fused)
         for iteration in range(cfg.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for rows in self._micro_batches(len(batch.completions), whole=fused):
+            # micro-batched: the prompts read once per update (its weights), for every micro-batch
+            shared = self._shared_prompts(self.model, batch, micro)
+            for rows in micro:
                 kept = used[rows].nonzero().squeeze(1)  # (K,): this micro-batch's used rows
                 fresh = None  # (rows, C): this pass's log-probs, when it gives the statistics
+                prompts = shared and shared.rows(rows)
                 if stats is None and iteration == 0:
                     with torch.set_grad_enabled(kept.numel() > 0):
                         part = completion_stats(self.model, batch.input_ids[rows],
                                                 batch.attention_mask[rows],
-                                                batch.completion_len, cfg.temperature)
+                                                batch.completion_len, cfg.temperature,
+                                                prompts=prompts)
                     computed.append(part)
                     fresh = part.logprobs
                     # the policy that sampled, exactly: no update has happened yet
@@ -510,6 +522,7 @@ class Trainer:
                         batch.completion_len,
                         cfg.temperature,
                         with_entropy=False,
+                        prompts=prompts,
                     ).logprobs
                 parts = policy_loss(  # .loss: a scalar, this micro-batch's share
                     logprobs[kept],  # (K, C)
@@ -530,6 +543,8 @@ class Trainer:
                 clips.append(parts.clip_ratio)
                 if iteration == 0:
                     kls.append(parts.kl)
+            if shared is not None:  # what the micro-batches sent back into the prompts
+                shared.backward()
             grad_norm = _grad_norm(self.model, cfg.max_grad_norm)
             self.optimizer.step()
             losses.append(loss_sum)
@@ -724,6 +739,14 @@ class Trainer:
                 ) from None
 
     # -- helpers -----------------------------------------------------------------------
+
+    @staticmethod
+    def _shared_prompts(model, batch: RolloutBatch, micro: list[slice]) -> SharedPrompts | None:
+        """With several micro-batches, the batch's prompts read once for all of them
+        (gradients on as they are here); None: each micro-batch reads its own."""
+        if len(micro) < 2:
+            return None
+        return SharedPrompts.of(model, batch.input_ids, batch.attention_mask, batch.completion_len)
 
     def _micro_batches(self, n: int, whole: bool = False) -> list[slice]:
         size = self.config.micro_batch_size
