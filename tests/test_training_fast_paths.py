@@ -21,8 +21,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubsc
 
 import torch  # noqa: E402
 
-from assay.training.batch import RolloutBatch  # noqa: E402
 from assay.training import policy as policy_module  # noqa: E402
+from assay.training.batch import RolloutBatch  # noqa: E402
 from assay.training.policy import SharedPrompts, completion_stats, load_policy, resolve_model_path  # noqa: E402
 from assay.training.rollout import HFEngine, _draw  # noqa: E402
 
