@@ -147,7 +147,7 @@ def test_micro_batches_continue_from_one_prompt_pass(policy, monkeypatch):
         logprobs = []
         for rows in micro:
             stats = completion_stats(model, batch.input_ids[rows], batch.attention_mask[rows], C, 0.8,
-                                     prompts=shared and shared.rows(rows))
+                                     prompts=shared.rows(rows) if shared else None)
             (stats.logprobs * real[rows]).sum().backward()
             logprobs.append(stats.logprobs.detach())
         if shared is not None:

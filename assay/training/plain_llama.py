@@ -16,9 +16,9 @@ differences about 1e-6), not bit for bit. The logits are the same numbers comput
 same way, bit for bit where each product has a dozen rows or more; a product of a few
 rows can round otherwise than those rows inside a longer one (MKL's small-matrix
 kernels: on the development machine's AMD EPYC with 2 threads, products of fewer than
-12 rows not a multiple of 4). On the organism's short
-completions this spares about a third of the loss pass's arithmetic; runs recorded before it
-(docs/training.md says which) sampled the same first step and then drift by rounding.
+12 rows not a multiple of 4). On the organism's short completions this spares about a
+third of the loss pass's arithmetic; a run sampled the same first step before it and then
+drifts by rounding (docs/development.md, "Runs are not pinned", measures how far).
 
 What "the same operations" means is transformers' code of the version installed, which
 can change; so `plain_forward(model)` first runs both on a small batch in each of the
@@ -136,7 +136,8 @@ class PlainLlama:
         self.scaling = self.head_dim**-0.5
         self._sign_of: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # `_signs`
         #: whether `real` packs the real positions (`reproduces` turns it off where the
-        #: packed logits are not the padded ones bit for bit: then every position is read)
+        #: packed logits differ from the padded ones by more than rounding: then every
+        #: position is read)
         self.packs = True
 
     def __call__(
@@ -155,8 +156,9 @@ class PlainLlama:
         With `real` ((B, Q) bool, each row's real positions first, then its padding), the
         per-token work (norms, projections, MLP, logits) is done on the real positions
         only, packed into one (T, E) matrix, and only attention sees the rows padded: the
-        logits at padding are 0. The logits at real positions are the padded pass's; the
-        gradients differ in their last bits, since each weight gradient sums fewer rows."""
+        logits at padding are 0. The logits at real positions are the padded pass's (to
+        rounding in products of a few rows); the gradients differ in their last bits,
+        since each weight gradient sums fewer rows."""
         model = self._model()
         decoder = model.model
         B, Q = ids.shape

@@ -344,7 +344,7 @@ class Trainer:
                         batch.attention_mask[rows],  # (rows, P + C)
                         batch.completion_len,
                         self.config.temperature,
-                        prompts=shared and shared.rows(rows),
+                        prompts=shared.rows(rows) if shared else None,
                     )
                 )
         return joined_stats(parts, completion_mask_of(batch))
@@ -457,7 +457,7 @@ class Trainer:
                 batch.completion_len,
                 self.config.temperature,
                 with_entropy=False,
-                prompts=shared and shared.rows(rows),
+                prompts=shared.rows(rows) if shared else None,
             ).logprobs
             for rows in micro
         ]
@@ -497,7 +497,7 @@ class Trainer:
             for rows in micro:
                 kept = used[rows].nonzero().squeeze(1)  # (K,): this micro-batch's used rows
                 fresh = None  # (rows, C): this pass's log-probs, when it gives the statistics
-                prompts = shared and shared.rows(rows)
+                prompts = shared.rows(rows) if shared else None
                 if stats is None and iteration == 0:
                     with torch.set_grad_enabled(kept.numel() > 0):
                         part = completion_stats(self.model, batch.input_ids[rows],
