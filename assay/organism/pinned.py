@@ -3,9 +3,11 @@
 A build's last bits depend on the order of its float sums, and on x86 that order is
 chosen when torch loads, from the CPU's vector instructions: ATen's own kernels (softmax,
 norms, the optimizer's updates) by their widest instruction set, the matrix products by
-MKL's code path. A build that is to give the same bits on any x86 CPU with AVX2 therefore
-runs in a fresh interpreter started with both pinned to AVX2 (`PINNED_ENV`), on a fixed
-number of threads (the sums inside a matrix product are split by thread).
+MKL's code path. A build that is to give the same bits on any Intel CPU with AVX2
+therefore runs in a fresh interpreter started with both pinned to AVX2 (`PINNED_ENV`), on
+a fixed number of threads (the sums inside a matrix product are split by thread). On an
+AMD CPU, MKL's AVX2 branch still sums otherwise: measured 2026-12-07 on an AMD EPYC, its
+pinned builds repeat bit for bit but differ from the Intel-built ones (docs/development.md).
 
 Measured on an AVX512 Xeon (2026-12-06): a pinned build of the `tiny` prior equals, bit
 for bit, one made with MKL limited to AVX2 and ATen to AVX2, as an AVX2-only Intel CPU

@@ -16,7 +16,7 @@ from assay.options import OptionError, build_options
 from assay.organism.skills import Skill, get_skill
 
 #: Bump when the builder changes in a way that changes what it builds. 4: builds run on
-#: pinned kernels (`pinned.py`), the same bits on any x86 CPU with AVX2.
+#: pinned kernels (`pinned.py`), the same bits on any Intel CPU with AVX2 (not on AMD's).
 FORMAT_VERSION = 4
 #: The skill of priors that name none (and of every prior built before skills existed).
 DEFAULT_SKILL = "countdown"
