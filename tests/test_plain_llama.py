@@ -19,6 +19,7 @@ import pytest
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
 import torch  # noqa: E402
+from conftest import close_to_rounding  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from assay.training import plain_llama  # noqa: E402
@@ -78,12 +79,6 @@ def test_every_pass_the_trainer_makes_gives_transformers_bits(kv_heads, dtype):
             mine, _ = forward(model, step_ids, step_mask, positions, mine_cache)
             their, _ = forward(theirs, step_ids, step_mask, positions, their_cache)
             assert torch.equal(mine, their)
-
-
-def close_to_rounding(mine: torch.Tensor, theirs: torch.Tensor) -> bool:
-    """Equal but for rounding: within 1e-5 of the gradient's largest entry (a sum read in
-    another order differs by about 1e-7 of it; a wrong token or position, by far more)."""
-    return bool((mine - theirs).abs().max() <= 1e-5 * theirs.abs().max())
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2])

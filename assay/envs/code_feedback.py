@@ -5,8 +5,9 @@ The visible tests are the ones the prompt shows: a procedural task's `shown` exa
 the first stdin/stdout case of an io task, each assert of `tests` whose text the prompt
 holds (the env's own prompt lists them all; a task's own `prompt` may show none), each
 run with the statements before it (imports, helpers). HumanEval's tests are all hidden,
-so there the feedback can only say that the code does not parse. The hidden tests still decide the verdict, on the last submission, as
-for one turn: feedback never reveals a test the prompt did not show.
+so there the feedback can only say that the code does not parse. The hidden tests still
+decide the verdict, on the last submission, as for one turn: feedback never reveals a
+test the prompt did not show.
 
 Each submission's visible tests run in the sandbox (each test its own run, the env's
 time and memory limits; every episode's tests of a turn in one batch). The episode ends

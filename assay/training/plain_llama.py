@@ -70,8 +70,7 @@ class KVCache:
                 buffers[0], buffers[1] = buffers[0].index_select(0, rows), buffers[1].index_select(0, rows)
                 kv[0], kv[1] = buffers[0][:, :, :length], buffers[1][:, :, :length]
             return
-        for kv in self.layers:
-            kv[0], kv[1] = kv[0].index_select(0, rows), kv[1].index_select(0, rows)
+        self.layers = self.selected(rows).layers
 
     def selected(self, rows: torch.Tensor) -> KVCache:
         """A new cache of these rows (in this order), this one left as it is."""

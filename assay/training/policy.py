@@ -316,11 +316,10 @@ class SharedPrompts:
     def of(cls, model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
            completion_len: int) -> SharedPrompts | None:
         """The batch's prompts read once, or None where they cannot be shared this way
-        (no prompt, or a model outside the plain pass)."""
-        if input_ids.size(1) == completion_len:
+        (no prompt, or a model outside the plain pass: decided before any pass is made)."""
+        if input_ids.size(1) == completion_len or plain_forward(model) is None:
             return None
-        prompts = read_prompts(model, input_ids, attention_mask, completion_len)
-        return cls(prompts) if isinstance(prompts.cache, KVCache) else None
+        return cls(read_prompts(model, input_ids, attention_mask, completion_len))
 
     def rows(self, rows: slice | torch.Tensor) -> PromptPass:
         """The prompt pass as these rows of the batch see it."""
