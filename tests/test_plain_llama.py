@@ -135,7 +135,7 @@ def test_a_packed_read_that_differs_reads_every_position(monkeypatch):
 def test_sampling_draws_the_same_tokens():
     from assay.training.policy import load_policy, resolve_model_path
 
-    model, tokenizer = load_policy(resolve_model_path("organism:tiny", quiet=True))
+    model, tokenizer = load_policy(resolve_model_path("organism:tiny", quiet=True), native=False)
     theirs = transformers_only(model)
     prompts = [tokenizer(p)["input_ids"] for p in ["5 1 2>007:", "9 3 4>039:", "2 2>004:", "8 8 8>"]]
     mine = HFEngine(model, tokenizer).generate(prompts, 4, max_new_tokens=12, seed=3)
@@ -241,8 +241,8 @@ def test_models_it_was_not_written_for_take_transformers_pass(change):
     assert plain_forward(model) is None
 
 
-def test_training_with_the_plain_pass_ends_with_transformers_weights(tmp_path):
-    from assay.training import Trainer, resolve
+def test_training_with_the_plain_pass_ends_with_transformers_weights(tmp_path, monkeypatch):
+    from assay.training import Trainer, policy, resolve
 
     def trainer(name: str) -> Trainer:
         config = resolve(
@@ -253,7 +253,10 @@ def test_training_with_the_plain_pass_ends_with_transformers_weights(tmp_path):
         )
         return Trainer(config, quiet=True)
 
-    mine, theirs = trainer("plain"), trainer("transformers")
+    mine = trainer("plain")  # the organism's folder loads without transformers
+    assert getattr(mine.model, "computed_by_plain_pass", False)
+    monkeypatch.setattr(policy, "load_native", lambda *args: None)  # now through transformers
+    theirs = trainer("transformers")
     never_plain(theirs.model)
     for _ in range(3):
         a, b = mine.step(), theirs.step()

@@ -138,7 +138,7 @@ def check_problem(out: Path, result: dict, p: dict) -> None:
          p["initial_greedy"]),
         (str(last), p["final_answer"], p["final_greedy"]),
     ):
-        model, tokenizer = load_policy(path)
+        model, tokenizer = load_policy(path, native=False)  # transformers' own model
         (reply,) = greedy_replies(model, tokenizer, [task.prompt], config.max_new_tokens)
         assert env.extract(reply) == answer
         assert env.verify(task, reply).correct == correct

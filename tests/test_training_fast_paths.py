@@ -33,7 +33,8 @@ PROMPTS = ["5 1 2>007:", "9 3 4>039:", "2 2>004:", "7 1 3>010:", "8 8 8>", "1 2 
 
 @pytest.fixture(scope="module")
 def policy():
-    model, tokenizer = load_policy(resolve_model_path("organism:tiny", quiet=True))
+    # through transformers: these tests compare the fast paths with its own pass
+    model, tokenizer = load_policy(resolve_model_path("organism:tiny", quiet=True), native=False)
     return model, tokenizer, [tokenizer(p)["input_ids"] for p in PROMPTS]
 
 

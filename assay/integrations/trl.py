@@ -303,7 +303,7 @@ def train(cfg: Any, *, quiet: bool = False) -> dict[str, Any]:
         print(f"assay: {note}", file=sys.stderr)
     # loaded on the CPU; TRL (accelerate) moves it where GRPOConfig says
     model_path = resolve_model_path(cfg.model, cfg.prior, quiet=quiet)
-    model, tokenizer = load_policy(model_path)
+    model, tokenizer = load_policy(model_path, native=False)  # TRL takes transformers' classes
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
     metrics_file = (out / "metrics.jsonl").open("a", encoding="utf-8")

@@ -62,7 +62,6 @@ def ensure_prior(
     """
     from filelock import FileLock
 
-    quiet_transformers()
     path = prior_path(spec, name)
     if (path / "assay.json").exists() and not rebuild:
         return path
@@ -79,6 +78,7 @@ def ensure_prior(
                 shutil.rmtree(path)
             os.replace(tmp, path)
             return path
+        quiet_transformers()  # here, not above: a built prior loads without transformers
         skill = get_skill(spec.skill)
         start = time.perf_counter()
         shutil.rmtree(tmp, ignore_errors=True)

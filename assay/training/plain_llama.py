@@ -287,15 +287,24 @@ def plain_forward(model: Any) -> PlainLlama | None:
         return None
     if known is not None and known[0] in (where, None):
         return known[1]
-    plain = PlainLlama(model) if eligible(model) else None
-    if plain is not None and not reproduces(model, plain):
-        plain = None
+    if getattr(model, "computed_by_plain_pass", False):  # `native_llama`: its own pass
+        if hooked(model):
+            raise TypeError("hooks do not run in a model loaded without transformers: load it "
+                            "with load_policy(..., native=False)")
+        plain = PlainLlama(model)
+    else:
+        plain = PlainLlama(model) if eligible(model) else None
+        if plain is not None and not reproduces(model, plain):
+            plain = None
     _CHECKED[model] = (where, plain)
     return plain
 
 
 def never_plain(model: Any) -> None:
     """Send `model` through transformers' own pass from now on (to compare the two)."""
+    if getattr(model, "computed_by_plain_pass", False):
+        raise TypeError("a model loaded without transformers has no other pass: load it with "
+                        "load_policy(..., native=False) to compare it with transformers'")
     _CHECKED[model] = (None, None)
 
 
@@ -322,13 +331,19 @@ def eligible(model: Any) -> bool:
     layers = model.model.layers
     if any(type(layer) is not LlamaDecoderLayer for layer in layers):
         return False
-    for module in model.modules():  # a hook or an adapter would not run in the plain pass
-        if module._forward_hooks or module._forward_pre_hooks or getattr(module, "bias", None) is not None:
+    for module in model.modules():  # an adapter would not run in the plain pass
+        if getattr(module, "bias", None) is not None:
             return False
         if isinstance(module, torch.nn.Linear) and type(module) is not torch.nn.Linear:
             return False
-    return not (torch.nn.modules.module._global_forward_hooks
-                or torch.nn.modules.module._global_forward_pre_hooks)
+    return not hooked(model)
+
+
+def hooked(model: Any) -> bool:
+    """Whether a forward hook would run in `model(...)`: the plain pass would skip it."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()) or bool(
+        torch.nn.modules.module._global_forward_hooks or torch.nn.modules.module._global_forward_pre_hooks
+    )
 
 
 @torch.no_grad()

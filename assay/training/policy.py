@@ -11,6 +11,7 @@ import torch
 
 from assay.errors import AssayError, first_line
 from assay.hf import hub_reachable, quiet_transformers
+from assay.training.native_llama import load_native
 from assay.training.plain_llama import KVCache, cache_argument, plain_forward
 
 
@@ -78,13 +79,19 @@ def device_name(setting: str) -> str:
     return "cuda" if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()) else "cpu"
 
 
-def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32"):
-    """(model, tokenizer) through `AutoModelForCausalLM` / `AutoTokenizer`, like any HF model."""
+def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32", native: bool = True):
+    """(model, tokenizer) through `AutoModelForCausalLM` / `AutoTokenizer`, like any HF
+    model; a folder the plain pass computes in full (the organism's) without transformers
+    (`native_llama`: the same numbers, seconds sooner), unless `native` is False (for
+    what only a transformers model has: hooks, adapters, its own forward pass)."""
+    local = is_local_model(path)
+    if native and local and Path(path).is_dir() and (loaded := load_native(path, dtype)) is not None:
+        model, tokenizer = loaded
+        return model.to(device), tokenizer
+
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
-
-    local = is_local_model(path)
     if local and Path(path).is_dir() and not any(
         (Path(path) / name).is_file() for name in TOKENIZER_FILES
     ):

@@ -1,0 +1,282 @@
+"""A Llama model folder loaded without transformers: the organism's priors and runs.
+
+Importing transformers' model and tokenizer classes costs a process about 3 s on a
+2-core machine (they pull in `torch._dynamo` and `torch.distributed.tensor`): more than
+the rest of a short `assay train` or `assay eval` on the organism to its first step, and
+about a sixth of `make test`'s CPU time, whose tests started such a process 67 times
+(2026-12-07). A folder that the plain pass (`plain_llama`) computes in full — a plain
+`LlamaForCausalLM` with a `tokenizers` tokenizer and no chat template — needs none of it:
+
+- `NativeLlama` holds the parameters under transformers' names and module layout, so
+  `PlainLlama` reads them as it reads a transformers model's, and `save_pretrained`
+  writes a folder transformers loads back (the same safetensors keys, the same config);
+- `NativeTokenizer` is the folder's `tokenizers.Tokenizer` under the handful of
+  methods assay calls, with transformers' own behaviour (tests/test_native_llama.py
+  compares both on the same folder: token ids, decoded texts, logits, gradients, saved
+  folders).
+
+`load_native(path)` gives None for any other folder, which transformers then loads.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+#: config.json fields whose values the plain pass does not compute otherwise (anything
+#: else of these names: transformers loads the folder)
+_PLAIN_CONFIG = {
+    "model_type": "llama",
+    "hidden_act": "silu",
+    "attention_bias": False,
+    "mlp_bias": False,
+    "attention_dropout": 0.0,
+    "pretraining_tp": 1,
+}
+_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+class NativeConfig:
+    """config.json's fields as attributes (what `PlainLlama` and the rotary table read)."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.__dict__.update(fields)
+        self.fields = dict(fields)
+        if "hidden_size" not in fields:  # generation_config.json: its fields only
+            return
+        if getattr(self, "head_dim", None) is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if getattr(self, "num_key_value_heads", None) is None:
+            self.num_key_value_heads = self.num_attention_heads
+
+    @property
+    def rope_theta(self) -> float:
+        rope = self.fields.get("rope_parameters") or {}
+        return float(rope.get("rope_theta", self.fields.get("rope_theta", 10000.0)))
+
+
+class _Weight(nn.Module):
+    """A module holding one weight, as `nn.Linear` (no bias), `nn.Embedding` and RMSNorm
+    hold theirs: uninitialised here, since `load_native` fills it (an initialiser would
+    draw from torch's global generator, and `nn.init` imports `torch._dynamo`)."""
+
+    def __init__(self, *shape: int, padding_idx: int | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(*shape))
+        self.padding_idx = padding_idx
+
+
+class _Attention(nn.Module):
+    def __init__(self, c: NativeConfig) -> None:
+        super().__init__()
+        q, kv = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
+        self.q_proj = _Weight(q, c.hidden_size)
+        self.k_proj = _Weight(kv, c.hidden_size)
+        self.v_proj = _Weight(kv, c.hidden_size)
+        self.o_proj = _Weight(c.hidden_size, q)
+
+
+class _MLP(nn.Module):
+    def __init__(self, c: NativeConfig) -> None:
+        super().__init__()
+        self.gate_proj = _Weight(c.intermediate_size, c.hidden_size)
+        self.up_proj = _Weight(c.intermediate_size, c.hidden_size)
+        self.down_proj = _Weight(c.hidden_size, c.intermediate_size)
+
+
+class _Layer(nn.Module):
+    def __init__(self, c: NativeConfig) -> None:
+        super().__init__()
+        self.self_attn = _Attention(c)
+        self.mlp = _MLP(c)
+        self.input_layernorm = _Weight(c.hidden_size)
+        self.post_attention_layernorm = _Weight(c.hidden_size)
+
+
+class _Rotary(nn.Module):
+    """transformers' default rotary table: the same `inv_freq`, computed the same way."""
+
+    def __init__(self, c: NativeConfig) -> None:
+        super().__init__()
+        self.attention_scaling = 1.0
+        dim = c.head_dim
+        inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).to(dtype=torch.float) / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+
+class _Decoder(nn.Module):
+    def __init__(self, c: NativeConfig) -> None:
+        super().__init__()
+        self.embed_tokens = _Weight(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
+        self.layers = nn.ModuleList(_Layer(c) for _ in range(c.num_hidden_layers))
+        self.norm = _Weight(c.hidden_size)
+        self.rotary_emb = _Rotary(c)
+
+
+class NativeLlama(nn.Module):
+    """`LlamaForCausalLM`'s parameters, names and layout, computed by the plain pass.
+
+    `model(input_ids, attention_mask, position_ids)` gives an object with `.logits`, as
+    transformers' does; the trainer calls the plain pass directly (`policy.forward`).
+    """
+
+    #: `plain_llama.plain_forward` reads this: the plain pass is this model's own pass,
+    #: with nothing to check it against
+    computed_by_plain_pass = True
+
+    def __init__(self, config: NativeConfig, generation: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.model = _Decoder(config)
+        self.generation_config = NativeConfig(generation) if generation else None
+        self.tied = bool(config.fields.get("tie_word_embeddings", False))
+        # a tied head is the embedding's weight itself, as in transformers
+        self.lm_head = _Weight(0) if self.tied else _Weight(config.vocab_size, config.hidden_size)
+        if self.tied:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def get_decoder(self) -> nn.Module:
+        return self.model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, logits_to_keep: int = 0,
+                use_cache: bool = True) -> Any:
+        """Logits (B, Q, V) of a whole sequence (no cache: `policy.forward` continues one);
+        any other argument of transformers' (a cache, labels) is a TypeError, not ignored."""
+        from assay.training.plain_llama import plain_forward
+
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) if position_ids is None else position_ids
+        logits, _ = plain_forward(self)(input_ids, mask, positions, None, logits_to_keep)  # type: ignore[misc]
+        return _Output(logits)
+
+    def save_pretrained(self, folder: str | Path, **_: Any) -> None:
+        """config.json, generation_config.json and model.safetensors, as transformers
+        writes them: a tied head is not stored twice."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().contiguous() for k, v in self.state_dict().items()
+                   if not (self.tied and k == "lm_head.weight")}
+        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        fields = dict(self.config.fields)
+        fields["dtype"] = str(next(self.parameters()).dtype).removeprefix("torch.")
+        _write_json(folder / "config.json", fields)
+        if self.generation_config is not None:
+            _write_json(folder / "generation_config.json", self.generation_config.fields)
+
+
+class _Output:
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+
+class NativeTokenizer:
+    """A `tokenizers.Tokenizer` with the methods and attributes assay reads from a
+    transformers tokenizer, behaving as transformers' `TokenizersBackend` does."""
+
+    chat_template = None  # `load_native` takes only folders without one
+
+    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+        from tokenizers import Tokenizer
+
+        self.folder = folder
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.no_padding()  # transformers pads and truncates only when asked
+        self._tokenizer.no_truncation()
+        self.padding_side = config.get("padding_side", "right")
+        self.eos_token = _token_text(config.get("eos_token"))
+        self.pad_token = _token_text(config.get("pad_token"))
+        self.eos_token_id = self.convert_tokens_to_ids(self.eos_token)
+        self.pad_token_id = self.convert_tokens_to_ids(self.pad_token)
+
+    def convert_tokens_to_ids(self, token: str | None) -> int | None:
+        return None if token is None else self._tokenizer.token_to_id(token)
+
+    def __call__(self, text: str | list[str], add_special_tokens: bool = True) -> dict[str, Any]:
+        if isinstance(text, str):
+            encoding = self._tokenizer.encode(text, add_special_tokens=add_special_tokens)
+            return {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask}
+        encodings = self._tokenizer.encode_batch(text, add_special_tokens=add_special_tokens)
+        return {"input_ids": [e.ids for e in encodings],
+                "attention_mask": [e.attention_mask for e in encodings]}
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+    def decode(self, ids: int | list[int], skip_special_tokens: bool = False) -> str:
+        return self._tokenizer.decode([ids] if isinstance(ids, int) else list(ids),
+                                      skip_special_tokens=skip_special_tokens)
+
+    def batch_decode(self, rows: list[list[int]], skip_special_tokens: bool = False) -> list[str]:
+        return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in rows]
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The folder's tokenizer files, as they were read."""
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (self.folder / name).is_file():
+                shutil.copyfile(self.folder / name, Path(folder) / name)
+
+
+def load_native(path: str, dtype: str = "float32") -> tuple[NativeLlama, NativeTokenizer] | None:
+    """The folder at `path` as (model, tokenizer) without transformers, or None where it
+    is not one the plain pass computes in full (transformers then loads it)."""
+    folder = Path(path)
+    if dtype != "float32":  # transformers' casting of the rotary table is its own to keep
+        return None
+    try:
+        fields = json.loads((folder / "config.json").read_text())
+        tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not _plain_folder(folder, fields, tokenizer_config):
+        return None
+    from safetensors.torch import load_file
+
+    generation_file = folder / "generation_config.json"
+    generation = json.loads(generation_file.read_text()) if generation_file.is_file() else None
+    model = NativeLlama(NativeConfig(fields), generation)
+    weights = load_file(str(folder / "model.safetensors"))
+    expected = {k for k in model.state_dict() if not (model.tied and k == "lm_head.weight")}
+    if set(weights) != expected:  # another layout: transformers knows what to do with it
+        return None
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if name in weights:
+                tensor.copy_(weights[name])
+    return model.to(getattr(torch, dtype)), NativeTokenizer(folder, tokenizer_config)
+
+
+def _plain_folder(folder: Path, fields: dict[str, Any], tokenizer_config: dict[str, Any]) -> bool:
+    rope = fields.get("rope_parameters") or {}
+    return (
+        fields.get("architectures") == ["LlamaForCausalLM"]
+        and all(fields.get(k, v) == v for k, v in _PLAIN_CONFIG.items())
+        and rope.get("rope_type", "default") == "default"
+        and not fields.get("rope_scaling")
+        and fields.get("pad_token_id") is not None
+        and (folder / "model.safetensors").is_file()
+        and (folder / "tokenizer.json").is_file()
+        and tokenizer_config.get("tokenizer_class") in _TOKENIZER_CLASSES
+        and not tokenizer_config.get("chat_template")
+        and not (folder / "chat_template.jinja").exists()
+        and not tokenizer_config.get("clean_up_tokenization_spaces")
+        and not any((folder / name).exists() for name in ("added_tokens.json", "tokenizer.model"))
+        and _token_text(tokenizer_config.get("pad_token")) is not None
+        and _token_text(tokenizer_config.get("eos_token")) is not None
+    )
+
+
+def _token_text(token: Any) -> str | None:
+    """A special token as tokenizer_config.json writes it: its text, or {"content": text}."""
+    return token.get("content") if isinstance(token, dict) else token
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
