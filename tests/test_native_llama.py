@@ -180,3 +180,20 @@ def test_training_the_organism_never_imports_transformers(tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     saved, _ = load_policy(run_checkpoint(str(tmp_path / "run")))  # its checkpoint, natively
     assert isinstance(saved, NativeLlama)
+
+
+def test_a_damaged_folder_gets_transformers_one_line_error(folder, tmp_path):
+    from assay.training.policy import ModelLoadError
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(folder, damaged)
+    (damaged / "model.safetensors").write_bytes(b"\x00" * 20)  # a truncated download
+    assert load_native(str(damaged)) is None
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        load_policy(str(damaged))
+    wider = tmp_path / "wider"  # weights of another shape under the same names
+    shutil.copytree(folder, wider)
+    fields = json.loads((wider / "config.json").read_text())
+    fields["intermediate_size"] = 2 * fields["intermediate_size"]
+    (wider / "config.json").write_text(json.dumps(fields))
+    assert load_native(str(wider)) is None

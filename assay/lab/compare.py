@@ -74,6 +74,7 @@ def missing_requirement(spec: str, env: Any) -> str | None:
 def _check_model(model: str, prior: dict[str, Any], *, quiet: bool = True) -> None:
     """A bad model is a one-line `LabError` before anything trains."""
     from assay.hf import hub_reachable
+    from assay.training.native_llama import native_folder
     from assay.training.policy import (
         ModelLoadError,
         hub_hint,
@@ -87,6 +88,8 @@ def _check_model(model: str, prior: dict[str, Any], *, quiet: bool = True) -> No
         local = is_local_model(path)
     except ModelLoadError as exc:
         raise LabError(str(exc)) from None
+    if local and native_folder(path) is not None:  # read without transformers, as runs load it
+        return
     from transformers import AutoConfig
 
     quiet_transformers()

@@ -224,28 +224,43 @@ class NativeTokenizer:
                 shutil.copyfile(self.folder / name, Path(folder) / name)
 
 
+def native_folder(path: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(config.json, tokenizer_config.json) of a folder `load_native` may load: a plain
+    Llama the plain pass computes in full, with a `tokenizers` tokenizer and no chat
+    template; None for any other."""
+    folder = Path(path)
+    try:
+        fields = json.loads((folder / "config.json").read_text())
+        tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(fields, dict) and isinstance(tokenizer_config, dict)):
+        return None
+    return (fields, tokenizer_config) if _plain_folder(folder, fields, tokenizer_config) else None
+
+
 def load_native(path: str, dtype: str = "float32") -> tuple[NativeLlama, NativeTokenizer] | None:
     """The folder at `path` as (model, tokenizer) without transformers, or None where it
     is not one the plain pass computes in full (transformers then loads it)."""
     folder = Path(path)
     if dtype != "float32":  # transformers' casting of the rotary table is its own to keep
         return None
-    try:
-        fields = json.loads((folder / "config.json").read_text())
-        tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
-    except (OSError, ValueError):
+    if (found := native_folder(path)) is None:
         return None
-    if not _plain_folder(folder, fields, tokenizer_config):
-        return None
+    fields, tokenizer_config = found
     from safetensors.torch import load_file
 
     generation_file = folder / "generation_config.json"
-    generation = json.loads(generation_file.read_text()) if generation_file.is_file() else None
-    model = NativeLlama(NativeConfig(fields), generation)
-    weights = load_file(str(folder / "model.safetensors"))
-    expected = {k for k in model.state_dict() if not (model.tied and k == "lm_head.weight")}
-    if set(weights) != expected:  # another layout: transformers knows what to do with it
+    try:
+        generation = json.loads(generation_file.read_text()) if generation_file.is_file() else None
+        model = NativeLlama(NativeConfig(fields), generation)
+        weights = load_file(str(folder / "model.safetensors"))
+    except Exception:  # noqa: BLE001 - a damaged folder: transformers' load says what is wrong
         return None
+    expected = {k for k in model.state_dict() if not (model.tied and k == "lm_head.weight")}
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if set(weights) != expected or any(tuple(weights[k].shape) != shapes[k] for k in expected):
+        return None  # another layout: transformers knows what to do with it
     with torch.no_grad():
         for name, tensor in model.state_dict(keep_vars=True).items():
             if name in weights:
