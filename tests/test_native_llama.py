@@ -197,3 +197,30 @@ def test_a_damaged_folder_gets_transformers_one_line_error(folder, tmp_path):
     fields["intermediate_size"] = 2 * fields["intermediate_size"]
     (wider / "config.json").write_text(json.dumps(fields))
     assert load_native(str(wider)) is None
+
+
+def test_a_tokenizer_that_adds_special_tokens_adds_them_as_transformers_does(folder, tmp_path):
+    """The organism's tokenizer adds none; one whose template appends the end token shows
+    that each call's `add_special_tokens` (and its default) is transformers'."""
+    from transformers import AutoTokenizer
+
+    appends = tmp_path / "appends"
+    shutil.copytree(folder, appends)
+    spec = json.loads((appends / "tokenizer.json").read_text())
+    eos = json.loads((appends / "tokenizer_config.json").read_text())["eos_token"]
+    eos_id = next(t["id"] for t in spec["added_tokens"] if t["content"] == eos)
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": eos, "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {eos: {"id": eos, "ids": [eos_id], "tokens": [eos]}},
+    }
+    (appends / "tokenizer.json").write_text(json.dumps(spec))
+    _, mine = load_native(str(appends))
+    theirs = AutoTokenizer.from_pretrained(appends)
+    for text in TEXTS:
+        assert mine.encode(text) == theirs.encode(text) and mine.encode(text)[-1] == eos_id
+        assert mine(text)["input_ids"] == theirs(text)["input_ids"]
+        assert mine(text, add_special_tokens=False)["input_ids"] == \
+            theirs(text, add_special_tokens=False)["input_ids"]
+        assert mine.encode(text, add_special_tokens=False) == theirs.encode(text, add_special_tokens=False)
