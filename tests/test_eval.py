@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 from itertools import combinations
 
@@ -202,3 +204,19 @@ def test_eval_routes_its_settings_and_env_options():
     assert route_sets({"temperature": "0.5", "min_numbers": "2", "env.max_value": "9",
                        "prior.sft_steps": "3"}) == {
         "temperature": "0.5", "env.min_numbers": "2", "env.max_value": "9", "prior.sft_steps": "3"}
+
+
+def test_a_count_below_one_is_refused_before_torch_loads():
+    script = (
+        "import sys\n"
+        "from assay.lab import evaluate\n"
+        "try:\n"
+        "    evaluate.evaluate(model='organism:tiny', env=None, n=2, samples=0)\n"
+        "except evaluate.EvalError as exc:\n"
+        "    print(exc)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        "assay eval: -n, --samples and --batch-size must be at least 1", "False"]

@@ -107,6 +107,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate `model` on `n` tasks of `env` with `samples` samples each; return the
     result (and write it, the completions and a report into `out` when given)."""
+    if n < 1 or samples < 1 or batch_size < 1:  # at once, before torch is imported
+        raise EvalError("assay eval: -n, --samples and --batch-size must be at least 1")
     from assay.envs import get_env
     from assay.envs.episode import require_single_turn
     from assay.training.config import model_hints, resolve
@@ -120,8 +122,6 @@ def evaluate(
     from assay.training.rollout import HFEngine
     from assay.training.trainer import prompt_note, training_tasks
 
-    if n < 1 or samples < 1 or batch_size < 1:
-        raise EvalError("assay eval: -n, --samples and --batch-size must be at least 1")
     if env is None:  # the env the model was built for (the organism's, SmolLM2's), else the default
         env = model_hints(model).get("env")
     config = resolve(sets=route_sets(sets or {}), flags={"model": model, "env": env})
