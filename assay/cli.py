@@ -333,7 +333,7 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
                   resume, backend, quiet) -> None:
     """Train a policy with GRPO; see docs/training.md."""
     from assay.envs.base import parse_assignments
-    from assay.training import Trainer, resolve
+    from assay.training import resolve  # not the trainer yet: a usage error is found without torch
     from assay.training.config import read_yaml
 
     flags = {"env": env_name, "reward": reward, "model": model, "steps": steps, "out": out,
@@ -353,6 +353,8 @@ def train_command(env_name, reward, model, steps, out, seed, config_file, assign
 
         get_reward(config.reward)  # an unknown reward fails before any model is loaded
         get_env(config.env, **config.env_options).check_available()
+        from assay.training import Trainer
+
         trainer = Trainer(config, resume=resume, quiet=quiet)
     except AssayError as exc:
         raise UsageError(str(exc)) from None

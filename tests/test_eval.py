@@ -206,17 +206,22 @@ def test_eval_routes_its_settings_and_env_options():
         "temperature": "0.5", "env.min_numbers": "2", "env.max_value": "9", "prior.sft_steps": "3"}
 
 
-def test_a_count_below_one_is_refused_before_torch_loads():
+@pytest.mark.parametrize("command", [
+    ["eval", "--model", "organism:tiny", "-n", "2", "--samples", "0"],
+    ["eval", "--model", "organism:tiny", "-n", "2", "--set", "no_such_option=1"],
+    ["train", "--model", "organism:tiny", "--set", "no_such_option=1"],
+], ids=["eval-count", "eval-option", "train-option"])
+def test_a_bad_setting_is_refused_before_torch_loads(command):
+    """A usage error comes at once: in under a second, not after torch's 2 s import."""
     script = (
         "import sys\n"
-        "from assay.lab import evaluate\n"
+        "from assay.cli import main\n"
+        f"sys.argv = ['assay', *{command!r}]\n"
         "try:\n"
-        "    evaluate.evaluate(model='organism:tiny', env=None, n=2, samples=0)\n"
-        "except evaluate.EvalError as exc:\n"
-        "    print(exc)\n"
-        "print('torch' in sys.modules)\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    print(exit.code, 'torch' in sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.splitlines() == [
-        "assay eval: -n, --samples and --batch-size must be at least 1", "False"]
+    assert proc.stdout.splitlines() == ["2 False"], proc.stdout + proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr

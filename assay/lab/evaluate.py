@@ -112,6 +112,13 @@ def evaluate(
     from assay.envs import get_env
     from assay.envs.episode import require_single_turn
     from assay.training.config import model_hints, resolve
+
+    if env is None:  # the env the model was built for (the organism's, SmolLM2's), else the default
+        env = model_hints(model).get("env")
+    config = resolve(sets=route_sets(sets or {}), flags={"model": model, "env": env})
+    environment = get_env(config.env, **config.env_options)
+    require_single_turn(environment, "assay eval")
+    # torch from here on: a bad setting above is reported at once
     from assay.training.policy import (
         device_name,
         encode_prompt,
@@ -122,11 +129,6 @@ def evaluate(
     from assay.training.rollout import HFEngine
     from assay.training.trainer import prompt_note, training_tasks
 
-    if env is None:  # the env the model was built for (the organism's, SmolLM2's), else the default
-        env = model_hints(model).get("env")
-    config = resolve(sets=route_sets(sets or {}), flags={"model": model, "env": env})
-    environment = get_env(config.env, **config.env_options)
-    require_single_turn(environment, "assay eval")
     try:
         tasks = training_tasks(environment, tasks_file, n, 7_919 + seed)[:n]
         if note := prompt_note(environment, tasks, tasks_file):
