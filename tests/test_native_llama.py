@@ -112,6 +112,13 @@ def test_a_saved_folder_loads_back_both_ways(both, tmp_path):
     with torch.no_grad():  # a trained model's weights: no longer the folder's
         mine.model.layers[0].mlp.up_proj.weight.add_(0.25)
     write_model(tmp_path / "saved", mine, tokenizer, {"step": 1})
+    # a checkpoint written by a tokenizer whose own folder is gone (rotated away)
+    shutil.copytree(tmp_path / "saved", tmp_path / "older")
+    _, from_older = load_native(str(tmp_path / "older"))
+    shutil.rmtree(tmp_path / "older")
+    write_model(tmp_path / "newer", mine, from_older, {"step": 2})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "newer" / name).read_bytes() == (tmp_path / "saved" / name).read_bytes()
     again, again_tokenizer = load_native(str(tmp_path / "saved"))
     theirs = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     their_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "saved")

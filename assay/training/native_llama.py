@@ -21,7 +21,6 @@ about a sixth of `make test`'s CPU time, whose tests started such a process 67 t
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ _PLAIN_CONFIG = {
     "pretraining_tp": 1,
 }
 _TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 class NativeConfig:
@@ -186,8 +186,11 @@ class NativeTokenizer:
     def __init__(self, folder: Path, config: dict[str, Any]) -> None:
         from tokenizers import Tokenizer
 
-        self.folder = folder
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # kept as read: a run saves them into each checkpoint, and the folder they came
+        # from (an older checkpoint) may be gone by then
+        self._files = {name: (folder / name).read_bytes() for name in _TOKENIZER_FILES
+                       if (folder / name).is_file()}
+        self._tokenizer = Tokenizer.from_str(self._files["tokenizer.json"].decode("utf-8"))
         self._tokenizer.no_padding()  # transformers pads and truncates only when asked
         self._tokenizer.no_truncation()
         self.padding_side = config.get("padding_side", "right")
@@ -218,10 +221,9 @@ class NativeTokenizer:
         return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in rows]
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """The folder's tokenizer files, as they were read."""
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-            if (self.folder / name).is_file():
-                shutil.copyfile(self.folder / name, Path(folder) / name)
+        """The tokenizer's files, as they were read."""
+        for name, data in self._files.items():
+            (Path(folder) / name).write_bytes(data)
 
 
 def native_folder(path: str) -> tuple[dict[str, Any], dict[str, Any]] | None:

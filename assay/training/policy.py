@@ -87,6 +87,7 @@ def load_policy(path: str, *, device: str = "cpu", dtype: str = "float32", nativ
     local = is_local_model(path)
     if native and local and Path(path).is_dir() and (loaded := load_native(path, dtype)) is not None:
         model, tokenizer = loaded
+        tokenizer.padding_side = "left"  # as below
         return model.to(device), tokenizer
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
