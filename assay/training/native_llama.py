@@ -160,6 +160,8 @@ class NativeLlama(nn.Module):
         writes them: a tied head is not stored twice."""
         from safetensors.torch import save_file
 
+        from assay.training.checkpoint import write_json
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().contiguous() for k, v in self.state_dict().items()
@@ -167,9 +169,9 @@ class NativeLlama(nn.Module):
         save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
         fields = dict(self.config.fields)
         fields["dtype"] = str(next(self.parameters()).dtype).removeprefix("torch.")
-        _write_json(folder / "config.json", fields)
+        write_json(folder / "config.json", fields)
         if self.generation_config is not None:
-            _write_json(folder / "generation_config.json", self.generation_config.fields)
+            write_json(folder / "generation_config.json", self.generation_config.fields)
 
 
 class _Output:
@@ -293,7 +295,3 @@ def _plain_folder(folder: Path, fields: dict[str, Any], tokenizer_config: dict[s
 def _token_text(token: Any) -> str | None:
     """A special token as tokenizer_config.json writes it: its text, or {"content": text}."""
     return token.get("content") if isinstance(token, dict) else token
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
