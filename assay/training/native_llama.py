@@ -261,14 +261,14 @@ def load_native(path: str, dtype: str = "float32") -> tuple[NativeLlama, NativeT
         weights = load_file(str(folder / "model.safetensors"))
     except Exception:  # noqa: BLE001 - a damaged folder: transformers' load says what is wrong
         return None
-    expected = {k for k in model.state_dict() if not (model.tied and k == "lm_head.weight")}
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if set(weights) != expected or any(tuple(weights[k].shape) != shapes[k] for k in expected):
+    # the parameters the file holds: a tied head is the embedding's, stored once
+    own = {k: t for k, t in model.state_dict(keep_vars=True).items()
+           if not (model.tied and k == "lm_head.weight")}
+    if set(weights) != set(own) or any(weights[k].shape != t.shape for k, t in own.items()):
         return None  # another layout: transformers knows what to do with it
     with torch.no_grad():
-        for name, tensor in model.state_dict(keep_vars=True).items():
-            if name in weights:
-                tensor.copy_(weights[name])
+        for name, tensor in own.items():
+            tensor.copy_(weights[name])
     return model.to(getattr(torch, dtype)), NativeTokenizer(folder, tokenizer_config)
 
 
