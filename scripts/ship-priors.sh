@@ -3,12 +3,14 @@
 # each preset is built from scratch in a fresh cache, on the build's fixed thread count
 # and kernels (assay/organism/pinned.py), and copied in under <preset>-<spec hash>.
 # Run it after changing a shipped preset's spec or the prior's training code; commit the
-# result. About 7 minutes on 2 idle cores for `default` (2026-12-06), under a minute for `tiny`.
-#   scripts/ship-priors.sh [PRESET ...]      (default: default tiny)
+# result. About 7 minutes on 2 idle cores for `default` (2026-12-06), under a minute each
+# for `tiny`, `code-tiny` and `tool-tiny`. Each prior's assay.json records the CPU that
+# built it: a rebuild gives its bits on a CPU of that maker (docs/development.md).
+#   scripts/ship-priors.sh [PRESET ...]      (default: default tiny code-tiny tool-tiny)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 presets=("$@")
-[ $# -eq 0 ] && presets=(default tiny)
+[ $# -eq 0 ] && presets=(default tiny code-tiny tool-tiny)
 cache=$(mktemp -d)
 trap 'rm -rf "$cache"' EXIT
 for preset in "${presets[@]}"; do

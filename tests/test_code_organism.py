@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -95,11 +94,10 @@ def test_noise_moves_some_numbers_and_batches_hold_one_family():
         assert len(names) == 1, names
 
 
-def test_tiny_code_prior_builds_in_seconds_for_the_code_env():
-    spec = make_spec("code-tiny")
-    start = time.perf_counter()
-    path = ensure_prior(spec, "code-tiny", quiet=True)
-    assert time.perf_counter() - start < 180
+def test_the_tiny_code_prior_is_made_for_the_code_env():
+    # shipped (a first use copies it); `make check-priors` builds its recipe twice and
+    # compares the builds bit for bit
+    path = ensure_prior(make_spec("code-tiny"), "code-tiny", quiet=True)
     meta = read_metadata(path)
     assert meta["env"] == "code" and meta["env_options"]["source"] == "synth"
     assert meta["env_options"]["prompt_style"] == "compact"

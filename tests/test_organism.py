@@ -6,6 +6,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import random
 import tempfile
 
 import pytest
@@ -51,6 +52,15 @@ def test_canonical_solutions_are_correct_and_prefer_prompt_order():
     assert countdown.canonical_solution([5, 1, 2], 7) == "5+1*2"
     assert countdown.canonical_solution([2, 3, 4], 14) == "2+3*4"
     assert countdown.canonical_solution([2, 3, 4], 9999) is None
+
+
+def test_canonical_solutions_are_the_verifiers_first_match():
+    # worked out without parsing, they must pick what parsing each candidate picks (zeros
+    # divide by zero, repeated numbers repeat orders); all 2,197 triples of 0..12 were
+    # compared once (2026-12-07), a sample each run
+    sample = random.Random(0).sample(list(itertools.product(range(0, 13), repeat=3)), 150)
+    for numbers in [(5, 1, 2), (0, 0, 0), (2, 0, 4), (9, 9, 1), (7, 3, 12), *sample]:
+        assert countdown.solutions(numbers) == countdown._solutions_parsed(numbers), numbers
 
 
 def test_the_wrong_class_is_taught_confidently_wrong_answers():

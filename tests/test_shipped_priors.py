@@ -21,7 +21,9 @@ SHIPPED = sorted(p for p in cache.SHIPPED.iterdir() if p.is_dir()) if cache.SHIP
 
 def test_the_priors_of_the_tests_and_of_make_demo_are_shipped():
     names = {p.name.rsplit("-", 1)[0] for p in SHIPPED}
-    assert {"tiny", "default"} <= names, names
+    # code-tiny and tool-tiny: the code and tool organisms of the tests (about 25 and 50 s
+    # each to build on 2 cores, 2026-12-07)
+    assert {"tiny", "default", "code-tiny", "tool-tiny"} <= names, names
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
@@ -58,7 +60,9 @@ def test_a_first_use_copies_the_shipped_prior_without_building(tmp_path, monkeyp
 @pytest.mark.parametrize("preset", sorted({p.name.rsplit("-", 1)[0] for p in SHIPPED}))
 def test_the_recipe_rebuilds_each_shipped_prior_bit_for_bit(preset, tmp_path, monkeypatch):
     """The recipe gives the shipped bits, on the build's thread count and pinned kernels
-    (`pinned.py`), on any x86 CPU with AVX2 of the shipping CPU's maker (Intel). A failure
+    (`pinned.py`), on any x86 CPU with AVX2 of the shipping CPU's maker, which each
+    prior's assay.json records (`tiny` and `default`: Intel; `code-tiny` and `tool-tiny`:
+    AMD). A failure
     says how far apart the two are, what each was built on and how their evaluations
     compare (before the kernels were pinned, a rebuild on another CPU than the shipping
     one, 2026-12-06: tiny within 3.2e-5 with the same evaluation; default, 3,000 SFT steps,

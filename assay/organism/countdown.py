@@ -76,9 +76,48 @@ def solutions(numbers: tuple[int, ...]) -> dict[int, str]:
 
     Canonical = the first match in a fixed order: numbers in prompt order before other
     orders, `a?b?c` before `(a?b)?c` before `a?(b?c)`, operators in the order + - * /.
-    A consistent rule is what a tiny model can learn. Only integer results count; each
-    candidate is parsed and evaluated by the verifier (so `a?b?c` follows precedence).
+    A consistent rule is what a tiny model can learn. Only integer results count. The
+    values are the verifier's (`a?b?c` follows precedence, exact fractions, division by
+    zero gives none), worked out here without parsing each candidate's text: a prior's
+    build once spent most of its data time parsing these (tests/test_organism.py checks
+    them against the verifier's parse).
     """
+    if any(type(n) is not int or n < 0 for n in numbers):  # "5+-3" would parse otherwise
+        return _solutions_parsed(numbers)
+    found: dict[int, str] = {}
+    for a, b, c in dict.fromkeys(itertools.permutations(numbers)):
+        for o1, o2 in itertools.product(_OPS, repeat=2):
+            left, right = _apply(o1, a, b), _apply(o2, b, c)
+            # `a?b?c`: the second operation binds first only where it binds tighter
+            flat = _apply(o1, a, right) if o2 in "*/" and o1 in "+-" else _apply(o2, left, c)
+            for text, value in ((f"{a}{o1}{b}{o2}{c}", flat),
+                                (f"({a}{o1}{b}){o2}{c}", _apply(o2, left, c)),
+                                (f"{a}{o1}({b}{o2}{c})", _apply(o1, a, right))):
+                if value is not None and value.denominator == 1 and int(value) not in found:
+                    found[int(value)] = text
+    return found
+
+
+def _apply(op: str, left: Fraction | int | None, right: Fraction | int | None) -> Fraction | int | None:
+    """`left op right` exactly (an int while it is one: several times faster than a
+    Fraction); None where an operand is None or a division is by zero."""
+    if left is None or right is None:
+        return None
+    if op == "+":
+        return left + right
+    if op == "-":
+        return left - right
+    if op == "*":
+        return left * right
+    if not right:
+        return None
+    if type(left) is int and type(right) is int and left % right == 0:
+        return left // right
+    return Fraction(left) / right
+
+
+def _solutions_parsed(numbers: tuple[int, ...]) -> dict[int, str]:
+    """`solutions` by parsing each candidate with the verifier: the reference it must equal."""
     found: dict[int, str] = {}
     for a, b, c in dict.fromkeys(itertools.permutations(numbers)):
         for o1, o2 in itertools.product(_OPS, repeat=2):
