@@ -67,6 +67,25 @@ def test_a_gguf_converts_into_a_plain_folder_with_the_same_weights(converted, ti
     assert tokenizer.chat_template is not None and tokenizer.eos_token == "<|im_end|>"
 
 
+def test_a_conversion_reads_the_gguf_file_once(tiny_gguf, tmp_path, monkeypatch):
+    # transformers reads it for the tokenizer, the config and the weights; SmolLM2's
+    # conversion took 43 s reading it three times, 24 s once (2026-12-07). The test above
+    # checks that the weights are still the file's own.
+    import gguf
+
+    opened = []
+    original = gguf.GGUFReader
+
+    def counting(path, *args, **kwargs):
+        opened.append(path)
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting)
+    meta = pretrained.convert_gguf(tiny_gguf, tmp_path / "out")
+    assert len(opened) == 1 and meta["architecture"] == "LlamaForCausalLM"
+    assert gguf.GGUFReader is counting  # put back as it was
+
+
 def test_a_second_resolve_reuses_the_cached_folder(converted, tiny_gguf, monkeypatch):
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again")

@@ -16,6 +16,8 @@ llama-cpp-python, which assay does not use, so it is installed without its depen
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -23,6 +25,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +177,9 @@ def convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
     quiet_transformers()
     where, file = str(gguf.parent), gguf.name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=file)
-        loaded = AutoModelForCausalLM.from_pretrained(where, gguf_file=file, dtype=torch.float32)
+        with _gguf_read_once():
+            tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=file)
+            loaded = AutoModelForCausalLM.from_pretrained(where, gguf_file=file, dtype=torch.float32)
     except Exception as exc:  # transformers reports an unusable file in many exception types
         first = first_line(exc)
         raise PretrainedError(f"cannot read GGUF model {gguf}: {first[:300]}") from None
@@ -201,6 +205,36 @@ def convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in model.parameters()),
         "chat_template": tokenizer.chat_template is not None,
     }
+
+
+@contextlib.contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """Within it, each GGUF file is read once, and gguf's tensor-name table made once.
+
+    transformers reads the file's metadata for the tokenizer, the config and the weights
+    (about 9 s each for SmolLM2's 49,152-token vocabulary on 2 cores) and makes the name
+    table once per tensor (397 times, 11 s): 34 of a conversion's 40 seconds, measured
+    2026-12-07. Both are pure reads of the file, so one of each serves every caller:
+    SmolLM2's converted folder came out the same, byte for byte (43 s before, 24 s after)."""
+    import gguf as gguf_module
+
+    make_reader, make_table = gguf_module.GGUFReader, gguf_module.get_tensor_name_map
+    readers: dict[str, Any] = {}
+
+    def read_once(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # another mode than transformers' read: not shared
+            return make_reader(path, *args, **kwargs)
+        key = os.path.realpath(path)
+        if key not in readers:
+            readers[key] = make_reader(path)
+        return readers[key]
+
+    gguf_module.GGUFReader = read_once
+    gguf_module.get_tensor_name_map = functools.lru_cache(maxsize=None)(make_table)
+    try:
+        yield
+    finally:
+        gguf_module.GGUFReader, gguf_module.get_tensor_name_map = make_reader, make_table
 
 
 def _tied_names(model) -> set[str]:
