@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +40,14 @@ class Run:
 
     def jsonl(self) -> list[dict]:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_fuzz_scratch():
+    """The fuzz suite's scratch folder (`assay-fuzz-<pid>`, one per test process) goes
+    when the process's tests end, as every test's own `tmp_path` does."""
+    yield
+    shutil.rmtree(Path(tempfile.gettempdir()) / f"assay-fuzz-{os.getpid()}", ignore_errors=True)
 
 
 @pytest.fixture

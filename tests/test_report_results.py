@@ -199,7 +199,10 @@ def test_a_result_with_any_one_field_broken_is_drawn_or_refused_in_one_line(
     never a traceback."""
     import matplotlib.figure
 
+    # what is drawn is not saved or laid out: that is matplotlib's work on our figure, and
+    # it took two thirds of this test's time (theory's 4-panel figure, 147 times)
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, path, **kw: None)
+    monkeypatch.setattr(matplotlib.figure.Figure, "tight_layout", lambda self, *a, **kw: None)
     good = MADE[name]()
     folder = tmp_path / name
     for path in _paths(good):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,6 +152,7 @@ def test_train_killed_and_raced_then_resumed_keeps_every_step_once(schedule):
     finally:
         for proc in tagged(tag):
             proc.kill()
+        shutil.rmtree(run.parent, ignore_errors=True)
 
 
 @settings(fuzz_settings(share=0.1), phases=NO_SHRINK)
@@ -174,3 +176,4 @@ def test_compare_killed_leaves_no_worker_and_resumes_whole(name, delay):
     finally:
         for proc in tagged(tag):
             proc.kill()
+        shutil.rmtree(out.parent, ignore_errors=True)
