@@ -100,8 +100,9 @@ def test_an_interrupted_collapse_step_goes_on_with_the_same_command(tmp_path):
     import time
 
     out = tmp_path / "cs"
+    # 8 steps, not the preset's 40: what is tested is the going on, not the collapse
     args = [ASSAY, "collapse-step", "--preset", "smoke", "--quiet", "--out", str(out),
-            "--set", "save_every=2"]
+            "--max-steps", "8", "--set", "save_every=2"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not (out / "run" / "checkpoints").is_dir() and proc.poll() is None and time.monotonic() < deadline:
@@ -113,6 +114,8 @@ def test_an_interrupted_collapse_step_goes_on_with_the_same_command(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert (out / "collapse_step.json").is_file() and (out / "report.html").is_file()
+    rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1)) and len(rows) <= 8
 
 
 def test_a_reward_that_needs_labels_is_refused(tmp_path):
