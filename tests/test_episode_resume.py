@@ -44,7 +44,8 @@ def test_a_resumed_multi_turn_run_equals_an_uninterrupted_one(tmp_path):
     for _ in range(2):
         trainer.step()
     trainer.save()
-    del trainer  # the process "dies" after its checkpoint
+    trainer.env.close()  # the process "dies" after its checkpoint, and its sandbox with it
+    del trainer
     Trainer(config(cut, save_every=2), resume=True, quiet=True).train()
     assert _figures(read_metrics(cut)) == _figures(metrics)
     resumed, uninterrupted = read_rollouts(cut / FILENAME), read_rollouts(whole / FILENAME)

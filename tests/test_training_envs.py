@@ -194,9 +194,12 @@ def test_the_sandbox_is_closed_on_ctrl_c_and_on_a_crash(tmp_path, random_model, 
     trainer.env.verify_many = then_stop
     with pytest.raises(ending):
         trainer.train()
-    assert set(started) - set(before), "the sandbox never started"
-    assert not survivors(started)
-    assert bwrap_descendants() == before
+    # only this trainer's jails: one that an earlier test in this worker left to the
+    # garbage collector may still be alive (and may go at any moment)
+    ours = set(started) - set(before)
+    assert ours, "the sandbox never started"
+    assert not survivors(ours)
+    assert not ours & set(bwrap_descendants())
     assert trainer.env._sandbox is None
 
 
