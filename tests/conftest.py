@@ -224,14 +224,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `slow` (tens of seconds each) go first, each module's in its order.
+    """Tests marked `slow` (tens of seconds each) run first, each module's in its order.
 
     With two workers, a long test that starts last runs alone at the end: in a clean-clone
     run on 2 cores (2026-12-07) the zoo's two end-to-end tests, last in file order, kept
-    one worker busy for about a minute after the other had finished. `make test` hands
-    out whole modules (`--dist loadscope`: a module's fixtures are made once, on one
-    worker), each at the place of its first test, so the modules with a slow test start
-    first and the many short ones fill in around them."""
+    one worker busy for a minute after the other had finished. First, they overlap with
+    the many short tests instead. Only the marked tests move, so a module's fixture is
+    still shared by the tests that stay together."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept
 
 
