@@ -223,17 +223,6 @@ def pytest_configure(config):
     )
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked `slow` (tens of seconds each) run first, each module's in its order.
-
-    With two workers, a long test that starts last runs alone at the end: in a clean-clone
-    run on 2 cores (2026-12-07) the zoo's two end-to-end tests, last in file order, kept
-    one worker busy for a minute after the other had finished. First, they overlap with
-    the many short tests instead. Only the marked tests move, so a module's fixture is
-    still shared by the tests that stay together."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept
-
-
 def close_to_rounding(mine, theirs) -> bool:
     """Tensors equal but for rounding: within 1e-5 of the larger's largest entry (a sum
     read in another order differs by about 1e-7 of it; a wrong token or position, by far

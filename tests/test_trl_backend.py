@@ -105,7 +105,6 @@ def test_task_dataset_columns():
     assert json.loads(data[1][TASK_COLUMN])["numbers"] == tasks[1].fields["numbers"]
 
 
-@pytest.mark.slow  # tens of seconds: run first (tests/conftest.py)
 def test_train_backend_trl_writes_metrics(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(

@@ -25,7 +25,6 @@ import uuid
 from pathlib import Path
 
 import psutil
-import pytest
 from conftest import sigint_as_at_a_terminal
 from fuzz_inputs import fuzz_settings
 from hypothesis import Phase, given, settings
@@ -43,8 +42,6 @@ TRAIN = ["train", "--model", "organism:tiny", "--quiet", "--steps", str(STEPS),
          "--set", "max_new_tokens=8", "--set", "save_every=1"]
 REFUSALS = ("being written by", "already holds a run", "nothing to resume")
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
-
-pytestmark = pytest.mark.slow  # a minute each: run first (tests/conftest.py)
 
 
 def start(args: list[str], tag: str) -> subprocess.Popen:
