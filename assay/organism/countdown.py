@@ -87,12 +87,13 @@ def solutions(numbers: tuple[int, ...]) -> dict[int, str]:
     found: dict[int, str] = {}
     for a, b, c in dict.fromkeys(itertools.permutations(numbers)):
         for o1, o2 in itertools.product(_OPS, repeat=2):
-            left, right = _apply(o1, a, b), _apply(o2, b, c)
+            first_left = _apply(o2, _apply(o1, a, b), c)  # (a?b)?c
+            first_right = _apply(o1, a, _apply(o2, b, c))  # a?(b?c)
             # `a?b?c`: the second operation binds first only where it binds tighter
-            flat = _apply(o1, a, right) if o2 in "*/" and o1 in "+-" else _apply(o2, left, c)
+            flat = first_right if o2 in "*/" and o1 in "+-" else first_left
             for text, value in ((f"{a}{o1}{b}{o2}{c}", flat),
-                                (f"({a}{o1}{b}){o2}{c}", _apply(o2, left, c)),
-                                (f"{a}{o1}({b}{o2}{c})", _apply(o1, a, right))):
+                                (f"({a}{o1}{b}){o2}{c}", first_left),
+                                (f"{a}{o1}({b}{o2}{c})", first_right)):
                 if value is not None and value.denominator == 1 and int(value) not in found:
                     found[int(value)] = text
     return found
