@@ -50,6 +50,33 @@ def test_monitors_are_logged_and_never_trained_on(tmp_path):
         assert "monitor/verifier" not in before
 
 
+def test_only_a_monitor_that_also_asks_the_policy_gets_the_statistics_before_the_rewards(tmp_path):
+    """A monitor that reads the token statistics is scored after the loss pass has given
+    them; one that also asks the policy (a judge) must be scored before the update, so the
+    statistics then come first, as for a trained reward that reads them."""
+    from assay.rewards import register_reward
+    from assay.rewards.builtin import SelfCertaintyReward
+
+    @register_reward
+    class AsksAndReads(SelfCertaintyReward):
+        name = "asks_and_reads_test"
+        needs = frozenset({"token_stats", "judge"})
+
+    timing = {}
+    for monitor in ("self_certainty", "asks_and_reads_test", "verifier"):
+        trainer = Trainer(config(tmp_path / monitor, monitor=monitor), quiet=True)
+        timing[monitor] = trainer.stats_before_loss
+        trainer.log.close()
+        trainer.env.close()
+    assert timing == {"self_certainty": False, "asks_and_reads_test": True, "verifier": False}
+    trained = resolve(sets=SMALL, flags={"model": "organism:tiny", "out": str(tmp_path / "trained"),
+                                         "reward": "self_certainty", "steps": 2})
+    trainer = Trainer(trained, quiet=True)
+    assert trainer.stats_before_loss is True
+    trainer.log.close()
+    trainer.env.close()
+
+
 def test_monitor_option_forms_and_errors(tmp_path):
     assert config(tmp_path, monitor="verifier, format,").monitor == ["verifier", "format"]
     path = tmp_path / "c.yaml"

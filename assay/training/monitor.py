@@ -35,10 +35,13 @@ class Monitors:
         for reward in self.rewards:
             reward.check_env(env)
 
-    def score(self, groups: Sequence[RolloutGroup]) -> dict[str, list[list[float]]]:
+    def score(self, groups: Sequence[RolloutGroup], *,
+              reads_stats: bool | None = None) -> dict[str, list[list[float]]]:
         """Each monitor's values, group by group (before the update: the policy that sampled
-        is the one a `self_verify` monitor asks)."""
-        return {r.name: [score_group(r, g)[0] for g in groups] for r in self.rewards}
+        is the one a `self_verify` monitor asks); with `reads_stats`, only the monitors
+        that read the token statistics (True) or only the others (False)."""
+        return {r.name: [score_group(r, g)[0] for g in groups] for r in self.rewards
+                if reads_stats is None or ("token_stats" in r.needs) == reads_stats}
 
     def metrics(
         self,

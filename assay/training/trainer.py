@@ -94,8 +94,12 @@ class Trainer:
         self.monitors.check_env(self.env)
         #: whether a reward or monitor reads the policy's per-token statistics (before the
         #: loss); when none does, a micro-batched step takes them from its loss pass
-        self.stats_before_loss = any("token_stats" in r.needs
-                                     for r in [self.reward, *self.monitors.rewards])
+        # The statistics come before the rewards only when the trained reward reads them (or
+        # a monitor that also asks the policy, which must be asked before the update): a
+        # monitor that reads them alone is scored after the loss pass has given them, so
+        # that watching a run never changes how it trains.
+        self.stats_before_loss = any({"token_stats"} <= r.needs for r in [self.reward]) or any(
+            {"token_stats", "judge"} <= r.needs for r in self.monitors.rewards)
         # Tasks before the model, so that a bad task file fails at once, not after a model load.
         self.train_tasks = training_tasks(self.env, cfg.train_file, cfg.train_size, cfg.seed)
         self.val_tasks = training_tasks(self.env, cfg.val_file, cfg.val_size, 7_919 + cfg.seed)
@@ -268,7 +272,8 @@ class Trainer:
         stats = self.token_stats(batch, grad=fused) if early else None
         groups = self.make_groups(tasks, batch, stats, step, episodes)
         rewards, reward_parts = self.score(groups)
-        monitored = self.monitors.score(groups)  # the same groups; not in the loss
+        # the same groups, not in the loss; those reading the statistics once they exist
+        monitored = self.monitors.score(groups, reads_stats=None if early else False)
         truth = [[v.correct for v in group.verdicts] for group in groups]
 
         # 3. Advantages: normalised within each group (std scaling off = Dr. GRPO). A
@@ -290,8 +295,9 @@ class Trainer:
         update, stats = self.update(
             batch, stats, advantages.to(self.device), ref, fused, used.to(self.device)
         )
-        if not early:  # the stored rollouts and the metrics read them
+        if not early:  # the stored rollouts, the metrics and those monitors read them
             self.attach_stats(groups, batch, stats)
+            monitored.update(self.monitors.score(groups, reads_stats=True))
 
         # 6. Metrics.
         metrics.update(update)
