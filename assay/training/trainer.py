@@ -92,13 +92,11 @@ class Trainer:
         self.reward.check_env(self.env)  # e.g. self_verify on an env it cannot verify with
         self.monitors = Monitors(cfg.monitor)  # logged every step, never trained on
         self.monitors.check_env(self.env)
-        #: whether a reward or monitor reads the policy's per-token statistics (before the
-        #: loss); when none does, a micro-batched step takes them from its loss pass
-        # The statistics come before the rewards only when the trained reward reads them (or
-        # a monitor that also asks the policy, which must be asked before the update): a
-        # monitor that reads them alone is scored after the loss pass has given them, so
-        # that watching a run never changes how it trains.
-        self.stats_before_loss = any({"token_stats"} <= r.needs for r in [self.reward]) or any(
+        #: whether the policy's per-token statistics come before the rewards: when the
+        #: trained reward reads them, or a monitor that also asks the policy (asked before
+        #: the update). Else the loss pass gives them, and a monitor that reads them alone
+        #: is scored after it: watching a run never changes how it trains.
+        self.stats_before_loss = "token_stats" in self.reward.needs or any(
             {"token_stats", "judge"} <= r.needs for r in self.monitors.rewards)
         # Tasks before the model, so that a bad task file fails at once, not after a model load.
         self.train_tasks = training_tasks(self.env, cfg.train_file, cfg.train_size, cfg.seed)
@@ -262,7 +260,7 @@ class Trainer:
             prompt_ids, generations, self.tokenizer.pad_token_id, mask_truncated=cfg.mask_truncated
         ).to(self.device)
 
-        # 2. Rewards: each prompt's group at once. When no reward reads the per-token
+        # 2. Rewards: each prompt's group at once. When the reward reads no per-token
         # statistics (the verifier), the loss pass computes them after the rewards, so that a
         # row whose group's rewards are all equal (advantage 0) is read without gradients.
         # When a reward reads them, they come first: the whole batch in one pass with
