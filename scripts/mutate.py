@@ -143,8 +143,9 @@ TARGETS = (
     Target(
         "trainer",
         "assay/training/trainer.py",
-        ("tests/test_trainer_step.py", "tests/test_learning.py", "tests/test_episode_training.py"),
-        functions=("step", "step_metrics", "update"),
+        ("tests/test_trainer_step.py", "tests/test_learning.py", "tests/test_episode_training.py",
+         "tests/test_monitor.py"),
+        functions=("step", "step_metrics", "update", "_pulls", "_row_batches"),
     ),
     Target("batch", "assay/training/batch.py",
            ("tests/test_rollout_batch.py", "tests/test_trainer_step.py", "tests/test_episode_rollouts.py",

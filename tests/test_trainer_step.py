@@ -280,7 +280,8 @@ def test_kl_is_measured_before_the_first_update_and_clipping_is_counted(tmp_path
     finally:
         trainer.log.close()
     assert rows[0]["kl"] == 0.0 and rows[1]["kl"] > 0.0
-    assert rows[0]["clip_ratio"] > 0.0
+    # the share of the two iterations' tokens; the first's ratios are all 1: none clipped
+    assert 0.0 < rows[0]["clip_ratio"] <= 0.5
     without = Trainer(config(tmp_path / "none", log_kl="false"), quiet=True)
     try:
         assert without.reference is None and math.isnan(without.step()["kl"])  # no reference, no KL

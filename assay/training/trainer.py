@@ -509,8 +509,8 @@ class Trainer:
         # (N,): the rows the gradient sees (with the rewards' graph, the backward pass covers
         # every row whatever the loss reads, and the loss reads them all, as before)
         pulls = used if graph else self._pulls(used, advantages, ref)
-        learning = self._row_batches(pulls, whole=fused)  # passes with gradients
-        resting = self._row_batches(~pulls, whole=fused) if stats is None else []
+        learning = self._row_batches(pulls)  # passes with gradients
+        resting = self._row_batches(~pulls) if stats is None else []
         computed: list[tuple[torch.Tensor, TokenStats]] = []  # (rows, their statistics)
         losses, clipped = [], 0.0
         for iteration in range(cfg.updates_per_batch):
@@ -779,14 +779,14 @@ class Trainer:
             return None
         return SharedPrompts.of(model, batch.input_ids, batch.attention_mask, batch.completion_len)
 
-    def _row_batches(self, rows: torch.Tensor, whole: bool = False) -> list[torch.Tensor]:
-        """The rows `rows` ((N,) bool) marks, as index tensors of at most a micro-batch each
-        (one, with `whole`); none when it marks none."""
+    def _row_batches(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """The rows `rows` ((N,) bool) marks, as index tensors of at most `micro_batch_size`
+        each (one with 0, the whole batch); none when it marks none."""
         index = rows.nonzero().squeeze(1)  # (K,)
         size = self.config.micro_batch_size
         if index.numel() == 0:
             return []
-        if whole or size <= 0:
+        if size <= 0:
             return [index]
         return list(index.split(size))
 
