@@ -36,7 +36,8 @@ def _trainer(chat_model: str, out: Path) -> Trainer:
     config = resolve(
         sets={"env.tools": "python", "prompts_per_step": "2", "group_size": "2",
               "eval_every": "0", "max_new_tokens": "24", "save_every": "0", "progress": "false",
-              "train_file": "", "env.min_numbers": "3", "env.max_numbers": "3"},
+              "train_file": "", "env.min_numbers": "3", "env.max_numbers": "3",
+              "env.max_turns": "2"},  # the fewest turns that make an episode: a call, an answer
         flags={"model": chat_model, "env": "countdown", "reward": "verifier", "steps": 1,
                "out": str(out)},
     )
