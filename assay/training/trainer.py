@@ -350,7 +350,7 @@ class Trainer:
         """Per-token statistics of every completion (with the autograd graph when `grad`)."""
         parts = []
         with torch.set_grad_enabled(grad):
-            micro = self._micro_batches(len(batch.completions), whole=grad)
+            micro = self._row_batches(every_row(batch))  # one pass when grad: the whole batch
             shared = self._shared_prompts(self.model, batch, micro)
             for rows in micro:
                 parts.append(  # each field (rows, C)
@@ -463,7 +463,7 @@ class Trainer:
 
     @torch.no_grad()
     def reference_logprobs(self, batch: RolloutBatch) -> torch.Tensor:
-        micro = self._micro_batches(len(batch.completions))
+        micro = self._row_batches(every_row(batch))
         shared = self._shared_prompts(self.reference, batch, micro)
         parts = [
             completion_stats(
@@ -553,7 +553,7 @@ class Trainer:
                         part = self._pass(batch, rows, shared, with_entropy=True)
                         computed.append((rows, part))
                         old[rows] = part.logprobs * completion_mask[rows]
-            if not learning and bool(used.any()):  # every used row at advantage 0: the
+            if not learning and totals["sequences"]:  # every used row at advantage 0: the
                 for p in self.model.parameters():  # zeros their backward pass would have
                     if p.requires_grad:  # left, which AdamW still steps on (momentum, decay)
                         p.grad = torch.zeros_like(p)
@@ -566,12 +566,12 @@ class Trainer:
         if stats is None:  # as `token_stats` gives them, without the graph
             stats = scattered_stats(computed, completion_mask)
         kl = float("nan")  # of the first iteration, before any update: log π_old
-        if ref is not None and bool(used.any()):
+        if ref is not None and totals["sequences"]:
             kl = token_mean(k3_kl(old[used], ref[used]), mask[used])
         return {
             "loss": losses[-1],
             "grad_norm": grad_norm,
-            "clip_ratio": clipped / (totals["tokens"] * cfg.updates_per_batch) if bool(used.any()) else 0.0,
+            "clip_ratio": clipped / (totals["tokens"] * cfg.updates_per_batch),  # 0 if none used
             "kl": kl,
             "lr": lr,
         }, stats
@@ -772,7 +772,7 @@ class Trainer:
     # -- helpers -----------------------------------------------------------------------
 
     @staticmethod
-    def _shared_prompts(model, batch: RolloutBatch, micro: list[slice]) -> SharedPrompts | None:
+    def _shared_prompts(model, batch: RolloutBatch, micro: list[torch.Tensor]) -> SharedPrompts | None:
         """With several micro-batches, the batch's prompts read once for all of them
         (gradients on as they are here); None: each micro-batch reads its own."""
         if len(micro) < 2:
@@ -789,12 +789,6 @@ class Trainer:
         if size <= 0:
             return [index]
         return list(index.split(size))
-
-    def _micro_batches(self, n: int, whole: bool = False) -> list[slice]:
-        size = self.config.micro_batch_size
-        if whole or size <= 0 or size >= n:
-            return [slice(0, n)]
-        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
     def _seed(self, step: int, purpose: int) -> int:
         """The sampling seed of one generate call: a function of (run seed, step, purpose)."""
@@ -852,6 +846,11 @@ def _present(path: Path) -> bool:
 def holds_a_run(out: Path) -> bool:
     """Whether `out` holds a run (`RUN_FILES`): `--resume` needs one, a fresh run refuses it."""
     return any(_present(out / name) for name in RUN_FILES)
+
+
+def every_row(batch: RolloutBatch) -> torch.Tensor:
+    """(N,) bool, all True: every completion of the batch (for `_row_batches`)."""
+    return torch.ones(len(batch.completions), dtype=torch.bool, device=batch.input_ids.device)
 
 
 def _grad_norm(model, max_norm: float) -> float:
