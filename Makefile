@@ -11,7 +11,7 @@ demo:
 
 test: setup
 	@bash scripts/setup-system.sh --sandbox
-	.venv/bin/pytest -n auto -m "not browser and not prior_rebuild" --durations=30
+	.venv/bin/pytest -n auto --dist worksteal -m "not browser and not prior_rebuild" --durations=30
 
 # The reports in headless Chromium (tests/test_browser.py), apart from `make test`: installing
 # Chromium (1.5 min) would push it past its 10 minutes. CI runs both. See docs/development.md.

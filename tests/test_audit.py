@@ -151,6 +151,7 @@ def test_an_envs_own_probes_come_with_its_class_not_its_name():
     assert list(probe_table(lookalike()))[-1] == "own_probe"
 
 
+@pytest.mark.slow
 def test_math_against_math_verify_reports_the_disagreements(tmp_path):
     pytest.importorskip("math_verify")
     out = tmp_path / "math.json"

@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
 from assay.training import collapse_rules  # noqa: E402
@@ -47,6 +49,7 @@ def test_steady_statistics_never_fire():
         assert detector.update(row["step"], row) is None
 
 
+@pytest.mark.slow
 def test_collapse_step_end_to_end(tmp_path):
     out = tmp_path / "cs"
     proc = subprocess.run(
@@ -93,6 +96,7 @@ def test_collapse_step_end_to_end(tmp_path):
     assert json.loads((out / "collapse_step.json").read_text()) == result
 
 
+@pytest.mark.slow
 def test_an_interrupted_collapse_step_goes_on_with_the_same_command(tmp_path):
     """Ctrl-C, then the command again: the run is continued and the result written (the hint
     was `assay train --resume`, which never wrote collapse_step.json)."""

@@ -31,6 +31,7 @@ def _figures(metrics):
             for m in metrics]
 
 
+@pytest.mark.slow
 def test_a_resumed_multi_turn_run_equals_an_uninterrupted_one(tmp_path):
     whole = tmp_path / "whole"
     Trainer(config(whole, save_every=2), quiet=True).train()

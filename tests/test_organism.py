@@ -199,6 +199,7 @@ def _build(cache: str, queue) -> None:
     queue.put(str(organism.ensure_prior(spec, "race", quiet=True)))
 
 
+@pytest.mark.slow
 def test_parallel_builders_wait_for_one_build(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()

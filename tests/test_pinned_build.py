@@ -37,6 +37,7 @@ def _build(tmp_path, monkeypatch, name: str, **env: str):
     return load_file(path / "model.safetensors"), json.loads((path / "assay.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_build_gives_the_same_bits_whatever_kernels_its_caller_would_use(tmp_path, monkeypatch):
     wide, meta = _build(tmp_path, monkeypatch, "wide")
     # what a narrower CPU would choose: ATen's plain kernels and MKL's AVX2 path

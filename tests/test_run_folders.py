@@ -194,6 +194,7 @@ def test_a_ctrl_c_that_lands_on_another_thread_stops_the_runs_at_once(tmp_path):
     assert time.time() - started < 45, "the runs went on after the Ctrl-C"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["KILL", "TERM", "INT"])
 def test_workers_die_with_their_parent(tmp_path, sig):
     """`assay compare --jobs 2` killed: no worker trains on with parent 1."""

@@ -36,6 +36,7 @@ def _run_config(run: Path):
     return config, get_env(config.env, **config.env_options)
 
 
+@pytest.mark.slow
 def test_sharpen_end_to_end(tmp_path):
     """The smoke preset, then every figure of its result
     against the run folders; the report re-rendered; a second run keeps every problem.

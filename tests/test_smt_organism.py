@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from assay.organism import get_skill, make_spec
 from assay.organism.smt import make_examples, organism_env
 
@@ -34,6 +36,7 @@ def test_noise_moves_some_answers():
     assert 0 < sum(a != b for (_, a), (_, b) in zip(noisy, clean, strict=True)) < 64
 
 
+@pytest.mark.slow
 def test_train_smt_offline_with_a_random_init_organism(assay, tmp_path):
     out = tmp_path / "run"
     run = assay("train", "--env", "smt", "--model", "organism:smt", "--set", "prior.sft_steps=0",

@@ -105,6 +105,7 @@ def test_task_dataset_columns():
     assert json.loads(data[1][TASK_COLUMN])["numbers"] == tasks[1].fields["numbers"]
 
 
+@pytest.mark.slow
 def test_train_backend_trl_writes_metrics(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
@@ -229,6 +230,7 @@ def test_the_episode_rollout_masks_observations_and_hands_over_the_last_reply():
     assert two_turns > 0  # the tiny prior fails visible tests: feedback was given
 
 
+@pytest.mark.slow
 def test_train_backend_trl_plays_whole_episodes(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(

@@ -196,6 +196,7 @@ def check_against_runs(out: Path, members) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_zoo_smoke_end_to_end(tmp_path):
     out = tmp_path / "zoo"
     proc = _assay("zoo", "--preset", "smoke", "--quiet", "--out", str(out))
@@ -219,6 +220,7 @@ def test_zoo_smoke_end_to_end(tmp_path):
     assert (out / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_zoo_over_two_seeds_end_to_end(tmp_path):
     out = tmp_path / "zoo"
     members = zoo.PRESETS["smoke"]["members"][:2]

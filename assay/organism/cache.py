@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from assay.hf import quiet_transformers
 from assay.organism.pinned import BUILD_THREADS, build_pinned
 from assay.organism.skills import get_skill
 from assay.organism.spec import FORMAT_VERSION, PriorSpec
@@ -78,7 +77,6 @@ def ensure_prior(
                 shutil.rmtree(path)
             os.replace(tmp, path)
             return path
-        quiet_transformers()  # here, not above: a built prior loads without transformers
         skill = get_skill(spec.skill)
         start = time.perf_counter()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import sigint_as_at_a_terminal
 from fuzz_inputs import fuzz_settings
 from hypothesis import Phase, given, settings
@@ -128,6 +129,7 @@ schedules = st.lists(
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
+@pytest.mark.slow
 @settings(fuzz_settings(share=0.1), phases=NO_SHRINK)
 @given(schedule=schedules)
 def test_train_killed_and_raced_then_resumed_keeps_every_step_once(schedule):
@@ -155,6 +157,7 @@ def test_train_killed_and_raced_then_resumed_keeps_every_step_once(schedule):
         shutil.rmtree(run.parent, ignore_errors=True)
 
 
+@pytest.mark.slow
 @settings(fuzz_settings(share=0.1), phases=NO_SHRINK)
 @given(name=st.sampled_from(sorted(SIGNALS)), delay=st.floats(min_value=2.0, max_value=25.0))
 def test_compare_killed_leaves_no_worker_and_resumes_whole(name, delay):
