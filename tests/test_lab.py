@@ -32,10 +32,20 @@ def assay(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab") / "smoke"
-    proc = assay("compare", "--preset", "smoke", "--out", str(out), "--quiet")
-    assert proc.returncode == 0, proc.stderr
+def smoke(tmp_path_factory, worker_id):
+    """One smoke comparison for the whole run, made by whichever worker needs it first (its
+    tests only read it): `make test`'s workers split whatever module falls at the middle
+    of the suite, and when that was this one the comparison (20 s) was made twice."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # the run's, not one worker's
+    out = shared / "lab-smoke" / "smoke"
+    with FileLock(str(shared / "lab-smoke.lock")):
+        if not (out / "summary.json").is_file():  # none yet, or one that failed half-way
+            shutil.rmtree(out.parent, ignore_errors=True)
+            proc = assay("compare", "--preset", "smoke", "--out", str(out), "--quiet")
+            assert proc.returncode == 0, proc.stderr
     return out
 
 
