@@ -19,3 +19,33 @@ def test_slow_tests_come_first_and_the_rest_keep_their_order():
     items = [Item("a", False), Item("b", True), Item("c", False), Item("d", True), Item("e", False)]
     pytest_collection_modifyitems(None, items)
     assert [i.name for i in items] == ["b", "d", "a", "c", "e"]
+
+
+def test_the_suite_profile_logs_each_test_once_and_sums_them(tmp_path):
+    """scripts/suite_profile.py, which measured where `make test`'s time goes: one line per
+    test with its CPU time, counted once under pytest-xdist (whose controller sees every
+    worker's tests too), and a summary of them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "test_two.py").write_text(
+        "import subprocess, sys\n"
+        "def test_busy():\n    sum(i * i for i in range(300_000))\n"
+        "def test_child():\n    subprocess.run([sys.executable, '-c', 'sum(range(3_000_000))'], check=True)\n"
+    )
+    logs = tmp_path / "profile"
+    env = {**os.environ, "ASSAY_SUITE_PROFILE": str(logs), "PYTHONPATH": str(root / "scripts")}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "suite_profile", "-n", "2", "-q",
+                          "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = [line.split("\t") for f in logs.glob("*.tsv") for line in f.read_text().splitlines()]
+    tests = {fields[4].split("::")[1]: fields for fields in lines if fields[4] != "COLLECTED"}
+    assert sorted(tests) == ["test_busy", "test_child"] and len(lines) == 2 + 2  # + each worker's collection
+    assert float(tests["test_child"][3]) > 0 and float(tests["test_busy"][3]) == 0  # a child's CPU is the child's
+    summary = subprocess.run([sys.executable, str(root / "scripts" / "suite_profile.py"), str(logs)],
+                             capture_output=True, text=True, timeout=60)
+    assert summary.returncode == 0 and summary.stdout.startswith("2 tests,"), summary.stdout + summary.stderr
