@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     order. With `make test`'s `--dist worksteal`, a worker that runs out of tests takes
     half of another's remaining ones, so the suite ends as its last short test does. In
     file order the zoo's 60 s test came last, and one worker idled while the other ran it:
-    the two workers ended 13 to 72 s apart in three clean-clone runs (2026-12-07)."""
+    the two workers ended 13 to 72 s apart in three runs of 2026-12-07."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
 
 
