@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "assay"
 #: modules of the package's root that any layer may use: they import nothing of assay's
-BASE = {"assay.errors", "assay.files", "assay.options", "assay.heartbeat", "assay.hf"}
+BASE = {"assay.errors", "assay.files", "assay.options", "assay.heartbeat", "assay.hf", "assay.adamw"}
 
 
 def modules() -> dict[str, Path]:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from assay.adamw import AdamW, LambdaSchedule
 from assay.organism.model import build_model
 from assay.organism.skills import get_skill
 from assay.organism.spec import PriorSpec
@@ -49,14 +50,14 @@ def train_prior(spec: PriorSpec, progress: ProgressCallback | None = None) -> tu
     tokenizer = make_tokenizer(skill.alphabet)
     model = build_model(spec, tokenizer, max_positions=skill.max_positions)
     examples = skill.examples(spec, spec.sft_steps * spec.batch_size, seed=spec.seed + 1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
+    optimizer = AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
     floor = spec.final_lr_fraction
 
     def lr_factor(step: int) -> float:
         cosine = 0.5 * (1 + math.cos(math.pi * min(step / max(spec.sft_steps, 1), 1.0)))
         return floor + (1 - floor) * cosine
 
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    schedule = LambdaSchedule(optimizer, lr_factor)
     model.train()
     for step in range(spec.sft_steps):
         batch = examples[step * spec.batch_size : (step + 1) * spec.batch_size]

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from assay import organism
+from assay.adamw import AdamW, LambdaSchedule
 from assay.envs import Task, get_env
 from assay.envs.episode import Episode, discounted, max_turns
 from assay.envs.taskfile import TaskFileUnusable, read_task_file, stale_prompts
@@ -192,13 +193,13 @@ class Trainer:
             if cfg.verify_judge == "reference"
             else self.engine
         )
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
             lr=cfg.learning_rate,
             weight_decay=cfg.weight_decay,
             betas=(cfg.adam_beta1, cfg.adam_beta2),
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scheduler = LambdaSchedule(self.optimizer, self._lr_factor)
 
         self.data = TaskStream(self.train_tasks, cfg.seed)
         self.step_count = 0
