@@ -7,14 +7,14 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
 from assay.envs.jsonl import parse_line, read_lines
 from assay.envs.parquet import is_parquet, read_rows, task_of_row
 from assay.envs.task import Task
 from assay.errors import BRIEF, AssayError, brief, cut
 
 if TYPE_CHECKING:
+    import jsonschema
+
     from assay.envs.base import Environment
 
 
@@ -77,6 +77,8 @@ def _forbidden(schema: dict[str, Any], error: jsonschema.ValidationError, fields
 
 def validate_fields(env: Environment, fields: Any) -> list[str]:
     """Every schema problem of one task, as `field: message` strings (empty when valid)."""
+    import jsonschema  # here: 0.1 s that every `assay` command would pay at start
+
     validator = jsonschema.Draft202012Validator(env.task_schema)
     errors = sorted(validator.iter_errors(fields), key=lambda e: list(e.absolute_path))
     found = [_forbidden(env.task_schema, e, fields) or f"{_field_path(e)}: {_message(e)}"

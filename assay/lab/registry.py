@@ -277,14 +277,19 @@ def _load(name: str, target: str) -> Experiment:
     return value
 
 
-def experiments(on_error: Callable[[LabError], None] | None = None) -> dict[str, Experiment]:
-    """Every experiment: the built-in ones in the study's order, then the plug-ins' (a
-    plug-in cannot take a built-in one's name). A plug-in that cannot be loaded raises its
-    one-line `LabError`, or with `on_error` is handed to it and left out."""
-    found = {name: _load(name, f"assay.lab.{name}") for name in BUILTIN}
+def builtin_experiment(name: str) -> Experiment:
+    """The built-in experiment `name` (one of `BUILTIN`), its module imported now."""
+    return _load(name, f"assay.lab.{name}")
+
+
+def plugin_experiments(on_error: Callable[[LabError], None] | None = None) -> dict[str, Experiment]:
+    """The plug-ins' experiments, by name (one cannot take a built-in one's name). A plug-in
+    that cannot be loaded raises its one-line `LabError`, or with `on_error` is handed to it
+    and left out."""
+    found: dict[str, Experiment] = {}
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         try:
-            if ep.name in found:
+            if ep.name in BUILTIN or ep.name in found:
                 raise LabError(f"experiment plug-in {ep.value!r}: {ep.name!r} is a built-in "
                                "experiment's name")
             found[ep.name] = _load(ep.name, ep.value)
@@ -293,6 +298,12 @@ def experiments(on_error: Callable[[LabError], None] | None = None) -> dict[str,
                 raise
             on_error(exc)
     return found
+
+
+def experiments(on_error: Callable[[LabError], None] | None = None) -> dict[str, Experiment]:
+    """Every experiment: the built-in ones in the study's order, then the plug-ins'
+    (`plugin_experiments`, with `on_error`)."""
+    return {**{name: builtin_experiment(name) for name in BUILTIN}, **plugin_experiments(on_error)}
 
 
 def get_experiment(name: str) -> Experiment:
