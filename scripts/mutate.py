@@ -93,6 +93,7 @@ TARGETS = (
         ("tests/test_plain_llama.py", "tests/test_training_fast_paths.py", "tests/test_native_llama.py"),
     ),
     Target("native_llama", "assay/training/native_llama.py", ("tests/test_native_llama.py",)),
+    Target("adamw", "assay/adamw.py", ("tests/test_adamw.py",)),
     Target("rewards_base", "assay/rewards/base.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),
     Target("rewards_builtin", "assay/rewards/builtin.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),
     Target(

@@ -69,7 +69,12 @@ def _assert_same(ours_p, ours, theirs_p, theirs) -> None:
 
 @pytest.mark.parametrize(
     "knobs",
-    [{}, {"weight_decay": 0.0}, {"betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.1, "lr": 0.05}],
+    [
+        {},
+        {"weight_decay": 0.0},
+        {"weight_decay": 1.0, "lr": 0.05},
+        {"betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.1, "lr": 0.05},
+    ],
 )
 def test_steps_match_torch_bit_for_bit(knobs):
     (ours_p, ours, ours_s), (theirs_p, theirs, theirs_s) = _pair(**knobs)
@@ -106,6 +111,25 @@ def test_a_checkpoint_restores_across_the_two(direction):
     _assert_same(ours_p, ours, theirs_p, theirs)
 
 
+def test_the_defaults_are_torchs():
+    ours, theirs = AdamW(_params()), torch.optim.AdamW(_params())
+    assert ours.state_dict()["param_groups"] == theirs.state_dict()["param_groups"]
+
+
+def test_a_restored_state_brings_its_settings_and_its_unstepped_parameters():
+    """The saved group's rate, betas and decay replace the constructor's; a parameter that
+    never had a gradient has no state, before and after."""
+    writer_p = _params()
+    writer = torch.optim.AdamW(writer_p, lr=0.2, betas=(0.5, 0.6), eps=1e-3, weight_decay=0.3)
+    _grads(writer_p, 1)  # parameter 2 has no gradient on odd steps
+    writer.step()
+    saved = _saved(writer.state_dict())
+    reader = AdamW(_params())
+    reader.load_state_dict(saved)
+    assert reader.state_dict()["param_groups"] == writer.state_dict()["param_groups"]
+    assert sorted(reader.state_dict()["state"]) == [0, 1, 3]
+
+
 def test_state_for_other_parameters_is_refused():
     params = _params()
     opt = AdamW(params)
@@ -121,6 +145,10 @@ def test_state_for_other_parameters_is_refused():
         AdamW(_params()).load_state_dict(amsgrad)
     with pytest.raises(ValueError, match="betas must lie in"):
         AdamW(params, betas=(0.9, 1.0))
+    for knob in ("lr", "eps", "weight_decay"):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            AdamW(params, **{knob: -1e-9})
+    AdamW(params, lr=0.0, eps=0.0, weight_decay=0.0)  # as torch, zero is allowed
     with pytest.raises(ValueError, match="no parameters"):
         AdamW([])
 
@@ -128,9 +156,10 @@ def test_state_for_other_parameters_is_refused():
 def test_zero_grad_keeps_or_drops_the_gradients():
     params = _params()
     opt = AdamW(params)
-    _grads(params, 0)
+    _grads(params, 1)  # parameter 2 has none
     opt.zero_grad(set_to_none=False)
-    assert all(p.grad is not None and not p.grad.any() for p in params)
+    assert params[2].grad is None
+    assert all(p.grad is not None and not p.grad.any() for i, p in enumerate(params) if i != 2)
     opt.zero_grad()
     assert all(p.grad is None for p in params)
 
