@@ -15,7 +15,7 @@ want="$(cat pyproject.toml examples/assay-sorting/pyproject.toml | sha256sum | c
 # assay is installed editable, so no installer byte-compiles its own modules; where
 # PYTHONDONTWRITEBYTECODE is set (as on the project's machines) every process then compiles
 # each assay module it imports, about 0.5 s of each `assay train` start on 2 cores. Compiled
-# here on every run: an unchanged module is skipped (0.1 s in all), an edited one redone.
+# here on every run: an unchanged module is skipped (the whole check 0.2 s), an edited one redone.
 compile_source() {
   "$VENV/bin/python" -m compileall -q -j 0 assay examples/assay-sorting/assay_sorting >/dev/null
 }
