@@ -147,7 +147,11 @@ def test_other_folders_go_to_transformers(folder, tmp_path):
     plain = variant("plain")
     assert load_native(plain) is not None
     assert load_native(plain, dtype="bfloat16") is None
-    assert load_native(variant("chat", tokenizer={"chat_template": "{{ messages }}"})) is None
+    assert load_native(variant("chat", tokenizer={"chat_template": "{{ messages }}"})) is not None
+    assert load_native(variant("tracked", tokenizer={  # transformers' assistant-mask tag
+        "chat_template": "{% generation %}{{ messages }}{% endgeneration %}"})) is None
+    assert load_native(variant("named", tokenizer={  # templates by name: transformers chooses
+        "chat_template": [{"name": "default", "template": "{{ messages }}"}]})) is None
     assert load_native(variant("bias", config={"attention_bias": True})) is None
     assert load_native(variant("qwen", config={"architectures": ["Qwen2ForCausalLM"]})) is None
     assert load_native(variant("rope", config={"rope_parameters": {"rope_type": "linear"}})) is None

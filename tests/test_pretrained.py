@@ -158,7 +158,7 @@ def test_chat_template_false_turns_it_off_and_true_without_one_is_an_error(conve
 
 
 def test_sampling_stops_at_the_end_of_turn_token(converted):
-    model, tokenizer = load_policy(str(converted))
+    model, tokenizer = load_policy(str(converted), native=False)  # a hook: transformers' pass
     # The end of turn only in the generation config (as some chat models ship it)
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_start|>")
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, end_of_turn]
@@ -195,6 +195,52 @@ def test_a_tokenizer_with_neither_pad_nor_end_token_is_one_line(converted, tmp_p
 # -- the real model ------------------------------------------------------------------------
 
 
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is 2 + 3?"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "héllo\n🙂"}],
+    [{"role": "user", "content": "x"}, {"role": "assistant", "content": "<|im_end|>y"},
+     {"role": "tool", "content": "{\"ok\": true}"}, {"role": "user", "content": ""}],
+]
+
+
+@pytest.mark.slow
+def test_smollm2_loads_without_transformers_as_transformers_loads_it():
+    """SmolLM2's folder (a chat template in chat_template.jinja, grouped-query attention)
+    loaded natively gives transformers' chat texts, token ids, decoded texts and logits."""
+    from assay.training.native_llama import NativeLlama
+
+    pytest.importorskip("gguf", reason="the smollm2 extra (gguf) is not installed")
+    folder = str(pretrained.resolve(pretrained.SMOLLM2, quiet=True))
+    mine, my_tokenizer = load_policy(folder)
+    theirs, their_tokenizer = load_policy(folder, native=False)
+    assert isinstance(mine, NativeLlama) and not isinstance(theirs, NativeLlama)
+    assert my_tokenizer.chat_template == their_tokenizer.chat_template is not None
+    assert my_tokenizer.special_tokens_map == their_tokenizer.special_tokens_map
+    for conversation in CONVERSATIONS:
+        for opened in (True, False):
+            assert my_tokenizer.apply_chat_template(conversation, add_generation_prompt=opened,
+                                                    tokenize=False) == \
+                their_tokenizer.apply_chat_template(conversation, add_generation_prompt=opened,
+                                                    tokenize=False)
+    prompts = [encode_prompt(my_tokenizer, m[-1]["content"], chat=True) for m in CONVERSATIONS]
+    assert prompts == [encode_prompt(their_tokenizer, m[-1]["content"], chat=True) for m in CONVERSATIONS]
+    assert stop_token_ids(mine, my_tokenizer) == stop_token_ids(theirs, their_tokenizer)
+    generator = torch.Generator().manual_seed(0)
+    rows = [torch.randint(0, 49152, (n,), generator=generator).tolist() for n in (0, 5, 40)]
+    rows.append(prompts[0])
+    for skip in (True, False):
+        assert my_tokenizer.batch_decode(rows, skip_special_tokens=skip) == \
+            their_tokenizer.batch_decode(rows, skip_special_tokens=skip)
+    width = max(len(p) for p in prompts)  # left-padded, as sampling pads
+    ids = torch.tensor([[my_tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits = mine(ids, attention_mask=mask, position_ids=positions).logits
+        expected = theirs(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    assert torch.equal(logits[mask.bool()], expected[mask.bool()])
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # the 93 MB conversion, then three model loads, on a busy machine
 def test_smollm2_evaluates_trains_and_its_checkpoint_evaluates(assay, tmp_path):
@@ -225,3 +271,4 @@ def test_smollm2_evaluates_trains_and_its_checkpoint_evaluates(assay, tmp_path):
     assert after.returncode == 0, after.stderr
     evaluated = json.loads((tmp_path / "after" / "evaluate.json").read_text())
     assert "checkpoints/step-000002" in evaluated["model_path"]
+    assert evaluated["chat_template"] is True  # the checkpoint kept it (chat_template.jinja)

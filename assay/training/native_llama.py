@@ -5,7 +5,8 @@ Importing transformers' model and tokenizer classes costs a process about 3 s on
 the rest of a short `assay train` or `assay eval` on the organism to its first step, and
 about a sixth of `make test`'s CPU time, whose tests started such a process 67 times
 (2026-12-07). A folder that the plain pass (`plain_llama`) computes in full — a plain
-`LlamaForCausalLM` with a `tokenizers` tokenizer and no chat template — needs none of it:
+`LlamaForCausalLM` with a `tokenizers` tokenizer, and a chat template, if any, in one
+file of Jinja text (SmolLM2's) — needs none of it:
 
 - `NativeLlama` holds the parameters under transformers' names and module layout, so
   `PlainLlama` reads them as it reads a transformers model's, and `save_pretrained`
@@ -13,14 +14,19 @@ about a sixth of `make test`'s CPU time, whose tests started such a process 67 t
 - `NativeTokenizer` is the folder's `tokenizers.Tokenizer` under the handful of
   methods assay calls, with transformers' own behaviour (tests/test_native_llama.py
   compares both on the same folder: token ids, decoded texts, logits, gradients, saved
-  folders).
+  folders; tests/test_pretrained.py on SmolLM2's, its chat template's texts included);
+- `ChatTemplate` renders a chat template in a Jinja environment set up as transformers
+  sets up its own (the same sandbox, whitespace rules, filters and globals), with the
+  tokenizer's special tokens as its variables.
 
 `load_native(path)` gives None for any other folder, which transformers then loads.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +44,13 @@ _PLAIN_CONFIG = {
     "pretraining_tp": 1,
 }
 _TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                    "chat_template.jinja")
+#: special tokens transformers passes to a chat template (`special_tokens_map`), by name
+_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+                   "mask_token")
+#: transformers' assistant-mask tag: a template that uses it needs transformers' extension
+_GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
 class NativeConfig:
@@ -183,8 +195,6 @@ class NativeTokenizer:
     """A `tokenizers.Tokenizer` with the methods and attributes assay reads from a
     transformers tokenizer, behaving as transformers' `TokenizersBackend` does."""
 
-    chat_template = None  # `load_native` takes only folders without one
-
     def __init__(self, folder: Path, config: dict[str, Any]) -> None:
         from tokenizers import Tokenizer
 
@@ -200,6 +210,26 @@ class NativeTokenizer:
         self.pad_token = _token_text(config.get("pad_token"))
         self.eos_token_id = self.convert_tokens_to_ids(self.eos_token)
         self.pad_token_id = self.convert_tokens_to_ids(self.pad_token)
+        #: the chat template's text, or None (`chat_template_of`)
+        self.chat_template = chat_template_of(folder, config)
+        self.special_tokens_map = {name: text for name in _SPECIAL_TOKENS
+                                   if (text := _token_text(config.get(name))) is not None}
+
+    def apply_chat_template(self, conversation: list[dict[str, Any]], *,
+                            add_generation_prompt: bool = False, tokenize: bool = True) -> str:
+        """The template's text of one conversation, as transformers' `apply_chat_template(...,
+        tokenize=False)` renders it; assay encodes that text itself (`encode_prompt`)."""
+        if self.chat_template is None:
+            raise ValueError("this tokenizer has no chat template")
+        if tokenize:
+            raise TypeError("a natively loaded tokenizer renders its chat template as text only "
+                            "(tokenize=False); encode the text, or load with native=False")
+        # transformers drops the fields set to None before rendering
+        messages = [{k: v for k, v in message.items() if v is not None} for message in conversation]
+        return _compiled(self.chat_template).render(
+            messages=messages, tools=None, documents=None,
+            add_generation_prompt=add_generation_prompt, **self.special_tokens_map,
+        )
 
     def convert_tokens_to_ids(self, token: str | None) -> int | None:
         return None if token is None else self._tokenizer.token_to_id(token)
@@ -228,10 +258,74 @@ class NativeTokenizer:
             (Path(folder) / name).write_bytes(data)
 
 
+def chat_template_of(folder: Path, tokenizer_config: dict[str, Any]) -> str | None:
+    """The folder's chat template: tokenizer_config.json's `chat_template` or the file
+    chat_template.jinja (where transformers 5 saves it); None if it has none."""
+    template = tokenizer_config.get("chat_template")
+    if template is None and (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    return template
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(template: str) -> Any:
+    """The template compiled in transformers' environment for chat templates: an immutable
+    sandbox (templates are code from the hub), blocks' whitespace trimmed, loop controls,
+    a `tojson` that does not escape HTML, and the same globals."""
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                          sort_keys=sort_keys)
+
+    def strftime_now(format: str) -> str:
+        from datetime import datetime
+
+        return datetime.now().strftime(format)
+
+    class Namespace(jinja2.utils.Namespace):  # no underscore names: no way into CPython's
+        def __init__(*args: Any, **kwargs: Any) -> None:
+            self, args = args[0], args[1:]
+            fields = dict(*args, **kwargs)
+            for name in fields:
+                Namespace._check(name)
+            jinja2.utils.Namespace.__init__(self, fields)
+
+        def __setitem__(self, name: str, value: Any) -> None:
+            Namespace._check(name)
+            jinja2.utils.Namespace.__setitem__(self, name, value)
+
+        @staticmethod
+        def _check(name: Any) -> None:
+            if isinstance(name, str) and name.startswith("_"):
+                raise jinja2.exceptions.SecurityError(
+                    f"chat templates cannot store underscore-prefixed attributes: {name!r}")
+
+    class Dict:  # dict() and dict.fromkeys() only
+        def __call__(self, *args: Any, **kwargs: Any) -> dict:
+            return dict(*args, **kwargs)
+
+        def fromkeys(self, *args: Any, **kwargs: Any) -> dict:
+            return dict.fromkeys(*args, **kwargs)
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                extensions=[loopcontrols])
+    environment.filters["tojson"] = tojson
+    environment.globals.update(raise_exception=raise_exception, strftime_now=strftime_now,
+                               dict=Dict(), namespace=Namespace)
+    return environment.from_string(template)
+
+
 def native_folder(path: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(config.json, tokenizer_config.json) of a folder `load_native` may load: a plain
-    Llama the plain pass computes in full, with a `tokenizers` tokenizer and no chat
-    template; None for any other."""
+    Llama the plain pass computes in full, with a `tokenizers` tokenizer and at most one
+    chat template, in Jinja text; None for any other."""
     folder = Path(path)
     try:
         fields = json.loads((folder / "config.json").read_text())
@@ -283,13 +377,25 @@ def _plain_folder(folder: Path, fields: dict[str, Any], tokenizer_config: dict[s
         and (folder / "model.safetensors").is_file()
         and (folder / "tokenizer.json").is_file()
         and tokenizer_config.get("tokenizer_class") in _TOKENIZER_CLASSES
-        and not tokenizer_config.get("chat_template")
-        and not (folder / "chat_template.jinja").exists()
+        and _plain_chat_template(folder, tokenizer_config)
         and not tokenizer_config.get("clean_up_tokenization_spaces")
         and not any((folder / name).exists() for name in ("added_tokens.json", "tokenizer.model"))
         and _token_text(tokenizer_config.get("pad_token")) is not None
         and _token_text(tokenizer_config.get("eos_token")) is not None
     )
+
+
+def _plain_chat_template(folder: Path, tokenizer_config: dict[str, Any]) -> bool:
+    """Whether the folder's chat template (if any) renders natively: one template, as text,
+    without transformers' `{% generation %}` tag. Named templates (a list, or the files
+    chat_template.json and additional_chat_templates/) are transformers' to choose from."""
+    if (folder / "chat_template.json").exists() or (folder / "additional_chat_templates").exists():
+        return False
+    try:
+        template = chat_template_of(folder, tokenizer_config)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return template is None or (isinstance(template, str) and not _GENERATION_TAG.search(template))
 
 
 def _token_text(token: Any) -> str | None:
