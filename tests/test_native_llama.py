@@ -60,6 +60,7 @@ def test_the_tokenizer_gives_transformers_ids_and_texts(both):
                 theirs(text, add_special_tokens=special)["input_ids"], (text, special)
         assert mine.encode(text) == theirs.encode(text)
     assert mine(TEXTS)["input_ids"] == theirs(TEXTS)["input_ids"]
+    assert len(mine) == len(theirs)
     generator = torch.Generator().manual_seed(0)
     vocab = len(mine._tokenizer.get_vocab())
     rows = [torch.randint(0, vocab, (n,), generator=generator).tolist() for n in range(0, 30, 3)]
@@ -147,7 +148,13 @@ def test_other_folders_go_to_transformers(folder, tmp_path):
     plain = variant("plain")
     assert load_native(plain) is not None
     assert load_native(plain, dtype="bfloat16") is None
-    assert load_native(variant("chat", tokenizer={"chat_template": "{{ messages }}"})) is not None
+    chat = load_native(variant("chat", tokenizer={"chat_template": "{{ messages[0].content }}{{ eos_token }}"}))
+    assert chat is not None
+    assert chat[1].apply_chat_template([{"role": "user", "content": "5 1"}], tokenize=False) == "5 1<eos>"
+    with pytest.raises(TypeError, match="tokenize=False"):
+        chat[1].apply_chat_template([{"role": "user", "content": "5 1"}])
+    with pytest.raises(ValueError, match="no chat template"):
+        load_native(plain)[1].apply_chat_template([{"role": "user", "content": "5 1"}], tokenize=False)
     assert load_native(variant("tracked", tokenizer={  # transformers' assistant-mask tag
         "chat_template": "{% generation %}{{ messages }}{% endgeneration %}"})) is None
     assert load_native(variant("named", tokenizer={  # templates by name: transformers chooses

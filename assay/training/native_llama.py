@@ -195,13 +195,14 @@ class NativeTokenizer:
     """A `tokenizers.Tokenizer` with the methods and attributes assay reads from a
     transformers tokenizer, behaving as transformers' `TokenizersBackend` does."""
 
-    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+    def __init__(self, files: dict[str, bytes], config: dict[str, Any]) -> None:
+        """From a folder's tokenizer files (`tokenizer.json` at least) and its
+        tokenizer_config.json, read (`from_folder`) or made (the organism's)."""
         from tokenizers import Tokenizer
 
-        # kept as read: a run saves them into each checkpoint, and the folder they came
+        # kept as given: a run saves them into each checkpoint, and the folder they came
         # from (an older checkpoint) may be gone by then
-        self._files = {name: (folder / name).read_bytes() for name in _TOKENIZER_FILES
-                       if (folder / name).is_file()}
+        self._files = dict(files)
         self._tokenizer = Tokenizer.from_str(self._files["tokenizer.json"].decode("utf-8"))
         self._tokenizer.no_padding()  # transformers pads and truncates only when asked
         self._tokenizer.no_truncation()
@@ -211,7 +212,7 @@ class NativeTokenizer:
         self.eos_token_id = self.convert_tokens_to_ids(self.eos_token)
         self.pad_token_id = self.convert_tokens_to_ids(self.pad_token)
         #: the chat template's text, or None (`chat_template_of`)
-        self.chat_template = chat_template_of(folder, config)
+        self.chat_template = chat_template_of(self._files, config)
         self.special_tokens_map = {name: text for name in _SPECIAL_TOKENS
                                    if (text := _token_text(config.get(name))) is not None}
 
@@ -230,6 +231,15 @@ class NativeTokenizer:
             messages=messages, tools=None, documents=None,
             add_generation_prompt=add_generation_prompt, **self.special_tokens_map,
         )
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: dict[str, Any]) -> NativeTokenizer:
+        return cls({name: (folder / name).read_bytes() for name in _TOKENIZER_FILES
+                    if (folder / name).is_file()}, config)
+
+    def __len__(self) -> int:
+        """The vocabulary's size, added tokens included (as `len()` of transformers')."""
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
     def convert_tokens_to_ids(self, token: str | None) -> int | None:
         return None if token is None else self._tokenizer.token_to_id(token)
@@ -258,12 +268,13 @@ class NativeTokenizer:
             (Path(folder) / name).write_bytes(data)
 
 
-def chat_template_of(folder: Path, tokenizer_config: dict[str, Any]) -> str | None:
-    """The folder's chat template: tokenizer_config.json's `chat_template` or the file
-    chat_template.jinja (where transformers 5 saves it); None if it has none."""
+def chat_template_of(files: dict[str, bytes], tokenizer_config: dict[str, Any]) -> str | None:
+    """The chat template of a folder's tokenizer files: tokenizer_config.json's
+    `chat_template` or the file chat_template.jinja (where transformers 5 saves it); None
+    if it has none."""
     template = tokenizer_config.get("chat_template")
-    if template is None and (folder / "chat_template.jinja").is_file():
-        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if template is None and "chat_template.jinja" in files:
+        template = files["chat_template.jinja"].decode("utf-8")
     return template
 
 
@@ -363,7 +374,7 @@ def load_native(path: str, dtype: str = "float32") -> tuple[NativeLlama, NativeT
     with torch.no_grad():
         for name, tensor in own.items():
             tensor.copy_(weights[name])
-    return model.to(getattr(torch, dtype)), NativeTokenizer(folder, tokenizer_config)
+    return model.to(getattr(torch, dtype)), NativeTokenizer.from_folder(folder, tokenizer_config)
 
 
 def _plain_folder(folder: Path, fields: dict[str, Any], tokenizer_config: dict[str, Any]) -> bool:
@@ -391,8 +402,10 @@ def _plain_chat_template(folder: Path, tokenizer_config: dict[str, Any]) -> bool
     chat_template.json and additional_chat_templates/) are transformers' to choose from."""
     if (folder / "chat_template.json").exists() or (folder / "additional_chat_templates").exists():
         return False
+    jinja = folder / "chat_template.jinja"
     try:
-        template = chat_template_of(folder, tokenizer_config)
+        files = {jinja.name: jinja.read_bytes()} if jinja.is_file() else {}
+        template = chat_template_of(files, tokenizer_config)
     except (OSError, UnicodeDecodeError):
         return False
     return template is None or (isinstance(template, str) and not _GENERATION_TAG.search(template))
