@@ -89,10 +89,10 @@ TARGETS = (
     ),
     Target(
         "plain_llama",
-        "assay/training/plain_llama.py",
+        "assay/plain_llama.py",
         ("tests/test_plain_llama.py", "tests/test_training_fast_paths.py", "tests/test_native_llama.py"),
     ),
-    Target("native_llama", "assay/training/native_llama.py", ("tests/test_native_llama.py",)),
+    Target("native_llama", "assay/native_llama.py", ("tests/test_native_llama.py",)),
     Target("adamw", "assay/adamw.py", ("tests/test_adamw.py",)),
     Target("rewards_base", "assay/rewards/base.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),
     Target("rewards_builtin", "assay/rewards/builtin.py", ("tests/test_reward_edges.py", "tests/test_rewards.py")),

@@ -126,7 +126,7 @@ def test_the_circle_finder_finds_a_circle():
 
 def test_each_layer_imports_only_the_layers_above_it_in_the_architecture_doc():
     order = layers()
-    assert len(order) == 9 and order[0] == {"assay.verifiers"} and order[-1] == {"assay.cli"}
+    assert len(order) == 10 and order[0] == {"assay.verifiers"} and order[-1] == {"assay.cli"}
     graph = import_graph()
     upward, stray = [], []
     for module, targets in sorted(graph.items()):

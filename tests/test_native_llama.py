@@ -19,8 +19,8 @@ os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-
 
 import torch  # noqa: E402
 
-from assay.training.native_llama import NativeLlama, NativeTokenizer, load_native  # noqa: E402
-from assay.training.plain_llama import never_plain, plain_forward  # noqa: E402
+from assay.native_llama import NativeLlama, NativeTokenizer, load_native  # noqa: E402
+from assay.plain_llama import never_plain, plain_forward  # noqa: E402
 from assay.training.policy import (  # noqa: E402
     completion_stats,
     load_policy,

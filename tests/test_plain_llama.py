@@ -1,6 +1,6 @@
 """The plain Llama pass gives transformers' bits exactly, or is not used.
 
-The plain pass (`assay.training.plain_llama`) may only make transformers' numbers faster.
+The plain pass (`assay.plain_llama`) may only make transformers' numbers faster.
 So the checks here are equalities, not tolerances: logits, sampled tokens and gradients
 over whole rows, each with the plain pass and with transformers' pass on the same inputs.
 The one exception is the loss pass's read of the completions' real tokens only: the same
@@ -22,8 +22,8 @@ import torch  # noqa: E402
 from conftest import close_to_rounding  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-from assay.training import plain_llama  # noqa: E402
-from assay.training.plain_llama import KVCache, PlainLlama, never_plain, plain_forward  # noqa: E402
+from assay import plain_llama  # noqa: E402
+from assay.plain_llama import KVCache, PlainLlama, never_plain, plain_forward  # noqa: E402
 from assay.training.policy import completion_logits, completion_stats, forward, prefill  # noqa: E402
 from assay.training.rollout import HFEngine  # noqa: E402
 

@@ -207,7 +207,7 @@ CONVERSATIONS = [
 def test_smollm2_loads_without_transformers_as_transformers_loads_it():
     """SmolLM2's folder (a chat template in chat_template.jinja, grouped-query attention)
     loaded natively gives transformers' chat texts, token ids, decoded texts and logits."""
-    from assay.training.native_llama import NativeLlama
+    from assay.native_llama import NativeLlama
 
     pytest.importorskip("gguf", reason="the smollm2 extra (gguf) is not installed")
     folder = str(pretrained.resolve(pretrained.SMOLLM2, quiet=True))

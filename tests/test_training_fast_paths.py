@@ -169,7 +169,7 @@ def test_micro_batches_continue_from_one_prompt_pass(policy, monkeypatch):
 def test_a_model_outside_the_plain_pass_reads_prompts_per_micro_batch(policy, monkeypatch):
     import copy
 
-    from assay.training.plain_llama import never_plain
+    from assay.plain_llama import never_plain
 
     model, tokenizer, prompts = policy
     twin = copy.deepcopy(model)

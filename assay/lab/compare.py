@@ -74,7 +74,7 @@ def missing_requirement(spec: str, env: Any) -> str | None:
 def _check_model(model: str, prior: dict[str, Any], *, quiet: bool = True) -> None:
     """A bad model is a one-line `LabError` before anything trains."""
     from assay.hf import hub_reachable
-    from assay.training.native_llama import native_folder
+    from assay.native_llama import native_folder
     from assay.training.policy import (
         ModelLoadError,
         hub_hint,

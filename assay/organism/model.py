@@ -1,4 +1,12 @@
-"""The organism's network: a small `LlamaForCausalLM`, and greedy decoding for evaluation."""
+"""The organism's network: a small Llama, made and evaluated without transformers.
+
+`build_model` gives a `NativeLlama` (assay/native_llama.py) whose weights are, bit for
+bit, those of transformers' `LlamaForCausalLM(LlamaConfig(...))` under the same seed, and
+whose saved folder is transformers' (the same config fields, tensors and tokenizer files).
+`greedy_replies` decodes it as transformers' `generate(do_sample=False)` does: the same
+calls of the same shapes, so the same tokens (tests/test_organism_build.py compares both).
+A build process therefore never imports transformers (about 4 s of each build on 2 cores).
+"""
 
 from __future__ import annotations
 
@@ -7,32 +15,76 @@ from typing import Any
 from assay.organism.spec import PriorSpec
 
 
-def build_model(spec: PriorSpec, tokenizer: Any, max_positions: int = 64) -> Any:
-    """A randomly initialised LlamaForCausalLM of the spec's shape (seeded by `spec.seed`)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def llama_fields(spec: PriorSpec, tokenizer: Any, max_positions: int) -> dict[str, Any]:
+    """config.json of the spec's `LlamaConfig` (the rest at transformers' defaults), as
+    transformers writes it, less the version of transformers that wrote it."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": tokenizer.eos_token_id,
+        "dtype": "float32",
+        "eos_token_id": tokenizer.eos_token_id,
+        "head_dim": spec.hidden_size // spec.heads,
+        "hidden_act": "silu",
+        "hidden_size": spec.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": spec.intermediate_size,
+        "max_position_embeddings": max_positions,
+        "mlp_bias": False,
+        "model_type": "llama",
+        "num_attention_heads": spec.heads,
+        "num_hidden_layers": spec.layers,
+        "num_key_value_heads": spec.heads,
+        "pad_token_id": tokenizer.pad_token_id,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-06,
+        "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "vocab_size": len(tokenizer),
+    }
 
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads,
-        num_key_value_heads=spec.heads,
-        max_position_embeddings=max_positions,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-    )
+
+def build_model(spec: PriorSpec, tokenizer: Any, max_positions: int = 64) -> Any:
+    """A randomly initialised Llama of the spec's shape, seeded by `spec.seed`."""
+    import torch
+
+    from assay.native_llama import NativeConfig, NativeLlama
+
+    fields = llama_fields(spec, tokenizer, max_positions)
+    generation = {"_from_model_config": True, "bos_token_id": fields["bos_token_id"],
+                  "eos_token_id": fields["eos_token_id"], "output_attentions": False,
+                  "output_hidden_states": False, "pad_token_id": fields["pad_token_id"],
+                  "use_cache": True}
+    model = NativeLlama(NativeConfig(fields), generation)
     torch.manual_seed(spec.seed)
-    return LlamaForCausalLM(config)
+    model.initialise()
+    return model
+
+
+def left_padded(tokenizer: Any, prompts: list[str]) -> tuple[Any, Any]:
+    """(ids, mask), each (B, P): the prompts' tokens, padded on the left with the pad token
+    as a transformers tokenizer pads with `padding_side="left"`."""
+    import torch
+
+    rows = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+    return ids, mask
 
 
 def greedy_replies(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
     """The model's greedy continuation of each prompt, without special tokens."""
     import torch
 
+    if getattr(model, "computed_by_plain_pass", False):
+        return _greedy_plain(model, tokenizer, prompts, max_new_tokens)
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
         out = model.generate(
@@ -43,6 +95,37 @@ def greedy_replies(model: Any, tokenizer: Any, prompts: list[str], max_new_token
             eos_token_id=tokenizer.eos_token_id,
         )
     return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def _greedy_plain(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """transformers' greedy `generate` in the plain pass, call for call: the prompts read
+    whole with their last position's logits, then one token per call over a cache that
+    grows by concatenation; every row stays in the batch, a finished one fed the pad token,
+    until all have ended or `max_new_tokens` are made. Positions count real tokens (0 on
+    the padding), as `generate` numbers them."""
+    import torch
+
+    from assay.plain_llama import plain_forward
+
+    plain = plain_forward(model)
+    ids, mask = left_padded(tokenizer, prompts)  # (B, P) each
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # (B, P)
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    tokens = []
+    with torch.no_grad():
+        logits, cache = plain(ids, mask, positions, None, 1)  # (B, 1, V)
+        unfinished = torch.ones(ids.shape[0], dtype=torch.bool)  # (B,)
+        for step in range(max_new_tokens):
+            chosen = logits[:, -1, :].float().argmax(-1)  # (B,)
+            chosen = torch.where(unfinished, chosen, pad)
+            tokens.append(chosen)
+            unfinished &= chosen != eos
+            if step + 1 == max_new_tokens or not unfinished.any():
+                break
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)  # (B, K)
+            positions = positions[:, -1:] + 1  # (B, 1)
+            logits, cache = plain(chosen[:, None], mask, positions, cache, 1)
+    return tokenizer.batch_decode(torch.stack(tokens, 1).tolist(), skip_special_tokens=True)
 
 
 def greedy_passes(env: Any, model: Any, tokenizer: Any, n: int, seed: int,

@@ -95,12 +95,7 @@ def build_pinned(spec: PriorSpec, name: str, folder: Path, *, quiet: bool) -> di
 def _build_here(spec: PriorSpec, name: str, folder: Path, *, quiet: bool) -> dict[str, Any]:
     import torch
 
-    from assay.hf import quiet_transformers
     from assay.organism.prior import train_prior_with_bar
-
-    # Here, where the model is made: a process that only waits on a build process (the
-    # zoo, `assay train` of an unbuilt prior) need not load transformers (3.5 s, 2 cores).
-    quiet_transformers()
 
     before = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)

@@ -15,7 +15,7 @@ from assay.adamw import AdamW, LambdaSchedule
 from assay.organism.model import build_model
 from assay.organism.skills import get_skill
 from assay.organism.spec import PriorSpec
-from assay.organism.tokenizer import make_tokenizer
+from assay.organism.tokenizer import native_tokenizer
 
 #: progress(step, total_steps, loss), called after each supervised step
 ProgressCallback = Callable[[int, int, float], None]
@@ -42,12 +42,29 @@ def collate(tokenizer: Any, pairs: list[tuple[str, str]]) -> tuple[Any, Any, Any
     return ids, mask, lab
 
 
+def supervised_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
+    """transformers' `LlamaForCausalLM(input_ids=ids, attention_mask=mask, labels=labels).loss`
+    in the plain pass, the same operations in the same order: positions 0.. along every row
+    (as transformers numbers a call without position ids), then the mean cross-entropy of
+    each next token, labels of -100 left out. ids, mask, labels: (B, T)."""
+    import torch
+    import torch.nn.functional as F
+
+    from assay.plain_llama import plain_forward
+
+    positions = torch.arange(ids.shape[1]).unsqueeze(0)  # (1, T)
+    logits, _ = plain_forward(model)(ids, mask, positions)  # (B, T, V)
+    logits = logits.float()
+    shifted = F.pad(labels, (0, 1), value=-100)[..., 1:].contiguous()  # (B, T): the next token's
+    return F.cross_entropy(logits.view(-1, logits.shape[-1]), shifted.view(-1), ignore_index=-100)
+
+
 def train_prior(spec: PriorSpec, progress: ProgressCallback | None = None) -> tuple[Any, Any, dict[str, float]]:
     """Supervised training of a fresh organism; returns (model, tokenizer, evaluation)."""
     import torch
 
     skill = get_skill(spec.skill)
-    tokenizer = make_tokenizer(skill.alphabet)
+    tokenizer = native_tokenizer(skill.alphabet)
     model = build_model(spec, tokenizer, max_positions=skill.max_positions)
     examples = skill.examples(spec, spec.sft_steps * spec.batch_size, seed=spec.seed + 1)
     optimizer = AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
@@ -62,7 +79,7 @@ def train_prior(spec: PriorSpec, progress: ProgressCallback | None = None) -> tu
     for step in range(spec.sft_steps):
         batch = examples[step * spec.batch_size : (step + 1) * spec.batch_size]
         ids, mask, labels = collate(tokenizer, batch)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = supervised_loss(model, ids, mask, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,12 +1,16 @@
 """The organism's tokenizer: one token per character of a skill's alphabet.
 
-A `PreTrainedTokenizerFast`, saved with the model and loaded by `AutoTokenizer` like
-any other. Ids 0-2 are the special tokens; the alphabet's characters follow in order,
-so a skill that keeps its alphabet keeps its token ids.
+Saved with the model and loaded by `AutoTokenizer` like any other. Ids 0-2 are the
+special tokens; the alphabet's characters follow in order, so a skill that keeps its
+alphabet keeps its token ids. A prior is built with `native_tokenizer` (no transformers:
+the same files, byte for byte, as transformers saves from `make_tokenizer`'s
+`PreTrainedTokenizerFast` once it has padded a batch, as every prior's evaluation does;
+tests/test_organism_build.py compares them).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
@@ -32,3 +36,44 @@ def make_tokenizer(alphabet: str) -> Any:
     return PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK, padding_side="left"
     )
+
+
+#: tokenizer_config.json as transformers writes it for `make_tokenizer`'s tokenizer
+#: (its `model_max_length` is transformers' "no limit", int(1e30))
+TOKENIZER_CONFIG = {
+    "backend": "tokenizers",
+    "eos_token": EOS,
+    "model_max_length": int(1e30),
+    "pad_token": PAD,
+    "padding_side": "left",
+    "tokenizer_class": "TokenizersBackend",
+    "unk_token": UNK,
+}
+
+
+def native_tokenizer(alphabet: str) -> Any:
+    """`make_tokenizer(alphabet)` without transformers: a `NativeTokenizer` whose files are
+    those transformers would save of it after a padded call (left padding on)."""
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+    )
+
+    from assay.native_llama import NativeTokenizer
+
+    vocab = {tok: i for i, tok in enumerate(vocabulary(alphabet))}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    core.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    core.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B:1", special_tokens=[])
+    core.enable_padding(direction="left", pad_id=vocab[PAD], pad_token=PAD)
+    config = json.dumps(TOKENIZER_CONFIG, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    files = {"tokenizer.json": core.to_str(pretty=True).encode("utf-8"),
+             "tokenizer_config.json": config.encode("utf-8")}
+    return NativeTokenizer(files, TOKENIZER_CONFIG)

@@ -34,7 +34,7 @@ from assay.envs.base import Environment
 from assay.envs.countdown_formats import compact_prompt
 from assay.envs.tools import COMPACT_CALL, compact_value
 from assay.organism import countdown
-from assay.organism.model import greedy_replies
+from assay.organism.model import greedy_replies, left_padded
 from assay.organism.skills import register_skill, skill_env
 from assay.organism.spec import PriorSpec
 from assay.organism.tokenizer import EOS
@@ -108,9 +108,10 @@ def evaluate_prior(spec: PriorSpec, model: Any, tokenizer: Any, n: int = 256) ->
     calls = greedy_replies(model, tokenizer, [p + COMPACT_CALL for p in prompts], max_new_tokens=12)
     contexts = [p + COMPACT_CALL + c + EOS + python_value(c) for p, c in zip(prompts, calls, strict=True)]
     after = greedy_replies(model, tokenizer, contexts, max_new_tokens=12)
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    ids, mask = left_padded(tokenizer, prompts)  # (n, P)
+    positions = torch.arange(ids.shape[1]).unsqueeze(0)  # (1, P): transformers' numbering when given none
     with torch.no_grad():
-        last = model(**enc).logits[:, -1].softmax(-1)  # (n, V): the first reply token
+        last = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].softmax(-1)  # (n, V): the first reply token
     rate = last[:, tokenizer.convert_tokens_to_ids(COMPACT_CALL)].mean().item()
     wrong = [t["numbers"][0] <= spec.wrong_below for t in tasks]
 

@@ -11,8 +11,8 @@ import torch
 
 from assay.errors import AssayError, first_line
 from assay.hf import hub_reachable, quiet_transformers
-from assay.training.native_llama import load_native
-from assay.training.plain_llama import KVCache, cache_argument, plain_forward
+from assay.native_llama import load_native
+from assay.plain_llama import KVCache, cache_argument, plain_forward
 
 
 class ModelLoadError(AssayError, RuntimeError):

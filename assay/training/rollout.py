@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from assay.errors import AssayError
-from assay.training.plain_llama import KVCache, plain_forward
+from assay.plain_llama import KVCache, plain_forward
 from assay.training.policy import forward, prefill, stop_token_ids
 
 

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from assay.files import replace_file
 
 #: config.json fields whose values the plain pass does not compute otherwise (anything
 #: else of these names: transformers loads the folder)
@@ -155,12 +158,41 @@ class NativeLlama(nn.Module):
     def get_decoder(self) -> nn.Module:
         return self.model
 
+    @torch.no_grad()
+    def initialise(self) -> None:
+        """Draw the parameters from torch's global generator as `LlamaForCausalLM(config)`
+        draws them, draw for draw, so that a seed gives transformers' weights bit for bit
+        (tests/test_organism_build.py): making the decoder (`nn.Embedding`'s N(0, 1), each
+        `nn.Linear`'s Kaiming-uniform), then its initialisation (N(0, initializer_range),
+        each module's children before it, norms at 1), then the head made and initialised
+        after it. Tied, the head is then the embedding's weight: its draws are thrown away."""
+        std = float(self.config.fields.get("initializer_range", 0.02))
+        embed = self.model.embed_tokens.weight  # (V, E)
+        embed.normal_(0.0, 1.0)
+        for layer in self.model.layers:
+            for weight in _linear_weights(layer):
+                bound = 1 / math.sqrt(weight.shape[1])  # kaiming_uniform_(a=sqrt(5)) of fan_in
+                weight.uniform_(-bound, bound)
+        embed.normal_(0.0, std)
+        if self.model.embed_tokens.padding_idx is not None:
+            embed[self.model.embed_tokens.padding_idx] = 0
+        for layer in self.model.layers:
+            for weight in _linear_weights(layer):
+                weight.normal_(0.0, std)
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.post_attention_layernorm.weight.fill_(1.0)
+        self.model.norm.weight.fill_(1.0)
+        head = torch.empty_like(embed) if self.tied else self.lm_head.weight  # (V, E)
+        bound = 1 / math.sqrt(head.shape[1])
+        head.uniform_(-bound, bound)
+        head.normal_(0.0, std)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, logits_to_keep: int = 0,
                 use_cache: bool = True) -> Any:
         """Logits (B, Q, V) of a whole sequence (no cache: `policy.forward` continues one);
         any other argument of transformers' (a cache, labels) is a TypeError, not ignored."""
-        from assay.training.plain_llama import plain_forward
+        from assay.plain_llama import plain_forward
 
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         positions = (mask.cumsum(-1) - 1).clamp(min=0) if position_ids is None else position_ids
@@ -172,8 +204,6 @@ class NativeLlama(nn.Module):
         writes them: a tied head is not stored twice."""
         from safetensors.torch import save_file
 
-        from assay.training.checkpoint import write_json
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().contiguous() for k, v in self.state_dict().items()
@@ -181,9 +211,21 @@ class NativeLlama(nn.Module):
         save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
         fields = dict(self.config.fields)
         fields["dtype"] = str(next(self.parameters()).dtype).removeprefix("torch.")
-        write_json(folder / "config.json", fields)
+        _write_json(folder / "config.json", fields)
         if self.generation_config is not None:
-            write_json(folder / "generation_config.json", self.generation_config.fields)
+            _write_json(folder / "generation_config.json", self.generation_config.fields)
+
+
+def _write_json(path: Path, fields: dict[str, Any]) -> None:
+    """As transformers writes a config: indented, keys sorted; replaced whole."""
+    replace_file(path, (json.dumps(fields, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _linear_weights(layer: nn.Module) -> list[torch.Tensor]:
+    """A layer's projections in the order transformers makes them."""
+    attn, mlp = layer.self_attn, layer.mlp
+    return [attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, attn.o_proj.weight,
+            mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight]
 
 
 class _Output:
