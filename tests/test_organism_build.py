@@ -19,9 +19,16 @@ os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-
 
 import torch  # noqa: E402
 
-from assay.native_llama import NativeConfig, NativeLlama  # noqa: E402
+from assay.native_llama import NativeConfig, NativeLlama, NativeTokenizer  # noqa: E402
 from assay.organism.countdown import organism_env  # noqa: E402
-from assay.organism.model import build_model, greedy_replies, left_padded, llama_fields  # noqa: E402
+from assay.organism.model import (  # noqa: E402
+    build_model,
+    greedy_passes,
+    greedy_replies,
+    greedy_tokens,
+    left_padded,
+    llama_fields,
+)
 from assay.organism.prior import collate, supervised_loss  # noqa: E402
 from assay.organism.skills import get_skill  # noqa: E402
 from assay.organism.spec import make_spec  # noqa: E402
@@ -133,9 +140,23 @@ def test_greedy_decoding_gives_transformers_generate_tokens():
     prompts = [t.prompt for t in tasks] + asks
     assert len({len(p) for p in asks}) > 1
     for batch in (prompts, [t.prompt for t in tasks], asks[:1]):
-        for steps in (1, 12):
+        for steps in (1, 3, 12):  # 3: rows still going when it ends
+            enc = their_tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            made = theirs.generate(**enc, do_sample=False, max_new_tokens=steps,
+                                   pad_token_id=their_tokenizer.pad_token_id,
+                                   eos_token_id=their_tokenizer.eos_token_id,
+                                   output_logits=True, return_dict_in_generate=True)
+            logits: list = []
+            assert greedy_tokens(mine, my_tokenizer, batch, steps, logits) == \
+                made.sequences[:, enc["input_ids"].shape[1]:].tolist()
+            assert len(logits) == len(made.logits)
+            assert all(torch.equal(a, b) for a, b in zip(logits, made.logits, strict=True))
             assert greedy_replies(mine, my_tokenizer, batch, steps) == \
                 greedy_replies(theirs, their_tokenizer, batch, steps)
+    # rows ended at different steps: the ended ones padded while the others went on
+    ends = [row.index(my_tokenizer.eos_token_id) for row in greedy_tokens(mine, my_tokenizer, prompts, 12)
+            if my_tokenizer.eos_token_id in row]
+    assert len(set(ends)) > 1
     ids, mask = left_padded(my_tokenizer, prompts)
     enc = their_tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     assert torch.equal(ids, enc["input_ids"]) and torch.equal(mask, enc["attention_mask"])
@@ -160,3 +181,52 @@ def test_a_build_process_never_imports_transformers(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "[]"
     model, _ = load_policy(str(tmp_path / "built"), native=False)  # transformers reads it
     assert type(model).__name__ == "LlamaForCausalLM"
+
+
+def test_greedy_passes_are_the_verdicts_of_the_greedy_replies_and_close_the_env():
+    mine, tokenizer = load_policy(resolve_model_path("organism:tiny", quiet=True))
+
+    class Recorded:  # the organism's env, its closing seen
+        def __init__(self) -> None:
+            self.env, self.closed = organism_env(), False
+
+        def __getattr__(self, name: str):
+            return getattr(self.env, name)
+
+        def close(self) -> None:
+            self.closed = True
+            self.env.close()
+
+    env = Recorded()
+    tasks, passed = greedy_passes(env, mine, tokenizer, 24, seed=9, max_new_tokens=12)
+    assert env.closed and len(tasks) == len(passed) == 24
+    replies = greedy_replies(mine, tokenizer, [t.prompt for t in tasks], 12)
+    again = organism_env()
+    assert passed == [v.correct for v in again.verify_many(list(zip(tasks, replies, strict=True)))]
+    assert any(passed) and not all(passed)  # the tiny prior solves some: both outcomes seen
+
+
+def test_left_padding_is_transformers_whatever_the_tokenizer_adds(tmp_path):
+    """The organism's tokenizer adds no special token; one that appends its end token shows
+    that prompts are encoded as transformers encodes them here, without it."""
+    from transformers import AutoTokenizer
+
+    mine = native_tokenizer(get_skill("countdown").alphabet)
+    (tmp_path / "appends").mkdir()
+    mine.save_pretrained(tmp_path / "appends")
+    spec = json.loads((tmp_path / "appends" / "tokenizer.json").read_text())
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<eos>", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<eos>": {"id": "<eos>", "ids": [1], "tokens": ["<eos>"]}},
+    }
+    (tmp_path / "appends" / "tokenizer.json").write_text(json.dumps(spec))
+    config = json.loads((tmp_path / "appends" / "tokenizer_config.json").read_text())
+    appending = NativeTokenizer.from_folder(tmp_path / "appends", config)
+    assert appending.encode("12")[-1] == 1
+    theirs = AutoTokenizer.from_pretrained(tmp_path / "appends")
+    prompts = ["5 1 2>007:", "12", "9 9 9 9>100:"]
+    ids, mask = left_padded(appending, prompts)
+    enc = theirs(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    assert torch.equal(ids, enc["input_ids"]) and torch.equal(mask, enc["attention_mask"])

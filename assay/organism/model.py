@@ -46,7 +46,7 @@ def llama_fields(spec: PriorSpec, tokenizer: Any, max_positions: int) -> dict[st
     }
 
 
-def build_model(spec: PriorSpec, tokenizer: Any, max_positions: int = 64) -> Any:
+def build_model(spec: PriorSpec, tokenizer: Any, max_positions: int) -> Any:
     """A randomly initialised Llama of the spec's shape, seeded by `spec.seed`."""
     import torch
 
@@ -84,7 +84,8 @@ def greedy_replies(model: Any, tokenizer: Any, prompts: list[str], max_new_token
     import torch
 
     if getattr(model, "computed_by_plain_pass", False):
-        return _greedy_plain(model, tokenizer, prompts, max_new_tokens)
+        rows = greedy_tokens(model, tokenizer, prompts, max_new_tokens)
+        return tokenizer.batch_decode(rows, skip_special_tokens=True)
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
         out = model.generate(
@@ -97,12 +98,15 @@ def greedy_replies(model: Any, tokenizer: Any, prompts: list[str], max_new_token
     return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-def _greedy_plain(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """transformers' greedy `generate` in the plain pass, call for call: the prompts read
+def greedy_tokens(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int,
+                  logits: list[Any] | None = None) -> list[list[int]]:
+    """The tokens transformers' greedy `generate` adds to the prompts (a row that has ended
+    filled with the pad token), made in the plain pass call for call: the prompts read
     whole with their last position's logits, then one token per call over a cache that
-    grows by concatenation; every row stays in the batch, a finished one fed the pad token,
-    until all have ended or `max_new_tokens` are made. Positions count real tokens (0 on
-    the padding), as `generate` numbers them."""
+    grows by concatenation; every row stays in the batch until all have ended or
+    `max_new_tokens` are made. Positions count real tokens (0 on the padding), as
+    `generate` numbers them. `logits`, if given, receives each step's (B, V) logits (as
+    `generate(output_logits=True)` returns them)."""
     import torch
 
     from assay.plain_llama import plain_forward
@@ -113,10 +117,13 @@ def _greedy_plain(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     tokens = []
     with torch.no_grad():
-        logits, cache = plain(ids, mask, positions, None, 1)  # (B, 1, V)
+        out, cache = plain(ids, mask, positions, None, 1)  # (B, 1, V)
         unfinished = torch.ones(ids.shape[0], dtype=torch.bool)  # (B,)
         for step in range(max_new_tokens):
-            chosen = logits[:, -1, :].float().argmax(-1)  # (B,)
+            scores = out[:, -1, :].float()  # (B, V)
+            if logits is not None:
+                logits.append(scores)
+            chosen = scores.argmax(-1)  # (B,)
             chosen = torch.where(unfinished, chosen, pad)
             tokens.append(chosen)
             unfinished &= chosen != eos
@@ -124,8 +131,8 @@ def _greedy_plain(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens
                 break
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)  # (B, K)
             positions = positions[:, -1:] + 1  # (B, 1)
-            logits, cache = plain(chosen[:, None], mask, positions, cache, 1)
-    return tokenizer.batch_decode(torch.stack(tokens, 1).tolist(), skip_special_tokens=True)
+            out, cache = plain(chosen[:, None], mask, positions, cache, 1)
+    return torch.stack(tokens, 1).tolist()
 
 
 def greedy_passes(env: Any, model: Any, tokenizer: Any, n: int, seed: int,
