@@ -29,6 +29,15 @@ if [ -f "$STAMP" ] && [ -x "$VENV/bin/assay" ]; then
   fi
 fi
 
+# This Python's own pip, where it can install into another environment (`pip --python`,
+# pip 22.3 or later): then the venv is made without pip of its own (ensurepip is 7 of a fresh
+# set-up's 70 s), and uv installs one into it below.
+host_pip() {
+  "$PYTHON" -c 'import pip, sys; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (22, 3))' 2>/dev/null
+}
+if [ ! -x "$VENV/bin/python" ] && host_pip; then
+  "$PYTHON" -m venv --without-pip "$VENV" 2>/dev/null || rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
     # Debian ships venv separately.
@@ -40,7 +49,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 
-PIP="$VENV/bin/pip --disable-pip-version-check -q"
+if [ -x "$VENV/bin/pip" ]; then
+  PIP="$VENV/bin/pip --disable-pip-version-check -q"
+else  # made without pip (above): this Python's pip installs into it
+  PIP="$PYTHON -m pip --python $VENV/bin/python --disable-pip-version-check -q"
+fi
 
 # uv installs the same packages in half pip's time (torch and the dev extra: 55 s against
 # 111 s from empty caches, 2026-12-06), byte-compiling them as pip does: where
@@ -68,7 +81,11 @@ if $PIP install "uv>=0.5,<1" >/dev/null 2>&1 && [ -x "$VENV/bin/uv" ]; then
       seen[$flag $item]=1
       UV_ARGS+=("$flag" "$item")
     done
-  done < <("$VENV/bin/pip" config list 2>/dev/null)
+  done < <($PIP config list 2>/dev/null)
+  # a venv made without pip gets one now, for the user's own installs (uncompiled: not ours)
+  if [ ! -x "$VENV/bin/pip" ]; then
+    "$UV" pip install -q --python "$VENV/bin/python" "${UV_ARGS[@]:1}" pip >/dev/null 2>&1 || true
+  fi
 fi
 # `install ARGS...`: pip's `install ARGS...`, through uv where it works
 install() {
