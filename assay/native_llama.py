@@ -15,9 +15,9 @@ file of Jinja text (SmolLM2's) — needs none of it:
   methods assay calls, with transformers' own behaviour (tests/test_native_llama.py
   compares both on the same folder: token ids, decoded texts, logits, gradients, saved
   folders; tests/test_pretrained.py on SmolLM2's, its chat template's texts included);
-- `ChatTemplate` renders a chat template in a Jinja environment set up as transformers
-  sets up its own (the same sandbox, whitespace rules, filters and globals), with the
-  tokenizer's special tokens as its variables.
+- `NativeTokenizer.apply_chat_template` renders a chat template in a Jinja environment
+  set up as transformers sets up its own (`_compiled`: the same sandbox, whitespace rules,
+  filters and globals), with the tokenizer's special tokens as its variables.
 
 `load_native(path)` gives None for any other folder, which transformers then loads.
 """

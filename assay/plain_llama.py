@@ -267,6 +267,18 @@ class PlainLlama:
         return o.reshape(B, Q, -1).contiguous()
 
 
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), each (B, P): token rows padded on the left with `pad_id`, so that every
+    row ends at the same column (as a prompt batch is read); the mask is 1 on real tokens."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return ids, mask
+
+
 def _unpack(packed: torch.Tensor, keep: torch.Tensor, B: int, Q: int) -> torch.Tensor:
     """(1, H, T, D) of the real positions -> (B, H, Q, D), zeros at padding."""
     H, T, D = packed.shape[1:]

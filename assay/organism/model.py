@@ -66,17 +66,10 @@ def build_model(spec: PriorSpec, tokenizer: Any, max_positions: int) -> Any:
 def left_padded(tokenizer: Any, prompts: list[str]) -> tuple[Any, Any]:
     """(ids, mask), each (B, P): the prompts' tokens, padded on the left with the pad token
     as a transformers tokenizer pads with `padding_side="left"`."""
-    import torch
+    from assay.plain_llama import left_pad
 
     rows = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
-    return ids, mask
+    return left_pad(rows, tokenizer.pad_token_id)
 
 
 def greedy_replies(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:

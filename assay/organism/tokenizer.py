@@ -24,17 +24,25 @@ def vocabulary(alphabet: str) -> list[str]:
     return [*SPECIAL_TOKENS, *alphabet]
 
 
-def make_tokenizer(alphabet: str) -> Any:
-    """A character-level `PreTrainedTokenizerFast` over `alphabet`, padding on the left."""
+def _character_core(alphabet: str) -> Any:
+    """The `tokenizers.Tokenizer` both tokenizers wrap: a token per character of the
+    vocabulary, unknown characters as `<unk>`, decoded by joining."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(vocabulary(alphabet))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     core.decoder = decoders.Fuse()
+    return core
+
+
+def make_tokenizer(alphabet: str) -> Any:
+    """A character-level `PreTrainedTokenizerFast` over `alphabet`, padding on the left."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK, padding_side="left"
+        tokenizer_object=_character_core(alphabet), pad_token=PAD, eos_token=EOS, unk_token=UNK,
+        padding_side="left",
     )
 
 
@@ -54,25 +62,15 @@ TOKENIZER_CONFIG = {
 def native_tokenizer(alphabet: str) -> Any:
     """`make_tokenizer(alphabet)` without transformers: a `NativeTokenizer` whose files are
     those transformers would save of it after a padded call (left padding on)."""
-    from tokenizers import (
-        AddedToken,
-        Regex,
-        Tokenizer,
-        decoders,
-        models,
-        pre_tokenizers,
-        processors,
-    )
+    from tokenizers import AddedToken, processors
 
     from assay.native_llama import NativeTokenizer
 
-    vocab = {tok: i for i, tok in enumerate(vocabulary(alphabet))}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    core.decoder = decoders.Fuse()
+    # what `PreTrainedTokenizerFast` adds to the core, and its padded call leaves set
+    core = _character_core(alphabet)
     core.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     core.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B:1", special_tokens=[])
-    core.enable_padding(direction="left", pad_id=vocab[PAD], pad_token=PAD)
+    core.enable_padding(direction="left", pad_id=core.token_to_id(PAD), pad_token=PAD)
     config = json.dumps(TOKENIZER_CONFIG, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     files = {"tokenizer.json": core.to_str(pretty=True).encode("utf-8"),
              "tokenizer_config.json": config.encode("utf-8")}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from assay.errors import AssayError
-from assay.plain_llama import KVCache, plain_forward
+from assay.plain_llama import KVCache, left_pad, plain_forward
 from assay.training.policy import forward, prefill, stop_token_ids
 
 
@@ -92,11 +92,7 @@ class HFEngine(RolloutEngine):
                     "positions, leaving none for the completion; shorten the prompt"
                 )
             max_new_tokens = min(max_new_tokens, self.max_positions - width)  # cut: truncated
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: every prompt ends at the same column
-            ids[i, width - len(p) :] = torch.tensor(p)
-            mask[i, width - len(p) :] = 1
+        ids, mask = left_pad(prompts, self.pad_id)  # (B, P) each
         ids, mask = ids.to(device), mask.to(device)
         # Sampling depends on (seed) only: reproducible and resumable.
         generator = torch.Generator(device=device).manual_seed(seed)
