@@ -8,7 +8,8 @@ and a summary of what it logged.
 Each worker writes `<folder>/<worker>.tsv`: one line per test with its start, its wall
 time, the worker's own CPU time during it and that of the processes it started and
 waited for (`getrusage`: a process the test left running, or one killed before it was
-waited for, is not counted). The summary prints when each worker finished (their gap is
+waited for, is not counted), the console script's runs forked by tests/forked_cli.py
+included. The summary prints when each worker finished (their gap is
 time one core idled), where the CPU went, and the tests and files that took the most.
 """
 
@@ -33,8 +34,11 @@ def pytest_configure(config) -> None:
 
 
 def _cpu() -> tuple[float, float]:
+    """This process's CPU time and its children's: those it waited for, and the console
+    script's runs forked for it by tests/forked_cli.py (another process's children)."""
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
+    forked = getattr(sys.modules.get("forked_cli"), "cpu_seconds", 0.0)
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime + forked
 
 
 def _write(line: str) -> None:

@@ -20,6 +20,8 @@ import pytest
 # took 42 s spinning and 3.7 s passive (idle cores: 2.4 s against 3.2 s).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import forked_cli  # noqa: E402  (after the line above: its runs take the environment as it is)
+
 ASSAY = str(Path(sys.executable).parent / "assay")
 
 
@@ -61,13 +63,12 @@ def _remove_fuzz_scratch():
 
 @pytest.fixture
 def assay():
-    """Run the installed `assay` console script; returns stdout, stderr and the exit code."""
+    """Run the installed `assay` console script, each run a process of its own forked from
+    one that has imported torch (tests/forked_cli.py); returns stdout, stderr and the exit
+    code."""
 
     def run(*args: str, input: str | None = None, timeout: float = 120) -> Run:
-        proc = subprocess.run(
-            [ASSAY, *args], capture_output=True, text=True, input=input, timeout=timeout
-        )
-        return Run(proc)
+        return Run(forked_cli.run(list(args), input=input, timeout=timeout))
 
     return run
 

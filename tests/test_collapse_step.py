@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import forked_cli
 import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
@@ -52,9 +53,8 @@ def test_steady_statistics_never_fire():
 @pytest.mark.slow
 def test_collapse_step_end_to_end(tmp_path):
     out = tmp_path / "cs"
-    proc = subprocess.run(
-        [ASSAY, "collapse-step", "--preset", "smoke", "--quiet", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+    proc = forked_cli.run(
+        ["collapse-step", "--preset", "smoke", "--quiet", "--out", str(out)], timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "collapse_step.json").read_text())
@@ -76,7 +76,7 @@ def test_collapse_step_end_to_end(tmp_path):
     assert (f"at step {step} " if step is not None else "did not collapse") in page
     assert "data:image/png;base64," in page
     (out / "report.html").unlink()
-    again = subprocess.run([ASSAY, "report", str(out)], capture_output=True, text=True, timeout=120)
+    again = forked_cli.run(["report", str(out)], timeout=120)
     assert again.returncode == 0, again.stderr
     assert (out / "report.html").exists() and "Model Collapse Step" in again.stdout
     # the lab's report on the run folder names the step it stopped at (with the window the
@@ -85,13 +85,12 @@ def test_collapse_step_end_to_end(tmp_path):
 
     wrap = tmp_path / "wrap"
     shutil.copytree(out / "run", wrap / "run")
-    reported = subprocess.run([ASSAY, "report", str(wrap)], capture_output=True, text=True, timeout=120)
+    reported = forked_cli.run(["report", str(wrap)], timeout=120)
     assert reported.returncode == 0, reported.stderr
     entry = next(iter(json.loads((wrap / "summary.json").read_text())["runs"].values()))
     assert entry["collapse_steps"]["label_free"] == result["collapse_step"]
     # the same command again reads the finished run back (it was refused: "already holds a run")
-    rerun = subprocess.run([ASSAY, "collapse-step", "--preset", "smoke", "--quiet", "--out", str(out)],
-                           capture_output=True, text=True, timeout=600)
+    rerun = forked_cli.run(["collapse-step", "--preset", "smoke", "--quiet", "--out", str(out)], timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads((out / "collapse_step.json").read_text()) == result
 
@@ -123,8 +122,8 @@ def test_an_interrupted_collapse_step_goes_on_with_the_same_command(tmp_path):
 
 
 def test_a_reward_that_needs_labels_is_refused(tmp_path):
-    proc = subprocess.run([ASSAY, "collapse-step", "--reward", "verifier", "--out",
-                           str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    proc = forked_cli.run(["collapse-step", "--reward", "verifier", "--out",
+                           str(tmp_path / "x")], timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "external" in lines[0] and "intrinsic" in lines[0]
@@ -132,8 +131,7 @@ def test_a_reward_that_needs_labels_is_refused(tmp_path):
 
 
 def test_an_unknown_preset_is_one_line(tmp_path):
-    proc = subprocess.run([ASSAY, "collapse-step", "--preset", "huge", "--out", str(tmp_path / "x")],
-                          capture_output=True, text=True, timeout=120)
+    proc = forked_cli.run(["collapse-step", "--preset", "huge", "--out", str(tmp_path / "x")], timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown preset 'huge'" in lines[0] and "smoke" in lines[0]

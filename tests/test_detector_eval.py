@@ -4,10 +4,9 @@ majority-ratio candidate's threshold chosen on one set of seeds and reported on 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import forked_cli
 import numpy as np
 import pytest
 import yaml
@@ -15,7 +14,6 @@ import yaml
 from assay.lab import detector_eval
 from assay.lab.summary import Run
 
-ASSAY = str(Path(sys.executable).parent / "assay")
 TASKS = np.random.default_rng(0).choice([0.1, 0.4, 0.7], size=120)  # (T,)
 
 
@@ -112,14 +110,12 @@ def test_the_command_reads_run_folders_and_writes_its_table(tmp_path):
         (folder / "config.yaml").write_text(yaml.safe_dump(run.config))
         (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in run.rows))
     out = tmp_path / "detector.json"
-    proc = subprocess.run([ASSAY, "detector-eval", str(tmp_path), "--choose-seeds", "0",
-                           "--report-seeds", "3", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = forked_cli.run(["detector-eval", str(tmp_path), "--choose-seeds", "0",
+                           "--report-seeds", "3", "--json", str(out)], timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| label_free | 1 / 2 |" in proc.stdout
     assert json.loads(out.read_text())["report_seeds"] == [3]
-    bad = subprocess.run([ASSAY, "detector-eval", str(tmp_path), "--choose-seeds", "0,x"],
-                         capture_output=True, text=True, timeout=300)
+    bad = forked_cli.run(["detector-eval", str(tmp_path), "--choose-seeds", "0,x"], timeout=300)
     assert bad.returncode == 2 and "--choose-seeds: expected seeds" in bad.stderr
     assert bad.stderr.count("\n") <= 2
 
@@ -158,11 +154,10 @@ def test_a_run_reached_twice_counts_once(tmp_path, monkeypatch):
         assert again["reported_on"] == once["reported_on"], folders
     assert once["labels"]["reported_on"] == {"declined": 2, "improved": 2, "within noise": 0}
     # through the command line: the table of `runs runs/x ./runs` is the table of `runs`
-    plain = subprocess.run([ASSAY, "detector-eval", "runs", "--choose-seeds", "0",
-                            "--report-seeds", "3"], capture_output=True, text=True, timeout=300)
-    overlapping = subprocess.run([ASSAY, "detector-eval", "runs", "runs/collapsed-3", "./runs",
-                                  "--choose-seeds", "0", "--report-seeds", "3"],
-                                 capture_output=True, text=True, timeout=300)
+    plain = forked_cli.run(["detector-eval", "runs", "--choose-seeds", "0",
+                            "--report-seeds", "3"], timeout=300)
+    overlapping = forked_cli.run(["detector-eval", "runs", "runs/collapsed-3", "./runs",
+                                  "--choose-seeds", "0", "--report-seeds", "3"], timeout=300)
     assert plain.returncode == overlapping.returncode == 0, overlapping.stderr
     assert overlapping.stdout == plain.stdout
 
@@ -197,8 +192,7 @@ def test_the_command_refuses_seeds_no_run_has(tmp_path):
                         (["--choose-seeds", "0,0"], "seed 0 is listed twice"),
                         (["--choose-seeds", "0", "--report-seeds", "-1"],
                          "whole numbers from 0, got -1")):
-        proc = subprocess.run([ASSAY, "detector-eval", str(tmp_path), *args],
-                              capture_output=True, text=True, timeout=300)
+        proc = forked_cli.run(["detector-eval", str(tmp_path), *args], timeout=300)
         assert proc.returncode == 2, (args, proc.stdout)
         assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "|" not in proc.stdout

@@ -10,10 +10,10 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import forked_cli
 import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
@@ -22,13 +22,12 @@ from assay.lab import collapse, failure  # noqa: E402
 from assay.lab.compare import missing_requirement  # noqa: E402
 from assay.lab.summary import FIELDS  # noqa: E402
 
-ASSAY = str(Path(sys.executable).parent / "assay")
 SMOKE_REWARDS = ("verifier", "majority_vote")
 PNGS = ("accuracy", "reward_accuracy", "entropy", "length", "kl")
 
 
 def assay(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([ASSAY, *args], capture_output=True, text=True, timeout=timeout)
+    return forked_cli.run([*args], timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import stat
 import sys
 from pathlib import Path
 
+import forked_cli
 import pytest
 from conftest import write_jsonl
 
@@ -112,12 +113,7 @@ def test_cli_without_toolchain_exits_2(assay, tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", [{"task": {"statement": STATEMENT}, "completion": "by rfl"}])
     env = {k: v for k, v in os.environ.items() if k != "ASSAY_LEAN_PATH"}
     env["PATH"] = str(tmp_path)
-    import subprocess
-
-    from conftest import ASSAY
-
-    proc = subprocess.run([ASSAY, "verify", "lean", str(path)], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc = forked_cli.run(["verify", "lean", str(path)], env=env, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"assay: error: {TOOLCHAIN_MISSING}"
     assert proc.stdout == ""

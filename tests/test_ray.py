@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
+import forked_cli
 import pytest
 from conftest import hide_module
 
@@ -22,8 +21,6 @@ from assay.envs import get_env  # noqa: E402
 from assay.sandbox import Sandbox, ray_pool  # noqa: E402
 from assay.sandbox.execution import SandboxError  # noqa: E402
 from assay.sandbox.ray_pool import RayPool  # noqa: E402
-
-ASSAY = str(Path(sys.executable).parent / "assay")
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +116,7 @@ def test_verify_ray_writes_the_local_output_file(tmp_path):
     outputs = {}
     for name, extra in (("local", []), ("ray", ["--ray"])):
         out = tmp_path / f"{name}.jsonl"
-        proc = subprocess.run([ASSAY, "verify", "code", str(data), "-o", str(out), *extra],
-                              capture_output=True, text=True, timeout=300)
+        proc = forked_cli.run(["verify", "code", str(data), "-o", str(out), *extra], timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outputs[name] = out.read_bytes()
     assert outputs["ray"] == outputs["local"]
@@ -138,8 +134,7 @@ def test_verify_ray_at_an_address_nobody_listens_on_fails_fast_in_one_line(tmp_p
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps({"task": {"numbers": [1, 2], "target": 3}, "completion": "x"}) + "\n")
     start = time.monotonic()
-    proc = subprocess.run([ASSAY, "verify", "countdown", str(data), "--ray", address],
-                          capture_output=True, text=True, timeout=120)
+    proc = forked_cli.run(["verify", "countdown", str(data), "--ray", address], timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert lines[0].startswith(f"assay: error: cannot reach Ray at {address}")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import forked_cli
 import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
@@ -22,8 +21,6 @@ os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-
 from assay.lab import collapse_step, registry, scale, sharpen, theory, ttt, zoo  # noqa: E402
 from assay.lab.experiment import LabError, Preset, Section  # noqa: E402
 from assay.lab.registry import Experiment  # noqa: E402
-
-ASSAY = str(Path(sys.executable).parent / "assay")
 
 
 def _rows(accuracies: list[float], steps: int = 12) -> list[dict[str, Any]]:
@@ -162,7 +159,7 @@ def test_the_command_names_the_file_and_the_field(tmp_path, name, text, words):
     folder = tmp_path / "out"
     folder.mkdir()
     (folder / f"{name}.json").write_text(text)
-    proc = subprocess.run([ASSAY, "report", str(folder)], capture_output=True, text=True,
+    proc = forked_cli.run(["report", str(folder)],
                           timeout=120)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()

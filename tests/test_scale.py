@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
+import forked_cli
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -19,11 +19,9 @@ from assay.lab.experiment import LabError  # noqa: E402
 from assay.training import collapse_rules  # noqa: E402
 from assay.training.config import read_yaml  # noqa: E402
 
-ASSAY = str(Path(sys.executable).parent / "assay")
-
 
 def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([ASSAY, "scale", *args], capture_output=True, text=True,
+    return forked_cli.run(["scale", *args],
                           timeout=timeout)
 
 

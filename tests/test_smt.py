@@ -4,11 +4,11 @@ generator's tasks are what they claim; hostile scripts and answers are bounded."
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
+import forked_cli
 import pytest
-from conftest import ASSAY, write_jsonl
+from conftest import write_jsonl
 
 from assay.envs import TaskFileError, get_env
 from assay.envs.smt_formats import compact_prompt
@@ -205,10 +205,10 @@ def test_without_z3_verify_is_one_line_and_sample_works(tmp_path):
     (fake / "__init__.py").write_text("raise ImportError('No module named z3')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     path = write_jsonl(tmp_path / "in.jsonl", [{"task": {"smtlib": SUM}, "completion": "<answer>unsat</answer>"}])
-    proc = subprocess.run([ASSAY, "verify", "smt", str(path)], capture_output=True, text=True, env=env, timeout=60)
+    proc = forked_cli.run(["verify", "smt", str(path)], env=env, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == "assay: error: env 'smt': z3 is not installed: pip install 'assay[smt]' (the z3-solver package)"
-    proc = subprocess.run([ASSAY, "sample", "smt", "-n", "2"], capture_output=True, text=True, env=env, timeout=60)
+    proc = forked_cli.run(["sample", "smt", "-n", "2"], env=env, timeout=60)
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
 
 

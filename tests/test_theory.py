@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
+import forked_cli
 import numpy as np
 import pytest
 
 from assay.lab import theory
 
-ASSAY = str(Path(sys.executable).parent / "assay")
-
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([ASSAY, "theory", *args], capture_output=True, text=True,
+    return forked_cli.run(["theory", *args],
                           timeout=timeout)
 
 
@@ -131,7 +129,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args):
 def test_report_re_renders_from_the_json(tmp_path, default_result):
     out, _ = default_result
     (out / "report.html").unlink()
-    proc = subprocess.run([ASSAY, "report", str(out)], capture_output=True, text=True,
+    proc = forked_cli.run(["report", str(out)],
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "initial majority" in proc.stdout and (out / "report.html").exists()

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
+import forked_cli
 import pytest
 from conftest import scripted
 
@@ -21,9 +19,6 @@ from assay.envs.registry import get_env  # noqa: E402
 from assay.organism import countdown, spec  # noqa: E402
 from assay.organism.tokenizer import EOS  # noqa: E402
 from assay.organism.tool import ENV_OPTIONS, episode_examples, make_examples, python_value  # noqa: E402
-
-ASSAY = str(Path(sys.executable).parent / "assay")
-
 
 
 @pytest.fixture
@@ -96,11 +91,10 @@ def test_adding_the_tool_field_kept_every_other_priors_folder():
 @pytest.mark.timeout(900)
 def test_train_plays_tool_episodes_on_the_tool_organism(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [ASSAY, "train", "--env", "countdown", "--set", "env.tools=python", "--model",
+    proc = forked_cli.run(
+        ["train", "--env", "countdown", "--set", "env.tools=python", "--model",
          "organism:tool-tiny", "--steps", "2", "--quiet", "--out", str(out),
-         "--set", "val_size=16", "--set", "eval_every=0"],
-        capture_output=True, text=True, timeout=880,
+         "--set", "val_size=16", "--set", "eval_every=0"], timeout=880,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

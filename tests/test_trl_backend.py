@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
+import forked_cli
 import pytest  # noqa: E402
 from conftest import hide_module  # noqa: E402
 
 from assay.envs import get_env  # noqa: E402
 from assay.integrations import trl as trl_backend  # noqa: E402
 from assay.integrations.trl import TASK_COLUMN, TRLError, reward_funcs, task_dataset  # noqa: E402
-
-ASSAY = str(Path(sys.executable).parent / "assay")
 
 
 def call(func, tasks_per_completion, completions, **extra):
@@ -108,11 +105,10 @@ def test_task_dataset_columns():
 @pytest.mark.slow
 def test_train_backend_trl_writes_metrics(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [ASSAY, "train", "--backend", "trl", "--model", "organism:tiny", "--steps", "3",
+    proc = forked_cli.run(
+        ["train", "--backend", "trl", "--model", "organism:tiny", "--steps", "3",
          "--quiet", "--out", str(out), "--set", "prompts_per_step=4", "--set", "group_size=4",
-         "--set", "max_new_tokens=16"],
-        capture_output=True, text=True, timeout=600,
+         "--set", "max_new_tokens=16"], timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -130,15 +126,15 @@ def test_train_backend_trl_writes_metrics(tmp_path):
     assert not (out / "trl").exists()  # no empty folder of TRL's beside it
     assert json.loads((last / "assay.json").read_text())["env"] == "countdown"
     for name in (last, out):  # the run named by its folder too: its checkpoints/last
-        evaluated = subprocess.run(
-            [ASSAY, "eval", "--model", str(name), "-n", "2", "--samples", "1", "--quiet",
-             "--set", "max_new_tokens=8"], capture_output=True, text=True, timeout=600)
+        evaluated = forked_cli.run(
+            ["eval", "--model", str(name), "-n", "2", "--samples", "1", "--quiet",
+             "--set", "max_new_tokens=8"], timeout=600)
         assert evaluated.returncode == 0, evaluated.stderr[-2000:]
 
 
 def test_train_backend_trl_refuses_token_stat_rewards_in_one_line(tmp_path):
-    proc = subprocess.run([ASSAY, "train", "--backend", "trl", "--reward", "self_certainty",
-                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    proc = forked_cli.run(["train", "--backend", "trl", "--reward", "self_certainty",
+                           "--out", str(tmp_path / "x")], timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "per-token statistics" in lines[0]
@@ -148,9 +144,8 @@ def test_train_backend_trl_refuses_token_stat_rewards_in_one_line(tmp_path):
 @pytest.mark.parametrize("option", ["train_layers=1", "tensorboard=true", "stop_on_collapse=true",
                                     "save_every=1", "micro_batch_size=4", "val_size=8"])
 def test_train_backend_trl_refuses_an_option_it_would_ignore(tmp_path, option):
-    proc = subprocess.run([ASSAY, "train", "--backend", "trl", "--model", "organism:tiny",
-                           "--set", option, "--out", str(tmp_path / "x")],
-                          capture_output=True, text=True, timeout=120)
+    proc = forked_cli.run(["train", "--backend", "trl", "--model", "organism:tiny",
+                           "--set", option, "--out", str(tmp_path / "x")], timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no counterpart" in lines[0] and option.split("=")[0] in lines[0]
@@ -233,11 +228,10 @@ def test_the_episode_rollout_masks_observations_and_hands_over_the_last_reply():
 @pytest.mark.slow
 def test_train_backend_trl_plays_whole_episodes(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [ASSAY, "train", "--backend", "trl", "--model", "organism:code-tiny", "--env", "code",
+    proc = forked_cli.run(
+        ["train", "--backend", "trl", "--model", "organism:code-tiny", "--env", "code",
          "--steps", "2", "--quiet", "--out", str(out), "--set", "env.feedback=tests",
-         "--set", "env.max_turns=2", "--set", "prompts_per_step=2", "--set", "group_size=4"],
-        capture_output=True, text=True, timeout=600,
+         "--set", "env.max_turns=2", "--set", "prompts_per_step=2", "--set", "group_size=4"], timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import forked_cli
 import pytest
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
@@ -17,11 +17,9 @@ os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-
 from assay.lab import ttt  # noqa: E402
 from assay.lab.experiment import LabError  # noqa: E402
 
-ASSAY = str(Path(sys.executable).parent / "assay")
-
 
 def _assay(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([ASSAY, *args], capture_output=True, text=True, timeout=timeout)
+    return forked_cli.run([*args], timeout=timeout)
 
 
 def _config(run: Path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import forked_cli
 import pytest
 import yaml
 
@@ -19,11 +19,9 @@ from assay.lab import rank_correlation, zoo  # noqa: E402
 from assay.lab.experiment import LabError  # noqa: E402
 from assay.training import collapse_rules  # noqa: E402
 
-ASSAY = str(Path(sys.executable).parent / "assay")
-
 
 def _assay(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([ASSAY, *args], capture_output=True, text=True, timeout=timeout)
+    return forked_cli.run([*args], timeout=timeout)
 
 
 def _rows(folder: Path) -> list[dict]:
