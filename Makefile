@@ -9,9 +9,14 @@ demo:
 	@bash scripts/bootstrap.sh --core
 	.venv/bin/python scripts/demo.py
 
+# One test worker more than the cores: while a test waits on a process it started (a
+# signal's delay, a sandbox's time limit) the extra worker uses the idle core. On 2 cores
+# with an empty model cache, 3 workers took 406 s and 2 took 442 s (docs/development.md).
+TEST_WORKERS := $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+
 test: setup
 	@bash scripts/setup-system.sh --sandbox
-	.venv/bin/pytest -n auto --dist worksteal -m "not browser and not prior_rebuild" --durations=30
+	.venv/bin/pytest -n $(TEST_WORKERS) --dist worksteal -m "not browser and not prior_rebuild" --durations=30
 
 # The reports in headless Chromium (tests/test_browser.py), apart from `make test`: installing
 # Chromium (1.5 min) would push it past its 10 minutes. CI runs both. See docs/development.md.
