@@ -1,7 +1,9 @@
-"""Shared fixtures: the real console script, run as a user would."""
+"""Shared fixtures: the real console script, run as a user would (each run a process of its
+own, forked from one that has imported torch: tests/forked_cli.py)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -26,12 +28,35 @@ ASSAY = str(Path(sys.executable).parent / "assay")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests marked `slow` (10 s or more on 2 cores) run first, the rest in their
-    order. With `make test`'s `--dist worksteal`, a worker that runs out of tests takes
-    half of another's remaining ones, so the suite ends as its last short test does. In
-    file order the zoo's 60 s test came last, and one worker idled while the other ran it:
-    the two workers ended 13 to 72 s apart in three runs of 2026-12-07."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
+    """The tests marked `slow` (10 s or more on 2 cores) first in each worker's share
+    (`slow_first_in_each_share`), the rest in their order."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    items[:] = slow_first_in_each_share(items, workers)
+
+
+def slow_first_in_each_share(items: list, workers: int) -> list:
+    """`items` reordered so that each of `workers` shares starts with its turn of the
+    `slow` tests. With `make test`'s `--dist worksteal` each worker is first sent one
+    contiguous share of the order (as `_shares` cuts it), and a worker that runs out takes
+    the *last* half of the longest queue; so the suite ends as its last short test does,
+    and every worker starts with long ones. With all the slow tests at the front, one
+    worker ran every one of them in turn and ended 50 s after the other two (a clean-clone
+    CI of 2026-12-07, 3 workers); in file order the zoo's 60 s test came last, and one
+    worker idled while another ran it."""
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    rest = iter([item for item in items if item.get_closest_marker("slow") is None])
+    dealt: list[list] = [slow[w::workers] for w in range(workers)]
+    for share, size in zip(dealt, _shares(len(items), workers), strict=True):
+        share.extend(itertools.islice(rest, max(0, size - len(share))))
+    return [item for share in dealt for item in share] + list(rest)
+
+
+def _shares(n: int, workers: int) -> list[int]:
+    """The sizes pytest-xdist's worksteal scheduler first sends to `workers` idle workers."""
+    sizes = []
+    for i in range(workers):
+        sizes.append((n - sum(sizes)) // (workers - i))
+    return sizes
 
 
 def sigint_as_at_a_terminal() -> None:

@@ -1,10 +1,10 @@
-"""The suite's own order: the tests marked `slow` run first (tests/conftest.py), so that
-`make test`'s workers end together instead of one idling while the other runs the last
-long test."""
+"""The suite's own order: the tests marked `slow` run first in each worker's share
+(tests/conftest.py), so that `make test`'s workers end together instead of one running
+the long tests in turn while the others idle."""
 
 from __future__ import annotations
 
-from conftest import pytest_collection_modifyitems
+from conftest import _shares, slow_first_in_each_share
 
 
 class Item:
@@ -17,8 +17,19 @@ class Item:
 
 def test_slow_tests_come_first_and_the_rest_keep_their_order():
     items = [Item("a", False), Item("b", True), Item("c", False), Item("d", True), Item("e", False)]
-    pytest_collection_modifyitems(None, items)
-    assert [i.name for i in items] == ["b", "d", "a", "c", "e"]
+    assert [i.name for i in slow_first_in_each_share(items, 1)] == ["b", "d", "a", "c", "e"]
+
+
+def test_each_workers_share_starts_with_its_turn_of_the_slow_tests():
+    items = [Item(f"fast{i}", False) for i in range(10)] + [Item(f"slow{i}", True) for i in range(5)]
+    order = slow_first_in_each_share(items, 3)
+    assert sorted(i.name for i in order) == sorted(i.name for i in items)  # each once
+    assert _shares(15, 3) == [5, 5, 5]
+    shares = [[i.name for i in order[k:k + 5]] for k in (0, 5, 10)]
+    assert shares == [["slow0", "slow3", "fast0", "fast1", "fast2"],
+                      ["slow1", "slow4", "fast3", "fast4", "fast5"],
+                      ["slow2", "fast6", "fast7", "fast8", "fast9"]]
+    assert _shares(17, 3) == [5, 6, 6]  # as pytest-xdist cuts them: 17 // 3, then 12 // 2
 
 
 def test_the_suite_profile_logs_each_test_once_and_sums_them(tmp_path):
