@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import forked_cli  # noqa: E402  (after the line above: its runs take the environment as it is)
 
-ASSAY = str(Path(sys.executable).parent / "assay")
+ASSAY = forked_cli.ASSAY  # the console script, for the tests that start it themselves
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

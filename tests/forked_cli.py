@@ -136,7 +136,10 @@ class _Server:
             deadline = None if timeout is None else time.monotonic() + timeout
             status = _read_status(replies, deadline)
             if status is None:  # past its time: killed, as subprocess.run kills it
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:  # it ended (and was reaped) just now
+                    pass
                 _read_status(replies, None)
                 out.join(), err.join()
                 raise subprocess.TimeoutExpired(argv, timeout, _text(out.data), _text(err.data))
@@ -317,7 +320,6 @@ def _end(code: int) -> None:
     `os._exit`, as multiprocessing's forked children end. The step left out, tearing down
     every module, takes 0.3 s in a fork of a process that imported torch (each object freed
     copies its page) and shows nothing to a test."""
-    import atexit
     import gc
 
     threading._shutdown()

@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 import forked_cli
 import pytest
+from conftest import ASSAY
 
 os.environ.setdefault("ASSAY_CACHE", os.path.join(tempfile.gettempdir(), "assay-test-cache"))
 
 from assay.training import collapse_rules  # noqa: E402
 from assay.training.diagnostics import CollapseDetector  # noqa: E402
-
-ASSAY = str(Path(sys.executable).parent / "assay")
 
 
 def _rows(n: int, drop_at: int) -> list[dict]:
